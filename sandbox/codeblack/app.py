@@ -16,9 +16,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import boto3
 import redis
-from botocore.config import Config as BotoConfig
 from fastapi import FastAPI
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
@@ -28,7 +26,6 @@ from sandbox.codeblack.audit import Auditor
 from sandbox.codeblack.health import HealthChecker
 from sandbox.codeblack.heartbeat import HeartbeatWriter
 from sandbox.codeblack.policy import ConfigPolicy
-from sandbox.codeblack.revisions import head_revision
 from sandbox.codeblack.runtime import Services
 from sandbox.codeblack.settings import Settings
 from sandbox.codeblack.signing import Signer, SigningMiddleware
@@ -36,22 +33,6 @@ from sandbox.codeblack.signing import Signer, SigningMiddleware
 __all__ = ["create_app"]
 
 _TIMEOUT_SECONDS = 3
-
-
-def _s3_client(settings: Settings) -> object:
-    # One attempt with short timeouts: a health probe must report a dead endpoint, not retry into a hang.
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.aws_access_key_id,
-        aws_secret_access_key=settings.aws_secret_access_key,
-        config=BotoConfig(
-            connect_timeout=_TIMEOUT_SECONDS - 1,
-            read_timeout=_TIMEOUT_SECONDS - 1,
-            retries={"max_attempts": 1, "mode": "standard"},
-        ),
-    )
 
 
 def _services(
@@ -64,7 +45,6 @@ def _services(
     engine = create_engine(
         settings.database_url, pool_pre_ping=True, connect_args={"connect_timeout": _TIMEOUT_SECONDS}
     )
-    s3 = _s3_client(settings)
     if signer is None and settings.signing_key is not None:
         signer = Signer(settings.signing_key)
     return Services(
@@ -77,12 +57,10 @@ def _services(
             socket_timeout=_TIMEOUT_SECONDS,
             decode_responses=True,
         ),
-        s3=s3,
         policy=policy or ConfigPolicy(settings.approvers),
         signer=signer,
         auditor=auditor or Auditor(),
-        health=health
-        or HealthChecker(settings, head=head_revision(), s3_client=s3, timeout=_TIMEOUT_SECONDS),
+        health=health or HealthChecker(settings, timeout=_TIMEOUT_SECONDS),
     )
 
 

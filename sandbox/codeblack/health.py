@@ -13,11 +13,14 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import boto3
 import redis
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import create_engine, pool, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from sandbox.codeblack.revisions import head_revision
 from sandbox.codeblack.settings import Settings
 
 __all__ = ["Component", "HealthChecker", "one_line"]
@@ -43,19 +46,27 @@ def _down(error: str, **evidence: Any) -> Component:
 class HealthChecker:
     """Checks the database, Redis and object storage; a collaborator so a broken backend can override one."""
 
-    def __init__(self, settings: Settings, *, head: str | None, s3_client: Any, timeout: float = 3.0) -> None:
-        """Prepare the checks.
+    def __init__(self, settings: Settings, *, timeout: float = 3.0) -> None:
+        """Prepare the checks; nothing connects until a check runs.
 
         Args:
             settings: Where the stores are.
-            head: The head revision of the migration scripts shipped with the code.
-            s3_client: A boto3 S3 client with short connect and read timeouts.
             timeout: Deadline of each check, in seconds (the plan's drill waits on this endpoint).
         """
         self.settings = settings
-        self.head = head
-        self.s3 = s3_client
+        self.head = head_revision()
         self.timeout = timeout
+        # One attempt with short timeouts: a probe must report a dead endpoint, not retry into a hang.
+        self.s3 = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.aws_access_key_id,
+            aws_secret_access_key=settings.aws_secret_access_key,
+            config=BotoConfig(
+                connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1, "mode": "standard"}
+            ),
+        )
         self._secrets = settings.credentials()
         # A pool-less engine: every check opens a fresh connection, so a restarted or replaced database is
         # seen as it is now rather than through a stale pooled connection.

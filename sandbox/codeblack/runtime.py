@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import redis
 from fastapi import Depends, Header, HTTPException, Request
@@ -45,7 +45,6 @@ class Services:
     engine: Engine
     sessions: sessionmaker[Session]
     redis: redis.Redis
-    s3: Any
     policy: ConfigPolicy
     signer: Signer | None
     auditor: Auditor
