@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -84,13 +85,12 @@ def test_database_behind_head_is_down_naming_both_revisions(
 
 
 def test_unmigrated_database_is_down(serve: Any, settings: Settings, pg_server: Any) -> None:
-    pg_server.create_database("codeblack_unmigrated")
+    name = f"unmigrated_{uuid.uuid4().hex[:8]}"
+    pg_server.create_database(name)
     try:
-        response = _deep(
-            serve, replace(settings, database_url=pg_server.sqlalchemy_url("codeblack_unmigrated"))
-        )
+        response = _deep(serve, replace(settings, database_url=pg_server.sqlalchemy_url(name)))
     finally:
-        pg_server.drop_database("codeblack_unmigrated")
+        pg_server.drop_database(name)
     assert response.status_code == 503
     assert "alembic_version is missing" in response.json()["components"]["database"]["error"]
 
