@@ -28,8 +28,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "CHANGE_STATUSES",
-    "HISTORY_ACTIONS",
     "Application",
     "Base",
     "BlacklistEntry",
@@ -47,9 +45,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-CHANGE_STATUSES = ("pending", "approved", "rejected", "applied")
-HISTORY_ACTIONS = ("proposed", "approved", "rejected", "applied", "refused")
 
 _NOW = text("now()")
 
