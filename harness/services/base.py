@@ -1,0 +1,248 @@
+"""What every throwaway server shares: a run label, a free port, a readiness wait, a reaped process.
+
+testcontainers stamps each container with a session id so leftovers can be found; here every temp
+directory is named ``codeblack-drills-<run id>-<what>`` and every process gets ``CODEBLACK_DRILLS_RUN`` in
+its environment, so :mod:`harness.services.sweeper` can find what a killed run left behind. Processes are
+started in their own session (a Ctrl-C in the terminal reaches the harness, which stops them in order) and
+with a parent-death signal, so even a SIGKILLed harness does not leave servers running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from harness.errors import ServiceError
+
+__all__ = [
+    "LABEL",
+    "RUN_ENV",
+    "ManagedProcess",
+    "free_port",
+    "label_dir",
+    "run_id",
+    "service_user",
+    "wait_until",
+]
+
+log = logging.getLogger("harness.services")
+
+LABEL = "codeblack-drills"
+RUN_ENV = "CODEBLACK_DRILLS_RUN"
+_PR_SET_PDEATHSIG = 1
+_RUN_ID = os.environ.get(RUN_ENV) or uuid.uuid4().hex[:10]
+
+
+def run_id() -> str:
+    """The id of this run, shared by every process and directory it creates (inherited by children)."""
+    return _RUN_ID
+
+
+def label_dir(what: str, base: Path | None = None) -> Path:
+    """Make a temp directory labelled with the run id, so a sweeper can find it if the run is killed."""
+    return Path(tempfile.mkdtemp(prefix=f"{LABEL}-{_RUN_ID}-{what}-", dir=base))
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(probe: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Call ``probe`` until it returns true; never sleep blindly, never wait forever.
+
+    Raises:
+        ServiceError: the deadline passed; the message names what was awaited and for how long.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if probe():
+            return
+        if time.monotonic() >= deadline:
+            raise ServiceError(f"{what} was not ready after {timeout:g} s")
+        time.sleep(interval)
+
+
+@dataclass(frozen=True)
+class ServiceUser:
+    """The unprivileged account servers run as when the harness runs as root (initdb refuses root)."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def service_user() -> ServiceUser | None:
+    """``None`` when not root; otherwise the ``nobody`` account that throwaway servers run as."""
+    if os.geteuid() != 0:
+        return None
+    entry = pwd.getpwnam("nobody")
+    return ServiceUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def give_to_service_user(path: Path) -> None:
+    """Hand a directory tree to the service user, so a server started as that user can write it."""
+    user = service_user()
+    if user is None:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, user.uid, user.gid)
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(root, name), user.uid, user.gid)
+
+
+def _child_setup(as_service_user: bool, death_signal: int) -> Callable[[], None]:
+    """The child's first acts: die with the harness, drop root.
+
+    The parent-death signal fires when the *thread* that forked exits, so it is armed only for children of
+    the main thread; a child started from a worker thread relies on the stop in ``finally`` and the sweeper.
+    """
+    user = service_user() if as_service_user else None
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    arm = threading.current_thread() is threading.main_thread()
+
+    def setup() -> None:
+        if arm:
+            libc.prctl(_PR_SET_PDEATHSIG, death_signal)
+        if user is not None:
+            os.setgroups([])
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+
+    return setup
+
+
+def run_tool(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    what: str,
+    timeout: float,
+    as_service_user: bool = False,
+    env: dict[str, str] | None = None,
+    stdout: IO[bytes] | int | None = subprocess.PIPE,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a short-lived tool (initdb, pg_dump, redis-check-rdb) with a deadline and a clear error.
+
+    Raises:
+        ServiceError: the tool is missing, timed out or failed; the message carries its last stderr line.
+    """
+    try:
+        result = subprocess.run(
+            [os.fspath(a) for a in argv],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+            env={**os.environ, RUN_ENV: _RUN_ID, **(env or {})},
+            preexec_fn=_child_setup(as_service_user, signal.SIGKILL),
+            check=False,
+        )
+    except FileNotFoundError:
+        raise ServiceError(f"{what}: executable {os.fspath(argv[0])!r} not found") from None
+    except subprocess.TimeoutExpired:
+        raise ServiceError(f"{what} did not finish within {timeout:g} s") from None
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        detail = lines[-1] if lines else f"exit code {result.returncode}"
+        raise ServiceError(f"{what} failed: {detail}")
+    return result
+
+
+@dataclass
+class ManagedProcess:
+    """A long-running server process that is always stopped: politely first, then killed.
+
+    Its output goes to a log file in its own directory, so a failed start can quote the log.
+    """
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    as_service_user: bool = False
+    stop_signal: int = signal.SIGTERM
+    death_signal: int = signal.SIGKILL
+    cwd: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        """Start the process in its own session, with the run label in its environment."""
+        log_file = self.log_path.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, RUN_ENV: _RUN_ID, **self.env},
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=_child_setup(self.as_service_user, self.death_signal),
+            )
+        except FileNotFoundError:
+            raise ServiceError(f"{self.name}: executable {self.argv[0]!r} not found") from None
+        finally:
+            log_file.close()
+        log.debug("started %s (pid %s): %s", self.name, self.process.pid, " ".join(self.argv))
+        return self
+
+    @property
+    def pid(self) -> int:
+        """The process id; only valid once started."""
+        assert self.process is not None, f"{self.name} was never started"
+        return self.process.pid
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines of the process's log, to quote in an error."""
+        with contextlib.suppress(OSError):
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+            return " | ".join(text[-lines:])
+        return ""
+
+    def ensure_alive(self) -> None:
+        """Raise with the log's tail if the process has exited (used inside readiness probes)."""
+        if self.process is not None and self.process.poll() is not None:
+            raise ServiceError(
+                f"{self.name} exited with code {self.process.returncode} during start: {self.log_tail()}"
+            )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the process group: the stop signal, then SIGKILL after ``timeout`` seconds."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, self.stop_signal)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %g s; killing it", self.name, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def remove_dir(path: Path) -> None:
+    """Remove a throwaway directory, even one partly owned by the service user."""
+    shutil.rmtree(path, ignore_errors=True)

