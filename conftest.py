@@ -3,4 +3,13 @@
 pytest_plugins = [
     "fixtures.config",
     "fixtures.services",
+    "fixtures.world",
+    "fixtures.staging",
+    "fixtures.app",
+    "fixtures.drill_record",
+    "steps.common",
+    "steps.backup_policy",
+    "steps.restore_drill",
+    "steps.migration_gates",
+    "steps.config_safety",
 ]

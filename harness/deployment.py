@@ -1,0 +1,72 @@
+"""The deployment under test, resolved at run time: where its storage, Redis and app keys are.
+
+For a real target every value comes from ``drill.toml`` and the environment variables it names. For the
+sandbox the world builder makes the same object from the servers it started. Steps only ever see this,
+so the same scenarios verify both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import SecretStr
+
+from harness.config import DrillConfig
+from harness.redact import register_secret
+from harness.services.s3 import S3Endpoint
+
+__all__ = ["Deployment"]
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where production lives. Nothing here is ever written to by the drill (read-only)."""
+
+    name: str
+    config: DrillConfig
+    storage: S3Endpoint
+    redis_url: str | None
+    database_host: str
+    verify_key: str
+    app_secrets: dict[str, SecretStr] = field(default_factory=dict, repr=False)
+    provider: str = "configured"
+
+    @property
+    def backup_bucket(self) -> str:
+        """The bucket holding dumps, base backups and Redis copies."""
+        return self.config.storage.backup_bucket
+
+    @property
+    def uploads_bucket(self) -> str:
+        """The bucket holding uploaded proofs and images."""
+        return self.config.storage.uploads_bucket
+
+    @classmethod
+    def from_config(cls, config: DrillConfig) -> Deployment:
+        """A real deployment: endpoints from the file, secrets from the environment it names.
+
+        Raises:
+            ConfigError: a secret the file names is not set.
+        """
+        storage = S3Endpoint(
+            url=config.storage.endpoint_url or None,
+            region=config.storage.region,
+            access_key=_registered(config.secret("storage.access_key_env")),
+            secret_key=_registered(config.secret("storage.secret_key_env")),
+        )
+        redis_url = _registered(config.secret("redis.url_env")).get_secret_value() if config.redis.url_env else None
+        app_secrets = {config.app.signing_key_env: _registered(config.secret("app.signing_key_env"))}
+        return cls(
+            name=config.target.name,
+            config=config,
+            storage=storage,
+            redis_url=redis_url,
+            database_host=config.storage.database_host,
+            verify_key=config.app.verify_key,
+            app_secrets=app_secrets,
+        )
+
+
+def _registered(secret: SecretStr) -> SecretStr:
+    register_secret(secret.get_secret_value())
+    return secret

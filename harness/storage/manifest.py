@@ -1,0 +1,98 @@
+"""The manifest written beside every backup object, and the keys both live under.
+
+The contract (DESIGN.md): a backup object's key carries its UTC timestamp; each logical dump has a JSON
+manifest beside it (``<key>.manifest.json``) with its time, format, sha256, size and, for the critical
+tables, the row count, the rows inserted in the 24 h before the backup and the newest row time, all read in
+the same snapshot as the dump. The drill compares what it restored with these numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import HarnessError
+
+__all__ = [
+    "MANIFEST_SUFFIX",
+    "BackupManifest",
+    "TableStats",
+    "format_timestamp",
+    "manifest_key",
+    "parse_manifest",
+    "parse_timestamp",
+]
+
+MANIFEST_SUFFIX = ".manifest.json"
+
+
+class TableStats(BaseModel):
+    """What one critical table held when the backup was taken."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int = Field(ge=0)
+    rows_last_24h: int = Field(default=0, ge=0)
+    newest: datetime | None = None
+
+
+class BackupManifest(BaseModel):
+    """One backup object's manifest (logical dump, base backup or Redis RDB copy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["logical", "base", "redis"]
+    key: str
+    taken_at: datetime
+    format: str
+    compression: str = "none"
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    server_version: str = ""
+    database: str = ""
+    tables: dict[str, TableStats] = Field(default_factory=dict)
+    keys: int | None = Field(default=None, ge=0, description="Redis: number of keys in the RDB")
+    heartbeat: datetime | None = None
+    tool: str = "codeblack-drills"
+
+    def to_json(self) -> bytes:
+        """The manifest as stored: UTF-8 JSON, stable key order."""
+        return self.model_dump_json(indent=2).encode()
+
+
+def manifest_key(object_key: str) -> str:
+    """Where the manifest of ``object_key`` lives."""
+    return object_key + MANIFEST_SUFFIX
+
+
+def parse_manifest(raw: bytes, *, where: str) -> BackupManifest:
+    """Parse a manifest, failing with one line naming the object.
+
+    Raises:
+        HarnessError: not JSON or not a manifest.
+    """
+    try:
+        return BackupManifest.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "document"
+        raise HarnessError(f"{where}: malformed manifest: {field}: {first['msg']}") from None
+
+
+def format_timestamp(moment: datetime, fmt: str = "%Y%m%dT%H%M%SZ") -> str:
+    """A UTC timestamp as it appears in backup keys."""
+    return moment.astimezone(UTC).strftime(fmt)
+
+
+def parse_timestamp(key: str, pattern: str = r"(?P<ts>\d{8}T\d{6}Z)", fmt: str = "%Y%m%dT%H%M%SZ") -> datetime | None:
+    """The UTC time a key carries, or ``None`` when the key does not match the pattern or format."""
+    match = re.search(pattern, key)
+    if match is None:
+        return None
+    try:
+        return datetime.strptime(match.group("ts"), fmt).replace(tzinfo=UTC)
+    except ValueError:
+        return None
