@@ -1,0 +1,1 @@
+"""Start the target app against staging, wait for its deep health, talk to its API."""
