@@ -1,0 +1,94 @@
+"""Streaming download against moto: hashing, parallel ranges, refusals on size/hash, a full disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import CheckFailed, HarnessError
+from harness.storage import download
+from harness.storage.download import download_object, verify_against
+from harness.storage.manifest import BackupManifest
+
+KEY = "postgres/logical/codeblack-20260101T000000Z.dump"
+
+
+@pytest.fixture
+def bucket(s3_server: Any) -> Iterator[tuple[Any, str]]:
+    client = s3_server.client()
+    name = f"dl-{uuid.uuid4().hex[:10]}"
+    client.create_bucket(Bucket=name)
+    yield client, name
+    for obj in client.list_objects_v2(Bucket=name).get("Contents", []):
+        client.delete_object(Bucket=name, Key=obj["Key"])
+    client.delete_bucket(Bucket=name)
+
+
+def _manifest(data: bytes, **changes: Any) -> BackupManifest:
+    values = {"kind": "logical", "key": KEY, "taken_at": datetime.now(UTC), "format": "custom",
+              "sha256": hashlib.sha256(data).hexdigest(), "size": len(data), **changes}  # fmt: skip
+    return BackupManifest.model_validate(values)
+
+
+def test_a_small_object_streams_with_its_hash(bucket: tuple[Any, str], tmp_path: Path) -> None:
+    client, name = bucket
+    data = os.urandom(300_000)
+    client.put_object(Bucket=name, Key=KEY, Body=data)
+    got = download_object(client, name, KEY, tmp_path)
+    assert (got.size, got.sha256, got.parts) == (len(data), hashlib.sha256(data).hexdigest(), 1)
+    assert got.path.read_bytes() == data
+    verify_against(got, _manifest(data))
+
+
+def test_a_large_object_comes_in_parallel_ranges(
+    bucket: tuple[Any, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scaled down: the same code path as 64 MiB / 8 MiB parts, with a 1 MiB threshold and 256 KiB parts.
+    monkeypatch.setattr(download, "PARALLEL_THRESHOLD", 1024 * 1024)
+    monkeypatch.setattr(download, "PART_SIZE", 256 * 1024)
+    client, name = bucket
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    client.put_object(Bucket=name, Key=KEY, Body=data)
+    got = download_object(client, name, KEY, tmp_path)
+    assert got.parts == 13
+    assert got.sha256 == hashlib.sha256(data).hexdigest()
+    assert got.path.read_bytes() == data
+
+
+def test_a_hash_mismatch_is_refused_naming_key_and_both_hashes(bucket: tuple[Any, str], tmp_path: Path) -> None:
+    client, name = bucket
+    data = b"dump" * 1000
+    client.put_object(Bucket=name, Key=KEY, Body=data)
+    got = download_object(client, name, KEY, tmp_path)
+    with pytest.raises(CheckFailed, match=rf"^{KEY}: sha256 {got.sha256} differs from the manifest's {'0' * 64}$"):
+        verify_against(got, _manifest(data, sha256="0" * 64))
+
+
+def test_a_truncated_object_is_refused_by_size(bucket: tuple[Any, str], tmp_path: Path) -> None:
+    client, name = bucket
+    data = b"dump" * 1000
+    client.put_object(Bucket=name, Key=KEY, Body=data[:1000])
+    got = download_object(client, name, KEY, tmp_path)
+    with pytest.raises(CheckFailed, match=rf"^{KEY}: size 1000 bytes differs from the manifest's 4000 bytes$"):
+        verify_against(got, _manifest(data))
+
+
+def test_a_full_disk_is_one_line_naming_the_directory(bucket: tuple[Any, str], tmp_path: Path) -> None:
+    client, name = bucket
+    client.put_object(Bucket=name, Key=KEY, Body=b"x" * 100_000)
+    (tmp_path / KEY.rsplit("/", 1)[-1]).symlink_to("/dev/full")  # a real ENOSPC from the kernel
+    with pytest.raises(HarnessError, match=rf"^no space left in {tmp_path} while downloading {KEY}"):
+        download_object(client, name, KEY, tmp_path)
+
+
+def test_a_missing_object_is_one_line(bucket: tuple[Any, str], tmp_path: Path) -> None:
+    client, name = bucket
+    with pytest.raises(HarnessError, match=rf"^cannot read s3://{name}/{KEY}: "):
+        download_object(client, name, KEY, tmp_path)
