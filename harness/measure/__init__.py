@@ -1,0 +1,23 @@
+"""The drill's clocks: named phases, RTO from the incident to health green, RPO from the restored data."""
+
+from harness.measure.objectives import (
+    Measure,
+    NewestData,
+    Verdict,
+    cut_over_verdict,
+    newest_data,
+    rpo_measure,
+    rto_measure,
+)
+from harness.measure.stopwatch import Stopwatch
+
+__all__ = [
+    "Measure",
+    "NewestData",
+    "Stopwatch",
+    "Verdict",
+    "cut_over_verdict",
+    "newest_data",
+    "rpo_measure",
+    "rto_measure",
+]

@@ -1,0 +1,67 @@
+"""A stopwatch of named phases on the monotonic clock, anchored to the drill's incident time.
+
+RTO is measured from the incident (when the drill pretends production was lost) to health green. The
+incident is a wall-clock moment (``restore.incident_time`` or the drill's start), but durations are taken
+on ``time.monotonic`` so a clock step during the drill cannot distort them: the stopwatch notes the wall
+time and the monotonic time at its start once and converts between them from there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+__all__ = ["Stopwatch"]
+
+
+@dataclass
+class Stopwatch:
+    """Named phases (download, provision, restore, checks, app start) and the RTO clock.
+
+    Attributes:
+        incident: when the RTO clock starts (UTC); defaults to the stopwatch's creation.
+        phases: seconds per phase name; a phase timed twice adds up (threads may time phases concurrently).
+    """
+
+    incident: datetime = field(default_factory=lambda: datetime.now(UTC))
+    phases: dict[str, float] = field(default_factory=dict)
+    stopped_at: datetime | None = None
+    _wall0: datetime = field(default_factory=lambda: datetime.now(UTC), repr=False)
+    _mono0: float = field(default_factory=time.monotonic, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def now(self) -> datetime:
+        """The current UTC time as the monotonic clock sees it since the stopwatch started."""
+        return self._wall0 + timedelta(seconds=time.monotonic() - self._mono0)
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block as phase ``name`` (also when it fails: a failed phase still took time)."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(name, time.monotonic() - started)
+
+    def add(self, name: str, seconds: float) -> None:
+        """Add seconds to a phase (for phases measured elsewhere, e.g. a download in a worker thread)."""
+        with self._lock:
+            self.phases[name] = self.phases.get(name, 0.0) + seconds
+
+    def stop(self) -> datetime:
+        """Stop the RTO clock (health is green); returns the moment."""
+        self.stopped_at = self.now()
+        return self.stopped_at
+
+    @property
+    def rto(self) -> timedelta:
+        """Incident to stop (or to now while running)."""
+        return (self.stopped_at or self.now()) - self.incident
+
+    def rounded_phases(self) -> dict[str, float]:
+        """Phases in seconds, rounded to milliseconds, for the report."""
+        return {name: round(seconds, 3) for name, seconds in self.phases.items()}

@@ -1,0 +1,69 @@
+"""Stopwatch phases, RPO/RTO against objectives, newest data from a real database, the cut-over verdict."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from alembic import command
+
+from harness.config import DatabaseSettings, Objectives
+from harness.measure import NewestData, Stopwatch, cut_over_verdict, newest_data, rpo_measure, rto_measure
+from sandbox.codeblack.revisions import alembic_config
+
+INCIDENT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def test_phases_add_up_and_rto_runs_from_the_incident() -> None:
+    watch = Stopwatch(incident=datetime.now(UTC) - timedelta(minutes=2))
+    with watch.phase("download"):
+        time.sleep(0.05)
+    watch.add("download", 1.0)
+    watch.stop()
+    assert 1.05 <= watch.phases["download"] < 1.5
+    measure = rto_measure(watch, Objectives(rto_minutes=60))
+    assert 2.0 <= measure.value < 2.1
+    assert measure.met
+    assert measure.detail.startswith("download 1.")
+
+
+def test_rpo_beyond_the_objective_is_missed_with_basis_and_backup_age() -> None:
+    newest = NewestData(INCIDENT - timedelta(hours=7), "heartbeat heartbeats.beat_at")
+    measure = rpo_measure(INCIDENT, newest, INCIDENT - timedelta(hours=6, minutes=30), Objectives(rpo_hours=6))
+    assert not measure.met
+    assert measure.describe() == (
+        "RPO 7.00 h (objective 6 h, MISSED): newest data 2026-11-24T05:00:00+00:00 from heartbeat "
+        "heartbeats.beat_at; backup age 6.50 h"
+    )
+
+
+def test_an_empty_database_has_an_infinite_rpo() -> None:
+    measure = rpo_measure(INCIDENT, NewestData(None, "newest row of orders"), INCIDENT, Objectives())
+    assert not measure.met
+    assert measure.detail == "no data found (newest row of orders)"
+
+
+def test_newest_data_uses_the_heartbeat_when_configured_else_the_critical_tables(pg_database: Any) -> None:
+    command.upgrade(alembic_config(pg_database.sqlalchemy_url), "head")
+    with psycopg.connect(pg_database.dsn, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO blacklist_entries (kind, value, created_at) VALUES ('email', 'x', %s)",
+            [INCIDENT - timedelta(hours=3)],
+        )
+        conn.execute("INSERT INTO heartbeats (source, beat_at) VALUES ('app', %s)", [INCIDENT - timedelta(minutes=5)])
+        tables = newest_data(conn, DatabaseSettings(critical_tables=["blacklist_entries", "orders"]))
+        beat = newest_data(conn, DatabaseSettings(heartbeat_table="heartbeats"))
+    assert tables == NewestData(
+        INCIDENT - timedelta(hours=3), "newest row of blacklist_entries, orders (no heartbeat configured)"
+    )
+    assert beat == NewestData(INCIDENT - timedelta(minutes=5), "heartbeat heartbeats.beat_at")
+
+
+def test_the_verdict_is_go_only_when_every_step_passed_and_objectives_are_met() -> None:
+    good = rpo_measure(INCIDENT, NewestData(INCIDENT - timedelta(hours=1), "x"), INCIDENT, Objectives())
+    assert cut_over_verdict({"restore": None, "integrity": None}, [good]).go
+    verdict = cut_over_verdict({"restore": None, "integrity": "orders: 5 rows, manifest 6"}, [good])
+    assert verdict.describe() == "NO-GO: integrity failed: orders: 5 rows, manifest 6"
+    assert not cut_over_verdict({}, [good]).go
