@@ -1,0 +1,214 @@
+"""The backup catalogue: what object storage holds under a prefix, each object with the time its key carries.
+
+Every feature area reads backups the same way (the policy checks, the restore drill picking the newest dump,
+pruning), so the listing lives here once. It pages through ``list_objects_v2`` (1,000 keys per request; a
+production prefix can hold tens of thousands of objects) and keeps only what it needs per key, so listing
+10,000 objects is a handful of requests and no per-object calls.
+
+Keys are sorted into three kinds:
+
+* backups: keys ending with ``suffix`` (every non-manifest key when ``suffix`` is empty) whose timestamp parses
+  with ``storage.timestamp_pattern``/``timestamp_format``;
+* manifests: ``<key>.manifest.json``, paired with the backup they describe;
+* companions: any other key (e.g. ``pg_wal.tar.gz`` and ``backup_manifest`` beside a base backup's
+  ``base.tar.gz``), found with :meth:`Catalogue.companion`.
+
+A backup-looking key whose timestamp does not parse is refused by default (``strict=True``): one line names
+how many keys and the first one, because it nearly always means the pattern in ``drill.toml`` does not match
+the target's naming, and a silently skipped backup would make every age and gap check lie. With
+``strict=False`` such keys are kept in :attr:`Catalogue.unparsed` as evidence instead.
+
+Storage problems (unreachable endpoint, refused credentials, missing bucket) become one-line
+:class:`~harness.errors.HarnessError` s naming the endpoint or bucket, never a botocore traceback; use
+:func:`storage_errors` around any other S3 call for the same translation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+from harness.errors import HarnessError
+from harness.storage.manifest import MANIFEST_SUFFIX, BackupManifest, parse_manifest, parse_timestamp
+
+__all__ = [
+    "DEFAULT_FORMAT",
+    "DEFAULT_PATTERN",
+    "BackupObject",
+    "Catalogue",
+    "fetch_manifest",
+    "list_backups",
+    "storage_errors",
+]
+
+DEFAULT_PATTERN = r"(?P<ts>\d{8}T\d{6}Z)"
+DEFAULT_FORMAT = "%Y%m%dT%H%M%SZ"
+_CREDENTIAL_CODES = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"})
+
+
+@dataclass(frozen=True)
+class BackupObject:
+    """One backup in storage: its key, the UTC time its key carries, its size in bytes and its ETag."""
+
+    key: str
+    taken_at: datetime
+    size: int
+    etag: str
+
+    def evidence(self) -> dict[str, Any]:
+        """One row of the timeline the report attaches."""
+        return {"key": self.key, "taken_at": self.taken_at.isoformat(), "size": self.size}
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The backups under one prefix, oldest first, with their manifests and companion files."""
+
+    bucket: str
+    prefix: str
+    objects: tuple[BackupObject, ...]
+    manifests: Mapping[str, str] = field(default_factory=dict)
+    companions: frozenset[str] = frozenset()
+    unparsed: tuple[str, ...] = ()
+
+    @property
+    def location(self) -> str:
+        """``s3://bucket/prefix``, as messages name it."""
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def newest(self) -> BackupObject:
+        """The most recent backup (a catalogue is never empty: :func:`list_backups` refuses that)."""
+        return self.objects[-1]
+
+    def manifest_for(self, obj: BackupObject) -> str | None:
+        """The key of ``obj``'s manifest, or ``None`` when none was listed beside it."""
+        return self.manifests.get(obj.key)
+
+    def companion(self, obj: BackupObject, name: str) -> str | None:
+        """The key of file ``name`` in the same "directory" as ``obj`` (e.g. ``pg_wal.tar.gz``), if listed."""
+        key = obj.key.rsplit("/", 1)[0] + "/" + name if "/" in obj.key else name
+        return key if key in self.companions else None
+
+    def since(self, moment: datetime) -> tuple[BackupObject, ...]:
+        """The backups taken at or after ``moment``, oldest first."""
+        return tuple(obj for obj in self.objects if obj.taken_at >= moment)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """Every backup as a row (key, time, size, manifest), for the report."""
+        return [{**obj.evidence(), "manifest": self.manifest_for(obj) is not None} for obj in self.objects]
+
+
+def _endpoint(client: Any) -> str:
+    return str(getattr(client.meta, "endpoint_url", "") or "the default AWS endpoint")
+
+
+@contextlib.contextmanager
+def storage_errors(client: Any, where: str) -> Iterator[None]:
+    """Turn the ways object storage refuses a request into one line naming ``where`` and the endpoint.
+
+    Credentials never appear in the message (botocore's own text can echo the access key id).
+
+    Raises:
+        HarnessError: the endpoint is unreachable, refuses the credentials, the bucket is missing, or any
+            other S3 error (its code and message).
+    """
+    try:
+        yield
+    except EndpointConnectionError:
+        raise HarnessError(
+            f"{where}: cannot reach object storage at {_endpoint(client)} (connection refused or no route); "
+            "check storage.endpoint_url in drill.toml"
+        ) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "unknown"))
+        if code in _CREDENTIAL_CODES:
+            raise HarnessError(
+                f"{where}: object storage at {_endpoint(client)} refused the credentials ({code}); check the "
+                "variables named by storage.access_key_env and storage.secret_key_env"
+            ) from None
+        if code in ("NoSuchKey", "404"):
+            raise HarnessError(f"{where}: no such object") from None
+        if code == "NoSuchBucket":
+            raise HarnessError(
+                f"{where}: the bucket does not exist at {_endpoint(client)}; check storage.backup_bucket and "
+                "storage.uploads_bucket in drill.toml"
+            ) from None
+        raise HarnessError(f"{where}: object storage answered {code}: {error.get('Message', '')}".rstrip()) from None
+    except BotoCoreError as exc:
+        raise HarnessError(f"{where}: object storage at {_endpoint(client)} failed: {exc}") from None
+
+
+def list_backups(
+    client: Any,
+    bucket: str,
+    prefix: str,
+    pattern: str = DEFAULT_PATTERN,
+    fmt: str = DEFAULT_FORMAT,
+    *,
+    suffix: str = "",
+    strict: bool = True,
+    page_size: int = 1000,
+) -> Catalogue:
+    """List the backups under ``prefix``, paginated, with their times, manifests and companions.
+
+    Args:
+        client: a boto3 S3 client (``S3Endpoint.client()``).
+        bucket: the bucket to list.
+        prefix: the key prefix (e.g. ``postgres/logical/``).
+        pattern: a regular expression with a named group ``ts`` (``storage.timestamp_pattern``).
+        fmt: the ``strptime`` format of that group (``storage.timestamp_format``).
+        suffix: only keys ending with this are backups (``base.tar.gz`` among a base backup's files).
+        strict: refuse keys whose timestamp does not parse; when false, keep them in ``unparsed``.
+        page_size: keys per request (S3's maximum and default is 1,000; smaller only to test paging).
+
+    Raises:
+        HarnessError: nothing under the prefix, a key does not parse (strict), or storage refused the listing.
+    """
+    location = f"s3://{bucket}/{prefix}"
+    objects: list[BackupObject] = []
+    manifest_keys: set[str] = set()
+    companions: set[str] = set()
+    unparsed: list[str] = []
+    with storage_errors(client, location):
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}
+        ):
+            for entry in page.get("Contents", ()):
+                key: str = entry["Key"]
+                if key.endswith(MANIFEST_SUFFIX):
+                    manifest_keys.add(key)
+                elif suffix and not key.endswith(suffix):
+                    companions.add(key)
+                elif (taken_at := parse_timestamp(key, pattern, fmt)) is None:
+                    unparsed.append(key)
+                else:
+                    objects.append(BackupObject(key, taken_at, int(entry["Size"]), str(entry["ETag"]).strip('"')))
+    if unparsed and (strict or not objects):
+        raise HarnessError(
+            f"{location}: {len(unparsed)} key(s) carry no timestamp matching storage.timestamp_pattern "
+            f"{pattern!r} / timestamp_format {fmt!r}, first {unparsed[0]!r}; fix the pattern or move the objects"
+        )
+    if not objects:
+        raise HarnessError(f"no backups under {location}{' ending with ' + repr(suffix) if suffix else ''}")
+    objects.sort(key=lambda obj: (obj.taken_at, obj.key))
+    manifests = {obj.key: obj.key + MANIFEST_SUFFIX for obj in objects if obj.key + MANIFEST_SUFFIX in manifest_keys}
+    return Catalogue(bucket, prefix, tuple(objects), manifests, frozenset(companions), tuple(unparsed))
+
+
+def fetch_manifest(client: Any, bucket: str, obj: BackupObject | str) -> BackupManifest:
+    """Read and parse the manifest beside a backup (``<key>.manifest.json``).
+
+    Raises:
+        HarnessError: the manifest is missing or malformed; one line naming its key.
+    """
+    key = (obj.key if isinstance(obj, BackupObject) else obj) + MANIFEST_SUFFIX
+    where = f"s3://{bucket}/{key}"
+    with storage_errors(client, where):
+        raw = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return parse_manifest(raw, where=where)
