@@ -1,0 +1,129 @@
+"""Gate 3: the plan's deployment order, rehearsed on a staging copy restored from the newest backup.
+
+The order is the plan's: maintenance mode for writes when a destructive migration is pending, ``alembic upgrade
+head`` on the restored production data, ``alembic current`` equal to the head, the app's startup checks and
+``health/deep``, writes re-enabled. Each step is one method so the feature states them one by one. The upgrade
+runs revision by revision, so a migration that passes on an empty database but fails on real data (a NOT NULL
+column without a default, a unique index over duplicates) is named with the database's own error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy.exc import DBAPIError
+
+from harness.errors import CheckFailed, HarnessError
+from harness.migrations.history import RevisionGraph
+from harness.migrations.project import Database, MigrationProject, connected, current_revision
+
+__all__ = ["MAINTENANCE_PATH", "PROBE_WRITE_PATH", "DeployRehearsal", "WriteSwitch"]
+
+MAINTENANCE_PATH = "/api/v1/system/maintenance"
+PROBE_WRITE_PATH = "/api/v1/blacklist"
+
+
+@dataclass
+class DeployRehearsal:
+    """The migration half of a deploy, on a throwaway copy of production."""
+
+    project: MigrationProject
+    graph: RevisionGraph
+    database: Database
+    deployed: str | None = None
+    applied: list[str] = field(default_factory=list)
+
+    def pending(self) -> list[str]:
+        """The revisions ``alembic upgrade head`` would apply to this copy, oldest first."""
+        with connected(self.database) as connection:
+            self.deployed = current_revision(connection)
+        if self.deployed is not None and self.deployed not in self.graph.order:
+            raise CheckFailed(
+                f"the staging copy is at revision {self.deployed}, which the migration history does not contain; "
+                "production runs a revision this code does not know"
+            )
+        return self.graph.after(self.deployed)
+
+    def upgrade(self) -> list[str]:
+        """Apply the pending revisions one by one (``alembic upgrade head``) and return them.
+
+        Raises:
+            CheckFailed: naming the revision that fails on the restored data and the database's error.
+        """
+        with connected(self.database) as connection:
+            for revision in self.pending():
+                try:
+                    self.project.upgrade(connection, revision)
+                except DBAPIError as exc:
+                    connection.rollback()
+                    error = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                    raise CheckFailed(
+                        f"revision {revision} fails on the restored production data: {error} "
+                        f"(applied before it: {', '.join(self.applied) or 'none'})"
+                    ) from None
+                self.applied.append(revision)
+        return self.applied
+
+    def check_current(self) -> str:
+        """``alembic current`` of the copy equals the expected head.
+
+        Raises:
+            CheckFailed: naming the revision found and the expected one.
+        """
+        with connected(self.database) as connection:
+            current = current_revision(connection)
+        if current != self.project.expected_head:
+            raise CheckFailed(
+                f"alembic current on the staging copy is {current}, not the expected head {self.project.expected_head}"
+            )
+        return current
+
+
+@dataclass(frozen=True)
+class WriteSwitch:
+    """The app's maintenance switch and one harmless write to prove it (``PUT /api/v1/system/maintenance``)."""
+
+    base_url: str
+    actor: str
+    timeout_s: float = 10.0
+
+    def _request(self, method: str, path: str, body: Mapping[str, object]) -> httpx.Response:
+        try:
+            return httpx.request(
+                method, self.base_url + path, json=body, headers={"X-Actor": self.actor}, timeout=self.timeout_s
+            )
+        except httpx.HTTPError as exc:
+            raise HarnessError(f"{method} {self.base_url}{path}: {type(exc).__name__}: {exc}") from None
+
+    def set_maintenance(self, enabled: bool, reason: str) -> None:
+        """Turn maintenance mode on or off.
+
+        Raises:
+            CheckFailed: the app refuses the switch (its status and body are quoted).
+        """
+        answer = self._request("PUT", MAINTENANCE_PATH, {"enabled": enabled, "reason": reason})
+        if answer.status_code != 200:
+            raise CheckFailed(
+                f"PUT {MAINTENANCE_PATH} enabled={enabled} answered {answer.status_code}: {answer.text[:300]}"
+            )
+
+    def probe_write(self) -> int:
+        """Attempt one ordinary write (a blacklist entry unique to this probe) and return the status code."""
+        body = {"kind": "device", "value": f"drill-probe-{uuid.uuid4().hex}", "reason": "deploy rehearsal probe"}
+        return self._request("POST", PROBE_WRITE_PATH, body).status_code
+
+    def check_writes(self, *, refused: bool) -> int:
+        """A write is refused with 503 (maintenance on) or accepted with 201 (writes re-enabled).
+
+        Raises:
+            CheckFailed: naming the write, the expected and the actual status.
+        """
+        expected = 503 if refused else 201
+        status = self.probe_write()
+        if status != expected:
+            state = "in maintenance mode" if refused else "after writes were re-enabled"
+            raise CheckFailed(f"POST {PROBE_WRITE_PATH} {state} answered {status}, expected {expected}")
+        return status

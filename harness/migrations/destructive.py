@@ -1,0 +1,172 @@
+"""The Rollback policy's second half: destructive migrations need a fresh full backup checkpoint.
+
+A revision is destructive when applying it can lose data: it drops a table or a column, narrows a column's
+type, truncates, or deletes or updates every row. Each revision's ``upgrade()`` runs once in Alembic's offline
+mode (a ``MigrationContext`` with ``as_sql``) under an ``Operations`` whose ``invoke`` records each operation;
+the SQL it renders is scanned statement by statement (this also sees ``op.execute``), and a type change is
+judged from the recorded ``AlterColumnOp`` (its ``existing_type`` against the new one).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from alembic.operations.ops import AlterColumnOp, MigrateOperation
+
+from harness.errors import CheckFailed
+from harness.migrations.project import MigrationProject
+
+__all__ = ["Checkpoint", "DestructiveOperation", "check_checkpoint", "find_destructive", "narrowing"]
+
+
+@dataclass(frozen=True)
+class DestructiveOperation:
+    """One statement of one revision that can lose data."""
+
+    revision: str
+    statement: str
+    reason: str
+
+    def row(self) -> list[str]:
+        """A row for the report's table."""
+        return [self.revision, self.statement, self.reason]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The newest full backup the destructive migration could be undone from."""
+
+    key: str
+    taken_at: datetime
+
+
+_DESTRUCTIVE_SQL: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE | re.DOTALL), reason)
+    for pattern, reason in (
+        (r"^DROP TABLE\b", "drops a table and every row in it"),
+        (r"^ALTER TABLE\b.*\bDROP COLUMN\b", "drops a column and its values"),
+        (r"^TRUNCATE\b", "deletes every row"),
+        (r"^DELETE FROM\b(?!.*\bWHERE\b)", "deletes every row (DELETE without WHERE)"),
+        (r"^UPDATE\b(?!.*\bWHERE\b)", "overwrites every row (UPDATE without WHERE)"),
+        (r"^DROP (SCHEMA|DATABASE)\b", "drops a schema or database with its data"),
+    )
+)
+_ALTER_TYPE = re.compile(r"^ALTER TABLE\s+(?:ONLY\s+)?(\S+)\s+ALTER COLUMN\s+(\S+)\s+TYPE\b", re.IGNORECASE)
+_RAW_TYPE_CHANGE = "changes a column's type in raw SQL, so narrowing cannot be ruled out"
+_INTEGER_RANK = {sa.SmallInteger: 1, sa.Integer: 2, sa.BigInteger: 3}
+
+
+def _integer_rank(type_: sa.types.TypeEngine[object]) -> int | None:
+    for kind in (sa.SmallInteger, sa.BigInteger, sa.Integer):  # subclasses before their base
+        if isinstance(type_, kind):
+            return _INTEGER_RANK[kind]
+    return None
+
+
+def narrowing(existing: sa.types.TypeEngine[object] | None, new: sa.types.TypeEngine[object]) -> str | None:
+    """Why changing ``existing`` to ``new`` can lose or refuse data, or ``None`` when it only widens."""
+    if existing is None:
+        return "changes a column's type without an existing_type, so narrowing cannot be ruled out"
+    old_rank, new_rank = _integer_rank(existing), _integer_rank(new)
+    if old_rank is not None and new_rank is not None:
+        return f"narrows {existing} to {new}" if new_rank < old_rank else None
+    if isinstance(existing, sa.String) and isinstance(new, sa.String):
+        if new.length is not None and (existing.length is None or new.length < existing.length):
+            return f"narrows {existing} to {new}: longer values fail or are cut"
+        return None
+    if isinstance(existing, sa.Numeric) and isinstance(new, sa.Numeric):
+        shrinks = any(
+            after is not None and (before is None or after < before)
+            for before, after in ((existing.precision, new.precision), (existing.scale, new.scale))
+        )
+        return f"narrows {existing} to {new}" if shrinks else None
+    if type(existing) is type(new):
+        return None
+    return f"converts {existing} to {new}: values that do not convert are refused or changed"
+
+
+def _statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return [" ".join(part.split()) for part in "\n".join(lines).split(";") if part.strip()]
+
+
+def _render(project: MigrationProject, revision: str) -> tuple[str, list[MigrateOperation]]:
+    """Run one revision's ``upgrade()`` offline: the SQL it renders and the operations it invokes."""
+    script = project.scripts().get_revision(revision)
+    assert script is not None, revision
+    module = script.module
+    output = io.StringIO()
+    context = MigrationContext.configure(
+        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": output, "literal_binds": True}
+    )
+    recorded: list[MigrateOperation] = []
+    with Operations.context(context) as operations:
+        render = operations.invoke
+
+        def record(operation: MigrateOperation) -> object:
+            recorded.append(operation)
+            return render(operation)
+
+        operations.invoke = record  # type: ignore[method-assign,assignment]
+        try:
+            module.upgrade()
+        except Exception as exc:  # a migration that needs a live connection cannot be judged offline
+            raise CheckFailed(
+                f"revision {revision}: upgrade() cannot run in offline mode ({type(exc).__name__}: {exc}), so "
+                "its operations cannot be checked for data loss; render it without op.get_bind() or waive it"
+            ) from None
+    return output.getvalue(), recorded
+
+
+def find_destructive(project: MigrationProject, revisions: Iterable[str]) -> list[DestructiveOperation]:
+    """Every statement of ``revisions`` that can lose data, in revision order."""
+    found: list[DestructiveOperation] = []
+    for revision in revisions:
+        sql, recorded = _render(project, revision)
+        alters = {
+            (op.table_name, op.column_name): op
+            for op in recorded
+            if isinstance(op, AlterColumnOp) and op.modify_type is not None
+        }
+        for statement in _statements(sql):
+            reasons = [reason for pattern, reason in _DESTRUCTIVE_SQL if pattern.search(statement)]
+            altered = _ALTER_TYPE.search(statement)
+            if altered:
+                table, column = (name.strip('"').rpartition(".")[2] for name in altered.groups())
+                op = alters.get((table, column))
+                why = narrowing(op.existing_type, op.modify_type) if op and op.modify_type else _RAW_TYPE_CHANGE
+                reasons += [why] if why else []
+            found += [DestructiveOperation(revision, statement, reason) for reason in reasons]
+    return found
+
+
+def check_checkpoint(
+    found: list[DestructiveOperation], checkpoint: Checkpoint | None, *, max_age_hours: float, now: datetime
+) -> None:
+    """A destructive pending revision passes only after a full backup newer than ``max_age_hours``.
+
+    Raises:
+        CheckFailed: naming the revision, the operation and the checkpoint's age (or that there is none).
+    """
+    if not found:
+        return
+    first = found[0]
+    subject = f"revision {first.revision}: {first.statement!r} {first.reason}"
+    if checkpoint is None:
+        raise CheckFailed(
+            f"{subject}, and there is no full backup checkpoint at all; the plan requires one newer than "
+            f"{max_age_hours:g} h before a destructive migration ([migrations] checkpoint_max_age_hours)"
+        )
+    age_hours = (now - checkpoint.taken_at).total_seconds() / 3600
+    if age_hours > max_age_hours:
+        raise CheckFailed(
+            f"{subject}, and the newest full backup checkpoint ({checkpoint.key}) is {age_hours:.1f} h old, "
+            f"older than the {max_age_hours:g} h allowed ([migrations] checkpoint_max_age_hours): take a backup first"
+        )

@@ -1,0 +1,86 @@
+"""The Rollback policy's first half: every non-destructive migration is exactly reversible.
+
+For each revision from base to head, on an empty throwaway database: snapshot the catalogue, upgrade one step,
+downgrade one step, snapshot again, and require the two snapshots to be identical; then upgrade again and
+require the schema the first upgrade built. A ``downgrade()`` that raises, does nothing or leaves a trace fails,
+naming the revision and the catalogue objects that differ. Revisions that the destructive-operation gate
+covers with a backup checkpoint may be exempted (their data cannot come back by a downgrade anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from harness.errors import CheckFailed
+from harness.migrations.catalogue_snapshot import diff_snapshots, take_snapshot
+from harness.migrations.history import RevisionGraph
+from harness.migrations.project import Database, MigrationProject, connected
+
+__all__ = ["RoundTrip", "check_roundtrip"]
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    """What one revision's round trip showed."""
+
+    revision: str
+    objects_changed: int
+    reversed: bool
+
+    def row(self) -> list[object]:
+        """A row for the report's table."""
+        return [self.revision, self.objects_changed, "identical" if self.reversed else "exempt (destructive)"]
+
+
+def _differences(what: str, lines: list[str]) -> str:
+    return f"{what} ({len(lines)} difference(s)): " + "; ".join(lines)
+
+
+def check_roundtrip(
+    project: MigrationProject, graph: RevisionGraph, database: Database, *, exempt: Collection[str] = ()
+) -> list[RoundTrip]:
+    """Upgrade, downgrade and upgrade again every revision, comparing full catalogue snapshots.
+
+    Args:
+        project: the migrations.
+        graph: their revision graph (one linear chain; see :func:`check_linear_history`).
+        database: an empty throwaway database.
+        exempt: revisions whose downgrade is not required to restore the schema.
+
+    Raises:
+        CheckFailed: naming the first revision whose downgrade raises or does not restore the schema.
+    """
+    results: list[RoundTrip] = []
+    with connected(database) as connection:
+        before = take_snapshot(connection)
+        for revision in graph.order:
+            project.upgrade(connection, revision)
+            after = take_snapshot(connection)
+            changed = len(diff_snapshots(before, after))
+            if revision in exempt:
+                results.append(RoundTrip(revision, changed, reversed=False))
+                before = after
+                continue
+            try:
+                project.downgrade(connection, "-1")
+            except Exception as exc:  # whatever the downgrade raises, the revision is irreversible
+                connection.rollback()
+                raise CheckFailed(
+                    f"revision {revision}: downgrade raises {type(exc).__name__}: {str(exc).splitlines()[0]}; "
+                    "the plan requires reversible migrations for non-destructive changes"
+                ) from None
+            lines = diff_snapshots(before, take_snapshot(connection))
+            if lines:
+                raise CheckFailed(
+                    f"revision {revision}: " + _differences("downgrade does not restore the schema before it", lines)
+                )
+            project.upgrade(connection, revision)
+            lines = diff_snapshots(after, take_snapshot(connection))
+            if lines:
+                raise CheckFailed(
+                    f"revision {revision}: " + _differences("upgrade after downgrade builds another schema", lines)
+                )
+            results.append(RoundTrip(revision, changed, reversed=True))
+            before = after
+    return results
