@@ -1,0 +1,76 @@
+"""Action items and the verdict, derived from the drill's failures and missed objectives.
+
+The plan's "Recovery Drills" asks for the drill output and action items; an operator reading the record must
+see at once what failed, the number that shows it, and what to do. Every failed check and every missed
+objective yields exactly one item, so nothing that broke the drill goes unanswered.
+"""
+
+from __future__ import annotations
+
+from harness.records.record import ActionItem, Check, Measure, Verdict
+
+__all__ = ["action_items", "decide", "format_number"]
+
+# What to do when a scenario of an area fails; the failure message already names the object and the number.
+AREA_ADVICE = {
+    "backup_policy": "fix the backup job or bucket settings named in the message, then re-run the backup policy checks",
+    "restore_drill": "repair the restore path named in the message and repeat the restore drill before cut-over",
+    "migration_gates": "fix or revert the migration named in the message; do not deploy until the gate passes",
+    "config_safety": "fix the config API behaviour named in the message; do not deploy until the gate passes",
+}
+DEFAULT_ADVICE = "investigate the failure named in the message and re-run the drill"
+
+# What to do when a measured figure misses its objective, keyed by the measure's name.
+MEASURE_ADVICE = {
+    "rpo": "increase pg_dump frequency or check the backup cron",
+    "rto": "restore with more pg_restore jobs, a restore-tuned server or a smaller dump; shorten the slowest phase",
+}
+
+
+def format_number(value: float) -> str:
+    """A figure as people write it: ``6`` rather than ``6.0``, at most two decimals."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _measure_item(measure: Measure, phases: dict[str, float]) -> ActionItem:
+    todo = MEASURE_ADVICE.get(measure.name.lower(), f"bring {measure.name} back within its objective")
+    if measure.name.lower() == "rto" and phases:
+        slowest, seconds = max(phases.items(), key=lambda item: item[1])
+        todo += f" ({slowest} took {format_number(seconds)} s)"
+    number = (
+        f"{format_number(measure.value)} {measure.unit} exceeds objective {format_number(measure.objective)} "
+        f"{measure.unit}"
+    )
+    return ActionItem(what=measure.name, number=number, todo=todo)
+
+
+def action_items(checks: list[Check], measures: list[Measure], phases: dict[str, float]) -> list[ActionItem]:
+    """One item per failed check and per missed objective, in the order the drill met them."""
+    items = [
+        ActionItem(
+            what=f"{check.feature}: {check.scenario}",
+            number=check.message or "failed without a message",
+            todo=AREA_ADVICE.get(check.area, DEFAULT_ADVICE),
+        )
+        for check in checks
+        if check.status == "failed"
+    ]
+    items.extend(_measure_item(measure, phases) for measure in measures if not measure.met)
+    return items
+
+
+def decide(checks: list[Check], measures: list[Measure]) -> Verdict:
+    """GO only when every check passed (or was skipped) and every measured objective was met."""
+    reasons = [f"failed: {check.feature}: {check.scenario}" for check in checks if check.status == "failed"]
+    reasons += [
+        f"{m.name} {format_number(m.value)} {m.unit} exceeds objective {format_number(m.objective)} {m.unit}"
+        for m in measures
+        if not m.met
+    ]
+    if not checks:
+        reasons.append("no scenario ran")
+    if reasons:
+        return Verdict(decision="NO-GO", reasons=reasons)
+    passed = sum(check.status == "passed" for check in checks)
+    met = [f"{m.name} {format_number(m.value)} {m.unit} within {format_number(m.objective)} {m.unit}" for m in measures]
+    return Verdict(decision="GO", reasons=[f"{passed} of {len(checks)} scenarios passed", *met])

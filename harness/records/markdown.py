@@ -1,0 +1,77 @@
+"""The drill record as Markdown, for the person who signs off the cut-over.
+
+The Markdown is derived from the JSON record alone (and is deterministic), so the chain verifier can rebuild
+it and notice when someone edited the human-readable copy instead of, or as well as, the JSON.
+"""
+
+from __future__ import annotations
+
+from harness.records.actions import format_number
+from harness.records.record import DrillRecord
+from harness.redact import redact
+
+__all__ = ["render_markdown"]
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def render_markdown(record: DrillRecord) -> str:
+    """The record as a Markdown page: verdict first, then what was measured, checked and must be done."""
+    lines = [
+        f"# Drill {record.run_id}: {record.verdict.decision}",
+        "",
+        f"- Target: {record.target}",
+        f"- Started: {record.started_at.isoformat()}; finished: {record.finished_at.isoformat()}",
+        f"- Provider: {record.provider}; harness {record.harness_version}",
+    ]
+    if record.backup:
+        b = record.backup
+        lines.append(f"- Backup used: `{b.key}` taken {b.taken_at.isoformat()}, {b.size} bytes, sha256 `{b.sha256}`")
+    lines += ["", "## Verdict", "", f"**{record.verdict.decision}**", ""]
+    lines += [f"- {reason}" for reason in record.verdict.reasons] + [""]
+    lines += ["## Measures against objectives", ""]
+    lines += _table(
+        ["measure", "value", "objective", "met", "detail"],
+        [
+            [m.name, f"{format_number(m.value)} {m.unit}", f"{format_number(m.objective)} {m.unit}",
+             "yes" if m.met else "**no**", m.detail]
+            for m in record.measures
+        ],
+    )  # fmt: skip
+    if record.rto_phases:
+        lines += ["## RTO phases", ""]
+        lines += _table(["phase", "seconds"], [[name, format_number(s)] for name, s in record.rto_phases.items()])
+    lines += ["## Checks", ""]
+    lines += _table(
+        ["feature", "scenario", "status", "message"],
+        [[c.feature, c.scenario, c.status, c.message] for c in record.checks],
+    )
+    lines += ["## Action items", ""]
+    lines += [f"{n}. {item.line()}" for n, item in enumerate(record.action_items, 1)] or ["None."]
+    lines.append("")
+    if record.waivers:
+        lines += ["## Waivers", ""]
+        lines += _table(
+            ["rule", "subject", "approved by", "reason"],
+            [[w.rule, w.subject, w.approved_by, w.reason] for w in record.waivers],
+        )
+    lines += ["## Controls", ""]
+    lines += _table(
+        ["control", "description", "status", "evidence"],
+        [[c.control, c.description, c.status, "; ".join(c.evidence)] for c in record.controls],
+    )
+    if record.environment:
+        lines += ["## Environment", ""]
+        lines += _table(["key", "value"], [[k, v] for k, v in sorted(record.environment.items())])
+    if record.trend_image:
+        lines += ["## Trend", "", f"![RPO and RTO per drill]({record.trend_image})", ""]
+    lines += ["## Chain", "", f"- previous: `{record.previous_hash or '(first record)'}`", f"- this: `{record.hash}`"]
+    return redact("\n".join(lines) + "\n")

@@ -1,0 +1,142 @@
+"""The drill record: what one drill did, measured and concluded, in a form both machines and auditors read.
+
+One record per run. It names the backup the drill restored, every scenario's outcome, RPO and RTO against the
+objectives with the phase breakdown of RTO, the GO/NO-GO verdict with its reasons, the action items, the
+waivers in force and the controls the run evidences. ``previous_hash`` and ``hash`` chain records together
+(see :mod:`harness.records.chain`) so an edited or removed record is detected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ActionItem",
+    "BackupUsed",
+    "Check",
+    "ControlStatus",
+    "DrillRecord",
+    "Measure",
+    "Verdict",
+    "WaiverEntry",
+    "canonical_json",
+]
+
+CheckStatus = Literal["passed", "failed", "skipped"]
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackupUsed(_Part):
+    """The backup object the drill restored, identified by key and content hash."""
+
+    key: str
+    sha256: str
+    size: int = Field(ge=0)
+    taken_at: datetime
+
+
+class Check(_Part):
+    """One scenario's outcome; ``message`` is the failure's one line (empty when it passed)."""
+
+    scenario: str
+    feature: str
+    area: str = ""
+    status: CheckStatus
+    message: str = ""
+
+
+class Measure(_Part):
+    """A measured figure against its objective (``met`` when the value does not exceed it)."""
+
+    name: str
+    value: float
+    unit: str
+    objective: float
+    met: bool
+    detail: str = ""
+
+
+class Verdict(_Part):
+    """GO for cut-over only when every check passed and every objective was met."""
+
+    decision: Literal["GO", "NO-GO"]
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ActionItem(_Part):
+    """What failed, the number that shows it, and what to do about it."""
+
+    what: str
+    number: str
+    todo: str
+
+    def line(self) -> str:
+        """The item as one sentence, as printed in the terminal and the Markdown record."""
+        return f"{self.what}: {self.number}: {self.todo}" if self.number else f"{self.what}: {self.todo}"
+
+
+class WaiverEntry(_Part):
+    """A gate bypassed on purpose, with who approved it and why."""
+
+    rule: str
+    subject: str
+    approved_by: str
+    reason: str
+
+
+class ControlStatus(_Part):
+    """A control of a standard and whether this drill evidenced it."""
+
+    control: str
+    description: str
+    status: Literal["effective", "not effective", "not tested"]
+    evidence: list[str] = Field(default_factory=list)
+
+
+class DrillRecord(_Part):
+    """One drill run, hash-chained to the record before it."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    target: str
+    provider: str
+    harness_version: str
+    environment: dict[str, str] = Field(default_factory=dict)
+    backup: BackupUsed | None = None
+    checks: list[Check] = Field(default_factory=list)
+    measures: list[Measure] = Field(default_factory=list)
+    rto_phases: dict[str, float] = Field(default_factory=dict)
+    verdict: Verdict
+    action_items: list[ActionItem] = Field(default_factory=list)
+    waivers: list[WaiverEntry] = Field(default_factory=list)
+    controls: list[ControlStatus] = Field(default_factory=list)
+    trend_image: str = ""
+    previous_hash: str = ""
+    hash: str = ""
+
+    def measure(self, name: str) -> Measure | None:
+        """The measure called ``name`` (case-insensitive), if the drill took it."""
+        return next((m for m in self.measures if m.name.lower() == name.lower()), None)
+
+    def compute_hash(self) -> str:
+        """The sha256 of the record's canonical JSON without its own ``hash`` field."""
+        return hashlib.sha256(canonical_json(self.model_dump(mode="json", exclude={"hash"}))).hexdigest()
+
+    def sealed(self, previous_hash: str) -> DrillRecord:
+        """A copy linked to the previous record's hash and carrying its own hash."""
+        linked = self.model_copy(update={"previous_hash": previous_hash, "hash": ""})
+        return linked.model_copy(update={"hash": linked.compute_hash()})
+
+
+def canonical_json(data: Any) -> bytes:
+    """JSON with sorted keys and no whitespace: the bytes the chain hashes (stable across writers)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,159 @@
+"""The Allure side of the record: environment, a verdict result, and the HTML rendered by the Allure 3 CLI.
+
+Auditors open the Allure report, so the drill's conclusion must be in it, not only in ``reports/drills/``.
+Writing Allure's files directly (they are plain JSON and a properties file) keeps this module free of the
+allure package, and lets the session add its verdict after the last test, when no test is active to attach to.
+The HTML is rendered by the npm package ``allure`` (version 3), installed once under the user's cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.records.actions import format_number
+from harness.records.controls import AREAS
+from harness.records.markdown import render_markdown
+from harness.records.record import DrillRecord
+from harness.redact import redact
+from harness.services.base import run_tool
+
+__all__ = ["ALLURE_CACHE", "allure_cli", "render_html", "verdict_title", "write_environment", "write_verdict_result"]
+
+ALLURE_CACHE = Path.home() / ".cache" / "codeblack-drills" / "allure"
+ALLURE_PACKAGE = "allure@3"
+_INSTALL_TIMEOUT_S = 300.0
+_GENERATE_TIMEOUT_S = 180.0
+
+
+def _escape_property(text: str, *, key: bool) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return "".join("\\" + c if key and c in "=: #!" else c for c in text)
+
+
+def write_environment(results_dir: Path, mapping: Mapping[str, str]) -> Path:
+    """Write Allure's ``environment.properties`` (redacted), shown on the report's overview."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"{_escape_property(key, key=True)}={_escape_property(redact(str(value)), key=False)}"
+        for key, value in sorted(mapping.items())
+    ]
+    path = results_dir / "environment.properties"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def verdict_title(record: DrillRecord) -> str:
+    """One line with the verdict and the RPO/RTO figures against their objectives."""
+    parts = [f"Drill verdict {record.verdict.decision}"]
+    for measure in record.measures:
+        parts.append(
+            f"{measure.name} {format_number(measure.value)} {measure.unit} "
+            f"(objective {format_number(measure.objective)} {measure.unit})"
+        )
+    return ", ".join(parts)
+
+
+def _attachment(results_dir: Path, name: str, body: bytes, mime: str, extension: str) -> dict[str, str]:
+    source = f"{uuid.uuid4()}-attachment.{extension}"
+    (results_dir / source).write_bytes(body)
+    return {"name": name, "source": source, "type": mime}
+
+
+def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path | None = None) -> Path:
+    """Add one Allure result carrying the verdict, RPO/RTO with phases and objectives, the record and the trend.
+
+    It passes for GO and fails for NO-GO, so the report's own totals agree with the verdict.
+    """
+    results_dir.mkdir(parents=True, exist_ok=True)
+    markdown = render_markdown(record)
+    attachments = [
+        _attachment(results_dir, "drill record (Markdown)", markdown.encode(), "text/markdown", "md"),
+        _attachment(results_dir, "drill record (JSON)", redact(record.model_dump_json(indent=2)).encode(),
+                    "application/json", "json"),
+    ]  # fmt: skip
+    if trend_png is not None and trend_png.exists():
+        attachments.append(_attachment(results_dir, "RPO and RTO trend", trend_png.read_bytes(), "image/png", "png"))
+    parameters = [{"name": f"{m.name} (objective {format_number(m.objective)} {m.unit})",
+                   "value": f"{format_number(m.value)} {m.unit}"} for m in record.measures]  # fmt: skip
+    parameters += [
+        {"name": f"RTO phase: {name}", "value": f"{format_number(s)} s"} for name, s in record.rto_phases.items()
+    ]
+    failed = record.verdict.decision == "NO-GO"
+    drill = AREAS["restore_drill"]
+    result = {
+        "uuid": str(uuid.uuid4()),
+        "historyId": "codeblack-drills.verdict",
+        "testCaseId": "codeblack-drills.verdict",
+        "fullName": "codeblack-drills: drill verdict",
+        "name": verdict_title(record),
+        "status": "failed" if failed else "passed",
+        "statusDetails": {"message": "; ".join(record.verdict.reasons)} if failed else {},
+        "stage": "finished",
+        "description": markdown,
+        "start": int(record.started_at.timestamp() * 1000),
+        "stop": int(max(record.finished_at.timestamp(), time.time()) * 1000),
+        "labels": [
+            {"name": "epic", "value": "Backend Operations: Backup and Migration Plan"},
+            {"name": "feature", "value": "Recovery Drills"},
+            {"name": "story", "value": "Drill verdict"},
+            {"name": "severity", "value": drill.severity},
+            {"name": "tag", "value": "monthly"},
+        ],
+        "links": [
+            {"name": "Plan: Recovery Drills", "url": "backup-and-migration-plan.md#recovery-drills", "type": "link"}
+        ],
+        "parameters": parameters,
+        "attachments": attachments,
+        "steps": [{"name": item.line(), "status": "failed", "stage": "finished"} for item in record.action_items],
+    }
+    path = results_dir / f"{result['uuid']}-result.json"
+    path.write_text(redact(json.dumps(result, indent=2)), encoding="utf-8")
+    return path
+
+
+def allure_cli(cache: Path = ALLURE_CACHE) -> Path:
+    """The Allure 3 CLI, installed with npm under ``cache`` the first time it is needed.
+
+    Raises:
+        HarnessError: node or npm is missing, or the install failed.
+    """
+    cli = cache / "node_modules" / ".bin" / "allure"
+    if cli.exists():
+        return cli
+    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
+    if missing:
+        raise HarnessError(
+            f"rendering the HTML report needs {' and '.join(missing)}: install Node.js 20 or newer "
+            "(for example `apt-get install nodejs npm`), then run the command again"
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    run_tool(["npm", "install", "--no-audit", "--no-fund", "--prefix", cache, ALLURE_PACKAGE],
+             what=f"npm install {ALLURE_PACKAGE} into {cache}", timeout=_INSTALL_TIMEOUT_S)  # fmt: skip
+    if not cli.exists():
+        raise HarnessError(
+            f"npm installed {ALLURE_PACKAGE} into {cache} but {cli} is missing; delete {cache} and retry"
+        )
+    return cli
+
+
+def render_html(results_dir: Path, out_dir: Path, *, name: str = "codeblack-drills") -> Path:
+    """Render the Allure results into an HTML report; returns the report's ``index.html``.
+
+    Raises:
+        HarnessError: no results to render, the CLI could not be installed, or rendering failed.
+    """
+    if not results_dir.is_dir() or not any(results_dir.glob("*-result.json")):
+        raise HarnessError(f"{results_dir}: no Allure results to render; run `uv run pytest features/` first")
+    cli = allure_cli()
+    run_tool([cli, "generate", results_dir.resolve(), "--output", out_dir.resolve(), "--report-name", name],
+             what="allure generate", timeout=_GENERATE_TIMEOUT_S)  # fmt: skip
+    index = out_dir / "index.html"
+    if not index.exists():
+        raise HarnessError(f"allure generate wrote no {index}; check {results_dir} holds Allure 2/3 results")
+    return index
