@@ -1,0 +1,105 @@
+"""A Redis copy: trigger ``BGSAVE``, wait for it, and stream the RDB file off-server with its manifest.
+
+The plan keeps ``appendonly yes`` for durability on the server, but the file worth copying off-server is the
+RDB snapshot: one compact, self-contained file that a throwaway Redis loads at start. The copy is taken right
+after a save this function asked for, so its age is known; the manifest records the key count the drill
+compares with after loading it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from harness.backup.store import backup_time, progress_logger, put_manifest, timestamped_key
+from harness.errors import HarnessError
+from harness.services.base import wait_until
+from harness.storage.manifest import BackupManifest
+from harness.storage.upload import upload_file
+
+__all__ = ["backup_redis"]
+
+log = logging.getLogger("harness.backup.redis")
+
+
+def _saves(info: dict[str, Any]) -> tuple[int, int]:
+    """A save counter that moves with every completed save (``rdb_saves`` is 7.0+; LASTSAVE before that)."""
+    return int(info.get("rdb_saves", 0)), int(info["rdb_last_save_time"])
+
+
+def _trigger_save(client: redis.Redis, wait_timeout: float, where: str) -> None:
+    before = _saves(client.info("persistence"))
+    try:
+        client.bgsave()
+    except redis.ResponseError as exc:
+        if "in progress" not in str(exc):
+            raise HarnessError(f"{where}: BGSAVE refused: {exc}") from None
+    state: dict[str, Any] = {}
+
+    def saved() -> bool:
+        state.update(client.info("persistence"))
+        return int(state["rdb_bgsave_in_progress"]) == 0 and _saves(state) != before
+
+    wait_until(saved, timeout=wait_timeout, what=f"BGSAVE on {where}", interval=0.02)
+    if state.get("rdb_last_bgsave_status") != "ok":
+        raise HarnessError(f"{where}: BGSAVE failed (rdb_last_bgsave_status {state.get('rdb_last_bgsave_status')})")
+
+
+def backup_redis(
+    redis_url: str,
+    client: Any,
+    bucket: str,
+    prefix: str,
+    *,
+    bgsave: bool = True,
+    wait_timeout: float = 600.0,
+    taken_at: datetime | None = None,
+) -> BackupManifest:
+    """Copy the Redis at ``redis_url``'s RDB file to ``<prefix>codeblack-<ts>.rdb`` with its manifest.
+
+    The file is read from the directory Redis reports (``CONFIG GET dir``), so this runs on the Redis host.
+
+    Args:
+        redis_url: the live Redis (only BGSAVE is asked of it; no key is written).
+        client: a boto3 S3 client.
+        bucket: the backup bucket.
+        prefix: the Redis prefix, e.g. ``redis/rdb/``.
+        bgsave: trigger a save and wait for it first; without it the newest existing RDB is copied.
+        wait_timeout: deadline for the save.
+        taken_at: the time the key and the manifest carry (default now).
+
+    Returns:
+        The manifest as stored.
+
+    Raises:
+        HarnessError: Redis cannot be reached, the save failed or timed out, or the RDB file is unreadable.
+    """
+    moment = backup_time(taken_at)
+    where = "Redis " + redis_url.rsplit("@", 1)[-1]
+    try:
+        with redis.Redis.from_url(redis_url, socket_timeout=10, socket_connect_timeout=5, decode_responses=True) as r:
+            if bgsave:
+                _trigger_save(r, wait_timeout, where)
+            directory = r.config_get("dir")["dir"]
+            filename = r.config_get("dbfilename")["dbfilename"]
+            keys = sum(int(db.get("keys", 0)) for db in r.info("keyspace").values())
+    except redis.RedisError as exc:
+        raise HarnessError(f"{where}: {exc}") from None
+    rdb = Path(directory) / filename
+    if not rdb.is_file():
+        raise HarnessError(
+            f"{where}: RDB file {rdb} is not readable here; run `backup redis` on the Redis host "
+            "(or mount its data directory) and make sure a save has happened"
+        )
+    key = timestamped_key(prefix, moment, ".rdb")
+    stored = upload_file(client, bucket, key, rdb, progress=progress_logger(key))
+    manifest = BackupManifest(
+        kind="redis", key=key, taken_at=moment, format="rdb", sha256=stored.sha256, size=stored.size, keys=keys
+    )
+    put_manifest(client, bucket, manifest)
+    log.info("redis copy s3://%s/%s: %d bytes, %d keys", bucket, key, stored.size, keys)
+    return manifest

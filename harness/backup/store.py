@@ -1,0 +1,58 @@
+"""What every backup kind shares: keys carrying their UTC time, manifests beside objects, progress lines."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from harness.errors import HarnessError
+from harness.storage.manifest import BackupManifest, format_timestamp, manifest_key
+from harness.storage.upload import Progress
+
+__all__ = ["backup_time", "progress_logger", "put_manifest", "timestamped_key"]
+
+log = logging.getLogger("harness.backup")
+
+
+def backup_time(taken_at: datetime | None) -> datetime:
+    """The backup's time in UTC, to the second (keys carry seconds); ``None`` means now."""
+    moment = taken_at or datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise HarnessError(f"backup time {moment.isoformat()} has no time zone; pass an aware UTC datetime")
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def timestamped_key(prefix: str, taken_at: datetime, suffix: str) -> str:
+    """``<prefix>codeblack-<YYYYmmddTHHMMSSZ><suffix>``, the key layout of the storage contract."""
+    return f"{prefix}codeblack-{format_timestamp(taken_at)}{suffix}"
+
+
+def put_manifest(client: Any, bucket: str, manifest: BackupManifest) -> str:
+    """Store ``manifest`` beside its object and return the manifest's key.
+
+    Raises:
+        HarnessError: storage refused the write.
+    """
+    key = manifest_key(manifest.key)
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=manifest.to_json(), ContentType="application/json")
+    except (ClientError, BotoCoreError) as exc:
+        raise HarnessError(f"s3://{bucket}/{key}: cannot store manifest: {exc}") from None
+    return key
+
+
+def progress_logger(what: str, every: int = 64 * 1024 * 1024) -> Progress:
+    """A progress callback that logs bytes sent and the rate each time another ``every`` bytes have gone."""
+    last = [0]
+
+    def report(sent: int, seconds: float) -> None:
+        if sent - last[0] < every:
+            return
+        last[0] = sent
+        rate = sent / seconds / 1024 / 1024 if seconds > 0 else 0.0
+        log.info("%s: %.1f MiB sent (%.1f MiB/s)", what, sent / 1024 / 1024, rate)
+
+    return report
