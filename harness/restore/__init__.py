@@ -1,0 +1,1 @@
+"""Restores into isolated throwaway staging: logical dumps, base backups, Redis RDB copies."""

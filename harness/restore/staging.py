@@ -1,0 +1,150 @@
+"""Restore the newest logical dump into an isolated, throwaway staging PostgreSQL.
+
+The plan's first restore step: "Restore PostgreSQL into isolated staging first." Recovery time matters, so
+the download and the provisioning overlap: the dump streams to disk (hashed on the way, see
+:mod:`harness.storage.download`) in a worker thread while the main thread starts a PostgreSQL tuned for
+restore speed (it is disposable: no fsync, large maintenance memory). The server is started from the main
+thread on purpose: its parent-death signal is tied to the starting thread, and a worker thread ends long
+before the session does. Then ``pg_restore --jobs N`` loads the dump, its verbose log kept as evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import DrillConfig
+from harness.deployment import Deployment
+from harness.errors import CheckFailed, HarnessError, ServiceError
+from harness.measure.stopwatch import Stopwatch
+from harness.services.base import label_dir, remove_dir, run_tool
+from harness.services.postgres import RESTORE_TUNED, PostgresServer, ensure_throwaway
+from harness.services.provider import Provider
+from harness.services.redis import RedisServer
+from harness.storage.download import Downloaded, download_object, verify_against
+from harness.storage.manifest import BackupManifest
+
+__all__ = ["RESTORE_TIMEOUT_S", "Staging", "fetch_verified", "restore_logical"]
+
+log = logging.getLogger("harness.restore")
+
+#: pg_restore's deadline: generous, but a wedged restore must end the drill rather than hang it.
+RESTORE_TIMEOUT_S = 4 * 3600.0
+
+
+@dataclass
+class Staging:
+    """The isolated staging copy: a throwaway PostgreSQL holding the restored dump (and a restored Redis).
+
+    Attributes:
+        postgres: the throwaway server (``ensure_throwaway`` passes for it, for no other).
+        dbname: the restored database.
+        dump: the manifest of the dump that was restored.
+        download: key, size, hash and time of the download.
+        restore_log: pg_restore's verbose output (evidence).
+        timings: the drill's stopwatch (download, provision, restore phases so far).
+        redis: the throwaway Redis restored from the newest RDB copy, when one was restored.
+        redis_copy: the manifest of that RDB copy.
+        jobs: how many parallel jobs pg_restore used.
+    """
+
+    postgres: PostgresServer
+    dbname: str
+    dump: BackupManifest
+    download: Downloaded
+    restore_log: str
+    timings: Stopwatch
+    redis: RedisServer | None = None
+    redis_copy: BackupManifest | None = None
+    jobs: int = 1
+
+    @property
+    def dsn(self) -> str:
+        """The libpq URL of the restored database."""
+        return self.postgres.dsn(self.dbname)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """SQLAlchemy URL of the restored database (for Alembic and the app)."""
+        return self.postgres.sqlalchemy_url(self.dbname)
+
+    def stop(self) -> None:
+        """Stop both throwaway servers and remove their directories."""
+        if self.redis is not None:
+            self.redis.stop()
+        self.postgres.stop()
+
+
+def fetch_verified(deployment: Deployment, manifest: BackupManifest, directory: Path) -> Downloaded:
+    """Download a backup object and refuse it unless its size and sha256 match its manifest.
+
+    Raises:
+        CheckFailed: size or hash differ (names the key, expected and actual).
+    """
+    got = download_object(deployment.storage.client(), deployment.backup_bucket, manifest.key, directory)
+    verify_against(got, manifest)
+    return got
+
+
+def _timed_fetch(deployment: Deployment, dump: BackupManifest, directory: Path, watch: Stopwatch) -> Downloaded:
+    with watch.phase("download"):
+        return fetch_verified(deployment, dump, directory)
+
+
+def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int) -> str:
+    argv: list[str | os.PathLike[str]] = [
+        server.binaries.tool("pg_restore"), "--verbose", "--jobs", str(jobs), "--no-owner", "--no-privileges",
+        "--exit-on-error", "--dbname", dbname, path,
+    ]  # fmt: skip
+    try:
+        result = run_tool(argv, what=f"pg_restore of {dump.key}", timeout=RESTORE_TIMEOUT_S, env=server.tool_env())
+    except ServiceError as exc:
+        if not server.process.alive():
+            raise HarnessError(
+                f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.process.log_tail(3)}"
+            ) from None
+        raise CheckFailed(f"{dump.key}: does not restore: {exc}") from None
+    return result.stderr.decode(errors="replace")
+
+
+def restore_logical(
+    provider: Provider,
+    deployment: Deployment,
+    config: DrillConfig,
+    dump: BackupManifest,
+    *,
+    watch: Stopwatch,
+    name: str = "staging",
+) -> Staging:
+    """Download (verified) and restore ``dump`` into a new throwaway PostgreSQL, overlapping the two.
+
+    Raises:
+        CheckFailed: the dump differs from its manifest or pg_restore refuses it (its message quoted).
+        HarnessError: the staging server died, the disk filled, or the server did not start.
+    """
+    base = Path(config.restore.work_dir) if config.restore.work_dir else None
+    directory = label_dir("dump", base)
+    jobs = config.restore.jobs or os.cpu_count() or 1
+    server: PostgresServer | None = None
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="dump-download") as pool:
+            pending: Future[Downloaded] = pool.submit(_timed_fetch, deployment, dump, directory, watch)
+            with watch.phase("provision"):
+                server = provider.postgres(name, settings=RESTORE_TUNED)
+                ensure_throwaway(server.dsn())
+                dbname = config.database.name
+                server.create_database(dbname)
+            downloaded = pending.result()
+        with watch.phase("restore"):
+            restore_log = _pg_restore(server, dbname, dump, downloaded.path, jobs)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    finally:
+        remove_dir(directory)
+    log.info("restored %s into %s/%s with %d jobs", dump.key, server.name, dbname, jobs)
+    return Staging(server, dbname, dump, downloaded, restore_log, watch, jobs=jobs)

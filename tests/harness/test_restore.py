@@ -1,0 +1,224 @@
+"""Logical restore into throwaway staging from real pg_dump backups in moto: the good case and each broken one.
+
+The "production" here is a migrated database with rows spread over three days and real dumps taken by the
+backup side (:func:`harness.backup.postgres.backup_postgres`), so manifests are written the way production
+writes them. After every case no staging server or directory of that case may be left behind.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psutil
+import psycopg
+import pytest
+from alembic import command
+from pydantic import SecretStr
+
+from harness.backup.postgres import backup_postgres, dump_options
+from harness.config import DrillConfig
+from harness.deployment import Deployment
+from harness.errors import CheckFailed, HarnessError
+from harness.measure import Stopwatch
+from harness.restore.staging import restore_logical
+from harness.services.base import LABEL, run_id
+from harness.services.provider import Provider
+from harness.storage.manifest import BackupManifest
+from sandbox.codeblack.revisions import alembic_config
+
+TAKEN_AT = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+def seed_production(dsn: str, sqlalchemy_url: str, *, newest: datetime, orders: int = 60) -> None:
+    """Migrate to head and insert rows into every critical table, spread over the 3 days up to ``newest``."""
+    command.upgrade(alembic_config(sqlalchemy_url), "head")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # Hourly steps back from `newest`: rows fall both inside and outside the 24 h before the backup.
+        conn.execute(
+            "INSERT INTO applications (applicant_name, email, amount, created_at) "
+            "SELECT 'a' || i, 'a' || i || '@example.org', i, %s - make_interval(hours => i %% 72) "
+            "FROM generate_series(1, 40) i",
+            [newest],
+        )
+        conn.execute(
+            "INSERT INTO orders (application_id, amount, created_at) "
+            "SELECT (SELECT min(id) FROM applications), i, %s - make_interval(hours => i %% 72) "
+            "FROM generate_series(1, %s) i",
+            [newest, orders],
+        )
+        conn.execute(
+            "INSERT INTO blacklist_entries (kind, value, created_at) "
+            "SELECT 'email', 'b' || i, %s - make_interval(hours => i %% 72) FROM generate_series(1, 30) i",
+            [newest],
+        )
+        conn.execute(
+            "INSERT INTO config_change_history (config_key, action, actor, status, created_at) "
+            "SELECT 'limits.daily', 'applied', 'ops-bob', 'applied', %s - make_interval(hours => i %% 72) "
+            "FROM generate_series(1, 30) i",
+            [newest],
+        )
+
+
+@dataclass
+class Production:
+    """A source database, a backup bucket holding its dump, and the deployment pointing at that bucket."""
+
+    deployment: Deployment
+    manifest: BackupManifest
+    client: Any
+
+    def variant(self, data: bytes | None = None, **manifest_changes: Any) -> BackupManifest:
+        """Store a copy of the dump (optionally different bytes) under a new key, with a changed manifest."""
+        body = self.client.get_object(Bucket=self.deployment.backup_bucket, Key=self.manifest.key)["Body"].read()
+        key = self.manifest.key.replace(".dump", f"-{uuid.uuid4().hex[:6]}.dump")
+        stored = body if data is None else data
+        self.client.put_object(Bucket=self.deployment.backup_bucket, Key=key, Body=stored)
+        return self.manifest.model_copy(update={"key": key, **manifest_changes})
+
+
+def make_production(
+    pg_server: Any, s3_server: Any, config: DrillConfig, *, newest: datetime, orders: int = 60
+) -> Production:
+    """Seed a database on ``pg_server`` and dump it into a fresh bucket, as production's backup job would."""
+    name = f"prod_{uuid.uuid4().hex[:8]}"
+    pg_server.create_database(name)
+    seed_production(pg_server.dsn(name), pg_server.sqlalchemy_url(name), newest=newest, orders=orders)
+    client = s3_server.client()
+    bucket = f"backups-{uuid.uuid4().hex[:8]}"
+    client.create_bucket(Bucket=bucket)
+    config = config.with_changes(storage={"backup_bucket": bucket})
+    manifest = backup_postgres(
+        pg_server.dsn(name), client, bucket, config.storage.logical_prefix,
+        pg_dump=pg_server.binaries.tool("pg_dump"), options=dump_options(config), taken_at=TAKEN_AT,
+    )  # fmt: skip
+    deployment = Deployment(
+        name="test", config=config, storage=s3_server.endpoint, redis_url=None, database_host="127.0.0.1",
+        verify_key="", app_secrets={"CODEBLACK_SIGNING_KEY": SecretStr("B" * 43 + "=")},
+    )  # fmt: skip
+    return Production(deployment, manifest, client)
+
+
+@pytest.fixture(scope="module")
+def production(pg_server: Any, s3_server: Any, drill_config: DrillConfig) -> Production:
+    return make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT - timedelta(minutes=1))
+
+
+def leftovers(name: str) -> list[str]:
+    """Processes and directories of this run labelled with the staging ``name``."""
+    label = f"{LABEL}-{run_id()}-"
+    procs = [
+        " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline"])
+        if any(f"cluster_name={label}{name}" == part.removeprefix("-c ") for part in p.info["cmdline"] or [])
+    ]
+    dirs = glob.glob(f"/tmp/{label}pg-{name}-*") + glob.glob(f"/tmp/{label}dump-*")
+    return procs + dirs
+
+
+@pytest.fixture
+def staging_name() -> Iterator[str]:
+    name = f"stg{uuid.uuid4().hex[:6]}"
+    yield name
+    assert leftovers(name) == []
+
+
+def test_the_newest_dump_restores_with_its_counts_and_timings(
+    provider: Provider, production: Production, staging_name: str
+) -> None:
+    watch = Stopwatch()
+    config = production.deployment.config
+    staging = restore_logical(
+        provider, production.deployment, config, production.manifest, watch=watch, name=staging_name
+    )
+    try:
+        with staging.postgres.connect(staging.dbname) as conn:
+            row = conn.execute("SELECT count(*) FROM orders").fetchone()
+        assert row == (production.manifest.tables["orders"].rows,)
+        assert staging.download.sha256 == production.manifest.sha256
+        assert set(watch.phases) == {"download", "provision", "restore"}
+        assert "processing data for table" in staging.restore_log
+        assert staging.jobs == (os.cpu_count() or 1)
+    finally:
+        staging.stop()
+
+
+def test_a_dump_whose_hash_differs_from_its_manifest_is_refused(
+    provider: Provider, production: Production, staging_name: str
+) -> None:
+    bad = production.variant(sha256="f" * 64)
+    with pytest.raises(
+        CheckFailed, match=rf"^{bad.key}: sha256 {production.manifest.sha256} differs from the manifest's f{{64}}$"
+    ):
+        restore_logical(
+            provider, production.deployment, production.deployment.config, bad, watch=Stopwatch(), name=staging_name
+        )
+
+
+def test_a_truncated_dump_is_refused_by_its_size(provider: Provider, production: Production, staging_name: str) -> None:
+    body = production.client.get_object(Bucket=production.deployment.backup_bucket, Key=production.manifest.key)[
+        "Body"
+    ].read()
+    bad = production.variant(body[: len(body) // 2])
+    with pytest.raises(
+        CheckFailed, match=rf"^{bad.key}: size {len(body) // 2} bytes differs from the manifest's {len(body)} bytes$"
+    ):
+        restore_logical(
+            provider, production.deployment, production.deployment.config, bad, watch=Stopwatch(), name=staging_name
+        )
+
+
+def test_a_truncated_dump_with_a_matching_manifest_fails_with_pg_restores_message(
+    provider: Provider, production: Production, staging_name: str
+) -> None:
+    body = production.client.get_object(Bucket=production.deployment.backup_bucket, Key=production.manifest.key)[
+        "Body"
+    ].read()
+    cut = body[: len(body) * 2 // 3]
+    bad = production.variant(cut, size=len(cut), sha256=hashlib.sha256(cut).hexdigest())
+    with pytest.raises(
+        CheckFailed, match=rf"^{bad.key}: does not restore: pg_restore of {bad.key} failed: pg_restore: error: "
+    ):
+        restore_logical(
+            provider, production.deployment, production.deployment.config, bad, watch=Stopwatch(), name=staging_name
+        )
+
+
+def test_staging_killed_during_pg_restore_fails_naming_the_cause(
+    provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, staging_name: str
+) -> None:
+    big = make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT - timedelta(minutes=1), orders=400_000)
+    killed = threading.Event()
+
+    def kill_when_restoring() -> None:
+        label = f"cluster_name={LABEL}-{run_id()}-{staging_name}"
+        while not killed.is_set():
+            for proc in psutil.process_iter(["cmdline"]):
+                cmdline = proc.info["cmdline"] or []
+                if cmdline and cmdline[0].endswith("pg_restore") and "--dbname" in cmdline:
+                    postmasters = [p for p in psutil.process_iter(["cmdline"]) if label in (p.info["cmdline"] or [])]
+                    for postmaster in postmasters:
+                        os.killpg(postmaster.pid, signal.SIGKILL)
+                    killed.set()
+                    return
+
+    killer = threading.Thread(target=kill_when_restoring, daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(
+            HarnessError, match=rf"^staging PostgreSQL {staging_name} died during pg_restore of {big.manifest.key}"
+        ):
+            restore_logical(
+                provider, big.deployment, big.deployment.config, big.manifest, watch=Stopwatch(), name=staging_name
+            )
+    finally:
+        killed.set()
+        killer.join(5)
