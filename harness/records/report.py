@@ -68,7 +68,8 @@ def _attachment(results_dir: Path, name: str, body: bytes, mime: str, extension:
 def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path | None = None) -> Path:
     """Add one Allure result carrying the verdict, RPO/RTO with phases and objectives, the record and the trend.
 
-    It passes for GO and fails for NO-GO, so the report's own totals agree with the verdict.
+    It passes for GO and fails for NO-GO, so the report's own totals agree with the verdict. The record and the
+    trend are also written as global attachments of the report.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(record)
@@ -114,6 +115,10 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path
     }
     path = results_dir / f"{result['uuid']}-result.json"
     path.write_text(redact(json.dumps(result, indent=2)), encoding="utf-8")
+    # The same files as global attachments, so the overview's "Global Attachments" tab holds record and trend.
+    stamp = int(time.time() * 1000)
+    globals_item = {"attachments": [{**a, "timestamp": stamp} for a in attachments], "errors": []}
+    (results_dir / f"{uuid.uuid4()}-globals.json").write_text(json.dumps(globals_item, indent=2), encoding="utf-8")
     return path
 
 

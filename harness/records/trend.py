@@ -48,6 +48,7 @@ def plot_trend(records: list[DrillRecord], path: Path) -> Path:
         axis.set_xticks(positions, labels, fontsize=7)
         axis.set_title(f"{name} per drill ({unit})")
         axis.set_ylabel(unit)
+        axis.margins(x=0.08, y=0.15)
         axis.set_ylim(bottom=0)
         axis.legend(loc="upper left", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)

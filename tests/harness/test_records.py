@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.records import (
+    Check,
+    DrillRecord,
+    Measure,
+    action_items,
+    append_record,
+    control_statuses,
+    decide,
+    load_chain,
+    render_markdown,
+    verify_chain,
+    write_environment,
+)
+from harness.records.report import verdict_title
+
+START = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
+PASSED = Check(scenario="The newest dump restores", feature="Restore drill", area="restore_drill", status="passed")
+FAILED = Check(
+    scenario="Rows match the manifest",
+    feature="Restore drill",
+    area="restore_drill",
+    status="failed",
+    message="orders: restored 9 rows, manifest says 10",
+)
+
+
+def measure(name: str, value: float, objective: float, unit: str) -> Measure:
+    return Measure(name=name, value=value, objective=objective, unit=unit, met=value <= objective)
+
+
+def make_record(day: int = 0, rpo: float = 1.5, rto: float = 12.0, checks: list[Check] | None = None) -> DrillRecord:
+    checks = [PASSED] if checks is None else checks
+    measures = [measure("RPO", rpo, 6, "h"), measure("RTO", rto, 60, "min")]
+    phases = {"download": 30.0, "pg_restore": 400.0, "health": 5.0}
+    return DrillRecord(
+        run_id=f"run{day}",
+        started_at=START + timedelta(days=30 * day),
+        finished_at=START + timedelta(days=30 * day, minutes=15),
+        target="codeblack-sandbox",
+        provider="local processes",
+        harness_version="0.1.0",
+        checks=checks,
+        measures=measures,
+        rto_phases=phases,
+        verdict=decide(checks, measures),
+        action_items=action_items(checks, measures, phases),
+        controls=control_statuses(checks, measures),
+    )
+
+
+def test_missed_rpo_yields_the_number_and_the_advice() -> None:
+    items = action_items([], [measure("RPO", 7.5, 6, "h")], {})
+    assert [item.line() for item in items] == [
+        "RPO: 7.5 h exceeds objective 6 h: increase pg_dump frequency or check the backup cron"
+    ]
+
+
+def test_missed_rto_names_the_slowest_phase() -> None:
+    (item,) = action_items([], [measure("RTO", 75, 60, "min")], {"download": 30.0, "pg_restore": 4200.0})
+    assert item.number == "75 min exceeds objective 60 min"
+    assert "(pg_restore took 4200 s)" in item.todo
+
+
+def test_failed_check_yields_its_message_and_area_advice() -> None:
+    (item,) = action_items([PASSED, FAILED], [], {})
+    assert item.what == "Restore drill: Rows match the manifest"
+    assert item.number == "orders: restored 9 rows, manifest says 10"
+    assert "repeat the restore drill" in item.todo
+
+
+@pytest.mark.parametrize(
+    ("area", "advice"),
+    [
+        ("backup_policy", "backup job"),
+        ("migration_gates", "migration"),
+        ("config_safety", "config API"),
+        ("", "investigate"),
+    ],
+)
+def test_every_area_has_its_own_advice(area: str, advice: str) -> None:
+    (item,) = action_items([FAILED.model_copy(update={"area": area})], [], {})
+    assert advice in item.todo
+
+
+def test_verdict_is_go_only_without_failures_and_missed_objectives() -> None:
+    assert decide([PASSED], [measure("RPO", 1, 6, "h")]).decision == "GO"
+    assert decide([PASSED, FAILED], []).reasons == ["failed: Restore drill: Rows match the manifest"]
+    assert decide([PASSED], [measure("RPO", 7.5, 6, "h")]).reasons == ["RPO 7.5 h exceeds objective 6 h"]
+    assert decide([], []).reasons == ["no scenario ran"]
+
+
+def test_controls_follow_scenarios_and_the_rto_measure() -> None:
+    statuses = {c.control: c for c in control_statuses([FAILED], [measure("RTO", 12, 60, "min")])}
+    assert statuses["ISO/IEC 27001:2022 A.8.13"].status == "not effective"
+    assert statuses["SOC 2 CC8.1"].status == "not tested"
+    restore_time = statuses["AWS Backup Audit Manager: restore-time-for-resources-meet-target"]
+    assert (restore_time.status, restore_time.evidence) == ("effective", ["RTO 12 min (objective 60 min)"])
+
+
+def test_record_json_and_markdown_hold_everything(tmp_path: Path) -> None:
+    sealed, path = append_record(tmp_path, make_record(checks=[PASSED, FAILED], rpo=7.5))
+    data = json.loads(path.read_text())
+    assert data["verdict"]["decision"] == "NO-GO"
+    assert data["measures"][0] == {
+        "name": "RPO",
+        "value": 7.5,
+        "unit": "h",
+        "objective": 6.0,
+        "met": False,
+        "detail": "",
+    }
+    assert data["rto_phases"] == {"download": 30.0, "pg_restore": 400.0, "health": 5.0}
+    assert [c["status"] for c in data["checks"]] == ["passed", "failed"]
+    assert data["previous_hash"] == ""
+    assert data["hash"] == sealed.compute_hash()
+    markdown = path.with_suffix(".md").read_text()
+    assert "# Drill run0: NO-GO" in markdown
+    assert "| RPO | 7.5 h | 6 h | **no** |  |" in markdown
+    assert "| pg_restore | 400 |" in markdown
+    assert "1. Restore drill: Rows match the manifest: orders: restored 9 rows, manifest says 10" in markdown
+    assert "| SOC 2 CC7.5 |" in markdown
+    assert f"![RPO and RTO per drill]({sealed.trend_image})" in markdown
+    assert verdict_title(sealed) == "Drill verdict NO-GO, RPO 7.5 h (objective 6 h), RTO 12 min (objective 60 min)"
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> list[Path]:
+    return [append_record(tmp_path, make_record(day, rpo=1.0 + day, rto=10.0 + 5 * day))[1] for day in range(3)]
+
+
+def test_chain_links_each_record_to_the_previous_one(chain: list[Path]) -> None:
+    records = load_chain(chain[0].parent)
+    assert [r.previous_hash for r in records[1:]] == [r.hash for r in records[:-1]]
+    result = verify_chain(chain[0].parent)
+    assert (result.ok, str(result)) == (True, "drill record chain OK: 3 records")
+
+
+def test_editing_one_number_of_an_old_record_is_detected(chain: list[Path]) -> None:
+    chain[0].write_text(chain[0].read_text().replace('"value": 1.0', '"value": 0.5', 1))
+    assert str(verify_chain(chain[0].parent)) == f"{chain[0]}: altered (its content no longer matches its hash)"
+
+
+def test_editing_the_markdown_twin_is_detected(chain: list[Path]) -> None:
+    markdown = chain[1].with_suffix(".md")
+    markdown.write_text(markdown.read_text().replace("NO-GO", "GO").replace("| 2 h |", "| 1 h |"))
+    assert str(verify_chain(chain[0].parent)) == f"{markdown}: altered (differs from its JSON record)"
+
+
+def test_a_removed_record_is_detected(chain: list[Path]) -> None:
+    chain[1].unlink()
+    problem = str(verify_chain(chain[0].parent))
+    assert problem.startswith(f"{chain[2]}: the record before it was removed, altered or reordered")
+
+
+def test_removing_the_newest_record_is_detected(chain: list[Path]) -> None:
+    chain[2].unlink()
+    assert str(verify_chain(chain[0].parent)).startswith(f"{chain[2]}: the newest record was removed")
+
+
+def test_appending_to_a_broken_chain_is_refused(chain: list[Path]) -> None:
+    chain[0].write_text(chain[0].read_text().replace('"value": 1.0', '"value": 0.5', 1))
+    with pytest.raises(HarnessError, match="refusing to append to a broken chain"):
+        append_record(chain[0].parent, make_record(9))
+
+
+def test_trend_png_is_drawn_across_the_chain(chain: list[Path]) -> None:
+    newest = load_chain(chain[0].parent)[-1]
+    png = chain[0].parent / newest.trend_image
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000  # two axes with three points each, not an empty canvas
+
+
+def test_environment_properties_escape_keys_and_keep_values(tmp_path: Path) -> None:
+    path = write_environment(tmp_path, {"backup key": "postgres/logical/a=b.dump", "target": "sandbox"})
+    assert path.read_text() == "backup\\ key=postgres/logical/a=b.dump\ntarget=sandbox\n"
+
+
+def test_markdown_is_rebuilt_from_json_alone(chain: list[Path]) -> None:
+    record = load_chain(chain[0].parent)[1]
+    assert render_markdown(record) == chain[1].with_suffix(".md").read_text()
