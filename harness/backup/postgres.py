@@ -121,8 +121,7 @@ def backup_postgres(
         HarnessError: the database, a table or storage cannot be read or written; ``pg_dump`` failed.
     """
     moment = backup_time(taken_at)
-    suffix = ".dump" if options.dump_format == "custom" else ".sql"
-    key = timestamped_key(prefix, moment, suffix)
+    key = timestamped_key(prefix, moment, ".dump")
     conninfo, password_env = libpq_target(dsn)
     try:
         conn = psycopg.connect(dsn, connect_timeout=10)

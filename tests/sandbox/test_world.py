@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 
-from harness.storage.manifest import parse_manifest, parse_timestamp
+from harness.backup.prune import prune
+from harness.storage.manifest import BackupManifest, parse_manifest, parse_timestamp
+from sandbox import breakage
 from sandbox.world import World, list_keys
 
 
@@ -86,3 +89,110 @@ def test_deployment_reports_the_simulated_database_host(sandbox_world: World) ->
     assert deployment.verify_key
     assert deployment.redis_url
     assert sandbox_world.signing_seed.get_secret_value() not in json.dumps(deployment.config.model_dump(mode="json"))
+
+
+# --- variants: each mutation changes exactly what it says ---------------------------------------------------
+
+
+def _listing(world: World, bucket: str) -> dict[str, str]:
+    client = world.s3.client()
+    return {
+        item["Key"]: item["ETag"]
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for item in page.get("Contents", [])
+    }
+
+
+def _manifest(world: World, bucket: str, key: str) -> BackupManifest:
+    raw = world.s3.client().get_object(Bucket=bucket, Key=key + ".manifest.json")["Body"].read()
+    return parse_manifest(raw, where=key)
+
+
+def test_plain_variant_is_an_identical_copy(sandbox_world: World) -> None:
+    started = time.monotonic()
+    copy = sandbox_world.variant("copy")
+    assert time.monotonic() - started < 3
+    assert copy.backup_bucket != sandbox_world.deployment.backup_bucket
+    assert _listing(sandbox_world, copy.backup_bucket) == _listing(
+        sandbox_world, sandbox_world.deployment.backup_bucket
+    )
+    client = sandbox_world.s3.client()
+    assert client.get_bucket_versioning(Bucket=copy.uploads_bucket)["Status"] == "Enabled"
+
+
+def test_stale_newest_removes_only_recent_dumps(sandbox_world: World, keys: list[str]) -> None:
+    broken = sandbox_world.variant("stale", breakage.stale_newest(hours=13))
+    after = _listing(sandbox_world, broken.backup_bucket)
+    gone = set(keys) - set(after)
+    cutoff = sandbox_world.now - timedelta(hours=13)
+    assert gone
+    assert all(k.startswith("postgres/logical/") and (parse_timestamp(k) or cutoff) > cutoff for k in gone)
+    newest = max(t for k in after if k.endswith(".dump") and (t := parse_timestamp(k)))
+    assert sandbox_world.now - newest >= timedelta(hours=13)
+
+
+def test_gap_leaves_a_hole_of_the_asked_size(sandbox_world: World) -> None:
+    broken = sandbox_world.variant("gap", breakage.gap(hours=24))
+    times = sorted(t for k in _listing(sandbox_world, broken.backup_bucket) if k.endswith(".dump")
+                   and (t := parse_timestamp(k)))  # fmt: skip
+    steps = Counter(b - a for a, b in itertools.pairwise(times))
+    assert steps == {timedelta(hours=6): 56 - 3 - 2, timedelta(hours=24): 1}
+
+
+def test_hash_mismatch_and_truncation_touch_only_the_newest_dump(sandbox_world: World, keys: list[str]) -> None:
+    newest = max(k for k in keys if k.endswith(".dump"))
+    source = sandbox_world.deployment.backup_bucket
+    original = _manifest(sandbox_world, source, newest)
+    hashed = sandbox_world.variant("hash", breakage.hash_mismatch())
+    assert _manifest(sandbox_world, hashed.backup_bucket, newest).sha256 != original.sha256
+    cut = sandbox_world.variant("cut", breakage.truncated_dump())
+    size = sandbox_world.s3.client().head_object(Bucket=cut.backup_bucket, Key=newest)["ContentLength"]
+    assert size == original.size // 2
+    assert _manifest(sandbox_world, cut.backup_bucket, newest) == original
+
+
+def test_missing_rows_dump_has_fewer_rows_than_its_manifest(sandbox_world: World) -> None:
+    broken = sandbox_world.variant("rows", breakage.missing_rows("orders", 5))
+    listing = _listing(sandbox_world, broken.backup_bucket)
+    newest = max(k for k in listing if k.endswith(".dump"))
+    manifest = _manifest(sandbox_world, broken.backup_bucket, newest)
+    body = sandbox_world.s3.client().get_object(Bucket=broken.backup_bucket, Key=newest)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == manifest.sha256
+    with sandbox_world.production_pg.connect(sandbox_world.database) as conn:
+        row = conn.execute("SELECT count(*) FROM orders").fetchone()
+    assert row is not None
+    assert manifest.tables["orders"].rows == row[0]  # the manifest carries production's full count
+
+
+def test_uploads_mutations(sandbox_world: World) -> None:
+    client = sandbox_world.s3.client()
+    suspended = sandbox_world.variant("suspended", breakage.versioning_suspended())
+    assert client.get_bucket_versioning(Bucket=suspended.uploads_bucket)["Status"] == "Suspended"
+    short = sandbox_world.variant("short", breakage.short_noncurrent_rule(days=7))
+    rules = client.get_bucket_lifecycle_configuration(Bucket=short.uploads_bucket)["Rules"]
+    assert rules[0]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 7
+
+
+def test_snapshot_and_redis_day_removed(sandbox_world: World, keys: list[str]) -> None:
+    yesterday = (sandbox_world.now - timedelta(days=1)).date()
+    broken = sandbox_world.variant("days", breakage.missing_snapshot_day(1), breakage.no_redis_copy_yesterday())
+    gone = set(keys) - set(_listing(sandbox_world, broken.backup_bucket))
+    assert {parse_timestamp(k).date() for k in gone} == {yesterday}  # type: ignore[union-attr]
+    assert {k.split("/")[0] + "/" + k.split("/")[2] if k.startswith("postgres") else "redis" for k in gone} == {
+        "postgres/daily", "redis"}  # fmt: skip
+    assert len(gone) == 4 + 2
+
+
+def test_prune_keeps_the_world_and_removes_what_expired(sandbox_world: World) -> None:
+    config = sandbox_world.config
+    client = sandbox_world.s3.client()
+    assert prune(client, config.storage.backup_bucket, config, now=sandbox_world.now, dry_run=True) == []
+    broken = sandbox_world.variant("expired", breakage.expired_kept(days=20))
+    before = _listing(sandbox_world, broken.backup_bucket)
+    would = prune(client, broken.backup_bucket, config, now=sandbox_world.now, dry_run=True)
+    assert len(would) == 2
+    assert would[0].endswith(".dump")
+    assert would[1] == would[0] + ".manifest.json"
+    assert _listing(sandbox_world, broken.backup_bucket) == before
+    assert prune(client, broken.backup_bucket, config, now=sandbox_world.now) == would
+    assert set(before) - set(_listing(sandbox_world, broken.backup_bucket)) == set(would)

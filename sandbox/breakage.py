@@ -1,0 +1,239 @@
+"""Ready-made ways to break a copy of the world's storage, one per rule the drill checks.
+
+Each function returns a mutation for :meth:`sandbox.world.World.variant`; it changes exactly what its name
+says in the variant's copied buckets and nothing else, so a test can assert the exact failure message of the
+check it exercises::
+
+    broken = world.variant("gap", gap(hours=24))
+    broken = world.variant("rows", missing_rows("orders", 5))
+
+Mutations that need a different dump (``uncompressed_dump``, ``missing_rows``, ``no_recent_inserts``) take it
+with the real backup code from a scratch copy of production's database, so the dump is genuine and only the
+property under test differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from psycopg import sql
+
+from harness.backup.base import BASE_ARCHIVE
+from harness.backup.postgres import backup_postgres
+from harness.backup.store import put_manifest, timestamped_key
+from harness.services.postgres import ensure_throwaway
+from harness.storage.catalogue import BackupObject, Catalogue, fetch_manifest, list_backups
+from harness.storage.manifest import BackupManifest, manifest_key
+from sandbox.world import Mutation, VariantContext, set_noncurrent_rule
+
+__all__ = [
+    "expired_kept",
+    "gap",
+    "hash_mismatch",
+    "missing_rows",
+    "missing_snapshot_day",
+    "no_recent_inserts",
+    "no_redis_copy_yesterday",
+    "short_noncurrent_rule",
+    "stale_newest",
+    "truncated_dump",
+    "uncompressed_dump",
+    "versioning_suspended",
+]
+
+
+def _catalogue(ctx: VariantContext, prefix: str, suffix: str = "") -> Catalogue:
+    storage = ctx.world.config.storage
+    return list_backups(ctx.client, ctx.bucket, prefix, storage.timestamp_pattern, storage.timestamp_format,
+                        suffix=suffix)  # fmt: skip
+
+
+def _dumps(ctx: VariantContext) -> Catalogue:
+    return _catalogue(ctx, ctx.world.config.storage.logical_prefix)
+
+
+def _delete(ctx: VariantContext, objects: list[BackupObject], *, folder: bool = False) -> None:
+    """Delete objects with their manifests (or their whole folder, for base backups)."""
+    for obj in objects:
+        if folder:
+            prefix = obj.key.rsplit("/", 1)[0] + "/"
+            listed = ctx.client.list_objects_v2(Bucket=ctx.bucket, Prefix=prefix).get("Contents", [])
+            keys = [str(item["Key"]) for item in listed]
+        else:
+            keys = [obj.key, manifest_key(obj.key)]
+        for key in keys:
+            ctx.client.delete_object(Bucket=ctx.bucket, Key=key)
+
+
+def _rewrite_newest_manifest(ctx: VariantContext, change: Callable[[BackupManifest], BackupManifest]) -> None:
+    newest = _dumps(ctx).newest()
+    put_manifest(ctx.client, ctx.bucket, change(fetch_manifest(ctx.client, ctx.bucket, newest)))
+
+
+def stale_newest(hours: float) -> Mutation:
+    """Delete the dumps of the last ``hours`` hours, so the newest dump is at least that old."""
+
+    def mutate(ctx: VariantContext) -> None:
+        cutoff = ctx.world.now - timedelta(hours=hours)
+        _delete(ctx, [obj for obj in _dumps(ctx).objects if obj.taken_at > cutoff])
+
+    return mutate
+
+
+def gap(hours: float, *, days_ago: float = 7) -> Mutation:
+    """Delete consecutive dumps so that two neighbours ``days_ago`` days back are ``hours`` (or more) apart."""
+
+    def mutate(ctx: VariantContext) -> None:
+        objects = _dumps(ctx).objects
+        anchor = max(obj.taken_at for obj in objects if obj.taken_at <= ctx.world.now - timedelta(days=days_ago))
+        _delete(ctx, [obj for obj in objects if anchor < obj.taken_at < anchor + timedelta(hours=hours)])
+
+    return mutate
+
+
+def expired_kept(days: float) -> Mutation:
+    """Add a dump (a real one, with its manifest) dated ``days`` days ago, beyond the retention window."""
+
+    def mutate(ctx: VariantContext) -> None:
+        oldest = _dumps(ctx).objects[0]
+        manifest = fetch_manifest(ctx.client, ctx.bucket, oldest)
+        moment = (ctx.world.now - timedelta(days=days)).replace(minute=0, second=0)
+        key = timestamped_key(ctx.world.config.storage.logical_prefix, moment, ".dump")
+        ctx.client.copy_object(Bucket=ctx.bucket, Key=key, CopySource={"Bucket": ctx.bucket, "Key": oldest.key})
+        put_manifest(ctx.client, ctx.bucket, manifest.model_copy(update={"key": key, "taken_at": moment}))
+
+    return mutate
+
+
+def missing_snapshot_day(days_ago: int) -> Mutation:
+    """Delete the daily base backup taken ``days_ago`` days before now (1 = yesterday's)."""
+
+    def mutate(ctx: VariantContext) -> None:
+        day = (ctx.world.now - timedelta(days=days_ago)).date()
+        daily = _catalogue(ctx, ctx.world.config.storage.base_daily_prefix, BASE_ARCHIVE)
+        _delete(ctx, [obj for obj in daily.objects if obj.taken_at.date() == day], folder=True)
+
+    return mutate
+
+
+def no_redis_copy_yesterday() -> Mutation:
+    """Delete yesterday's Redis RDB copy and its manifest."""
+
+    def mutate(ctx: VariantContext) -> None:
+        day = (ctx.world.now - timedelta(days=1)).date()
+        copies = _catalogue(ctx, ctx.world.config.storage.redis_prefix)
+        _delete(ctx, [obj for obj in copies.objects if obj.taken_at.date() == day])
+
+    return mutate
+
+
+def hash_mismatch() -> Mutation:
+    """Give the newest dump's manifest a sha256 that is not the object's."""
+    return lambda ctx: _rewrite_newest_manifest(
+        ctx, lambda m: m.model_copy(update={"sha256": hashlib.sha256(m.sha256.encode()).hexdigest()})
+    )
+
+
+def truncated_dump() -> Mutation:
+    """Cut the newest dump to its first half (its manifest still describes the whole)."""
+
+    def mutate(ctx: VariantContext) -> None:
+        newest = _dumps(ctx).newest()
+        body = ctx.client.get_object(Bucket=ctx.bucket, Key=newest.key)["Body"].read()
+        ctx.client.put_object(Bucket=ctx.bucket, Key=newest.key, Body=body[: len(body) // 2])
+
+    return mutate
+
+
+def versioning_suspended() -> Mutation:
+    """Suspend versioning of the uploads bucket (deleted proofs would be gone at once)."""
+    return lambda ctx: ctx.client.put_bucket_versioning(
+        Bucket=ctx.uploads_bucket, VersioningConfiguration={"Status": "Suspended"}
+    )
+
+
+def short_noncurrent_rule(days: int = 7) -> Mutation:
+    """Expire the uploads bucket's noncurrent versions after ``days`` days (the plan asks 30)."""
+    return lambda ctx: set_noncurrent_rule(ctx.client, ctx.uploads_bucket, days)
+
+
+@contextlib.contextmanager
+def _scratch_copy(ctx: VariantContext) -> Iterator[str]:
+    """A throwaway copy of production's database on the same server (dropped afterwards); yields its DSN."""
+    server = ctx.world.production_pg
+    name = f"scratch_{uuid.uuid4().hex[:8]}"
+    with server.connect() as conn:
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
+        conn.execute(create.format(sql.Identifier(name), sql.Identifier(ctx.world.database)))
+    try:
+        dsn = server.dsn(name)
+        ensure_throwaway(dsn)
+        yield dsn
+    finally:
+        server.drop_database(name)
+
+
+def _dump(ctx: VariantContext, dsn: str, taken_at: datetime, *, plain: bool = False) -> BackupManifest:
+    world = ctx.world
+    options = world.dump_options()
+    if plain:
+        options = replace(options, dump_format="plain", compression="none")
+    return backup_postgres(dsn, ctx.client, ctx.bucket, world.config.storage.logical_prefix,
+                           pg_dump=world.production_pg.binaries.tool("pg_dump"), options=options,
+                           taken_at=taken_at)  # fmt: skip
+
+
+def uncompressed_dump() -> Mutation:
+    """Add a newest dump in plain SQL without compression (as a misconfigured cron would), with its manifest."""
+
+    def mutate(ctx: VariantContext) -> None:
+        with _scratch_copy(ctx) as dsn:
+            _dump(ctx, dsn, ctx.world.now, plain=True)
+
+    return mutate
+
+
+def missing_rows(table: str, count: int) -> Mutation:
+    """Add a newest dump missing ``count`` rows of ``table`` whose manifest carries the full numbers.
+
+    The dump is real (taken after the deletion), its sha256 and size are its own; only the row numbers in
+    the manifest are those from before the deletion, as if rows were lost between counting and dumping.
+    """
+
+    def mutate(ctx: VariantContext) -> None:
+        with _scratch_copy(ctx) as dsn:
+            before = _dump(ctx, dsn, ctx.world.now)
+            with ctx.world.production_pg.connect(dsn.rsplit("/", 1)[1]) as conn:
+                conn.execute("SET session_replication_role = replica")  # keep referencing rows: only these go
+                conn.execute(sql.SQL("DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY id DESC LIMIT %s)")
+                             .format(t=sql.Identifier(table)), (count,))  # fmt: skip
+            after = _dump(ctx, dsn, ctx.world.now)
+        put_manifest(ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}))
+
+    return mutate
+
+
+def no_recent_inserts() -> Mutation:
+    """Add a newest dump of a database where nothing was inserted in the 24 h before it (a stalled app)."""
+
+    def mutate(ctx: VariantContext) -> None:
+        world = ctx.world
+        since = world.now - timedelta(hours=24)
+        options = world.dump_options()
+        with _scratch_copy(ctx) as dsn:
+            with world.production_pg.connect(dsn.rsplit("/", 1)[1]) as conn:
+                conn.execute("SET session_replication_role = replica")
+                columns = {table: options.time_column(table) for table in options.critical_tables}
+                if options.heartbeat_table:
+                    columns[options.heartbeat_table] = options.heartbeat_column
+                for table, column in columns.items():
+                    delete = sql.SQL("DELETE FROM {} WHERE {} > %s")
+                    conn.execute(delete.format(sql.Identifier(table), sql.Identifier(column)), (since,))
+            _dump(ctx, dsn, world.now)
+
+    return mutate
