@@ -7,7 +7,7 @@ from harness.records.chain import ChainResult, append_record, load_chain, verify
 from harness.records.controls import AREAS, CONTROLS, control_statuses
 from harness.records.markdown import render_markdown
 from harness.records.record import ActionItem, BackupUsed, Check, DrillRecord, Measure, Verdict, WaiverEntry
-from harness.records.report import render_html, write_environment, write_verdict_result
+from harness.records.report import render_html, scrub_secrets, write_environment, write_verdict_result
 from harness.records.trend import plot_trend
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "plot_trend",
     "render_html",
     "render_markdown",
+    "scrub_secrets",
     "verify_chain",
     "write_environment",
     "write_verdict_result",

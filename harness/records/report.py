@@ -23,7 +23,15 @@ from harness.records.record import DrillRecord
 from harness.redact import redact
 from harness.services.base import run_tool
 
-__all__ = ["ALLURE_CACHE", "allure_cli", "render_html", "verdict_title", "write_environment", "write_verdict_result"]
+__all__ = [
+    "ALLURE_CACHE",
+    "allure_cli",
+    "render_html",
+    "scrub_secrets",
+    "verdict_title",
+    "write_environment",
+    "write_verdict_result",
+]
 
 ALLURE_CACHE = Path.home() / ".cache" / "codeblack-drills" / "allure"
 ALLURE_PACKAGE = "allure@3"
@@ -120,6 +128,25 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path
     globals_item = {"attachments": [{**a, "timestamp": stamp} for a in attachments], "errors": []}
     (results_dir / f"{uuid.uuid4()}-globals.json").write_text(json.dumps(globals_item, indent=2), encoding="utf-8")
     return path
+
+
+def scrub_secrets(directory: Path) -> list[Path]:
+    """Redact every text file under ``directory`` in place; returns the files that held a secret.
+
+    allure-pytest-bdd writes failure messages, tracebacks and captured logs as they were raised, so a secret
+    inside an exception would reach the results; the session end passes every file through :func:`redact`.
+    """
+    changed = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary (PNG): written by the harness from redacted data only
+        clean = redact(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
+            changed.append(path)
+    return changed
 
 
 def allure_cli(cache: Path = ALLURE_CACHE) -> Path:

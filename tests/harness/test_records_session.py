@@ -1,0 +1,199 @@
+"""The drill_record plugin end to end: a tiny pytest-bdd drill in a subprocess writes the record and Allure files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from harness.config import PROJECT_ROOT
+from harness.records import load_chain, verify_chain
+
+SECRETS = ("s3cr3t-db-password-7731", "signing-key-QmFzZTY0U2VjcmV0")
+
+FEATURE = """\
+Feature: Restore drill
+  The newest backup restores into staging and the app answers.
+
+  @monthly @restore_drill
+  Scenario: The newest dump restores within the RTO
+    Given the drill restored the newest dump in {rto:g} minutes with data {rpo:g} hours old
+    Then the restored database answers
+
+  @monthly @restore_drill
+  Scenario: The restored rows match the manifest
+    Given the drill restored the newest dump in {rto:g} minutes with data {rpo:g} hours old
+    Then the row count of "orders" matches {rows:d}
+"""
+
+CONFTEST = """\
+from datetime import UTC, datetime
+
+from pytest_bdd import given, parsers, then
+
+from harness.errors import CheckFailed
+from harness.redact import register_secret
+from harness.storage.manifest import BackupManifest
+
+pytest_plugins = ["fixtures.config", "fixtures.drill_record"]
+SECRETS = {secrets!r}
+for secret in SECRETS:
+    register_secret(secret)
+
+
+@given(parsers.parse("the drill restored the newest dump in {{rto:g}} minutes with data {{rpo:g}} hours old"))
+def _restored(drill_record, rto, rpo):
+    drill_record.backup_used(BackupManifest(
+        kind="logical", key="postgres/logical/codeblack-20261124T000000Z.dump",
+        taken_at=datetime(2026, 11, 24, tzinfo=UTC),
+        format="custom", sha256="ab" * 32, size=123456))
+    drill_record.measure("RPO", rpo, 6, "h", "newest heartbeat in the restored database")
+    drill_record.measure("RTO", rto, 60, "min")
+    drill_record.phases({{"download": 12.5, "pg_restore": 300.0, "app health": 4.0}})
+    drill_record.environment("database.password", SECRETS[0])
+
+
+@then("the restored database answers")
+def _answers():
+    pass
+
+
+@then(parsers.parse('the row count of "{{table}}" matches {{rows:d}}'))
+def _rows(table, rows):
+    if rows != 10:
+        raise CheckFailed(f"{{table}}: restored 10 rows, manifest says {{rows}} (signed with {{SECRETS[1]}})")
+"""
+
+INI = """\
+[pytest]
+markers =
+    monthly: monthly drill
+    restore_drill: restore area
+bdd_features_base_dir = features/
+"""
+
+
+@dataclass(frozen=True)
+class DrillRun:
+    """One run of the tiny drill: where it wrote and what it printed."""
+
+    root: Path
+    output: str
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def results(self) -> Path:
+        return self.reports / "allure-results"
+
+
+def write_drill_project(root: Path, *, rpo: float = 1.5, rto: float = 12.0, rows: int = 11) -> Path:
+    """A pytest-bdd project using the suite's drill_record plugin; ``rows != 10`` makes one scenario fail."""
+    (root / "features").mkdir(parents=True, exist_ok=True)
+    (root / "features" / "restore_drill.feature").write_text(FEATURE.format(rpo=rpo, rto=rto, rows=rows))
+    (root / "features" / "test_restore_drill.py").write_text(
+        'from pytest_bdd import scenarios\n\nscenarios("restore_drill.feature")\n'
+    )
+    (root / "conftest.py").write_text(CONFTEST.format(secrets=SECRETS))
+    (root / "pytest.ini").write_text(INI)
+    (root / "drill.toml").write_text('[target]\nname = "tiny-target"\n\n[reports]\ndir = "reports"\n')
+    return root
+
+
+def run_drill(root: Path) -> DrillRun:
+    """Run the project's features with Allure results, as an operator would."""
+    # Only the plugins the drill needs: faster, and other installed plugins cannot change the outcome.
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.pop("DRILL_CONFIG", None)
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "pytest_bdd.plugin",
+            "-p", "allure_pytest_bdd.plugin", "--drill-config", "drill.toml",
+            "--alluredir", "reports/allure-results", "features"]  # fmt: skip
+    done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False)
+    return DrillRun(root, done.stdout + done.stderr)
+
+
+@pytest.fixture(scope="module")
+def failing_drill(tmp_path_factory: pytest.TempPathFactory) -> DrillRun:
+    return run_drill(write_drill_project(tmp_path_factory.mktemp("drill"), rpo=7.5))
+
+
+def test_terminal_summary_ends_with_verdict_rpo_and_rto(failing_drill: DrillRun) -> None:
+    assert "drill verdict: NO-GO" in failing_drill.output
+    assert "RPO: 7.5 h (objective 6 h) MISSED (newest heartbeat in the restored database)" in failing_drill.output
+    assert "RTO: 12 min (objective 60 min) met" in failing_drill.output
+    assert "action: RPO: 7.5 h exceeds objective 6 h: increase pg_dump frequency or check the backup cron" in (
+        failing_drill.output
+    )
+
+
+def test_record_holds_checks_backup_and_action_items(failing_drill: DrillRun) -> None:
+    (record,) = load_chain(failing_drill.reports / "drills")
+    assert record.target == "tiny-target"
+    assert record.backup is not None
+    assert record.backup.key == "postgres/logical/codeblack-20261124T000000Z.dump"
+    assert [(c.scenario, c.status) for c in record.checks] == [
+        ("The newest dump restores within the RTO", "passed"),
+        ("The restored rows match the manifest", "failed"),
+    ]
+    assert record.checks[1].message == "orders: restored 10 rows, manifest says 11 (signed with ***)"
+    assert [item.what for item in record.action_items] == ["Restore drill: The restored rows match the manifest", "RPO"]
+    assert record.rto_phases == {"download": 12.5, "pg_restore": 300.0, "app health": 4.0}
+    assert verify_chain(failing_drill.reports / "drills").ok
+
+
+def _results(run: DrillRun) -> list[dict[str, object]]:
+    return [json.loads(path.read_text()) for path in run.results.glob("*-result.json")]
+
+
+def test_every_scenario_carries_plan_labels_and_controls(failing_drill: DrillRun) -> None:
+    scenario = next(r for r in _results(failing_drill) if r["name"] == "The newest dump restores within the RTO")
+    labels = {(label["name"], label["value"]) for label in scenario["labels"]}  # type: ignore[attr-defined]
+    assert {
+        ("epic", "Backend Operations: Backup and Migration Plan"),
+        ("feature", "Restore drill"),
+        ("story", "The newest dump restores within the RTO"),
+        ("severity", "blocker"),
+        ("tag", "monthly"),
+        ("control", "SOC 2 CC7.5"),
+    } <= labels
+    assert scenario["links"] == [
+        {
+            "type": "link",
+            "url": "backup-and-migration-plan.md#restore-procedure-minimum",
+            "name": "Plan: Restore Procedure (Minimum)",
+        }
+    ]
+
+
+def test_results_carry_environment_and_the_verdict(failing_drill: DrillRun) -> None:
+    environment = (failing_drill.results / "environment.properties").read_text()
+    assert "backup.key=postgres/logical/codeblack-20261124T000000Z.dump\n" in environment
+    assert "drill.verdict=NO-GO\n" in environment
+    verdict = next(r for r in _results(failing_drill) if str(r["name"]).startswith("Drill verdict"))
+    assert verdict["name"] == "Drill verdict NO-GO, RPO 7.5 h (objective 6 h), RTO 12 min (objective 60 min)"
+    assert verdict["status"] == "failed"
+    assert {a["type"] for a in verdict["attachments"]} == {"text/markdown", "application/json", "image/png"}  # type: ignore[attr-defined]
+
+
+def test_no_planted_secret_appears_in_any_report_file(failing_drill: DrillRun) -> None:
+    files = [path for path in failing_drill.reports.rglob("*") if path.is_file()]
+    assert len(files) > 10  # records, chart, HEAD, results, attachments
+    failed = next(r for r in _results(failing_drill) if r["name"] == "The restored rows match the manifest")
+    assert "(signed with ***)" in failed["statusDetails"]["message"]  # type: ignore[index]  # the plant reached it
+    leaks = [(path.name, secret) for path in files for secret in SECRETS if secret.encode() in path.read_bytes()]
+    assert leaks == []
+
+
+def test_a_second_drill_extends_the_chain(failing_drill: DrillRun) -> None:
+    again = run_drill(failing_drill.root)
+    records = load_chain(again.reports / "drills")
+    assert len(records) == 2
+    assert records[1].previous_hash == records[0].hash
+    assert str(verify_chain(again.reports / "drills")) == "drill record chain OK: 2 records"
