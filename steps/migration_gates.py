@@ -1,1 +1,129 @@
-"""Placeholder: filled in by its feature's work."""
+"""Steps of the migration gates: parse, one ``harness.migrations`` call, evidence, assert or return."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pytest_bdd import given, then, when
+
+from harness.app.runner import AppProcess
+from harness.config import DrillConfig
+from harness.deployment import Deployment
+from harness.migrations.checkpoint import newest_checkpoint
+from harness.migrations.deploy import DeployRehearsal, MaintenanceWindow, WriteSwitch, rehearsal_app, wait_listening
+from harness.migrations.destructive import DestructiveOperation, check_checkpoint, find_destructive
+from harness.migrations.drift import check_drift
+from harness.migrations.history import RevisionGraph, check_linear_history, check_tracked, load_graph
+from harness.migrations.lint import LintFinding, check_lint, lint_revisions
+from harness.migrations.project import MigrationProject
+from harness.migrations.roundtrip import RoundTrip, check_roundtrip
+from steps.evidence import attach_json, attach_table, attach_text
+
+
+@given("the target's Alembic migrations named in the drill configuration", target_fixture="migrations")
+def _migrations(drill_config: DrillConfig) -> MigrationProject:
+    return MigrationProject.from_config(drill_config)
+
+
+@given("the migration history as Alembic builds it from migrations/versions", target_fixture="revision_graph")
+def _revision_graph(migrations: MigrationProject) -> RevisionGraph:
+    graph = load_graph(migrations)
+    attach_json("revision graph", {"heads": graph.heads, "revisions": graph.evidence()})
+    return graph
+
+
+@then("every file in migrations/versions is a revision of the migration history")
+def _every_file_tracked(migrations: MigrationProject, revision_graph: RevisionGraph) -> None:
+    check_tracked(migrations)
+    attach_text("tracked migration files", "\n".join(revision.file for revision in revision_graph.revisions))
+
+
+@then("the migrations applied to an empty database build exactly the schema the models declare")
+def _no_drift(migrations: MigrationProject, pg_database: Any) -> None:
+    attach_json("drift diff (autogenerate comparison at head)", check_drift(migrations, pg_database))
+
+
+@then("the migration history is one linear chain with a single head at the expected revision")
+def _linear_history(migrations: MigrationProject, revision_graph: RevisionGraph) -> None:
+    check_linear_history(migrations, revision_graph)
+
+
+@then("every revision downgraded one step and upgraded again leaves an identical schema catalogue")
+def _reversible(migrations: MigrationProject, revision_graph: RevisionGraph, pg_database: Any) -> None:
+    results = check_roundtrip(migrations, revision_graph, pg_database)
+    attach_table("round trips", RoundTrip.HEADER, [result.row() for result in results])
+
+
+@given("the revisions pending on the staging copy restored from the newest backup", target_fixture="rehearsal")
+def _rehearsal(migrations: MigrationProject, revision_graph: RevisionGraph, staging: Any) -> DeployRehearsal:
+    rehearsal = DeployRehearsal(migrations, revision_graph, staging)
+    pending = rehearsal.pending()
+    attach_json("pending revisions", {"deployed": rehearsal.deployed, "pending": pending})
+    return rehearsal
+
+
+@then(
+    "each pending migration that drops, truncates or narrows data follows a full backup checkpoint "
+    "of at most the configured age"
+)
+def _checkpoint(rehearsal: DeployRehearsal, deployment: Deployment, drill_config: DrillConfig) -> None:
+    found = find_destructive(rehearsal.project, rehearsal.pending())
+    attach_table("destructive operations", DestructiveOperation.HEADER, [op.row() for op in found])
+    max_age = drill_config.migrations.checkpoint_max_age_hours
+    check_checkpoint(found, newest_checkpoint(deployment), max_age_hours=max_age, now=datetime.now(UTC))
+
+
+@then("the offline SQL of the pending migrations has no finding of a blocking lint rule")
+def _lint(rehearsal: DeployRehearsal, drill_config: DrillConfig) -> None:
+    rules = drill_config.migrations.lint_blocking_rules
+    report = lint_revisions(rehearsal.project, rehearsal.graph, rehearsal.pending(), blocking_rules=rules)
+    attach_text("offline SQL of the pending migrations", report.script() or "-- no pending migration")
+    attach_table("squawk findings", LintFinding.HEADER, [finding.row() for finding in report.findings])
+    check_lint(report)
+
+
+@given("the target app started against the staging copy", target_fixture="rehearsal_app")
+def _app(drill_config: DrillConfig, deployment: Deployment, staging: Any, request: pytest.FixtureRequest) -> AppProcess:
+    app = rehearsal_app(drill_config, deployment, staging)
+    request.addfinalizer(app.stop)
+    return wait_listening(app.start(), drill_config.app.startup_timeout_s)
+
+
+@when("writes are put in maintenance mode if a pending migration is destructive", target_fixture="maintenance")
+def _maintenance(rehearsal: DeployRehearsal, rehearsal_app: AppProcess, drill_config: DrillConfig) -> MaintenanceWindow:
+    switch = WriteSwitch(rehearsal_app.base_url, drill_config.app.proposer, drill_config.app.request_timeout_s)
+    window = MaintenanceWindow(switch, find_destructive(rehearsal.project, rehearsal.pending())).open()
+    attach_json("maintenance mode", {"needed": window.needed, "destructive": [op.row() for op in window.destructive]})
+    return window
+
+
+@then("an ordinary write is refused while maintenance mode is on")
+def _refused(maintenance: MaintenanceWindow) -> None:
+    attach_json("write during maintenance", {"status": maintenance.check_refused(), "maintenance": maintenance.needed})
+
+
+@when("the pending migrations are applied with alembic upgrade head")
+def _upgrade(rehearsal: DeployRehearsal) -> None:
+    attach_json("applied revisions", rehearsal.upgrade())
+
+
+@then("alembic current on the staging copy is the expected head")
+def _current(rehearsal: DeployRehearsal) -> None:
+    attach_text("alembic current", rehearsal.check_current())
+
+
+@then("the app's startup checks and deep health pass on the migrated copy")
+def _healthy(rehearsal_app: AppProcess, drill_config: DrillConfig) -> None:
+    attach_json("health/deep", rehearsal_app.wait_healthy(timeout=drill_config.app.startup_timeout_s).body)
+
+
+@when("writes are re-enabled after the migration")
+def _reenable(maintenance: MaintenanceWindow) -> None:
+    maintenance.close()
+
+
+@then("an ordinary write is accepted again")
+def _accepted(maintenance: MaintenanceWindow) -> None:
+    attach_json("write after the deploy", {"status": maintenance.switch.check_writes(refused=False)})

@@ -12,18 +12,42 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 from sqlalchemy.exc import DBAPIError
 
+from harness.app.runner import AppProcess, app_env
+from harness.config import DrillConfig
+from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError
+from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import RevisionGraph
 from harness.migrations.project import Database, MigrationProject, connected, current_revision
+from harness.services.base import wait_until
+from harness.services.redis import RedisServer
 
-__all__ = ["MAINTENANCE_PATH", "PROBE_WRITE_PATH", "DeployRehearsal", "WriteSwitch"]
+__all__ = [
+    "MAINTENANCE_PATH",
+    "PROBE_WRITE_PATH",
+    "DeployRehearsal",
+    "MaintenanceWindow",
+    "StagingCopy",
+    "WriteSwitch",
+    "rehearsal_app",
+    "wait_listening",
+]
 
 MAINTENANCE_PATH = "/api/v1/system/maintenance"
 PROBE_WRITE_PATH = "/api/v1/blacklist"
+
+
+class StagingCopy(Database, Protocol):
+    """The staging copy restored from the newest backup (``harness.restore.staging.Staging``)."""
+
+    @property
+    def redis(self) -> RedisServer | None:
+        """The throwaway Redis restored beside it."""
 
 
 @dataclass
@@ -127,3 +151,54 @@ class WriteSwitch:
             state = "in maintenance mode" if refused else "after writes were re-enabled"
             raise CheckFailed(f"POST {PROBE_WRITE_PATH} {state} answered {status}, expected {expected}")
         return status
+
+
+@dataclass
+class MaintenanceWindow:
+    """Maintenance mode around the migration, opened only when a pending migration is destructive (the plan)."""
+
+    switch: WriteSwitch
+    destructive: list[DestructiveOperation]
+
+    @property
+    def needed(self) -> bool:
+        """Whether the plan requires maintenance mode for this deploy."""
+        return bool(self.destructive)
+
+    def reason(self) -> str:
+        """Why writes are switched off, as recorded in the app's audit trail."""
+        revisions = sorted({operation.revision for operation in self.destructive})
+        return f"deploy rehearsal: destructive migration(s) {', '.join(revisions)} pending"
+
+    def open(self) -> MaintenanceWindow:
+        """Switch writes off when needed."""
+        if self.needed:
+            self.switch.set_maintenance(True, self.reason())
+        return self
+
+    def check_refused(self) -> int | None:
+        """A write is refused while the window is open (``None``: no window was needed)."""
+        return self.switch.check_writes(refused=True) if self.needed else None
+
+    def close(self) -> None:
+        """Re-enable writes when they were switched off."""
+        if self.needed:
+            self.switch.set_maintenance(False, "deploy rehearsal: migrations applied, health/deep passed")
+
+
+def wait_listening(app: AppProcess, timeout: float) -> AppProcess:
+    """Wait until the app answers at all: before the upgrade its deep health may rightly say "behind head"."""
+    wait_until(lambda: app.get_health() is not None, timeout=timeout, what=f"{app.name} to listen on {app.base_url}")
+    return app
+
+
+def rehearsal_app(config: DrillConfig, deployment: Deployment, staging: StagingCopy) -> AppProcess:
+    """The target app, not yet started, pointed at the staging copy's PostgreSQL and Redis (never production's).
+
+    Raises:
+        HarnessError: the staging copy has no Redis of its own.
+    """
+    if staging.redis is None:
+        raise HarnessError("the staging copy has no restored Redis; the app must not run against production's Redis")
+    env = app_env(config, deployment, database_url=staging.sqlalchemy_url, redis_url=staging.redis.url)
+    return AppProcess.from_config(config.app, env, name="rehearsal")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 import sqlalchemy as sa
 from alembic.migration import MigrationContext
@@ -29,6 +30,8 @@ __all__ = ["Checkpoint", "DestructiveOperation", "check_checkpoint", "find_destr
 @dataclass(frozen=True)
 class DestructiveOperation:
     """One statement of one revision that can lose data."""
+
+    HEADER: ClassVar[list[str]] = ["revision", "statement", "why it can lose data"]
 
     revision: str
     statement: str

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.history import RevisionGraph
@@ -30,6 +31,8 @@ _TIMEOUT_S = 30.0
 @dataclass(frozen=True)
 class LintFinding:
     """One squawk finding in one revision's SQL."""
+
+    HEADER: ClassVar[list[str]] = ["revision", "line", "rule", "severity", "message"]
 
     revision: str
     rule: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.errors import CheckFailed
 from harness.migrations.catalogue_snapshot import diff_snapshots, take_snapshot
@@ -23,6 +24,8 @@ __all__ = ["RoundTrip", "check_roundtrip"]
 @dataclass(frozen=True)
 class RoundTrip:
     """What one revision's round trip showed."""
+
+    HEADER: ClassVar[list[str]] = ["revision", "catalogue objects changed", "after downgrade and upgrade"]
 
     revision: str
     objects_changed: int
