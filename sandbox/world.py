@@ -23,9 +23,10 @@ import logging
 import random
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -305,14 +306,17 @@ class World:
         options = options or WorldOptions()
         started = time.monotonic()
         moment = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-        with contextlib.ExitStack() as undo:
-            s3 = provider.s3()
-            undo.callback(s3.stop)
+        with contextlib.ExitStack() as undo, ThreadPoolExecutor(max_workers=1) as starter:
+            # moto's server takes ~2 s to import; it starts beside PostgreSQL. Only moto is started from a
+            # worker thread (it then lacks the parent-death signal; the stop below and the sweeper cover it).
+            s3_started = starter.submit(provider.s3)
+            undo.callback(lambda: s3_started.result().stop())
             pg = provider.postgres("production", settings=PRODUCTION_SETTINGS)
             undo.callback(pg.stop)
             rd = provider.redis("production", settings={"appendonly": options.redis_appendonly,
                                                         "save": options.redis_save})  # fmt: skip
             undo.callback(rd.stop)
+            s3 = s3_started.result()
             log.info("world: servers up in %.1f s", time.monotonic() - started)
             world = cls._assemble(config, pg, rd, s3, timeline(config, moment, options.history_days), options)
             world._replay()
@@ -357,21 +361,24 @@ class World:
         storage, line = self.config.storage, self.timeline
         pg_dump, pg_basebackup = (self.production_pg.binaries.tool(t) for t in ("pg_dump", "pg_basebackup"))
         options = self.dump_options()
-        spent = dict.fromkeys(("insert", "dump", "base", "redis"), 0.0)
-        with self.production_redis.client() as rd:
+        spent = dict.fromkeys(("insert", "base", "redis"), 0.0)
+        dumps: list[Future[Any]] = []
+        with self.production_redis.client() as rd, ThreadPoolExecutor(max_workers=1) as dumper:
             for mark in line.marks:
                 phase = time.monotonic()
                 _insert(self.production_pg, self.database, tables, mark)
                 spent["insert"] += time.monotonic() - phase
                 if mark in line.dumps:
-                    phase = time.monotonic()
-                    backup_postgres(self.dsn, client, storage.backup_bucket, storage.logical_prefix,
-                                    pg_dump=pg_dump, options=options, taken_at=mark)  # fmt: skip
-                    spent["dump"] += time.monotonic() - phase
-                for prefix, marks in (
-                    (storage.base_daily_prefix, line.daily),
-                    (storage.base_weekly_prefix, line.weekly),
-                ):
+                    # The dump streams in the background; the clock moves on once its snapshot is fixed.
+                    fixed = threading.Event()
+                    dumps.append(dumper.submit(backup_postgres, self.dsn, client, storage.backup_bucket,
+                                               storage.logical_prefix, pg_dump=pg_dump, options=options,
+                                               taken_at=mark, on_snapshot=fixed.set))  # fmt: skip
+                    while not fixed.wait(0.01):
+                        if dumps[-1].done():
+                            dumps[-1].result()
+                bases = ((storage.base_daily_prefix, line.daily), (storage.base_weekly_prefix, line.weekly))
+                for prefix, marks in bases:
                     if mark in marks:
                         phase = time.monotonic()
                         backup_base(self.dsn, client, storage.backup_bucket, prefix, pg_basebackup=pg_basebackup,
@@ -384,11 +391,13 @@ class World:
                     backup_redis(self.production_redis.url, client, storage.backup_bucket, storage.redis_prefix,
                                  taken_at=mark, wait_timeout=30)  # fmt: skip
                     spent["redis"] += time.monotonic() - phase
+            for dump in dumps:
+                dump.result()
             _insert(self.production_pg, self.database, tables, self.now)
             _touch_redis(rd, rng, self.now)
         log.info(
-            "world: rows inserted in %.1f s; %d dumps (%.1f s), %d base backups (%.1f s), %d Redis copies (%.1f s)",
-            spent["insert"], len(line.dumps), spent["dump"], len(line.daily) + len(line.weekly), spent["base"],
+            "world: rows inserted in %.1f s; %d dumps, %d base backups (%.1f s), %d Redis copies (%.1f s)",
+            spent["insert"], len(dumps), len(line.daily) + len(line.weekly), spent["base"],
             len(line.redis), spent["redis"],
         )  # fmt: skip
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -101,6 +101,7 @@ def backup_postgres(
     pg_dump: Path,
     options: DumpOptions,
     taken_at: datetime | None = None,
+    on_snapshot: Callable[[], None] | None = None,
 ) -> BackupManifest:
     """Dump the database at ``dsn`` into ``bucket`` under ``<prefix>codeblack-<ts>.dump`` with its manifest.
 
@@ -113,6 +114,8 @@ def backup_postgres(
         options: tables to count, format and compression.
         taken_at: the time the key and the manifest carry (default now); the sandbox world passes the
             simulated time so its history spans days.
+        on_snapshot: called once the snapshot is fixed and counted, before the dump streams; writes made
+            after it are in neither the dump nor the manifest (the sandbox world resumes its inserts there).
 
     Returns:
         The manifest as stored.
@@ -139,6 +142,8 @@ def backup_postgres(
         heartbeat = None
         if options.heartbeat_table:
             heartbeat = _stats(conn, options.heartbeat_table, options.heartbeat_column, since).newest
+        if on_snapshot is not None:
+            on_snapshot()
         argv = [os.fspath(pg_dump), f"--format={options.dump_format}", f"--compress={options.compression}",
                 f"--snapshot={snapshot}", "--no-password", f"--dbname={conninfo}"]  # fmt: skip
         result = _stream_dump(argv, {**password_env, RUN_ENV: run_id()}, client, bucket, key, options.timeout_s)
