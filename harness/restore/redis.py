@@ -1,0 +1,60 @@
+"""Restore the newest Redis RDB copy into a throwaway Redis and check its key count against the copy's manifest.
+
+The plan copies Redis backup files off-server daily; a copy that does not load, or loads with fewer keys
+than were saved, would lose the command and audit data the plan keeps in Redis. The restored server is then
+switched to ``appendonly yes`` (rewriting its AOF from memory) so the app's deep health accepts it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+
+from harness.deployment import Deployment
+from harness.errors import CheckFailed, ServiceError
+from harness.restore.staging import fetch_verified
+from harness.services.base import label_dir, remove_dir, wait_until
+from harness.services.provider import Provider
+from harness.services.redis import RedisServer
+from harness.storage.manifest import BackupManifest
+
+__all__ = ["restore_redis"]
+
+log = logging.getLogger("harness.restore")
+
+
+def _rewriting(client: redis.Redis) -> bool:
+    info = client.info("persistence")
+    return bool(info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])
+
+
+def restore_redis(
+    provider: Provider, deployment: Deployment, copy: BackupManifest, *, name: str = "staging"
+) -> RedisServer:
+    """Download (verified) and load an RDB copy into a new throwaway Redis; its DBSIZE must equal the manifest's.
+
+    Raises:
+        CheckFailed: size/hash differ from the manifest, or the key count does (names the key and both counts).
+        ServiceError: Redis refused to load the file (its log quoted).
+    """
+    directory = label_dir("rdb")
+    try:
+        got = fetch_verified(deployment, copy, directory)
+        server = provider.redis(name, rdb_file=got.path)
+    finally:
+        remove_dir(directory)
+    try:
+        with server.client() as client:
+            keys = int(client.dbsize())
+            client.config_set("appendonly", "yes")
+            # A server stopped during its first AOF rewrite hangs on shutdown; let the rewrite finish.
+            wait_until(lambda: not _rewriting(client), timeout=60, what=f"AOF rewrite of Redis {name}")
+    except (redis.RedisError, ServiceError):
+        server.stop()
+        raise
+    if copy.keys is not None and keys != copy.keys:
+        server.stop()
+        raise CheckFailed(f"{copy.key}: restored Redis holds {keys} keys, manifest {copy.keys}")
+    log.info("restored %s into Redis %s: %d keys", copy.key, name, keys)
+    return server

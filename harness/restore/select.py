@@ -1,0 +1,60 @@
+"""Which backup the drill restores: the newest under a prefix (or the one the config names), with its manifest.
+
+The catalogue (:mod:`harness.storage.catalogue`) lists and orders the backups; this module only picks one and
+reads the manifest beside it. A backup without a manifest (taken by other tools) is still restorable: the
+caller then verifies against ``[database] minimum_rows`` and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from harness.deployment import Deployment
+from harness.errors import HarnessError
+from harness.storage.catalogue import BackupObject, fetch_manifest, list_backups
+from harness.storage.manifest import BackupManifest
+
+__all__ = ["Chosen", "newest_backup"]
+
+Chosen = tuple[BackupObject, BackupManifest | None]
+
+
+def newest_backup(deployment: Deployment, prefixes: Sequence[str], *, suffix: str = "", named: str = "") -> Chosen:
+    """The newest backup under any of ``prefixes`` (or the one whose key is ``named``) and its manifest.
+
+    Raises:
+        HarnessError: nothing under the prefixes, or ``named`` is not among them (one line naming it).
+    """
+    storage = deployment.config.storage
+    client = deployment.storage.client()
+    objects: list[BackupObject] = []
+    empty: list[HarnessError] = []
+    for prefix in prefixes:
+        try:
+            catalogue = list_backups(client, deployment.backup_bucket, prefix, storage.timestamp_pattern,
+                                     storage.timestamp_format, suffix=suffix)  # fmt: skip
+        except HarnessError as exc:
+            if not str(exc).startswith("no backups under"):
+                raise
+            empty.append(exc)
+            continue
+        objects.extend(catalogue.objects)
+    if not objects:
+        raise empty[0]
+    if named:
+        matches = [obj for obj in objects if obj.key == named]
+        if not matches:
+            raise HarnessError(
+                f"restore.dump_key {named!r} is not among the backups under {', '.join(prefixes)} in "
+                f"s3://{deployment.backup_bucket}; fix restore.dump_key in drill.toml"
+            )
+        chosen = matches[0]
+    else:
+        chosen = max(objects, key=lambda obj: (obj.taken_at, obj.key))
+    try:
+        manifest = fetch_manifest(client, deployment.backup_bucket, chosen)
+    except HarnessError as exc:
+        if "no such object" not in str(exc):
+            raise
+        manifest = None
+    return chosen, manifest
