@@ -28,8 +28,9 @@ def _key(moment: datetime) -> str:
     return f"{PREFIX}codeblack-{format_timestamp(moment)}.dump"
 
 
-@pytest.fixture
-def bucket(s3_server: Any) -> Iterator[tuple[Any, str]]:
+@pytest.fixture(name="bucket")
+def bucket_fixture(s3_server: Any) -> Iterator[tuple[Any, str]]:
+    """A fresh bucket on the session's moto, emptied and removed afterwards (shared by the policy tests)."""
     client = s3_server.client()
     name = f"cat-{uuid.uuid4().hex[:10]}"
     client.create_bucket(Bucket=name)
