@@ -3,8 +3,6 @@
 from harness.measure.objectives import (
     Measure,
     NewestData,
-    Verdict,
-    cut_over_verdict,
     newest_data,
     rpo_measure,
     rto_measure,
@@ -15,8 +13,6 @@ __all__ = [
     "Measure",
     "NewestData",
     "Stopwatch",
-    "Verdict",
-    "cut_over_verdict",
     "newest_data",
     "rpo_measure",
     "rto_measure",

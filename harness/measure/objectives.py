@@ -1,16 +1,15 @@
-"""RPO and RTO as measures against the plan's objectives, and the cut-over verdict built from them.
+"""RPO and RTO as measures against the plan's objectives, the numbers the cut-over verdict is decided on.
 
 RPO is what a real incident would lose: the incident time minus the newest data the *restored* database
 holds (its heartbeat when the target writes one, else the newest row of the critical tables); the backup's
 age is reported beside it, because a fresh backup of stale data is still stale data. RTO is the incident
-to health green. The plan says cut over "only after staging verification", so the verdict is GO only when
-every step passed and both objectives are met.
+to health green. The cut-over verdict (GO only when every step passed and both objectives are met) is
+decided from these measures by :func:`harness.records.decide`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +19,7 @@ from psycopg import sql
 from harness.config import DatabaseSettings, Objectives
 from harness.measure.stopwatch import Stopwatch
 
-__all__ = ["Measure", "NewestData", "Verdict", "cut_over_verdict", "newest_data", "rpo_measure", "rto_measure"]
+__all__ = ["Measure", "NewestData", "newest_data", "rpo_measure", "rto_measure"]
 
 
 @dataclass(frozen=True)
@@ -94,29 +93,3 @@ def rto_measure(stopwatch: Stopwatch, objectives: Objectives) -> Measure:
     """Incident to health green, in minutes, with the phases in the detail."""
     phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stopwatch.phases.items())
     return Measure("RTO", stopwatch.rto.total_seconds() / 60, objectives.rto_minutes, "min", phases)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """GO or NO-GO for cut-over, with every reason against."""
-
-    go: bool
-    reasons: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        """``GO`` or ``NO-GO: reason; reason``."""
-        return "GO" if self.go else "NO-GO: " + "; ".join(self.reasons)
-
-
-def cut_over_verdict(steps: Mapping[str, str | None], measures: Iterable[Measure]) -> Verdict:
-    """GO only when every step passed (``None``) and every measure met its objective.
-
-    Args:
-        steps: step name → ``None`` when it passed, else its failure message.
-        measures: RPO and RTO (any measure with an objective).
-    """
-    reasons = [f"{name} failed: {failure}" for name, failure in steps.items() if failure is not None]
-    reasons += [measure.describe() for measure in measures if not measure.met]
-    if not steps:
-        reasons.append("no verification step ran")
-    return Verdict(not reasons, reasons)

@@ -24,6 +24,7 @@ from harness.services.base import label_dir, remove_dir, run_tool
 from harness.services.postgres import RESTORE_TUNED, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
+from harness.storage.catalogue import BackupObject
 from harness.storage.download import Downloaded, download_object, verify_against
 from harness.storage.manifest import BackupManifest
 
@@ -48,6 +49,7 @@ class Staging:
         timings: the drill's stopwatch (download, provision, restore phases so far).
         redis: the throwaway Redis restored from the newest RDB copy, when one was restored.
         redis_copy: the manifest of that RDB copy.
+        has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
         jobs: how many parallel jobs pg_restore used.
     """
 
@@ -59,6 +61,7 @@ class Staging:
     timings: Stopwatch
     redis: RedisServer | None = None
     redis_copy: BackupManifest | None = None
+    has_manifest: bool = True
     jobs: int = 1
 
     @property
@@ -89,9 +92,18 @@ def fetch_verified(deployment: Deployment, manifest: BackupManifest, directory: 
     return got
 
 
-def _timed_fetch(deployment: Deployment, dump: BackupManifest, directory: Path, watch: Stopwatch) -> Downloaded:
+def _timed_fetch(
+    deployment: Deployment, dump: BackupObject, manifest: BackupManifest | None, directory: Path, watch: Stopwatch
+) -> tuple[Downloaded, BackupManifest]:
+    """Download the dump; verified against its manifest, or described by one made from the download."""
     with watch.phase("download"):
-        return fetch_verified(deployment, dump, directory)
+        if manifest is not None:
+            return fetch_verified(deployment, manifest, directory), manifest
+        got = download_object(deployment.storage.client(), deployment.backup_bucket, dump.key, directory)
+        log.warning("%s has no manifest: its size and hash cannot be verified", dump.key)
+        made = BackupManifest(kind="logical", key=dump.key, taken_at=dump.taken_at, format="custom",
+                              sha256=got.sha256, size=got.size, tool="none (no manifest beside the dump)")  # fmt: skip
+        return got, made
 
 
 def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int) -> str:
@@ -114,12 +126,16 @@ def restore_logical(
     provider: Provider,
     deployment: Deployment,
     config: DrillConfig,
-    dump: BackupManifest,
+    dump: BackupObject,
+    manifest: BackupManifest | None,
     *,
     watch: Stopwatch,
     name: str = "staging",
 ) -> Staging:
     """Download (verified) and restore ``dump`` into a new throwaway PostgreSQL, overlapping the two.
+
+    Without a manifest (a dump taken by other tools) nothing can be verified before the restore;
+    :attr:`Staging.has_manifest` is then false and the integrity checks fall back to ``minimum_rows``.
 
     Raises:
         CheckFailed: the dump differs from its manifest or pg_restore refuses it (its message quoted).
@@ -131,15 +147,17 @@ def restore_logical(
     server: PostgresServer | None = None
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="dump-download") as pool:
-            pending: Future[Downloaded] = pool.submit(_timed_fetch, deployment, dump, directory, watch)
+            pending: Future[tuple[Downloaded, BackupManifest]] = pool.submit(
+                _timed_fetch, deployment, dump, manifest, directory, watch
+            )
             with watch.phase("provision"):
                 server = provider.postgres(name, settings=RESTORE_TUNED)
                 ensure_throwaway(server.dsn())
                 dbname = config.database.name
                 server.create_database(dbname)
-            downloaded = pending.result()
+            downloaded, described = pending.result()
         with watch.phase("restore"):
-            restore_log = _pg_restore(server, dbname, dump, downloaded.path, jobs)
+            restore_log = _pg_restore(server, dbname, described, downloaded.path, jobs)
     except BaseException:
         if server is not None:
             server.stop()
@@ -147,4 +165,5 @@ def restore_logical(
     finally:
         remove_dir(directory)
     log.info("restored %s into %s/%s with %d jobs", dump.key, server.name, dbname, jobs)
-    return Staging(server, dbname, dump, downloaded, restore_log, watch, jobs=jobs)
+    return Staging(server, dbname, described, downloaded, restore_log, watch, has_manifest=manifest is not None,
+                   jobs=jobs)  # fmt: skip

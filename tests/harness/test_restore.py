@@ -32,6 +32,7 @@ from harness.measure import Stopwatch
 from harness.restore.staging import restore_logical
 from harness.services.base import LABEL, run_id
 from harness.services.provider import Provider
+from harness.storage.catalogue import BackupObject
 from harness.storage.manifest import BackupManifest
 from sandbox.codeblack.revisions import alembic_config
 
@@ -112,6 +113,11 @@ def production(pg_server: Any, s3_server: Any, drill_config: DrillConfig) -> Pro
     return make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT - timedelta(minutes=1))
 
 
+def as_object(manifest: BackupManifest) -> BackupObject:
+    """The listing entry of a dump, as the catalogue would give it."""
+    return BackupObject(manifest.key, manifest.taken_at, manifest.size, "")
+
+
 def leftovers(name: str) -> list[str]:
     """Processes and directories of this run labelled with the staging ``name``."""
     label = f"{LABEL}-{run_id()}-"
@@ -137,7 +143,13 @@ def test_the_newest_dump_restores_with_its_counts_and_timings(
     watch = Stopwatch()
     config = production.deployment.config
     staging = restore_logical(
-        provider, production.deployment, config, production.manifest, watch=watch, name=staging_name
+        provider,
+        production.deployment,
+        config,
+        as_object(production.manifest),
+        production.manifest,
+        watch=watch,
+        name=staging_name,
     )
     try:
         with staging.postgres.connect(staging.dbname) as conn:
@@ -159,7 +171,13 @@ def test_a_dump_whose_hash_differs_from_its_manifest_is_refused(
         CheckFailed, match=rf"^{bad.key}: sha256 {production.manifest.sha256} differs from the manifest's f{{64}}$"
     ):
         restore_logical(
-            provider, production.deployment, production.deployment.config, bad, watch=Stopwatch(), name=staging_name
+            provider,
+            production.deployment,
+            production.deployment.config,
+            as_object(bad),
+            bad,
+            watch=Stopwatch(),
+            name=staging_name,
         )
 
 
@@ -172,7 +190,13 @@ def test_a_truncated_dump_is_refused_by_its_size(provider: Provider, production:
         CheckFailed, match=rf"^{bad.key}: size {len(body) // 2} bytes differs from the manifest's {len(body)} bytes$"
     ):
         restore_logical(
-            provider, production.deployment, production.deployment.config, bad, watch=Stopwatch(), name=staging_name
+            provider,
+            production.deployment,
+            production.deployment.config,
+            as_object(bad),
+            bad,
+            watch=Stopwatch(),
+            name=staging_name,
         )
 
 
@@ -188,7 +212,13 @@ def test_a_truncated_dump_with_a_matching_manifest_fails_with_pg_restores_messag
         CheckFailed, match=rf"^{bad.key}: does not restore: pg_restore of {bad.key} failed: pg_restore: error: "
     ):
         restore_logical(
-            provider, production.deployment, production.deployment.config, bad, watch=Stopwatch(), name=staging_name
+            provider,
+            production.deployment,
+            production.deployment.config,
+            as_object(bad),
+            bad,
+            watch=Stopwatch(),
+            name=staging_name,
         )
 
 
@@ -217,8 +247,28 @@ def test_staging_killed_during_pg_restore_fails_naming_the_cause(
             HarnessError, match=rf"^staging PostgreSQL {staging_name} died during pg_restore of {big.manifest.key}"
         ):
             restore_logical(
-                provider, big.deployment, big.deployment.config, big.manifest, watch=Stopwatch(), name=staging_name
+                provider,
+                big.deployment,
+                big.deployment.config,
+                as_object(big.manifest),
+                big.manifest,
+                watch=Stopwatch(),
+                name=staging_name,
             )
     finally:
         killed.set()
         killer.join(5)
+
+
+def test_a_dump_without_a_manifest_restores_and_says_so(
+    provider: Provider, production: Production, staging_name: str
+) -> None:
+    config = production.deployment.config
+    obj = as_object(production.manifest)
+    staging = restore_logical(provider, production.deployment, config, obj, None, watch=Stopwatch(), name=staging_name)
+    try:
+        assert not staging.has_manifest
+        assert staging.dump.sha256 == production.manifest.sha256
+        assert staging.dump.tables == {}
+    finally:
+        staging.stop()
