@@ -70,14 +70,16 @@ def check_compressed(client: Any, catalogue: Catalogue, what: str) -> Evidence:
     for obj, head in zip(catalogue.objects, heads, strict=True):
         kind, compression = describe_header(head)
         rows.append({"key": obj.key, "format": kind, "compression": compression})
-    plain = [row for row in rows if row["compression"] == "none"]
+    plain = [index for index, row in enumerate(rows) if row["compression"] == "none"]
     if plain:
-        first = plain[0]
-        shown = "a custom-format archive with compression none" if first["format"] == "custom" else (
-            f"{first['format']} with no compression (starts {heads[rows.index(first)][:12]!r})"
-        )  # fmt: skip
+        first = rows[plain[0]]
+        shown = (
+            f"its header declares a {first['format']}-format archive with compression none"
+            if first["format"] in _ARCHIVE_FORMATS.values()
+            else f"it has no PGDMP, gzip, zstd or lz4 signature (it starts {heads[plain[0]][:12]!r})"
+        )
         raise CheckFailed(
-            f"{what} {first['key']} is not compressed: its header declares {shown}; {len(plain)} of "
+            f"{what} {first['key']} is not compressed: {shown}; {len(plain)} of "
             f"{len(rows)} object(s) uncompressed (the plan keeps compressed dumps)"
         )
     return Evidence(f"{what} compression", catalogue.location, len(rows) - len(plain), len(rows), "objects", rows)
