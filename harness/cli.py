@@ -1,0 +1,274 @@
+"""``codeblack-drills``: the commands an operator and a cron job run beside the drill.
+
+The backup subcommands are the production side of the contract the drill verifies: they write every backup
+object with its manifest, so the drill has numbers to compare a restore with. ``world up`` starts the sandbox
+world for exploring by hand. Every command logs progress to stderr, prints results to stdout, and exits
+0 (ok), 1 (a check failed) or 2 (usage or configuration error, one line on stderr). No secret is printed:
+credentials come from environment variables named in ``drill.toml`` and are scrubbed from every log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from harness.backup.base import backup_base
+from harness.backup.postgres import backup_postgres, dump_options
+from harness.backup.prune import prune
+from harness.backup.redis import backup_redis
+from harness.config import DrillConfig, load_config
+from harness.errors import CheckFailed, ConfigError, HarnessError
+from harness.redact import RedactingFilter, redact, register_secret
+from harness.services.postgres import find_binaries
+from harness.services.s3 import S3Endpoint
+
+__all__ = ["cli", "main"]
+
+log = logging.getLogger("harness.cli")
+
+EXIT_CODES = """\b
+Exit codes:
+  0  done
+  1  a check failed
+  2  usage or configuration error (one line on stderr)"""
+
+
+def _config(ctx: click.Context) -> DrillConfig:
+    """The drill configuration, loaded once per invocation from ``--config`` (or the default places)."""
+    state: dict[str, Any] = ctx.ensure_object(dict)
+    if "config" not in state:
+        state["config"] = load_config(state.get("config_path"))
+    config: DrillConfig = state["config"]
+    return config
+
+
+def _storage(config: DrillConfig) -> Any:
+    """A client for the configured backup storage (credentials from the variables the file names)."""
+    endpoint = S3Endpoint(
+        url=config.storage.endpoint_url or None,
+        region=config.storage.region,
+        access_key=config.secret("storage.access_key_env"),
+        secret_key=config.secret("storage.secret_key_env"),
+    )
+    register_secret(endpoint.access_key.get_secret_value())
+    register_secret(endpoint.secret_key.get_secret_value())
+    return endpoint.client()
+
+
+def _from_env(name: str, option: str) -> str:
+    """A secret (DSN, URL) read from the environment variable an option names; registered for redaction."""
+    value = os.environ.get(name, "")
+    if not value:
+        raise ConfigError(f"environment variable {name} (named by {option}) is not set")
+    return register_secret(value)
+
+
+@click.group(epilog=EXIT_CODES, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="drill.toml to use (default: $DRILL_CONFIG, then the project's drill.toml).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, quiet: bool) -> None:
+    """Back up, prune and explore the deployment the restore drill verifies."""
+    ctx.ensure_object(dict)["config_path"] = config_path
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler], force=True)
+    for noisy in ("botocore", "boto3", "urllib3", "httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@cli.group(epilog=EXIT_CODES)
+def backup() -> None:
+    """Take a backup and store it off-server with its manifest."""
+
+
+@backup.command(
+    "postgres",
+    epilog="""\b
+Examples:
+  DATABASE_URL=postgresql://backup@db:5432/codeblack codeblack-drills backup postgres
+  codeblack-drills --config prod.toml backup postgres --dsn-env CODEBLACK_DB_URL
+
+"""
+    + EXIT_CODES,
+)
+@click.option("--dsn-env", default="DATABASE_URL", show_default=True, help="Variable holding the database DSN.")
+@click.pass_context
+def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
+    """Stream a compressed pg_dump (custom format) to storage with its manifest.
+
+    The manifest's row counts are read in the same snapshot as the dump. Memory stays flat: the dump goes
+    to storage in 8 MiB parts and never touches local disk.
+    """
+    config = _config(ctx)
+    dsn = _from_env(dsn_env, "--dsn-env")
+    pg_dump = find_binaries(config.services.postgres_bin_dir).tool("pg_dump")
+    manifest = backup_postgres(dsn, _storage(config), config.storage.backup_bucket, config.storage.logical_prefix,
+                               pg_dump=pg_dump, options=dump_options(config))  # fmt: skip
+    click.echo(manifest.model_dump_json(indent=2))
+
+
+@backup.command(
+    "base",
+    epilog="""\b
+Examples:
+  DATABASE_URL=postgresql://replicator@db:5432/postgres codeblack-drills backup base
+  codeblack-drills backup base --weekly          # on Sundays, from cron
+
+"""
+    + EXIT_CODES,
+)
+@click.option("--dsn-env", default="DATABASE_URL", show_default=True, help="Variable holding the cluster's DSN.")
+@click.option("--weekly", is_flag=True, help="Store under the weekly prefix instead of the daily one.")
+@click.option("--work-dir", type=click.Path(file_okay=False), default=None, help="Room for the temporary copy.")
+@click.pass_context
+def backup_base_command(ctx: click.Context, dsn_env: str, weekly: bool, work_dir: str | None) -> None:
+    """Take a pg_basebackup (tar, gzip, SHA-256 backup manifest) and store it under the daily or weekly prefix.
+
+    The source needs wal_level = replica and a replication entry in pg_hba.conf for the connecting role.
+    """
+    config = _config(ctx)
+    dsn = _from_env(dsn_env, "--dsn-env")
+    tool = find_binaries(config.services.postgres_bin_dir).tool("pg_basebackup")
+    prefix = config.storage.base_weekly_prefix if weekly else config.storage.base_daily_prefix
+    manifest = backup_base(dsn, _storage(config), config.storage.backup_bucket, prefix, pg_basebackup=tool,
+                           work_dir=None if work_dir is None else Path(work_dir))  # fmt: skip
+    click.echo(manifest.model_dump_json(indent=2))
+
+
+@backup.command(
+    "redis",
+    epilog="""\b
+Examples:
+  REDIS_URL=redis://localhost:6379/0 codeblack-drills backup redis
+  codeblack-drills backup redis --no-bgsave      # copy the newest existing RDB
+
+"""
+    + EXIT_CODES,
+)
+@click.option("--url-env", default="REDIS_URL", show_default=True, help="Variable holding the Redis URL.")
+@click.option("--bgsave/--no-bgsave", default=True, show_default=True, help="Trigger BGSAVE and wait for it.")
+@click.option("--wait-timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Seconds.")
+@click.pass_context
+def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_timeout: float) -> None:
+    """Copy Redis's RDB snapshot off-server with its manifest (run it on the Redis host)."""
+    config = _config(ctx)
+    url = _from_env(url_env, "--url-env")
+    manifest = backup_redis(url, _storage(config), config.storage.backup_bucket, config.storage.redis_prefix,
+                            bgsave=bgsave, wait_timeout=wait_timeout)  # fmt: skip
+    click.echo(manifest.model_dump_json(indent=2))
+
+
+@cli.command(
+    "prune",
+    epilog="""\b
+Examples:
+  codeblack-drills prune --dry-run               # list what would go
+  codeblack-drills prune
+
+"""
+    + EXIT_CODES,
+)
+@click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
+@click.pass_context
+def prune_command(ctx: click.Context, dry_run: bool) -> None:
+    """Apply the plan's retention: 14 days of dumps, 7 daily and 4 weekly base backups, Redis copies.
+
+    The newest backup of each kind is always kept. Prints one key per line.
+    """
+    config = _config(ctx)
+    removed = prune(_storage(config), config.storage.backup_bucket, config, now=datetime.now(UTC), dry_run=dry_run)
+    for key in removed:
+        click.echo(key)
+
+
+@cli.group(epilog=EXIT_CODES)
+def world() -> None:
+    """The sandbox world: production built on this machine."""
+
+
+@world.command(
+    "up",
+    epilog="""\b
+Examples:
+  codeblack-drills world up                      # until Ctrl-C
+  codeblack-drills world up --for 600
+
+"""
+    + EXIT_CODES,
+)
+@click.option("--for", "seconds", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds.")
+@click.pass_context
+def world_up(ctx: click.Context, seconds: float | None) -> None:
+    """Build the sandbox world and keep it running, printing its endpoints (no secrets)."""
+    from harness.services.provider import Provider
+    from sandbox.world import World  # the sandbox is optional for a production backup host
+
+    config = _config(ctx)
+    built = World.build(Provider.from_settings(config.services), config)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        deployment = built.deployment
+        storage = config.storage
+        lines = {
+            "s3 endpoint": deployment.storage.url,
+            "backup bucket": deployment.backup_bucket,
+            "uploads bucket": deployment.uploads_bucket,
+            "postgres": built.production_pg.dsn(built.database),
+            "redis": deployment.redis_url,
+            "verify key": deployment.verify_key,
+            "logical dumps": f"s3://{deployment.backup_bucket}/{storage.logical_prefix}",
+            "built in": f"{built.build_seconds:.1f} s",
+        }
+        for name, value in lines.items():
+            click.echo(f"{name:>18}: {redact(str(value))}")
+        click.echo("S3 credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY of moto's (see harness.services.s3)")
+        click.echo("running; Ctrl-C stops and removes everything" if seconds is None else f"running for {seconds:g} s")
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2 if deadline is None else max(min(0.2, deadline - time.monotonic()), 0))
+    finally:
+        built.stop()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the command, turning errors into one line and the documented exit code."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="codeblack-drills", standalone_mode=False)
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "codeblack-drills"
+        click.echo(f"error: {exc.format_message()} (see {command} --help)", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {redact(exc.format_message())}", err=True)
+        sys.exit(2)
+    except CheckFailed as exc:
+        click.echo(f"check failed: {redact(str(exc))}", err=True)
+        sys.exit(1)
+    except HarnessError as exc:
+        click.echo(f"error: {redact(str(exc))}", err=True)
+        sys.exit(2)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
