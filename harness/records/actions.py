@@ -19,6 +19,7 @@ AREA_ADVICE = {
     "config_safety": "fix the config API behaviour named in the message; do not deploy until the gate passes",
 }
 DEFAULT_ADVICE = "investigate the failure named in the message and re-run the drill"
+SETUP_ADVICE = "the drill could not run this check: fix the setup the message names, then re-run the drill"
 
 # What to do when a measured figure misses its objective, keyed by the measure's name.
 MEASURE_ADVICE = {
@@ -50,7 +51,7 @@ def action_items(checks: list[Check], measures: list[Measure], phases: dict[str,
         ActionItem(
             what=f"{check.feature}: {check.scenario}",
             number=check.message or "failed without a message",
-            todo=AREA_ADVICE.get(check.area, DEFAULT_ADVICE),
+            todo=SETUP_ADVICE if check.kind == "setup" else AREA_ADVICE.get(check.area, DEFAULT_ADVICE),
         )
         for check in checks
         if check.status == "failed"
@@ -61,7 +62,11 @@ def action_items(checks: list[Check], measures: list[Measure], phases: dict[str,
 
 def decide(checks: list[Check], measures: list[Measure]) -> Verdict:
     """GO only when every check passed (or was skipped) and every measured objective was met."""
-    reasons = [f"failed: {check.feature}: {check.scenario}" for check in checks if check.status == "failed"]
+    reasons = [
+        f"{'could not run' if check.kind == 'setup' else 'failed'}: {check.feature}: {check.scenario}"
+        for check in checks
+        if check.status == "failed"
+    ]
     reasons += [
         f"{m.name} {format_number(m.value)} {m.unit} exceeds objective {format_number(m.objective)} {m.unit}"
         for m in measures

@@ -1,6 +1,7 @@
 """Drill records on disk as a hash chain, so an edited, removed or reordered record is detected.
 
-Records live in ``reports/drills/`` as ``drill-<UTC>-<runid>.json`` with a Markdown twin. Each JSON carries
+Records live in ``reports/drills/`` as ``drill-<UTC>-<runid>.json`` with a Markdown twin; ``<UTC>`` is the moment
+the record was appended (to the millisecond, under a lock). Each JSON carries
 ``previous_hash`` (the previous record's ``hash``) and its own ``hash`` over its canonical content; file names
 sort by time, which is the chain's order. ``HEAD`` names the newest record and its hash, so removing the
 newest record is noticed too. This is tamper-evident, not tamper-proof: whoever can rewrite every later record
@@ -9,8 +10,13 @@ and ``HEAD`` can forge history, which is why the records also travel with the Al
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -24,6 +30,8 @@ from harness.redact import redact
 __all__ = ["HEAD_FILE", "ChainResult", "append_record", "load_chain", "record_stem", "verify_chain"]
 
 HEAD_FILE = "HEAD"
+LOCK_FILE = ".lock"
+LOCK_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -42,9 +50,10 @@ class ChainResult:
         return f"drill record chain OK: {self.records} records" if self.ok else self.problem
 
 
-def record_stem(record: DrillRecord) -> str:
-    """The file name (without extension) of a record: its start time in UTC and its run id."""
-    return f"drill-{record.started_at.strftime('%Y%m%dT%H%M%SZ')}-{record.run_id}"
+def record_stem(moment: datetime, run_id: str) -> str:
+    """The file name (without extension) of a record appended at ``moment`` (UTC, to the millisecond)."""
+    utc = moment.astimezone(UTC)
+    return f"drill-{utc.strftime('%Y%m%dT%H%M%S')}.{utc.microsecond // 1000:03d}Z-{run_id}"
 
 
 def _record_files(directory: Path) -> list[Path]:
@@ -73,30 +82,61 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """Hold the directory's append lock, so two sessions finishing together cannot fork the chain."""
+    with (directory / LOCK_FILE).open("a") as handle:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise HarnessError(
+                        f"{directory / LOCK_FILE}: another session held the drill record lock for "
+                        f"{LOCK_TIMEOUT_S:g} s; wait for it to finish and run the drill again"
+                    ) from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def append_record(directory: Path, record: DrillRecord) -> tuple[DrillRecord, Path]:
     """Redact, link and seal a record, then write its JSON, its Markdown, its trend chart and ``HEAD``.
+
+    The file name carries the moment of appending, taken under the directory's lock, so names sort in chain
+    order even when drills overlap.
 
     Returns:
         The sealed record and the path of its JSON file (the chart is ``record.trend_image`` beside it).
 
     Raises:
-        HarnessError: the chain is broken already (a new link on a broken chain would hide the damage).
+        HarnessError: the chain is broken already (a new link on a broken chain would hide the damage), or the
+            newest record is dated after now (a clock or copy problem the chain order cannot absorb).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    result = verify_chain(directory)
-    if not result.ok:
-        raise HarnessError(
-            f"{result.problem}; refusing to append to a broken chain (restore the file or start a new directory)"
-        )
-    previous = load_chain(directory)
-    stem = record_stem(record)
-    clean = DrillRecord.model_validate_json(redact(record.model_dump_json()))
-    sealed = clean.model_copy(update={"trend_image": f"{stem}-trend.png"}).sealed(previous[-1].hash if previous else "")
-    path = directory / f"{stem}.json"
-    plot_trend([*previous, sealed], directory / sealed.trend_image)
-    _write_atomic(path, sealed.model_dump_json(indent=2) + "\n")
-    _write_atomic(path.with_suffix(".md"), render_markdown(sealed))
-    _write_atomic(directory / HEAD_FILE, f"{path.name} {sealed.hash}\n")
+    with _locked(directory):
+        result = verify_chain(directory)
+        if not result.ok:
+            raise HarnessError(
+                f"{result.problem}; refusing to append to a broken chain (restore the file or start a new directory)"
+            )
+        previous = load_chain(directory)
+        stem = record_stem(datetime.now(UTC), record.run_id)
+        newest = _record_files(directory)[-1:]
+        if newest and f"{stem}.json" <= newest[0].name:
+            raise HarnessError(f"{newest[0]}: dated after now ({stem}); check the clock before appending")
+        clean = DrillRecord.model_validate_json(redact(record.model_dump_json()))
+        linked = clean.model_copy(update={"trend_image": f"{stem}-trend.png"})
+        sealed = linked.sealed(previous[-1].hash if previous else "")
+        path = directory / f"{stem}.json"
+        plot_trend([*previous, sealed], directory / sealed.trend_image)
+        _write_atomic(path, sealed.model_dump_json(indent=2) + "\n")
+        _write_atomic(path.with_suffix(".md"), render_markdown(sealed))
+        _write_atomic(directory / HEAD_FILE, f"{path.name} {sealed.hash}\n")
     return sealed, path
 
 

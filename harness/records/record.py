@@ -44,12 +44,17 @@ class BackupUsed(_Part):
 
 
 class Check(_Part):
-    """One scenario's outcome; ``message`` is the failure's one line (empty when it passed)."""
+    """One scenario's outcome; ``message`` is the failure's one line (empty when it passed).
+
+    ``kind`` tells a broken rule of the plan (``check``) from a drill that could not run (``setup``: bad
+    configuration, a server that would not start), because the two call for different actions.
+    """
 
     scenario: str
     feature: str
     area: str = ""
     status: CheckStatus
+    kind: Literal["check", "setup"] = "check"
     message: str = ""
 
 

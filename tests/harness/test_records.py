@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -91,6 +92,13 @@ def test_every_area_has_its_own_advice(area: str, advice: str) -> None:
     assert advice in item.todo
 
 
+def test_a_check_that_could_not_run_asks_to_fix_the_setup() -> None:
+    setup = FAILED.model_copy(update={"kind": "setup", "message": "drill.toml: [app] command: not found"})
+    (item,) = action_items([setup], [], {})
+    assert item.todo.startswith("the drill could not run this check: fix the setup")
+    assert decide([setup], []).reasons == ["could not run: Restore drill: Rows match the manifest"]
+
+
 def test_verdict_is_go_only_without_failures_and_missed_objectives() -> None:
     assert decide([PASSED], [measure("RPO", 1, 6, "h")]).decision == "GO"
     assert decide([PASSED, FAILED], []).reasons == ["failed: Restore drill: Rows match the manifest"]
@@ -170,6 +178,12 @@ def test_appending_to_a_broken_chain_is_refused(chain: list[Path]) -> None:
     chain[0].write_text(chain[0].read_text().replace('"value": 1.0', '"value": 0.5', 1))
     with pytest.raises(HarnessError, match="refusing to append to a broken chain"):
         append_record(chain[0].parent, make_record(9))
+
+
+def test_sessions_appending_together_keep_one_chain(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda day: append_record(tmp_path, make_record(day)), range(4)))
+    assert str(verify_chain(tmp_path)) == "drill record chain OK: 4 records"
 
 
 def test_trend_png_is_drawn_across_the_chain(chain: list[Path]) -> None:

@@ -29,6 +29,11 @@ Feature: Restore drill
   Scenario: The restored rows match the manifest
     Given the drill restored the newest dump in {rto:g} minutes with data {rpo:g} hours old
     Then the row count of "orders" matches {rows:d}
+
+  @monthly @restore_drill
+  Scenario: The app answers on the restored copy
+    Given the app started against the restored copy
+    Then the restored database answers
 """
 
 CONFTEST = """\
@@ -36,7 +41,7 @@ from datetime import UTC, datetime
 
 from pytest_bdd import given, parsers, then
 
-from harness.errors import CheckFailed
+from harness.errors import CheckFailed, HarnessError
 from harness.redact import register_secret
 from harness.storage.manifest import BackupManifest
 
@@ -56,6 +61,11 @@ def _restored(drill_record, rto, rpo):
     drill_record.measure("RTO", rto, 60, "min")
     drill_record.phases({{"download": 12.5, "pg_restore": 300.0, "app health": 4.0}})
     drill_record.environment("database.password", SECRETS[0])
+
+
+@given("the app started against the restored copy")
+def _app():
+    raise HarnessError("drill.toml: [app] command: executable 'uvicorn' not found; install the app's dependencies")
 
 
 @then("the restored database answers")
@@ -84,6 +94,7 @@ class DrillRun:
 
     root: Path
     output: str
+    returncode: int
 
     @property
     def reports(self) -> Path:
@@ -116,7 +127,7 @@ def run_drill(root: Path) -> DrillRun:
             "-p", "allure_pytest_bdd.plugin", "--drill-config", "drill.toml",
             "--alluredir", "reports/allure-results", "features"]  # fmt: skip
     done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False)
-    return DrillRun(root, done.stdout + done.stderr)
+    return DrillRun(root, done.stdout + done.stderr, done.returncode)
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +149,19 @@ def test_record_holds_checks_backup_and_action_items(failing_drill: DrillRun) ->
     assert record.target == "tiny-target"
     assert record.backup is not None
     assert record.backup.key == "postgres/logical/codeblack-20261124T000000Z.dump"
-    assert [(c.scenario, c.status) for c in record.checks] == [
-        ("The newest dump restores within the RTO", "passed"),
-        ("The restored rows match the manifest", "failed"),
+    assert [(c.scenario, c.status, c.kind) for c in record.checks] == [
+        ("The newest dump restores within the RTO", "passed", "check"),
+        ("The restored rows match the manifest", "failed", "check"),
+        ("The app answers on the restored copy", "failed", "setup"),
     ]
     assert record.checks[1].message == "orders: restored 10 rows, manifest says 11 (signed with ***)"
-    assert [item.what for item in record.action_items] == ["Restore drill: The restored rows match the manifest", "RPO"]
+    assert record.checks[2].message.startswith("drill.toml: [app] command: executable 'uvicorn' not found")
+    assert [item.what for item in record.action_items] == [
+        "Restore drill: The restored rows match the manifest",
+        "Restore drill: The app answers on the restored copy",
+        "RPO",
+    ]
+    assert record.action_items[1].todo.startswith("the drill could not run this check")
     assert record.rto_phases == {"download": 12.5, "pg_restore": 300.0, "app health": 4.0}
     assert verify_chain(failing_drill.reports / "drills").ok
 
@@ -197,3 +215,12 @@ def test_a_second_drill_extends_the_chain(failing_drill: DrillRun) -> None:
     assert len(records) == 2
     assert records[1].previous_hash == records[0].hash
     assert str(verify_chain(again.reports / "drills")) == "drill record chain OK: 2 records"
+
+
+def test_a_broken_chain_fails_the_session_without_a_traceback(failing_drill: DrillRun) -> None:
+    oldest = sorted((failing_drill.reports / "drills").glob("drill-*.json"))[0]
+    oldest.write_text(oldest.read_text().replace('"value": 7.5', '"value": 5.5'))
+    broken = run_drill(failing_drill.root)
+    assert f"drill record NOT written: {oldest}: altered" in broken.output
+    assert "Traceback" not in broken.output
+    assert broken.returncode == 1
