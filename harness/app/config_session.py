@@ -1,0 +1,116 @@
+"""The config gates as one session against one running app: what the feature's steps call.
+
+A :class:`ConfigGates` holds the client, the staging copy's audit trail, the keys and their flags, and the
+secret values planted in the app's environment. Each gate method runs one gate over every key it concerns
+and returns a :class:`GateRun`: the evidence, the exchanges it made (for the report, redacted) and the audit
+watermark taken before it, so the audit gate can demand the rows of exactly that run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from harness.app.client import ConfigClient, Exchange
+from harness.app.config_audit import AuditEvent, AuditTrail, check_audit_trail, check_no_secret_leaks
+from harness.app.config_gates import (
+    ApprovalEvidence,
+    ConfigKeys,
+    RefusalEvidence,
+    SignatureEvidence,
+    check_sensitive_refused,
+    check_signatures,
+    check_two_step_approval,
+)
+from harness.errors import CheckFailed
+
+__all__ = ["ConfigGates", "GateRun"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class GateRun(Generic[T]):
+    """One gate's outcome: its evidence, the audit events it caused and the exchanges it made."""
+
+    evidence: T
+    events: list[AuditEvent]
+    watermark: int
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def exchange_evidence(self) -> list[dict[str, Any]]:
+        """Every request and response of the run, redacted, for the report."""
+        return [exchange.evidence() for exchange in self.exchanges]
+
+
+@dataclass
+class ConfigGates:
+    """The gates against one app on the staging copy.
+
+    Attributes:
+        client: the verified, recording client of the app.
+        trail: the staging copy's audit table.
+        keys: which keys are critical, sensitive and normal.
+        planted: sensitive key → the value planted for it in the app's environment.
+    """
+
+    client: ConfigClient
+    trail: AuditTrail
+    keys: ConfigKeys
+    planted: Mapping[str, str] = field(default_factory=dict, repr=False)
+    attempted: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def _run(self, gate: Callable[[], T], events: Callable[[T], list[AuditEvent]]) -> GateRun[T]:
+        watermark = self.trail.watermark()
+        start = len(self.client.exchanges)
+        evidence = gate()
+        return GateRun(evidence, events(evidence), watermark, self.client.exchanges[start:])
+
+    def _need(self, kind: str, keys: list[str]) -> list[str]:
+        if not keys:
+            raise CheckFailed(
+                f"the config API flags no key as {kind} and [app] names none; rule: the plan's "
+                f"Change Safety Gates need {kind} keys to be declared"
+            )
+        return keys
+
+    def two_step(self) -> GateRun[list[ApprovalEvidence]]:
+        """The two-step approval gate on every critical key."""
+        keys = self._need("critical", self.keys.critical)
+        return self._run(
+            lambda: [check_two_step_approval(self.client, key) for key in keys],
+            lambda found: [event for item in found for event in item.events],
+        )
+
+    def sensitive(self) -> GateRun[list[RefusalEvidence]]:
+        """The refusal gate on every sensitive key; the attempted values join the leak search."""
+        keys = self._need("sensitive", self.keys.sensitive)
+        run = self._run(
+            lambda: [check_sensitive_refused(self.client, key) for key in keys],
+            lambda found: [event for item in found for event in item.events],
+        )
+        self.attempted.update({item.key: item.attempted for item in run.evidence})
+        return run
+
+    def signatures(self) -> GateRun[SignatureEvidence]:
+        """The signature gate on the first ordinary key (a change and its undo)."""
+        key = self._need("ordinary (neither critical, sensitive nor boolean)", self.keys.normal)[0]
+        return self._run(lambda: check_signatures(self.client, key), lambda found: found.events)
+
+    def audited(self, run: GateRun[Any]) -> list[dict[str, Any]]:
+        """The audit rows of one run, one per event it caused (see :func:`check_audit_trail`)."""
+        return check_audit_trail(self.trail, run.watermark, run.events)
+
+    def no_leaks(self, rows: list[dict[str, Any]]) -> int:
+        """No planted or attempted sensitive value in any response so far or in ``rows``."""
+        values = [*self.planted.items(), *self.attempted.items()]
+        return check_no_secret_leaks(values, self.client.exchanges, rows)
+
+    def every_change(self) -> GateRun[list[Any]]:
+        """All gates in a row, as one run whose events the audit gate checks together."""
+        watermark = self.trail.watermark()
+        start = len(self.client.exchanges)
+        runs: list[GateRun[Any]] = [self.two_step(), self.sensitive(), self.signatures()]
+        events = [event for run in runs for event in run.events]
+        return GateRun([run.evidence for run in runs], events, watermark, self.client.exchanges[start:])
