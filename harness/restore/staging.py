@@ -19,6 +19,7 @@ from pathlib import Path
 from harness.config import DrillConfig
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, ServiceError
+from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.stopwatch import Stopwatch
 from harness.services.base import label_dir, remove_dir, run_tool
 from harness.services.postgres import RESTORE_TUNED, PostgresServer, ensure_throwaway
@@ -47,6 +48,7 @@ class Staging:
         download: key, size, hash and time of the download.
         restore_log: pg_restore's verbose output (evidence).
         timings: the drill's stopwatch (download, provision, restore phases so far).
+        counts: what the restored database held right after the restore (before any gate wrote to it).
         redis: the throwaway Redis restored from the newest RDB copy, when one was restored.
         redis_copy: the manifest of that RDB copy.
         has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
@@ -59,6 +61,7 @@ class Staging:
     download: Downloaded
     restore_log: str
     timings: Stopwatch
+    counts: RestoredCounts
     redis: RedisServer | None = None
     redis_copy: BackupManifest | None = None
     has_manifest: bool = True
@@ -158,6 +161,8 @@ def restore_logical(
             downloaded, described = pending.result()
         with watch.phase("restore"):
             restore_log = _pg_restore(server, dbname, described, downloaded.path, jobs)
+        with watch.phase("checks"), server.connect(dbname) as conn:
+            counts = count_restored(conn, config.database, described.taken_at)
     except BaseException:
         if server is not None:
             server.stop()
@@ -165,5 +170,5 @@ def restore_logical(
     finally:
         remove_dir(directory)
     log.info("restored %s into %s/%s with %d jobs", dump.key, server.name, dbname, jobs)
-    return Staging(server, dbname, described, downloaded, restore_log, watch, has_manifest=manifest is not None,
-                   jobs=jobs)  # fmt: skip
+    return Staging(server, dbname, described, downloaded, restore_log, watch, counts,
+                   has_manifest=manifest is not None, jobs=jobs)  # fmt: skip

@@ -156,7 +156,7 @@ def test_the_newest_dump_restores_with_its_counts_and_timings(
             row = conn.execute("SELECT count(*) FROM orders").fetchone()
         assert row == (production.manifest.tables["orders"].rows,)
         assert staging.download.sha256 == production.manifest.sha256
-        assert set(watch.phases) == {"download", "provision", "restore"}
+        assert set(watch.phases) == {"download", "provision", "restore", "checks"}
         assert "processing data for table" in staging.restore_log
         assert staging.jobs == (os.cpu_count() or 1)
     finally:
