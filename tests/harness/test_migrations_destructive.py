@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,9 @@ import pytest
 import sqlalchemy as sa
 
 from harness.config import load_config
-from harness.errors import CheckFailed
+from harness.deployment import Deployment
+from harness.errors import CheckFailed, HarnessError
+from harness.migrations.checkpoint import newest_checkpoint
 from harness.migrations.destructive import Checkpoint, check_checkpoint, find_destructive, narrowing
 from harness.migrations.history import load_graph
 from harness.migrations.project import MigrationProject
@@ -59,27 +62,31 @@ def test_type_changes_that_can_lose_data_are_narrowing(existing: Any, new: Any, 
     assert (narrowing(existing, new) is not None) is destructive
 
 
-def test_a_destructive_migration_without_any_checkpoint_fails(destructive: MigrationProject) -> None:
+STALE_KEY = "s3://codeblack-backups/postgres/logical/codeblack-20261123T060000Z.dump"
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "reason"),
+    [
+        (None, r"and there is no full backup checkpoint at all"),
+        (
+            Checkpoint(STALE_KEY, NOW - timedelta(hours=30)),
+            r"and the newest full backup checkpoint \(s3://codeblack-backups/postgres/logical/"
+            r"codeblack-20261123T060000Z.dump\) is 30.0 h old, older than the 24 h allowed",
+        ),
+    ],
+    ids=["no checkpoint", "stale checkpoint"],
+)
+def test_a_destructive_migration_without_a_fresh_checkpoint_fails_naming_revision_operation_and_age(
+    destructive: MigrationProject, checkpoint: Checkpoint | None, reason: str
+) -> None:
     found = find_destructive(destructive, ["de1e7e000001"])
     with pytest.raises(
         CheckFailed,
         match=r"revision de1e7e000001: 'ALTER TABLE orders DROP COLUMN currency' drops a column and its values, "
-        r"and there is no full backup checkpoint at all",
+        + reason,
     ):
-        check_checkpoint(found, None, max_age_hours=24, now=NOW)
-
-
-def test_a_destructive_migration_with_a_stale_checkpoint_fails_naming_its_age(destructive: MigrationProject) -> None:
-    found = find_destructive(destructive, ["de1e7e000001"])
-    stale = Checkpoint(
-        "s3://codeblack-backups/postgres/logical/codeblack-20261123T060000Z.dump", NOW - timedelta(hours=30)
-    )
-    with pytest.raises(
-        CheckFailed,
-        match=r"revision de1e7e000001: .* and the newest full backup checkpoint \(s3://codeblack-backups/postgres/"
-        r"logical/codeblack-20261123T060000Z.dump\) is 30.0 h old, older than the 24 h allowed",
-    ):
-        check_checkpoint(found, stale, max_age_hours=24, now=NOW)
+        check_checkpoint(found, checkpoint, max_age_hours=24, now=NOW)
 
 
 def test_a_destructive_migration_passes_after_a_fresh_checkpoint(destructive: MigrationProject) -> None:
@@ -102,3 +109,34 @@ def test_a_migration_that_needs_a_connection_cannot_be_judged_offline(tmp_path: 
     project = MigrationProject(root, "de1e7e000002", "sandbox.codeblack.models:Base.metadata")
     with pytest.raises(CheckFailed, match=r"revision de1e7e000001: upgrade\(\) cannot run in offline mode"):
         find_destructive(project, ["de1e7e000001"])
+
+
+def _deployment(s3_server: Any, bucket: str) -> Deployment:
+    config = load_config().with_changes(storage={"backup_bucket": bucket})
+    return Deployment(
+        name="checkpoint", config=config, storage=s3_server.endpoint, redis_url=None, database_host="127.0.0.1",
+        verify_key="",
+    )  # fmt: skip
+
+
+def test_the_checkpoint_is_the_newest_dump_or_base_backup_in_storage(s3_server: Any) -> None:
+    bucket = f"codeblack-backups-{uuid.uuid4().hex[:8]}"
+    client = s3_server.client()
+    client.create_bucket(Bucket=bucket)
+    deployment = _deployment(s3_server, bucket)
+    assert newest_checkpoint(deployment) is None
+    for key in (
+        "postgres/logical/codeblack-20261124T060000Z.dump",
+        "postgres/logical/codeblack-20261124T060000Z.dump.manifest.json",
+        "postgres/base/daily/20261124T090000Z/base.tar.gz",
+        "postgres/base/daily/20261124T090000Z/pg_wal.tar.gz",
+    ):
+        client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    assert newest_checkpoint(deployment) == Checkpoint(
+        f"s3://{bucket}/postgres/base/daily/20261124T090000Z/base.tar.gz", datetime(2026, 11, 24, 9, tzinfo=UTC)
+    )
+
+
+def test_unreadable_storage_is_a_setup_error_not_a_missing_checkpoint(s3_server: Any) -> None:
+    with pytest.raises(HarnessError, match=r"codeblack-backups-missing"):
+        newest_checkpoint(_deployment(s3_server, "codeblack-backups-missing"))
