@@ -11,6 +11,8 @@ and ``HEAD`` can forge history, which is why the records also travel with the Al
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -18,12 +20,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from harness.errors import HarnessError
 from harness.records.markdown import render_markdown
-from harness.records.record import DrillRecord
+from harness.records.record import DrillRecord, content_hash
 from harness.records.trend import plot_trend
 from harness.redact import redact
 
@@ -60,9 +63,15 @@ def _record_files(directory: Path) -> list[Path]:
     return sorted(directory.glob("drill-*.json"))
 
 
-def _read(path: Path) -> DrillRecord:
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read(path: Path) -> tuple[DrillRecord, dict[str, Any]]:
+    """The record and the document as stored (the hash is checked against the latter)."""
+    raw = path.read_bytes()
     try:
-        return DrillRecord.model_validate_json(path.read_bytes())
+        return DrillRecord.model_validate_json(raw), json.loads(raw)
     except ValidationError as exc:
         raise HarnessError(f"{path}: not a drill record: {exc.errors()[0]['msg']}") from None
 
@@ -73,7 +82,7 @@ def load_chain(directory: Path) -> list[DrillRecord]:
     Raises:
         HarnessError: a file is not a drill record.
     """
-    return [_read(path) for path in _record_files(directory)] if directory.is_dir() else []
+    return [_read(path)[0] for path in _record_files(directory)] if directory.is_dir() else []
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -130,12 +139,15 @@ def append_record(directory: Path, record: DrillRecord) -> tuple[DrillRecord, Pa
         if newest and f"{stem}.json" <= newest[0].name:
             raise HarnessError(f"{newest[0]}: dated after now ({stem}); check the clock before appending")
         clean = DrillRecord.model_validate_json(redact(record.model_dump_json()))
-        linked = clean.model_copy(update={"trend_image": f"{stem}-trend.png"})
-        sealed = linked.sealed(previous[-1].hash if previous else "")
+        linked = clean.model_copy(
+            update={"trend_image": f"{stem}-trend.png", "previous_hash": previous[-1].hash if previous else ""}
+        )
+        markdown = render_markdown(linked)
+        sealed = linked.model_copy(update={"markdown_sha256": _sha256(markdown.encode())}).sealed()
         path = directory / f"{stem}.json"
         plot_trend([*previous, sealed], directory / sealed.trend_image)
         _write_atomic(path, sealed.model_dump_json(indent=2) + "\n")
-        _write_atomic(path.with_suffix(".md"), render_markdown(sealed))
+        _write_atomic(path.with_suffix(".md"), markdown)
         _write_atomic(directory / HEAD_FILE, f"{path.name} {sealed.hash}\n")
     return sealed, path
 
@@ -146,18 +158,20 @@ def verify_chain(directory: Path) -> ChainResult:
     previous_hash = ""
     for index, path in enumerate(files):
         try:
-            record = _read(path)
+            record, stored = _read(path)
         except HarnessError as exc:
             return ChainResult(index, str(exc))
-        if record.compute_hash() != record.hash:
+        if content_hash(stored) != record.hash:
             return ChainResult(index, f"{path}: altered (its content no longer matches its hash)")
         if record.previous_hash != previous_hash:
             return ChainResult(
                 index, f"{path}: the record before it was removed, altered or reordered (previous_hash does not match)"
             )
         markdown = path.with_suffix(".md")
-        if markdown.exists() and markdown.read_text(encoding="utf-8") != render_markdown(record):
-            return ChainResult(index, f"{markdown}: altered (differs from its JSON record)")
+        if record.markdown_sha256 and (
+            not markdown.exists() or _sha256(markdown.read_bytes()) != record.markdown_sha256
+        ):
+            return ChainResult(index, f"{markdown}: altered or removed (its sha256 differs from its JSON record's)")
         previous_hash = record.hash
     head = directory / HEAD_FILE
     if head.exists():

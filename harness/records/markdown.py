@@ -1,7 +1,7 @@
 """The drill record as Markdown, for the person who signs off the cut-over.
 
-The Markdown is derived from the JSON record alone (and is deterministic), so the chain verifier can rebuild
-it and notice when someone edited the human-readable copy instead of, or as well as, the JSON.
+The Markdown is rendered before the record is sealed and the JSON keeps its sha256 (``markdown_sha256``), so
+the chain verifier notices when someone edited the human-readable copy instead of, or as well as, the JSON.
 """
 
 from __future__ import annotations
@@ -73,5 +73,6 @@ def render_markdown(record: DrillRecord) -> str:
         lines += _table(["key", "value"], [[k, v] for k, v in sorted(record.environment.items())])
     if record.trend_image:
         lines += ["## Trend", "", f"![RPO and RTO per drill]({record.trend_image})", ""]
-    lines += ["## Chain", "", f"- previous: `{record.previous_hash or '(first record)'}`", f"- this: `{record.hash}`"]
+    previous = record.previous_hash or "(first record)"
+    lines += ["## Chain", "", f"- previous record's hash: `{previous}`", "- this record's hash: in its JSON twin"]
     return redact("\n".join(lines) + "\n")

@@ -25,6 +25,7 @@ __all__ = [
     "Verdict",
     "WaiverEntry",
     "canonical_json",
+    "content_hash",
 ]
 
 CheckStatus = Literal["passed", "failed", "skipped"]
@@ -125,6 +126,7 @@ class DrillRecord(_Part):
     waivers: list[WaiverEntry] = Field(default_factory=list)
     controls: list[ControlStatus] = Field(default_factory=list)
     trend_image: str = ""
+    markdown_sha256: str = ""
     previous_hash: str = ""
     hash: str = ""
 
@@ -133,15 +135,23 @@ class DrillRecord(_Part):
         return next((m for m in self.measures if m.name.lower() == name.lower()), None)
 
     def compute_hash(self) -> str:
-        """The sha256 of the record's canonical JSON without its own ``hash`` field."""
-        return hashlib.sha256(canonical_json(self.model_dump(mode="json", exclude={"hash"}))).hexdigest()
+        """The hash of the record as it is written (see :func:`content_hash`)."""
+        return content_hash(json.loads(self.model_dump_json()))
 
-    def sealed(self, previous_hash: str) -> DrillRecord:
-        """A copy linked to the previous record's hash and carrying its own hash."""
-        linked = self.model_copy(update={"previous_hash": previous_hash, "hash": ""})
-        return linked.model_copy(update={"hash": linked.compute_hash()})
+    def sealed(self) -> DrillRecord:
+        """A copy carrying its own hash."""
+        return self.model_copy(update={"hash": self.compute_hash()})
 
 
 def canonical_json(data: Any) -> bytes:
     """JSON with sorted keys and no whitespace: the bytes the chain hashes (stable across writers)."""
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def content_hash(stored: dict[str, Any]) -> str:
+    """The sha256 of a stored record's canonical JSON without its ``hash`` field.
+
+    It is computed over the document as stored, not as this version of the model would write it, so records
+    written before a field was added still verify.
+    """
+    return hashlib.sha256(canonical_json({k: v for k, v in stored.items() if k != "hash"})).hexdigest()

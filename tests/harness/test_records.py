@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,10 +18,10 @@ from harness.records import (
     control_statuses,
     decide,
     load_chain,
-    render_markdown,
     verify_chain,
     write_environment,
 )
+from harness.records.record import content_hash
 from harness.records.report import verdict_title
 
 START = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
@@ -129,7 +130,7 @@ def test_record_json_and_markdown_hold_everything(tmp_path: Path) -> None:
     assert data["rto_phases"] == {"download": 30.0, "pg_restore": 400.0, "health": 5.0}
     assert [c["status"] for c in data["checks"]] == ["passed", "failed"]
     assert data["previous_hash"] == ""
-    assert data["hash"] == sealed.compute_hash()
+    assert data["hash"] == content_hash(data)
     markdown = path.with_suffix(".md").read_text()
     assert "# Drill run0: NO-GO" in markdown
     assert "| RPO | 7.5 h | 6 h | **no** |  |" in markdown
@@ -140,9 +141,19 @@ def test_record_json_and_markdown_hold_everything(tmp_path: Path) -> None:
     assert verdict_title(sealed) == "Drill verdict NO-GO, RPO 7.5 h (objective 6 h), RTO 12 min (objective 60 min)"
 
 
+@pytest.fixture(scope="module")
+def built_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("drills")
+    for day in range(3):
+        append_record(directory, make_record(day, rpo=1.0 + day, rto=10.0 + 5 * day))
+    return directory
+
+
 @pytest.fixture
-def chain(tmp_path: Path) -> list[Path]:
-    return [append_record(tmp_path, make_record(day, rpo=1.0 + day, rto=10.0 + 5 * day))[1] for day in range(3)]
+def chain(built_chain: Path, tmp_path: Path) -> list[Path]:
+    """A fresh copy of three chained records per test (drawing the charts once is the slow part)."""
+    directory = shutil.copytree(built_chain, tmp_path / "drills")
+    return sorted(directory.glob("drill-*.json"))
 
 
 def test_chain_links_each_record_to_the_previous_one(chain: list[Path]) -> None:
@@ -160,7 +171,7 @@ def test_editing_one_number_of_an_old_record_is_detected(chain: list[Path]) -> N
 def test_editing_the_markdown_twin_is_detected(chain: list[Path]) -> None:
     markdown = chain[1].with_suffix(".md")
     markdown.write_text(markdown.read_text().replace("NO-GO", "GO").replace("| 2 h |", "| 1 h |"))
-    assert str(verify_chain(chain[0].parent)) == f"{markdown}: altered (differs from its JSON record)"
+    assert str(verify_chain(chain[0].parent)).startswith(f"{markdown}: altered or removed")
 
 
 def test_a_removed_record_is_detected(chain: list[Path]) -> None:
@@ -198,6 +209,12 @@ def test_environment_properties_escape_keys_and_keep_values(tmp_path: Path) -> N
     assert path.read_text() == "backup\\ key=postgres/logical/a=b.dump\ntarget=sandbox\n"
 
 
-def test_markdown_is_rebuilt_from_json_alone(chain: list[Path]) -> None:
-    record = load_chain(chain[0].parent)[1]
-    assert render_markdown(record) == chain[1].with_suffix(".md").read_text()
+def test_records_written_before_a_field_existed_still_verify(tmp_path: Path) -> None:
+    _, path = append_record(tmp_path, make_record())
+    stored = json.loads(path.read_text())
+    for check in stored["checks"]:
+        del check["kind"]  # as a writer from before setup failures were told apart
+    stored["hash"] = content_hash(stored)
+    path.write_text(json.dumps(stored))
+    (tmp_path / "HEAD").write_text(f"{path.name} {stored['hash']}\n")
+    assert verify_chain(tmp_path).ok
