@@ -86,10 +86,11 @@ def _from_env(name: str, option: str) -> str:
 def cli(ctx: click.Context, config_path: str | None, quiet: bool) -> None:
     """Back up, prune and explore the deployment the restore drill verifies."""
     ctx.ensure_object(dict)["config_path"] = config_path
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler], force=True)
+    if not logging.getLogger().handlers:  # leave a host's logging (or pytest's capture) alone
+        handler = logging.StreamHandler(sys.stderr)
+        handler.addFilter(RedactingFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
     for noisy in ("botocore", "boto3", "urllib3", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

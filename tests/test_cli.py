@@ -1,0 +1,117 @@
+"""``codeblack-drills`` run for real, as cron would, against throwaway PostgreSQL, Redis and S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cli import main
+from harness.services.postgres import PostgresServer
+from harness.services.redis import RedisServer
+from harness.services.s3 import MotoS3
+from harness.storage.manifest import format_timestamp
+
+PROGRAM = Path(sys.executable).parent / "codeblack-drills"
+
+
+@pytest.fixture(name="site")
+def site_fixture(
+    tmp_path: Path, s3_server: MotoS3, pg_database: Any, pg_server: PostgresServer, redis_server: RedisServer
+) -> dict[str, Any]:
+    """A drill.toml pointing at the throwaway servers, the environment cron would give, and the bucket."""
+    bucket = f"cli-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    with pg_server.connect(pg_database.name) as conn:
+        conn.execute("CREATE TABLE orders (id bigint, created_at timestamptz DEFAULT now())")
+        conn.execute("INSERT INTO orders SELECT g FROM generate_series(1, 50) g")
+    config = tmp_path / "drill.toml"
+    config.write_text(
+        f'[target]\nsandbox = false\n[storage]\nendpoint_url = "{s3_server.endpoint.url}"\n'
+        f'backup_bucket = "{bucket}"\naccess_key_env = "T_S3_KEY"\nsecret_key_env = "T_S3_SECRET"\n'
+        '[database]\ncritical_tables = ["orders"]\n'
+    )
+    endpoint = s3_server.endpoint
+    env = {**os.environ, "T_S3_KEY": endpoint.access_key.get_secret_value(),
+           "T_S3_SECRET": endpoint.secret_key.get_secret_value(), "DATABASE_URL": pg_database.dsn,
+           "REDIS_URL": redis_server.url}  # fmt: skip
+    return {"config": config, "env": env, "bucket": bucket, "client": s3_server.client(), "secret": env["T_S3_SECRET"]}
+
+
+def _run(site: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([PROGRAM, "--config", site["config"], *args], env=site["env"], capture_output=True,
+                            text=True, timeout=120, check=False)  # fmt: skip
+    assert site["secret"] not in result.stdout + result.stderr
+    return result
+
+
+def _keys(site: dict[str, Any]) -> set[str]:
+    return {item["Key"] for item in site["client"].list_objects_v2(Bucket=site["bucket"]).get("Contents", [])}
+
+
+def test_backups_taken_then_pruned(site: dict[str, Any]) -> None:
+    dump = _run(site, "backup", "postgres")
+    assert dump.returncode == 0, dump.stderr
+    manifest = json.loads(dump.stdout)
+    assert manifest["tables"]["orders"]["rows"] == 50
+    assert _run(site, "backup", "base", "--weekly").returncode == 0
+    assert _run(site, "backup", "redis").returncode == 0
+    taken = _keys(site)
+    assert {manifest["key"], manifest["key"] + ".manifest.json"} <= taken
+    assert any(k.startswith("postgres/base/weekly/") for k in taken)
+    assert any(k.startswith("redis/rdb/") for k in taken)
+
+    old = manifest["key"].replace(manifest["key"][-21:-5], format_timestamp(datetime.now(UTC) - timedelta(days=30)))
+    for suffix in ("", ".manifest.json"):
+        site["client"].copy_object(Bucket=site["bucket"], Key=old + suffix,
+                                   CopySource={"Bucket": site["bucket"], "Key": manifest["key"] + suffix})  # fmt: skip
+    dry = _run(site, "prune", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.split() == [old, old + ".manifest.json"]
+    assert old in _keys(site)
+    assert _run(site, "prune").stdout == dry.stdout
+    assert _keys(site) == taken
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("backup", "postgres", "--dsn-env", "CLI_TEST_UNSET"), "error: environment variable CLI_TEST_UNSET"),
+        (("prune", "--no-such-flag"), "error: No such option '--no-such-flag'"),
+        (("--config", "/nonexistent/drill.toml", "prune"), "error: /nonexistent/drill.toml: drill configuration"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_two(
+    args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith(message)
+    assert len(stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_database_is_one_line_without_its_password(site: dict[str, Any]) -> None:
+    site["env"]["DATABASE_URL"] = "postgresql://nobody:hunter22@127.0.0.1:1/none"
+    result = _run(site, "backup", "postgres")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("error: cannot connect to the database")
+    assert "hunter22" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [("backup", "postgres"), ("backup", "base"), ("backup", "redis"), ("prune",),
+                                     ("world", "up")])  # fmt: skip
+def test_every_command_has_help_with_examples(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert "Examples:" in out
+    assert "Exit codes:" in out
