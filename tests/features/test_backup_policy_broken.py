@@ -1,0 +1,92 @@
+"""The backup policy feature run as an operator runs it, against broken copies of the sandbox world's storage.
+
+Each case is one ``pytest features/test_backup_policy.py`` in a subprocess whose ``drill.toml`` describes a
+real target (``target.sandbox = false``): the world's moto endpoint with a broken variant's buckets, the
+world's live Redis, credentials in the environment variables the file names. Only the scenarios that must
+catch the breakage run, and their failure messages are read from the JUnit report, so the operator-facing
+message itself is what is tested. Several breakages share one variant and one subprocess (they are slow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.config import PROJECT_ROOT
+from harness.deployment import Deployment
+from harness.services.base import RUN_ENV, free_port
+from sandbox.breakage import hash_mismatch, stale_newest, versioning_suspended
+from sandbox.world import World
+
+pytestmark = pytest.mark.slow
+
+ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY", "redis": "DRILL_TEST_REDIS_URL"}
+
+
+def _feature_failures(tmp_path: Path, target: Deployment, endpoint_url: str, select: str) -> dict[str, str]:
+    """Run the scenarios matching ``select`` against ``target``; return each failed test's message."""
+    storage = target.config.storage
+    settings = {"endpoint_url": endpoint_url, "backup_bucket": storage.backup_bucket, "access_key_env": ENV["access"],
+                "uploads_bucket": storage.uploads_bucket, "secret_key_env": ENV["secret"],
+                "database_host": target.database_host}  # fmt: skip
+    config = tmp_path / "drill.toml"
+    config.write_text(
+        '[target]\nname = "broken"\nsandbox = false\n\n[storage]\n'
+        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+        + f'\n[redis]\nurl_env = "{ENV["redis"]}"\n\n[reports]\ndir = {json.dumps(str(tmp_path / "reports"))}\n'
+    )
+    env = {key: value for key, value in os.environ.items() if key != RUN_ENV}  # the child is a run of its own
+    env |= {ENV["access"]: target.storage.access_key.get_secret_value(), ENV["redis"]: target.redis_url or "",
+            ENV["secret"]: target.storage.secret_key.get_secret_value(),
+            "CODEBLACK_SIGNING_KEY": "not-used-by-these-scenarios"}  # fmt: skip
+    junit = tmp_path / "junit.xml"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "features/test_backup_policy.py", "-q", f"--drill-config={config}",
+         f"--alluredir={tmp_path / 'allure'}", f"--junitxml={junit}", "-k", select],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    messages = {}
+    for test in ET.parse(junit).getroot().iter("testcase"):
+        for node in (test.find("failure"), test.find("error")):
+            if node is not None:
+                messages[test.get("name", "")] = node.get("message", "")
+    return messages
+
+
+def test_stale_dumps_a_tampered_manifest_and_suspended_versioning_fail_the_feature(
+    tmp_path: Path, sandbox_world: World
+) -> None:
+    broken = sandbox_world.variant("policy", stale_newest(hours=13), hash_mismatch(), versioning_suspended())
+    failures = _feature_failures(tmp_path, broken, broken.storage.url or "", "dumped or Compressed or Uploaded")
+    assert sorted(failures) == [
+        "test_compressed_logical_dumps_are_kept_for_14_days",
+        "test_postgresql_is_dumped_with_pg_dump_at_least_every_6_hours",
+        "test_uploaded_proofs_and_images_keep_deleted_objects_for_at_least_30_days",
+    ]
+    assert failures["test_postgresql_is_dumped_with_pg_dump_at_least_every_6_hours"].startswith(
+        "harness.errors.CheckFailed: newest logical backup postgres/logical/codeblack-"
+    )
+    assert (
+        "h old, more than the 6 h allowed (objectives.dump_interval_hours)"
+        in failures["test_postgresql_is_dumped_with_pg_dump_at_least_every_6_hours"]
+    )
+    assert "but its manifest says" in failures["test_compressed_logical_dumps_are_kept_for_14_days"]
+    assert failures["test_uploaded_proofs_and_images_keep_deleted_objects_for_at_least_30_days"] == (
+        f"harness.errors.CheckFailed: bucket {broken.uploads_bucket}: versioning is Suspended; the plan requires "
+        "Enabled so deleted objects can be recovered"
+    )
+
+
+def test_unreachable_storage_fails_in_one_line(tmp_path: Path, sandbox_world: World) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    failures = _feature_failures(tmp_path, sandbox_world.deployment, url, "dumped")
+    assert list(failures.values()) == [
+        f"harness.errors.HarnessError: s3://{sandbox_world.deployment.backup_bucket}/postgres/logical/: cannot reach "
+        f"object storage at {url} (connection refused or no route); check storage.endpoint_url in drill.toml"
+    ]
