@@ -22,7 +22,9 @@ from harness.app.config_gates import (
     check_sensitive_refused,
     check_signatures,
     check_two_step_approval,
+    config_keys,
 )
+from harness.config import DrillConfig
 from harness.errors import CheckFailed
 
 __all__ = ["ConfigGates", "GateRun"]
@@ -67,6 +69,29 @@ class ConfigGates:
         evidence = gate()
         return GateRun(evidence, events(evidence), watermark, self.client.exchanges[start:])
 
+    @classmethod
+    def connect(
+        cls, base_url: str, config: DrillConfig, verify_key: str, dsn: str, planted: Mapping[str, str]
+    ) -> ConfigGates:
+        """Gates against the app at ``base_url`` whose audit table is in the staging database at ``dsn``."""
+        client = ConfigClient.from_settings(base_url, config.app, verify_key)
+        try:
+            keys = config_keys(client, config.app)
+        except BaseException:
+            client.close()
+            raise
+        return cls(client, AuditTrail(dsn, config.database.audit_table), keys, planted)
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def declared_keys(self) -> list[list[str]]:
+        """The keys the gates treat as critical or sensitive, as table rows; fails when either kind is missing."""
+        self._need("critical", self.keys.critical)
+        self._need("sensitive", self.keys.sensitive)
+        return [[key, "critical"] for key in self.keys.critical] + [[key, "sensitive"] for key in self.keys.sensitive]
+
     def _need(self, kind: str, keys: list[str]) -> list[str]:
         if not keys:
             raise CheckFailed(
@@ -102,10 +127,10 @@ class ConfigGates:
         """The audit rows of one run, one per event it caused (see :func:`check_audit_trail`)."""
         return check_audit_trail(self.trail, run.watermark, run.events)
 
-    def no_leaks(self, rows: list[dict[str, Any]]) -> int:
-        """No planted or attempted sensitive value in any response so far or in ``rows``."""
+    def no_leaks(self, run: GateRun[Any]) -> int:
+        """No planted or attempted sensitive value in any response so far or in the audit rows since ``run``."""
         values = [*self.planted.items(), *self.attempted.items()]
-        return check_no_secret_leaks(values, self.client.exchanges, rows)
+        return check_no_secret_leaks(values, self.client.exchanges, self.trail.rows_since(run.watermark))
 
     def every_change(self) -> GateRun[list[Any]]:
         """All gates in a row, as one run whose events the audit gate checks together."""

@@ -106,7 +106,7 @@ def variant_apps(app_world: AppWorld) -> Iterator[dict[str, AppProcess]]:
 
 
 @contextlib.contextmanager
-def running(world: AppWorld, variant_apps: dict[str, AppProcess], variant: str = "sandbox") -> Iterator[ConfigClient]:
+def running(world: AppWorld, variant_apps: dict[str, AppProcess], variant: str) -> Iterator[ConfigClient]:
     """A client of the sandbox app or of one broken variant of it."""
     with ConfigClient.from_settings(variant_apps[variant].base_url, world.config.app, world.verify_key) as client:
         yield client
@@ -115,13 +115,18 @@ def running(world: AppWorld, variant_apps: dict[str, AppProcess], variant: str =
 def test_the_sandbox_app_passes_every_gate_and_leaves_the_values_as_they_were(
     app_world: AppWorld, variant_apps: dict[str, AppProcess]
 ) -> None:
-    with running(app_world, variant_apps) as client:
-        keys = config_keys(client, app_world.config.app)
-        gates = ConfigGates(client, AuditTrail(app_world.dsn), keys, app_world.secrets)
+    base_url = variant_apps["sandbox"].base_url
+    gates = ConfigGates.connect(base_url, app_world.config, app_world.verify_key, app_world.dsn, app_world.secrets)
+    try:
+        declared = gates.declared_keys()
         run = gates.every_change()
         rows = gates.audited(run)
-        searched = gates.no_leaks(rows)
-        after = config_keys(client, app_world.config.app)
+        searched = gates.no_leaks(run)
+        after = config_keys(gates.client, app_world.config.app)
+    finally:
+        gates.close()
+    keys = gates.keys
+    assert len(declared) == len(CRITICAL_KEYS) + len(SENSITIVE_KEYS)
     approvals, refusals, signatures = run.evidence
     assert (CRITICAL in keys.critical, SENSITIVE in keys.sensitive, NORMAL in keys.normal) == (True, True, True)
     assert [approval.key for approval in approvals] == sorted(CRITICAL_KEYS)
