@@ -43,6 +43,11 @@ Exit codes:
   2  usage or configuration error (one line on stderr)"""
 
 
+def _examples(*lines: str) -> str:
+    """A help epilog: the examples kept as written (not re-wrapped by click), then the exit codes."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + EXIT_CODES
+
+
 def _config(ctx: click.Context) -> DrillConfig:
     """The drill configuration, loaded once per invocation from ``--config`` (or the default places)."""
     state: dict[str, Any] = ctx.ensure_object(dict)
@@ -102,13 +107,10 @@ def backup() -> None:
 
 @backup.command(
     "postgres",
-    epilog="""\b
-Examples:
-  DATABASE_URL=postgresql://backup@db:5432/codeblack codeblack-drills backup postgres
-  codeblack-drills --config prod.toml backup postgres --dsn-env CODEBLACK_DB_URL
-
-"""
-    + EXIT_CODES,
+    epilog=_examples(
+        "DATABASE_URL=postgresql://backup@db:5432/codeblack codeblack-drills backup postgres",
+        "codeblack-drills --config prod.toml backup postgres --dsn-env CODEBLACK_DB_URL",
+    ),
 )
 @click.option("--dsn-env", default="DATABASE_URL", show_default=True, help="Variable holding the database DSN.")
 @click.pass_context
@@ -128,13 +130,10 @@ def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
 
 @backup.command(
     "base",
-    epilog="""\b
-Examples:
-  DATABASE_URL=postgresql://replicator@db:5432/postgres codeblack-drills backup base
-  codeblack-drills backup base --weekly          # on Sundays, from cron
-
-"""
-    + EXIT_CODES,
+    epilog=_examples(
+        "DATABASE_URL=postgresql://replicator@db:5432/postgres codeblack-drills backup base",
+        "codeblack-drills backup base --weekly          # on Sundays, from cron",
+    ),
 )
 @click.option("--dsn-env", default="DATABASE_URL", show_default=True, help="Variable holding the cluster's DSN.")
 @click.option("--weekly", is_flag=True, help="Store under the weekly prefix instead of the daily one.")
@@ -156,13 +155,10 @@ def backup_base_command(ctx: click.Context, dsn_env: str, weekly: bool, work_dir
 
 @backup.command(
     "redis",
-    epilog="""\b
-Examples:
-  REDIS_URL=redis://localhost:6379/0 codeblack-drills backup redis
-  codeblack-drills backup redis --no-bgsave      # copy the newest existing RDB
-
-"""
-    + EXIT_CODES,
+    epilog=_examples(
+        "REDIS_URL=redis://localhost:6379/0 codeblack-drills backup redis",
+        "codeblack-drills backup redis --no-bgsave      # copy the newest existing RDB",
+    ),
 )
 @click.option("--url-env", default="REDIS_URL", show_default=True, help="Variable holding the Redis URL.")
 @click.option("--bgsave/--no-bgsave", default=True, show_default=True, help="Trigger BGSAVE and wait for it.")
@@ -179,13 +175,7 @@ def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_ti
 
 @cli.command(
     "prune",
-    epilog="""\b
-Examples:
-  codeblack-drills prune --dry-run               # list what would go
-  codeblack-drills prune
-
-"""
-    + EXIT_CODES,
+    epilog=_examples("codeblack-drills prune --dry-run               # list what would go", "codeblack-drills prune"),
 )
 @click.option("--dry-run", is_flag=True, help="List what would be deleted; delete nothing.")
 @click.pass_context
@@ -207,13 +197,9 @@ def world() -> None:
 
 @world.command(
     "up",
-    epilog="""\b
-Examples:
-  codeblack-drills world up                      # until Ctrl-C
-  codeblack-drills world up --for 600
-
-"""
-    + EXIT_CODES,
+    epilog=_examples(
+        "codeblack-drills world up                      # until Ctrl-C", "codeblack-drills world up --for 600"
+    ),
 )
 @click.option("--for", "seconds", type=click.FloatRange(min=0), default=None, help="Stop after this many seconds.")
 @click.pass_context
