@@ -1,1 +1,128 @@
-"""Placeholder: filled in by its feature's work."""
+"""Steps of the restore drill: one ``harness`` call each, evidence attached, assert or return."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_bdd import given, then, when
+
+from fixtures.drill_record import DrillRecorder
+from harness.app.runner import AppProcess
+from harness.deployment import Deployment
+from harness.errors import CheckFailed, HarnessError
+from harness.integrity import check_amcheck, check_audit_rows, check_recent_inserts, compare_row_counts
+from harness.measure import Stopwatch, cut_over_verdict, rpo_measure, rto_measure
+from harness.restore.base import BaseRestore
+from harness.restore.redis import check_key_count
+from harness.restore.staging import Staging
+from harness.services.postgres import ensure_throwaway
+from harness.storage.download import verify_against
+from steps.evidence import attach_json, attach_table, attach_text
+
+
+@given("the newest logical backup restored into isolated staging", target_fixture="restored")
+def _restored(staging: Staging, drill_record: DrillRecorder) -> Staging:
+    drill_record.backup_used(staging.dump)
+    attach_json("backup restored", {**staging.download.evidence(), "manifest": staging.has_manifest})
+    return staging
+
+
+@then("the restored dump's size and sha256 match the manifest written when it was taken")
+def _hash_matches(restored: Staging) -> None:
+    if not restored.has_manifest:
+        raise CheckFailed(
+            f"{restored.dump.key}: no manifest beside the dump, so its size and sha256 cannot be verified"
+        )
+    verify_against(restored.download, restored.dump)
+
+
+@then("the staging database runs on a throwaway server this drill created, not on production")
+def _isolated(restored: Staging, deployment: Deployment) -> None:
+    attach_json("staging server", {"cluster_name": restored.postgres.cluster_name, "port": restored.postgres.port,
+                                   "production database host": deployment.database_host})  # fmt: skip
+    ensure_throwaway(restored.dsn)
+
+
+@then("each critical table holds exactly the rows the backup's manifest counted")
+def _row_counts(restored: Staging, deployment: Deployment) -> None:
+    comparison = compare_row_counts(restored.counts.tables, restored.dump if restored.has_manifest else None,
+                                    deployment.config.database)  # fmt: skip
+    attach_table(f"expected vs restored ({comparison.basis})", list(comparison.header), comparison.rows)
+    comparison.check()
+
+
+@then("each critical table holds the rows inserted in the 24 hours before the backup")
+def _recent_inserts(restored: Staging) -> None:
+    check_recent_inserts(restored.counts.tables, restored.dump, has_manifest=restored.has_manifest)
+
+
+@then("the audit table holds records of the 24 hours before the backup")
+def _audit_rows(restored: Staging, deployment: Deployment) -> None:
+    attach_json("audit records in the window", {"table": deployment.config.database.audit_table,
+                                                "rows": restored.counts.audit_rows})  # fmt: skip
+    check_audit_rows(restored.counts, deployment.config.database, restored.dump.taken_at)
+
+
+@then("pg_amcheck finds no corruption in the restored database")
+def _amcheck(restored: Staging, drill_clock: Stopwatch) -> None:
+    with drill_clock.phase("checks"):
+        attach_text("pg_amcheck", check_amcheck(restored.postgres, restored.dbname) or "no corruption found")
+
+
+@then("the restored Redis holds as many keys as its copy's manifest counted")
+def _redis_keys(restored: Staging) -> None:
+    if restored.redis is None or restored.redis_copy is None:
+        raise HarnessError(f"no Redis copy restored: {restored.redis_error or 'no RDB copy in the backup bucket'}")
+    attach_json(
+        "Redis copy", {"key": restored.redis_copy.key, "keys": check_key_count(restored.redis, restored.redis_copy)}
+    )
+
+
+@when("the application is started against the staging copy", target_fixture="app")
+def _app(request: pytest.FixtureRequest) -> AppProcess:
+    app: AppProcess = request.getfixturevalue("staging_app")
+    return app
+
+
+@then("GET /api/v1/system/health/deep answers healthy for every component")
+def _healthy(app: AppProcess) -> None:
+    answer = app.wait_healthy(app.request_timeout_s)
+    attach_json("health/deep", {"status_code": answer.status_code, "body": answer.body})
+
+
+@then("the recovery time from the incident to a healthy application is within the RTO objective")
+def _rto(drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillRecorder) -> None:
+    rto = rto_measure(drill_clock, deployment.config.objectives)
+    drill_record.measure(rto.name, rto.value, rto.objective, rto.unit, rto.detail)
+    drill_record.phases(drill_clock.rounded_phases())
+    attach_json("RTO", {**rto.as_dict(), "incident": drill_clock.incident, "phases_s": drill_clock.rounded_phases()})
+    assert rto.met, rto.describe()
+
+
+@then("the data lost since the newest restored data is within the RPO objective")
+def _rpo(restored: Staging, drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillRecorder) -> None:
+    rpo = rpo_measure(
+        drill_clock.incident, restored.counts.newest, restored.dump.taken_at, deployment.config.objectives
+    )
+    drill_record.measure(rpo.name, rpo.value, rpo.objective, rpo.unit, rpo.detail)
+    attach_json("RPO", {**rpo.as_dict(), "incident": drill_clock.incident, "basis": restored.counts.newest.basis})
+    assert rpo.met, rpo.describe()
+
+
+@given("the newest base backup restored into its own throwaway server", target_fixture="base_restored")
+def _base(base_staging: BaseRestore) -> BaseRestore:
+    attach_text("pg_verifybackup", base_staging.verify_log)
+    return base_staging
+
+
+@then("the restored cluster is consistent and answers queries on the critical tables")
+def _consistent(base_restored: BaseRestore) -> None:
+    attach_json("base backup restored", base_restored.evidence())
+    assert base_restored.cluster_state == "in production", base_restored.cluster_state
+
+
+@then("cut-over is GO only because every restore step passed and both objectives were met")
+def _cut_over(drill_record: DrillRecorder, request: pytest.FixtureRequest) -> None:
+    checks = [check for node, check in drill_record.checks.items() if node != request.node.nodeid]
+    verdict = cut_over_verdict(checks, drill_record.measures)
+    attach_json("cut-over verdict", verdict.model_dump())
+    assert verdict.decision == "GO", "NO-GO: " + "; ".join(verdict.reasons)

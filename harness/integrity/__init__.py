@@ -6,7 +6,7 @@ from harness.integrity.rows import (
     RowCheck,
     check_audit_rows,
     check_recent_inserts,
-    check_row_counts,
+    compare_row_counts,
     count_restored,
 )
 
@@ -16,6 +16,6 @@ __all__ = [
     "check_amcheck",
     "check_audit_rows",
     "check_recent_inserts",
-    "check_row_counts",
+    "compare_row_counts",
     "count_restored",
 ]

@@ -28,7 +28,7 @@ __all__ = [
     "audit_rows",
     "check_audit_rows",
     "check_recent_inserts",
-    "check_row_counts",
+    "compare_row_counts",
     "count_restored",
     "restored_stats",
 ]
@@ -64,24 +64,34 @@ def restored_stats(
 
 @dataclass(frozen=True)
 class RowCheck:
-    """The expected-vs-restored table the report attaches, and which basis the expectation came from."""
+    """The expected-vs-restored table the report attaches, the basis of the expectation, and what differs."""
 
     basis: str
     rows: list[list[Any]]
+    failures: list[str]
+    rule: str
     header: tuple[str, ...] = ("table", "expected rows", "restored rows", "expected last 24 h", "restored last 24 h")
 
+    def check(self) -> None:
+        """Raise when any table differs.
 
-def check_row_counts(
+        Raises:
+            CheckFailed: names each table, the restored and the expected number.
+        """
+        if self.failures:
+            raise CheckFailed(f"{self.rule}: " + "; ".join(self.failures))
+
+
+def compare_row_counts(
     restored: dict[str, TableStats], manifest: BackupManifest | None, database: DatabaseSettings
 ) -> RowCheck:
-    """Every critical table holds exactly the manifest's rows (or at least the configured minimum).
+    """Compare every critical table with the manifest's count (or, without one, the configured minimum).
 
     Raises:
-        CheckFailed: names each table whose count differs, with expected and restored numbers.
         HarnessError: no manifest and no ``minimum_rows`` for a table: there is nothing to compare with.
     """
     if manifest is None:
-        return _check_minimums(restored, database)
+        return _compare_minimums(restored, database)
     rows, failures = [], []
     for table, got in restored.items():
         expected = manifest.tables.get(table)
@@ -91,12 +101,11 @@ def check_row_counts(
         rows.append([table, expected.rows, got.rows, expected.rows_last_24h, got.rows_last_24h])
         if got.rows != expected.rows:
             failures.append(f"{table}: restored {got.rows} rows, manifest {expected.rows}")
-    if failures:
-        raise CheckFailed(f"row counts of {manifest.key} differ from its manifest: " + "; ".join(failures))
-    return RowCheck(f"manifest of {manifest.key}", rows)
+    rule = f"row counts of {manifest.key} differ from its manifest"
+    return RowCheck(f"manifest of {manifest.key}", rows, failures, rule)
 
 
-def _check_minimums(restored: dict[str, TableStats], database: DatabaseSettings) -> RowCheck:
+def _compare_minimums(restored: dict[str, TableStats], database: DatabaseSettings) -> RowCheck:
     missing = [table for table in restored if table not in database.minimum_rows]
     if missing:
         raise HarnessError(
@@ -109,13 +118,14 @@ def _check_minimums(restored: dict[str, TableStats], database: DatabaseSettings)
         for t, s in restored.items()
         if s.rows < database.minimum_rows[t]
     ]
-    if failures:
-        raise CheckFailed("row counts below [database] minimum_rows (no manifest): " + "; ".join(failures))
-    return RowCheck("minimum_rows of drill.toml (the dump has no manifest)", rows)
+    rule = "row counts below [database] minimum_rows (no manifest)"
+    return RowCheck("minimum_rows of drill.toml (the dump has no manifest)", rows, failures, rule)
 
 
-def check_recent_inserts(restored: dict[str, TableStats], manifest: BackupManifest) -> None:
-    """Rows inserted in the 24 h before the backup exist, as many as the manifest counted.
+def check_recent_inserts(
+    restored: dict[str, TableStats], manifest: BackupManifest, *, has_manifest: bool = True
+) -> None:
+    """Rows inserted in the 24 h before the backup exist, as many as the manifest counted (if there is one).
 
     Raises:
         CheckFailed: a table had no inserts in that window, or fewer/more than the manifest's.
@@ -126,7 +136,7 @@ def check_recent_inserts(restored: dict[str, TableStats], manifest: BackupManife
         expected = manifest.tables[table].rows_last_24h if table in manifest.tables else 0
         if got.rows_last_24h == 0:
             failures.append(f"{table}: no rows inserted (manifest {expected})")
-        elif got.rows_last_24h != expected:
+        elif has_manifest and got.rows_last_24h != expected:
             failures.append(f"{table}: {got.rows_last_24h} rows inserted, manifest {expected}")
     if failures:
         raise CheckFailed(f"inserts in the {window} in {manifest.key}: " + "; ".join(failures))

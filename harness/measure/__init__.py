@@ -1,5 +1,6 @@
 """The drill's clocks: named phases, RTO from the incident to health green, RPO from the restored data."""
 
+from harness.measure.cutover import cut_over_verdict
 from harness.measure.objectives import (
     Measure,
     NewestData,
@@ -13,6 +14,7 @@ __all__ = [
     "Measure",
     "NewestData",
     "Stopwatch",
+    "cut_over_verdict",
     "newest_data",
     "rpo_measure",
     "rto_measure",

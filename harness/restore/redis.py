@@ -1,8 +1,9 @@
 """Restore the newest Redis RDB copy into a throwaway Redis and check its key count against the copy's manifest.
 
 The plan copies Redis backup files off-server daily; a copy that does not load, or loads with fewer keys
-than were saved, would lose the command and audit data the plan keeps in Redis. The restored server is then
-switched to ``appendonly yes`` (rewriting its AOF from memory) so the app's deep health accepts it.
+than were saved, would lose the command and audit data the plan keeps in Redis. The restored server is
+switched to ``appendonly yes`` (rewriting its AOF from memory) so the app's deep health accepts it. The key
+count is a separate check, so a short copy fails its own scenario while the app can still start.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.storage.manifest import BackupManifest
 
-__all__ = ["restore_redis"]
+__all__ = ["check_key_count", "restore_redis"]
 
 log = logging.getLogger("harness.restore")
 
@@ -32,11 +33,11 @@ def _rewriting(client: redis.Redis) -> bool:
 def restore_redis(
     provider: Provider, deployment: Deployment, copy: BackupManifest, *, name: str = "staging"
 ) -> RedisServer:
-    """Download (verified) and load an RDB copy into a new throwaway Redis; its DBSIZE must equal the manifest's.
+    """Download (verified) and load an RDB copy into a new throwaway Redis with ``appendonly yes``.
 
     Raises:
-        CheckFailed: size/hash differ from the manifest, or the key count does (names the key and both counts).
-        ServiceError: Redis refused to load the file (its log quoted).
+        CheckFailed: the file's size or hash differ from the copy's manifest.
+        ServiceError: Redis refused to load the file (its log quoted), or its AOF rewrite did not finish.
     """
     directory = label_dir("rdb")
     try:
@@ -46,15 +47,24 @@ def restore_redis(
         remove_dir(directory)
     try:
         with server.client() as client:
-            keys = int(client.dbsize())
             client.config_set("appendonly", "yes")
             # A server stopped during its first AOF rewrite hangs on shutdown; let the rewrite finish.
             wait_until(lambda: not _rewriting(client), timeout=60, what=f"AOF rewrite of Redis {name}")
     except (redis.RedisError, ServiceError):
         server.stop()
         raise
-    if copy.keys is not None and keys != copy.keys:
-        server.stop()
-        raise CheckFailed(f"{copy.key}: restored Redis holds {keys} keys, manifest {copy.keys}")
-    log.info("restored %s into Redis %s: %d keys", copy.key, name, keys)
+    log.info("restored %s into Redis %s", copy.key, name)
     return server
+
+
+def check_key_count(server: RedisServer, copy: BackupManifest) -> int:
+    """The restored Redis holds as many keys as the copy's manifest counted; returns the count.
+
+    Raises:
+        CheckFailed: names the copy's key and both counts.
+    """
+    with server.client() as client:
+        keys = int(client.dbsize())
+    if copy.keys is not None and keys != copy.keys:
+        raise CheckFailed(f"{copy.key}: restored Redis holds {keys} keys, manifest {copy.keys}")
+    return keys

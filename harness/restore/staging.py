@@ -51,6 +51,7 @@ class Staging:
         counts: what the restored database held right after the restore (before any gate wrote to it).
         redis: the throwaway Redis restored from the newest RDB copy, when one was restored.
         redis_copy: the manifest of that RDB copy.
+        redis_error: why no Redis was restored (empty when it was, or when there is no copy).
         has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
         jobs: how many parallel jobs pg_restore used.
     """
@@ -64,6 +65,7 @@ class Staging:
     counts: RestoredCounts
     redis: RedisServer | None = None
     redis_copy: BackupManifest | None = None
+    redis_error: str = ""
     has_manifest: bool = True
     jobs: int = 1
 

@@ -22,7 +22,7 @@ from harness.integrity import (
     check_amcheck,
     check_audit_rows,
     check_recent_inserts,
-    check_row_counts,
+    compare_row_counts,
     count_restored,
 )
 from harness.measure import Stopwatch
@@ -62,7 +62,8 @@ def _count(conn: psycopg.Connection[Any], production: Production) -> RestoredCou
 def test_a_faithful_restore_matches_its_manifest(restored: tuple[Production, Staging]) -> None:
     production, staging = restored
     database = production.deployment.config.database
-    check = check_row_counts(staging.counts.tables, staging.dump, database)
+    check = compare_row_counts(staging.counts.tables, staging.dump, database)
+    check.check()
     check_recent_inserts(staging.counts.tables, staging.dump)
     check_audit_rows(staging.counts, database, staging.dump.taken_at)
     assert check.basis == f"manifest of {production.manifest.key}"
@@ -79,7 +80,7 @@ def test_a_dump_missing_rows_of_one_table_fails_naming_it(
     expected = production.manifest.tables["orders"].rows
     with pytest.raises(CheckFailed, match=rf"^row counts of {production.manifest.key} differ from its manifest: "
                                           rf"orders: restored {expected - 3} rows, manifest {expected}$"):  # fmt: skip
-        check_row_counts(counts.tables, production.manifest, production.deployment.config.database)
+        compare_row_counts(counts.tables, production.manifest, production.deployment.config.database).check()
 
 
 def test_no_inserts_in_the_24_hours_before_the_backup_fails(
@@ -112,14 +113,14 @@ def test_without_a_manifest_counts_are_judged_by_the_configured_minimums(restore
     tables = ["orders", "applications"]
     counts = {t: staging.counts.tables[t] for t in tables}
     enough = DatabaseSettings(critical_tables=tables, minimum_rows={"orders": 10, "applications": 10})
-    assert check_row_counts(counts, None, enough).basis == "minimum_rows of drill.toml (the dump has no manifest)"
+    assert compare_row_counts(counts, None, enough).basis == "minimum_rows of drill.toml (the dump has no manifest)"
     too_many = DatabaseSettings(critical_tables=tables, minimum_rows={"orders": 1000, "applications": 1})
     orders = counts["orders"].rows
     with pytest.raises(CheckFailed, match=rf"^row counts below \[database\] minimum_rows \(no manifest\): "
                                           rf"orders: restored {orders} rows, minimum 1000$"):  # fmt: skip
-        check_row_counts(counts, None, too_many)
+        compare_row_counts(counts, None, too_many).check()
     with pytest.raises(HarnessError, match=r"names no minimum for applications; add them to drill.toml"):
-        check_row_counts(counts, None, DatabaseSettings(critical_tables=tables, minimum_rows={"orders": 1}))
+        compare_row_counts(counts, None, DatabaseSettings(critical_tables=tables, minimum_rows={"orders": 1}))
 
 
 def test_amcheck_passes_a_clean_restore_and_finds_a_corrupted_page(restored: tuple[Production, Staging]) -> None:
