@@ -173,7 +173,8 @@ def _cache_dir() -> Path:
 
 def _template(binaries: PostgresBinaries) -> Path:
     """An initialised data directory for these binaries, made once and reused (under a file lock)."""
-    key = re.sub(r"[^A-Za-z0-9]+", "-", f"{binaries.version}-{binaries.bin_dir}").strip("-")[-80:]
+    # "w1": 1 MB WAL segments, so each copy of the template moves 15 MB less (provisioning time is copy time).
+    key = re.sub(r"[^A-Za-z0-9]+", "-", f"{binaries.version}-{binaries.bin_dir}").strip("-")[-80:] + "-w1"
     root = _cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     template = root / f"pgdata-{key}"
@@ -185,7 +186,7 @@ def _template(binaries: PostgresBinaries) -> Path:
         data = staging / "data"
         run_tool(
             [binaries.tool("initdb"), "-D", data, "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-             "--locale=C", "--no-sync", "--data-checksums"],
+             "--locale=C", "--no-sync", "--data-checksums", "--wal-segsize=1"],
             what=f"initdb ({binaries.source})",
             timeout=120,
             as_service_user=True,

@@ -1,0 +1,280 @@
+"""Benchmarks of the drill's cost, side by side with what it is measured against.
+
+Run ``uv run python bench/run.py`` (about 100 MB and 1 GB dumps; ~15 minutes on 2 cores) or ``--smoke`` (tiny
+sizes, proves the benchmark still works; CI runs it through tests/test_bench_smoke.py). Results go to
+``bench/results/latest.json`` and ``latest.md``, with the machine's facts. Benchmarks are not tests: nothing
+here asserts a timing; the targets are printed beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from pydantic import SecretStr
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness.backup.postgres import backup_postgres, dump_options  # noqa: E402
+from harness.config import DrillConfig, load_config  # noqa: E402
+from harness.deployment import Deployment  # noqa: E402
+from harness.measure.stopwatch import Stopwatch  # noqa: E402
+from harness.policy.logical import check_dump_gaps, check_dump_retention, check_newest_dump  # noqa: E402
+from harness.services.base import label_dir, remove_dir, run_tool  # noqa: E402
+from harness.services.postgres import PostgresServer  # noqa: E402
+from harness.services.provider import Provider  # noqa: E402
+from harness.services.s3 import MotoS3, S3Endpoint  # noqa: E402
+from harness.storage.catalogue import fetch_manifest, list_backups  # noqa: E402
+from harness.storage.download import download_object  # noqa: E402
+from sandbox.codeblack.revisions import alembic_config  # noqa: E402
+
+BUCKET = "bench-backups"
+PREFIX = "postgres/logical/"
+MB = 1024 * 1024
+
+# Rows of applications + orders per MB of compressed custom-format dump, measured once by calibrate().
+_FILL = """
+INSERT INTO applications (applicant_name, email, status, amount, created_at)
+SELECT md5(g::text), md5((g * 7)::text) || '@example.com', 'approved', (g %% 9000) + 0.5,
+       now() - make_interval(secs => g %% 1209600)
+FROM generate_series(%(start)s::bigint, %(stop)s::bigint) AS g;
+INSERT INTO orders (application_id, amount, currency, status, created_at)
+SELECT a.id, a.amount, 'EUR', 'paid', a.created_at FROM applications a WHERE a.id BETWEEN %(start)s AND %(stop)s;
+"""
+
+
+def machine_facts(provider: Provider) -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    assert provider.binaries is not None
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(memory, 1), "python": platform.python_version(),
+            "postgresql": provider.binaries.version, "kernel": platform.release(),
+            "when": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+
+
+def _fill(server: PostgresServer, dbname: str, start: int, stop: int) -> None:
+    with server.connect(dbname) as conn:
+        for statement in filter(str.strip, _FILL.split(";")):
+            conn.execute(statement, {"start": start, "stop": stop})  # type: ignore[arg-type]
+
+
+def make_production(provider: Provider, s3: MotoS3, config: DrillConfig, target_mb: float) -> dict[str, Any]:
+    """A production database of the sandbox schema whose compressed dump is about ``target_mb``.
+
+    It is dumped to S3 by the harness's own backup code, the same path production cron runs.
+    """
+    server = provider.postgres("bench-production")
+    try:
+        dbname = "codeblack"
+        server.create_database(dbname)
+        command.upgrade(alembic_config(server.sqlalchemy_url(dbname)), "head")
+        probe_rows = 20_000
+        _fill(server, dbname, 1, probe_rows)
+        probe = run_tool([server.binaries.tool("pg_dump"), "-Fc", "-Z", "6", "-d", dbname],
+                         what="calibration dump", timeout=600, env=server.tool_env())  # fmt: skip
+        rows = max(probe_rows, int(probe_rows * target_mb * MB / len(probe.stdout)))
+        step = 500_000
+        for start in range(probe_rows + 1, rows + 1, step):
+            _fill(server, dbname, start, min(rows, start + step - 1))
+        client = s3.client()
+        client.create_bucket(Bucket=BUCKET)
+        started = time.monotonic()
+        manifest = backup_postgres(server.dsn(dbname), client, BUCKET, PREFIX, pg_dump=server.binaries.tool("pg_dump"),
+                                   options=dump_options(config))  # fmt: skip
+        return {"rows": rows * 2, "dump_mb": round(manifest.size / MB, 1), "key": manifest.key,
+                "backup_seconds": round(time.monotonic() - started, 2)}  # fmt: skip
+    finally:
+        server.stop()
+
+
+def _deployment(config: DrillConfig, endpoint: S3Endpoint) -> Deployment:
+    return Deployment(name="bench", config=config, storage=endpoint, redis_url=None, database_host="",
+                      verify_key="", provider="moto (local)")  # fmt: skip
+
+
+def child_restore(args: argparse.Namespace) -> None:
+    """Run in a child process so its peak RSS is the harness's alone: download, provision, restore."""
+    from harness.restore.staging import restore_logical
+
+    config = load_config(ROOT / "drill.toml").with_changes(storage={"backup_bucket": BUCKET, "logical_prefix": PREFIX})
+    endpoint = S3Endpoint(args.endpoint, "us-east-1", SecretStr("drill-access-key"), SecretStr("drill-secret-key"))
+    deployment = _deployment(config, endpoint)
+    provider = Provider.from_settings(config.services)
+    client = endpoint.client()
+    catalogue = list_backups(client, BUCKET, PREFIX)
+    dump = catalogue.newest()
+    manifest = fetch_manifest(client, BUCKET, dump)
+    watch = Stopwatch()
+    started = time.monotonic()
+    staging = restore_logical(provider, deployment, config, dump, manifest, watch=watch, name="bench-staging")
+    seconds = time.monotonic() - started
+    staging.stop()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": round(seconds, 2), "phases": watch.rounded_phases(), "peak_rss_mb": round(peak, 1),
+                      "jobs": staging.jobs}))  # fmt: skip
+
+
+def harness_restore(endpoint: str) -> dict[str, Any]:
+    """The harness's restore phase (download, provision, restore) in a child process."""
+    out = subprocess.run([sys.executable, __file__, "child-restore", "--endpoint", endpoint], cwd=ROOT,
+                         capture_output=True, text=True, timeout=7200, check=True)  # fmt: skip
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def bare_restore(provider: Provider, s3: MotoS3, key: str) -> dict[str, Any]:
+    """The baseline: ``pg_restore --jobs 2`` of the same dump, already on local disk, into a default server."""
+    work = label_dir("bench-dump")
+    try:
+        local = download_object(s3.client(), BUCKET, key, work).path
+        server = provider.postgres("bench-bare")
+        try:
+            server.create_database("codeblack")
+            started = time.monotonic()
+            argv = [server.binaries.tool("pg_restore"), "--jobs", "2", "--no-owner", "--no-privileges",
+                    "--dbname", "codeblack", local]  # fmt: skip
+            run_tool(argv, what="bare pg_restore", timeout=7200, env=server.tool_env())
+            return {"seconds": round(time.monotonic() - started, 2)}
+        finally:
+            server.stop()
+    finally:
+        remove_dir(work)
+
+
+def provisioning(provider: Provider, runs: int = 7) -> dict[str, Any]:
+    """Time to a ready throwaway PostgreSQL (from the cached template)."""
+    provider.postgres("bench-warm").stop()
+    times = []
+    for index in range(runs):
+        started = time.monotonic()
+        server = provider.postgres(f"bench-provision{index}")
+        times.append(time.monotonic() - started)
+        server.stop()
+    return {"median_seconds": round(statistics.median(times), 3), "max_seconds": round(max(times), 3), "runs": runs}
+
+
+def listing(s3: MotoS3, config: DrillConfig, count: int) -> dict[str, Any]:
+    """Listing and the logical-dump policy checks over ``count`` backup objects."""
+    client = s3.client()
+    bucket = "bench-listing"
+    client.create_bucket(Bucket=bucket)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    step = timedelta(days=config.objectives.retention_days) / count  # a dense history inside the retention window
+    keys = [f"{PREFIX}codeblack-{(now - step * i).strftime('%Y%m%dT%H%M%SZ')}-{i:05d}.dump" for i in range(count)]
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b"x"), keys))
+    started = time.monotonic()
+    catalogue = list_backups(client, bucket, PREFIX)
+    listed = time.monotonic() - started
+    check_newest_dump(catalogue, config.objectives, now)
+    check_dump_gaps(catalogue, config.objectives, now)
+    check_dump_retention(catalogue, config.objectives, now)
+    total = time.monotonic() - started
+    return {"objects": len(catalogue.objects), "list_seconds": round(listed, 2),
+            "list_and_checks_seconds": round(total, 2)}  # fmt: skip
+
+
+def whole_drill(smoke: bool) -> dict[str, Any]:
+    """The monthly drill on the sandbox, end to end, as an operator runs it; phases from its drill record."""
+    reports = label_dir("bench-reports")
+    config = reports / "drill.toml"
+    config.write_text((ROOT / "drill.toml").read_text() + f'\n[reports]\ndir = "{reports}"\n')
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pytest", "features/", "-m", "monthly", "-q", "-p", "no:randomly",
+                             "--drill-config", str(config), "--alluredir", str(reports / "allure-results"),
+                             "-o", "log_cli=false"], cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                            check=False)  # fmt: skip
+    seconds = time.monotonic() - started
+    records = sorted((reports / "drills").glob("*.json"))
+    phases = json.loads(records[-1].read_text()).get("phases", {}) if records else {}
+    remove_dir(reports)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else f"exit {result.returncode}"
+    return {"seconds": round(seconds, 1), "exit_code": result.returncode, "summary": summary, "phases": phases}
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The results as the table bench/README.md points at."""
+    facts = results["machine"]
+    lines = [f"# Benchmark results ({facts['when']})", "",
+             f"Machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB; PostgreSQL "
+             f"{facts['postgresql']}; Python {facts['python']}.", "",
+             "| dump | rows | harness restore (s) | bare pg_restore -j2 (s) | ratio (target ≤ 1.0) | peak RSS (MB) |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for size in results["restore"]:
+        lines.append(f"| {size['dump_mb']} MB | {size['rows']} | {size['harness']['seconds']} "
+                     f"({', '.join(f'{k} {v}' for k, v in size['harness']['phases'].items())}) | "
+                     f"{size['bare']['seconds']} | {size['ratio']} | {size['harness']['peak_rss_mb']} |")  # fmt: skip
+    rss = [size["harness"]["peak_rss_mb"] for size in results["restore"]]
+    if len(rss) > 1:
+        lines.append(f"\nPeak RSS spread across sizes: {round((max(rss) / min(rss) - 1) * 100, 1)} % "
+                     "(target: within 10 %, under 200 MB).")  # fmt: skip
+    prov = results["provisioning"]
+    lines.append(f"\nProvisioning a ready throwaway PostgreSQL: median {prov['median_seconds']} s, "
+                 f"max {prov['max_seconds']} s over {prov['runs']} runs (target < 1 s).")  # fmt: skip
+    listing_result = results["listing"]
+    lines.append(f"\nListing and logical-dump policy checks over {listing_result['objects']} objects: "
+                 f"{listing_result['list_and_checks_seconds']} s (target < 5 s).")  # fmt: skip
+    drill = results.get("drill")
+    if drill:
+        lines.append(f"\nWhole monthly drill on the sandbox (`pytest features/ -m monthly`): {drill['seconds']} s, "
+                     f"{drill['summary']}; phases: {drill['phases']} (target < 60 s).")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="run", choices=["run", "child-restore"])
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="100,1000", help="dump sizes in MB (default: 100,1000)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, no whole drill: proves the bench works")
+    parser.add_argument("--no-drill", action="store_true", help="skip the end-to-end monthly drill")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if args.mode == "child-restore":
+        child_restore(args)
+        return
+    config = load_config(ROOT / "drill.toml")
+    provider = Provider.from_settings(config.services)
+    sizes = [2.0] if args.smoke else [float(size) for size in args.sizes.split(",")]
+    results: dict[str, Any] = {"machine": machine_facts(provider), "restore": []}
+    for size in sizes:
+        with MotoS3.start() as s3:
+            production = make_production(provider, s3, config, size)
+            harness = harness_restore(s3.endpoint.url or "")
+            bare = bare_restore(provider, s3, production["key"])
+        ratio = round(harness["seconds"] / bare["seconds"], 2) if bare["seconds"] else None
+        results["restore"].append({**production, "harness": harness, "bare": bare, "ratio": ratio})
+        print(f"{production['dump_mb']} MB dump: harness {harness['seconds']} s, bare {bare['seconds']} s, "
+              f"ratio {ratio}, peak RSS {harness['peak_rss_mb']} MB", flush=True)  # fmt: skip
+    results["provisioning"] = provisioning(provider)
+    with MotoS3.start() as s3:
+        results["listing"] = listing(s3, config, 500 if args.smoke else 10_000)
+    if not (args.smoke or args.no_drill):
+        results["drill"] = whole_drill(args.smoke)
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = "smoke" if args.smoke else "latest"
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(render_markdown(results))
+    print(render_markdown(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""The benchmark still runs end to end at its smallest size (timings are not asserted: benchmarks are not tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from harness.config import PROJECT_ROOT
+
+
+def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((tmp_path / "smoke.json").read_text())
+    restore = results["restore"][0]
+    assert restore["harness"]["phases"].keys() >= {"download", "provision", "restore"}
+    assert restore["bare"]["seconds"] > 0
+    assert results["listing"]["objects"] == 500
+    assert "harness restore" in (tmp_path / "smoke.md").read_text()
