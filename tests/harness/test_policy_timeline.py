@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,45 +43,45 @@ def test_a_healthy_dump_timeline_passes(s3_server: Any, bucket: tuple[Any, str])
     assert (coverage.measured, retention.limit) == (13.79, 14.25)
 
 
-def test_a_stale_newest_dump_fails_with_its_age(s3_server: Any, bucket: tuple[Any, str]) -> None:
-    catalogue = _dumps(s3_server, bucket, _every_six_hours(first=13))
-    with pytest.raises(CheckFailed) as caught:
-        check_newest_dump(catalogue, PLAN, NOW)
-    assert str(caught.value) == (
-        f"newest logical backup {_dump_key(13)} is 13.0 h old, more than the 6 h allowed "
-        "(objectives.dump_interval_hours)"
-    )
+_NINE_HOUR_GAP = [age for age in _every_six_hours() if age < 48] + [age + 3 for age in _every_six_hours() if age >= 48]
 
 
-def test_a_nine_hour_gap_fails_naming_both_dumps(s3_server: Any, bucket: tuple[Any, str]) -> None:
-    ages = [age for age in _every_six_hours() if age < 48] + [age + 3 for age in _every_six_hours() if age >= 48]
+@pytest.mark.parametrize(
+    ("ages", "check", "message"),
+    [
+        pytest.param(
+            _every_six_hours(first=13), check_newest_dump,
+            f"newest logical backup {_dump_key(13)} is 13.0 h old, more than the 6 h allowed "
+            "(objectives.dump_interval_hours)",
+            id="stale newest dump",
+        ),
+        pytest.param(
+            _NINE_HOUR_GAP, check_dump_gaps,
+            f"9.0 h between logical backup {_dump_key(52)} and the next, {_dump_key(43)}, more than the 6 h allowed "
+            "(objectives.dump_interval_hours); 1 such gap(s) in the last 14 days",
+            id="a 9 h gap",
+        ),
+        pytest.param(
+            [*_every_six_hours(), 15 * 24], check_dump_retention,
+            f"logical backup {_dump_key(15 * 24)} is 15.0 days old, beyond the 14.25 days kept "
+            "(objectives.retention_days + retention_grace_hours); 1 such object(s) still stored",
+            id="a dump older than retention kept",
+        ),
+        pytest.param(
+            _every_six_hours(count=41), check_dump_retention,
+            f"oldest logical backup {_dump_key(241)} is 10.0 days old: the last 14 days are not covered "
+            "(objectives.retention_days)",
+            id="dumps reach back only 10 days",
+        ),
+    ],
+)  # fmt: skip
+def test_a_broken_dump_timeline_fails_naming_the_dump_and_number(
+    s3_server: Any, bucket: tuple[Any, str], ages: list[float], check: Callable[..., Any], message: str
+) -> None:
     catalogue = _dumps(s3_server, bucket, ages)
     with pytest.raises(CheckFailed) as caught:
-        check_dump_gaps(catalogue, PLAN, NOW)
-    assert str(caught.value) == (
-        f"9.0 h between logical backup {_dump_key(52)} and the next, {_dump_key(43)}, more than the 6 h allowed "
-        "(objectives.dump_interval_hours); 1 such gap(s) in the last 14 days"
-    )
-
-
-def test_a_dump_older_than_retention_fails(s3_server: Any, bucket: tuple[Any, str]) -> None:
-    catalogue = _dumps(s3_server, bucket, [*_every_six_hours(), 15 * 24])
-    with pytest.raises(CheckFailed) as caught:
-        check_dump_retention(catalogue, PLAN, NOW)
-    assert str(caught.value) == (
-        f"logical backup {_dump_key(15 * 24)} is 15.0 days old, beyond the 14.25 days kept "
-        "(objectives.retention_days + retention_grace_hours); 1 such object(s) still stored"
-    )
-
-
-def test_dumps_that_do_not_reach_back_fail(s3_server: Any, bucket: tuple[Any, str]) -> None:
-    catalogue = _dumps(s3_server, bucket, _every_six_hours(count=41))
-    with pytest.raises(CheckFailed) as caught:
-        check_dump_retention(catalogue, PLAN, NOW)
-    assert str(caught.value) == (
-        f"oldest logical backup {_dump_key(241)} is 10.0 days old: the last 14 days are not covered "
-        "(objectives.retention_days)"
-    )
+        check(catalogue, PLAN, NOW)
+    assert str(caught.value) == message
 
 
 def _snapshots(s3_server: Any, bucket: tuple[Any, str], kind: str, ages_days: list[float]) -> Catalogue:
