@@ -7,9 +7,9 @@ objective yields exactly one item, so nothing that broke the drill goes unanswer
 
 from __future__ import annotations
 
-from harness.records.record import ActionItem, Check, Measure, Verdict
+from harness.records.record import ActionItem, Check, Measure, Verdict, format_number
 
-__all__ = ["action_items", "decide", "format_number"]
+__all__ = ["action_items", "decide"]
 
 # What to do when a scenario of an area fails; the failure message already names the object and the number.
 AREA_ADVICE = {
@@ -28,21 +28,12 @@ MEASURE_ADVICE = {
 }
 
 
-def format_number(value: float) -> str:
-    """A figure as people write it: ``6`` rather than ``6.0``, at most two decimals."""
-    return f"{value:.2f}".rstrip("0").rstrip(".")
-
-
 def _measure_item(measure: Measure, phases: dict[str, float]) -> ActionItem:
     todo = MEASURE_ADVICE.get(measure.name.lower(), f"bring {measure.name} back within its objective")
     if measure.name.lower() == "rto" and phases:
         slowest, seconds = max(phases.items(), key=lambda item: item[1])
         todo += f" ({slowest} took {format_number(seconds)} s)"
-    number = (
-        f"{format_number(measure.value)} {measure.unit} exceeds objective {format_number(measure.objective)} "
-        f"{measure.unit}"
-    )
-    return ActionItem(what=measure.name, number=number, todo=todo)
+    return ActionItem(what=measure.name, number=measure.excess(), todo=todo)
 
 
 def action_items(checks: list[Check], measures: list[Measure], phases: dict[str, float]) -> list[ActionItem]:
@@ -67,15 +58,11 @@ def decide(checks: list[Check], measures: list[Measure]) -> Verdict:
         for check in checks
         if check.status == "failed"
     ]
-    reasons += [
-        f"{m.name} {format_number(m.value)} {m.unit} exceeds objective {format_number(m.objective)} {m.unit}"
-        for m in measures
-        if not m.met
-    ]
+    reasons += [f"{m.name} {m.excess()}" for m in measures if not m.met]
     if not checks:
         reasons.append("no scenario ran")
     if reasons:
         return Verdict(decision="NO-GO", reasons=reasons)
     passed = sum(check.status == "passed" for check in checks)
-    met = [f"{m.name} {format_number(m.value)} {m.unit} within {format_number(m.objective)} {m.unit}" for m in measures]
+    met = [f"{m.name} {m.against()}" for m in measures]
     return Verdict(decision="GO", reasons=[f"{passed} of {len(checks)} scenarios passed", *met])

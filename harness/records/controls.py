@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.records.actions import format_number
 from harness.records.record import Check, ControlStatus, Measure
 
 __all__ = ["AREAS", "CONTROLS", "Area", "Control", "control_statuses"]
@@ -78,9 +77,7 @@ _Status = Literal["effective", "not effective", "not tested"]
 def _judge(control: Control, checks: list[Check], measures: list[Measure]) -> tuple[_Status, list[str]]:
     measured = next((m for m in measures if control.measure and m.name == control.measure), None)
     if measured is not None:
-        figure = f"{measured.name} {format_number(measured.value)} {measured.unit}"
-        objective = f"objective {format_number(measured.objective)} {measured.unit}"
-        return ("effective" if measured.met else "not effective"), [f"{figure} ({objective})"]
+        return ("effective" if measured.met else "not effective"), [f"{measured.name} {measured.against()}"]
     relevant = [check for check in checks if check.area in control.areas and check.status != "skipped"]
     evidence = [f"{check.scenario} ({check.status})" for check in relevant]
     if any(check.status == "failed" for check in relevant):

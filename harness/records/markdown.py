@@ -6,8 +6,7 @@ the chain verifier notices when someone edited the human-readable copy instead o
 
 from __future__ import annotations
 
-from harness.records.actions import format_number
-from harness.records.record import DrillRecord
+from harness.records.record import DrillRecord, format_number
 from harness.redact import redact
 
 __all__ = ["render_markdown"]
@@ -23,8 +22,12 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return [*lines, ""]
 
 
-def render_markdown(record: DrillRecord) -> str:
-    """The record as a Markdown page: verdict first, then what was measured, checked and must be done."""
+def render_markdown(record: DrillRecord, *, trend_link: bool = True) -> str:
+    """The record as a Markdown page: verdict first, then what was measured, checked and must be done.
+
+    ``trend_link=False`` leaves out the chart's relative link, for places where the PNG does not sit beside
+    the page (the Allure report carries it as an attachment instead).
+    """
     lines = [
         f"# Drill {record.run_id}: {record.verdict.decision}",
         "",
@@ -41,8 +44,7 @@ def render_markdown(record: DrillRecord) -> str:
     lines += _table(
         ["measure", "value", "objective", "met", "detail"],
         [
-            [m.name, f"{format_number(m.value)} {m.unit}", f"{format_number(m.objective)} {m.unit}",
-             "yes" if m.met else "**no**", m.detail]
+            [m.name, m.figure(), m.figure(m.objective), "yes" if m.met else "**no**", m.detail]
             for m in record.measures
         ],
     )  # fmt: skip
@@ -71,7 +73,7 @@ def render_markdown(record: DrillRecord) -> str:
     if record.environment:
         lines += ["## Environment", ""]
         lines += _table(["key", "value"], [[k, v] for k, v in sorted(record.environment.items())])
-    if record.trend_image:
+    if record.trend_image and trend_link:
         lines += ["## Trend", "", f"![RPO and RTO per drill]({record.trend_image})", ""]
     previous = record.previous_hash or "(first record)"
     lines += ["## Chain", "", f"- previous record's hash: `{previous}`", "- this record's hash: in its JSON twin"]

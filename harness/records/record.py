@@ -26,6 +26,7 @@ __all__ = [
     "WaiverEntry",
     "canonical_json",
     "content_hash",
+    "format_number",
 ]
 
 CheckStatus = Literal["passed", "failed", "skipped"]
@@ -68,6 +69,18 @@ class Measure(_Part):
     objective: float
     met: bool
     detail: str = ""
+
+    def figure(self, value: float | None = None) -> str:
+        """The value (or another number in the same unit) as people write it: ``7.5 h``."""
+        return f"{format_number(self.value if value is None else value)} {self.unit}"
+
+    def against(self) -> str:
+        """The value beside its objective: ``1.5 h (objective 6 h)``."""
+        return f"{self.figure()} (objective {self.figure(self.objective)})"
+
+    def excess(self) -> str:
+        """The value over its objective: ``7.5 h exceeds objective 6 h``."""
+        return f"{self.figure()} exceeds objective {self.figure(self.objective)}"
 
 
 class Verdict(_Part):
@@ -141,6 +154,11 @@ class DrillRecord(_Part):
     def sealed(self) -> DrillRecord:
         """A copy carrying its own hash."""
         return self.model_copy(update={"hash": self.compute_hash()})
+
+
+def format_number(value: float) -> str:
+    """A number as people write it: ``6`` rather than ``6.0``, at most two decimals."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def canonical_json(data: Any) -> bytes:

@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.records.actions import format_number
 from harness.records.controls import AREAS
 from harness.records.markdown import render_markdown
-from harness.records.record import DrillRecord
+from harness.records.record import DrillRecord, format_number
 from harness.redact import redact
 from harness.services.base import run_tool
 
@@ -60,10 +59,7 @@ def verdict_title(record: DrillRecord) -> str:
     """One line with the verdict and the RPO/RTO figures against their objectives."""
     parts = [f"Drill verdict {record.verdict.decision}"]
     for measure in record.measures:
-        parts.append(
-            f"{measure.name} {format_number(measure.value)} {measure.unit} "
-            f"(objective {format_number(measure.objective)} {measure.unit})"
-        )
+        parts.append(f"{measure.name} {measure.against()}")
     return ", ".join(parts)
 
 
@@ -88,10 +84,9 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path
     ]  # fmt: skip
     if trend_png is not None and trend_png.exists():
         attachments.append(_attachment(results_dir, "RPO and RTO trend", trend_png.read_bytes(), "image/png", "png"))
-    parameters = [{"name": f"{m.name} (objective {format_number(m.objective)} {m.unit})",
-                   "value": f"{format_number(m.value)} {m.unit}"} for m in record.measures]  # fmt: skip
+    parameters = [{"name": m.name, "value": m.against()} for m in record.measures]
     parameters += [
-        {"name": f"RTO phase: {name}", "value": f"{format_number(s)} s"} for name, s in record.rto_phases.items()
+        {"name": name, "value": f"{format_number(s)} s (RTO phase)"} for name, s in record.rto_phases.items()
     ]
     failed = record.verdict.decision == "NO-GO"
     drill = AREAS["restore_drill"]
@@ -104,7 +99,7 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path
         "status": "failed" if failed else "passed",
         "statusDetails": {"message": "; ".join(record.verdict.reasons)} if failed else {},
         "stage": "finished",
-        "description": markdown,
+        "description": render_markdown(record, trend_link=False),  # the chart is an attachment here
         "start": int(record.started_at.timestamp() * 1000),
         "stop": int(max(record.finished_at.timestamp(), time.time()) * 1000),
         "labels": [
