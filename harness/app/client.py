@@ -25,7 +25,7 @@ from harness.app.signature import (
     VerifyKey,
 )
 from harness.config import AppSettings
-from harness.errors import CheckFailed, ServiceError
+from harness.errors import CheckFailed, ConfigError, ServiceError
 from harness.redact import redact
 
 __all__ = ["API_PREFIX", "ConfigClient", "Exchange"]
@@ -113,7 +113,12 @@ class ConfigClient:
             proposer: the actor who proposes changes.
             approver: the authorised actor who approves them.
             timeout_s: the deadline of each request.
+
+        Raises:
+            ConfigError: the proposer and the approver are one actor, so no four-eyes rule can be probed.
         """
+        if proposer == approver:
+            raise ConfigError(f"[app] proposer and approver are both {proposer!r}; two different actors are needed")
         self.base_url = base_url
         self.verify_key = verify_key
         self.proposer = proposer

@@ -21,6 +21,7 @@ from typing import Any
 
 from harness.app.client import ConfigClient, Exchange
 from harness.app.config_audit import AuditEvent
+from harness.app.signature import SIGNATURE_HEADER
 from harness.config import AppSettings
 from harness.errors import CheckFailed, ConfigError
 from harness.redact import register_secret
@@ -161,10 +162,7 @@ def check_two_step_approval(client: ConfigClient, key: str) -> ApprovalEvidence:
     Raises:
         CheckFailed: applied without approval, changed while pending, approved by its own proposer, or not
             changed after a second approver's approval.
-        ConfigError: the proposer and the approver are the same actor.
     """
-    if client.proposer == client.approver:
-        raise ConfigError(f"[app] proposer and approver are both {client.proposer!r}; two different actors are needed")
     events: list[AuditEvent] = []
     before = client.value(key)
     proposed = probe_value(before)
@@ -236,12 +234,11 @@ class SignatureEvidence:
 
 
 def _forgeries(exchange: Exchange) -> dict[str, tuple[Any, bytes]]:
-    body = bytearray(exchange.body)
+    body = bytearray(exchange.body or b" ")
     body[len(body) // 2] ^= 0x01
     headers = exchange.headers.copy()
-    signature = bytearray(headers.get("X-Signature", "").encode("ascii"))
-    signature[0] = ord("A") if signature[:1] != b"A" else ord("B")
-    headers["X-Signature"] = signature.decode("ascii")
+    signature = headers.get(SIGNATURE_HEADER, "")
+    headers[SIGNATURE_HEADER] = ("B" if signature.startswith("A") else "A") + signature[1:]
     return {"one body byte changed": (exchange.headers, bytes(body)), "signature changed": (headers, exchange.body)}
 
 

@@ -32,6 +32,7 @@ from harness.app.config_session import ConfigGates
 from harness.app.runner import AppProcess, app_env
 from harness.config import DrillConfig
 from harness.deployment import Deployment
+from harness.errors import ConfigError
 from harness.redact import register_secret
 from harness.services.postgres import PostgresServer
 from sandbox.codeblack.revisions import alembic_config
@@ -180,3 +181,19 @@ def test_a_change_without_an_audit_row_fails_the_audit_gate(
         rf"to '{CRITICAL}' by 'ops-alice' \(0 rows written during the drill\); rule: every config change is audited",
     ):
         check_audit_trail(trail, watermark, approval.events)
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ({"critical_keys": ["no.such.key"]}, r"^\[app\] critical_keys names 'no.such.key', which the config API does"),
+        ({"proposer": "ops-bob"}, r"^\[app\] proposer and approver are both 'ops-bob'; two different actors"),
+    ],
+)
+def test_a_key_the_api_does_not_list_or_a_single_actor_is_a_setup_error(
+    app_world: AppWorld, variant_apps: dict[str, AppProcess], app: dict[str, Any], message: str
+) -> None:
+    config = app_world.config.with_changes(app=app)
+    base_url = variant_apps["sandbox"].base_url
+    with pytest.raises(ConfigError, match=message):
+        ConfigGates.connect(base_url, config, app_world.verify_key, app_world.dsn, {})
