@@ -13,6 +13,7 @@ from harness.records import (
     Check,
     DrillRecord,
     Measure,
+    WaiverEntry,
     action_items,
     append_record,
     control_statuses,
@@ -21,6 +22,7 @@ from harness.records import (
     verify_chain,
     write_environment,
 )
+from harness.records.__main__ import main as records_main
 from harness.records.record import content_hash
 from harness.records.report import verdict_title
 
@@ -218,3 +220,22 @@ def test_records_written_before_a_field_existed_still_verify(tmp_path: Path) -> 
     path.write_text(json.dumps(stored))
     (tmp_path / "HEAD").write_text(f"{path.name} {stored['hash']}\n")
     assert verify_chain(tmp_path).ok
+
+
+def test_waivers_are_listed_with_who_approved_and_why(tmp_path: Path) -> None:
+    waiver = WaiverEntry(
+        rule="ban-drop-table", subject="3f2a1c", approved_by="ops-bob", reason="legacy table, archived"
+    )
+    _, path = append_record(tmp_path, make_record().model_copy(update={"waivers": [waiver]}))
+    assert "| ban-drop-table | 3f2a1c | ops-bob | legacy table, archived |" in path.with_suffix(".md").read_text()
+
+
+def test_verify_command_exit_codes(chain: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert records_main(["verify", str(chain[0].parent)]) == 0
+    chain[1].unlink()
+    assert records_main(["verify", str(chain[0].parent)]) == 1
+    assert records_main(["verify", str(chain[0].parent / "missing")]) == 2
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == "drill record chain OK: 3 records"
+    assert err.startswith("error: ")
+    assert "no drill records here" in err
