@@ -63,8 +63,8 @@ def test_a_backend_whose_database_is_down_fails_naming_the_component(
         drill_config.app, app_environment, command=_command("tests.broken_backends.unhealthy:create_app")
     ).start()
     try:
-        with pytest.raises(CheckFailed, match=r"not healthy within 3 s \(down: database: OperationalError"):
-            app.wait_healthy(timeout=3)
+        with pytest.raises(CheckFailed, match=r"not healthy within 10 s \(down: database: OperationalError"):
+            app.wait_healthy(timeout=10)
     finally:
         app.stop()
     _assert_gone(app)
