@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from pytest_bdd import given, then, when
 
 from harness.app.runner import AppProcess
 from harness.config import DrillConfig
 from harness.deployment import Deployment
 from harness.migrations.checkpoint import newest_checkpoint
-from harness.migrations.deploy import DeployRehearsal, MaintenanceWindow, WriteSwitch, rehearsal_app, wait_listening
+from harness.migrations.deploy import DeployRehearsal, MaintenanceWindow, WriteSwitch, wait_listening
 from harness.migrations.destructive import DestructiveOperation, check_checkpoint, find_destructive
 from harness.migrations.drift import check_drift
 from harness.migrations.history import RevisionGraph, check_linear_history, check_tracked, load_graph
@@ -85,10 +85,8 @@ def _lint(rehearsal: DeployRehearsal, drill_config: DrillConfig) -> None:
 
 
 @given("the target app started against the staging copy", target_fixture="rehearsal_app")
-def _app(drill_config: DrillConfig, deployment: Deployment, staging: Any, request: pytest.FixtureRequest) -> AppProcess:
-    app = rehearsal_app(drill_config, deployment, staging)
-    request.addfinalizer(app.stop)
-    return wait_listening(app.start(), drill_config.app.startup_timeout_s)
+def _app(app_factory: Callable[..., AppProcess], drill_config: DrillConfig) -> AppProcess:
+    return wait_listening(app_factory(name="rehearsal"), drill_config.app.startup_timeout_s)
 
 
 @when("writes are put in maintenance mode if a pending migration is destructive", target_fixture="maintenance")

@@ -12,42 +12,28 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import httpx
 from sqlalchemy.exc import DBAPIError
 
-from harness.app.runner import AppProcess, app_env
-from harness.config import DrillConfig
-from harness.deployment import Deployment
+from harness.app.runner import AppProcess
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import RevisionGraph
 from harness.migrations.project import Database, MigrationProject, connected, current_revision
 from harness.services.base import wait_until
-from harness.services.redis import RedisServer
 
 __all__ = [
     "MAINTENANCE_PATH",
     "PROBE_WRITE_PATH",
     "DeployRehearsal",
     "MaintenanceWindow",
-    "StagingCopy",
     "WriteSwitch",
-    "rehearsal_app",
     "wait_listening",
 ]
 
 MAINTENANCE_PATH = "/api/v1/system/maintenance"
 PROBE_WRITE_PATH = "/api/v1/blacklist"
-
-
-class StagingCopy(Database, Protocol):
-    """The staging copy restored from the newest backup (``harness.restore.staging.Staging``)."""
-
-    @property
-    def redis(self) -> RedisServer | None:
-        """The throwaway Redis restored beside it."""
 
 
 @dataclass
@@ -187,18 +173,17 @@ class MaintenanceWindow:
 
 
 def wait_listening(app: AppProcess, timeout: float) -> AppProcess:
-    """Wait until the app answers at all: before the upgrade its deep health may rightly say "behind head"."""
-    wait_until(lambda: app.get_health() is not None, timeout=timeout, what=f"{app.name} to listen on {app.base_url}")
-    return app
-
-
-def rehearsal_app(config: DrillConfig, deployment: Deployment, staging: StagingCopy) -> AppProcess:
-    """The target app, not yet started, pointed at the staging copy's PostgreSQL and Redis (never production's).
+    """Wait until the started app answers at all: before the upgrade its deep health may rightly say "behind head".
 
     Raises:
-        HarnessError: the staging copy has no Redis of its own.
+        ServiceError: the app exited during start (quoting its log) or did not listen within ``timeout``.
     """
-    if staging.redis is None:
-        raise HarnessError("the staging copy has no restored Redis; the app must not run against production's Redis")
-    env = app_env(config, deployment, database_url=staging.sqlalchemy_url, redis_url=staging.redis.url)
-    return AppProcess.from_config(config.app, env, name="rehearsal")
+    assert app.process is not None, "start() the app first"
+    process = app.process
+
+    def listening() -> bool:
+        process.ensure_alive()
+        return app.get_health() is not None
+
+    wait_until(listening, timeout=timeout, what=f"{app.name} to listen on {app.base_url}")
+    return app

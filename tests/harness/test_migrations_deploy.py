@@ -11,8 +11,9 @@ from sqlalchemy import text
 
 from harness.app.runner import AppProcess
 from harness.config import DrillConfig, load_config
-from harness.errors import CheckFailed
-from harness.migrations.deploy import DeployRehearsal, WriteSwitch
+from harness.errors import CheckFailed, ServiceError
+from harness.migrations.deploy import DeployRehearsal, MaintenanceWindow, WriteSwitch, wait_listening
+from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import load_graph
 from harness.migrations.project import MigrationProject, connected
 from harness.migrations.roundtrip import check_roundtrip
@@ -86,8 +87,7 @@ def test_a_copy_at_a_revision_the_code_does_not_know_fails(sandbox: MigrationPro
 def running_app(app_environment: dict[str, str], drill_config: DrillConfig) -> Iterator[AppProcess]:  # noqa: F811
     app = AppProcess.from_config(drill_config.app, app_environment).start()
     try:
-        app.wait_healthy(timeout=30)
-        yield app
+        yield wait_listening(app, timeout=30)
     finally:
         app.stop()
 
@@ -96,12 +96,33 @@ def test_maintenance_mode_refuses_writes_until_they_are_re_enabled(
     running_app: AppProcess, drill_config: DrillConfig
 ) -> None:
     switch = WriteSwitch(running_app.base_url, drill_config.app.proposer)
-    assert switch.check_writes(refused=False) == 201
-    switch.set_maintenance(True, "destructive migration pending")
-    with pytest.raises(
-        CheckFailed, match=r"POST /api/v1/blacklist after writes were re-enabled answered 503, expected 201"
-    ):
+    drop = DestructiveOperation("de1e7e000001", "ALTER TABLE orders DROP COLUMN currency", "drops a column")
+    window = MaintenanceWindow(switch, [drop]).open()
+    assert window.reason() == "deploy rehearsal: destructive migration(s) de1e7e000001 pending"
+    with pytest.raises(CheckFailed, match=r"after writes were re-enabled answered 503, expected 201"):
         switch.check_writes(refused=False)
-    assert switch.check_writes(refused=True) == 503
-    switch.set_maintenance(False, "migrations applied")
+    assert window.check_refused() == 503
+    window.close()
     assert switch.check_writes(refused=False) == 201
+    with pytest.raises(CheckFailed, match=r"POST /api/v1/blacklist in maintenance mode answered 201, expected 503"):
+        switch.check_writes(refused=True)
+
+
+def test_no_destructive_migration_needs_no_maintenance_window(
+    running_app: AppProcess, drill_config: DrillConfig
+) -> None:
+    window = MaintenanceWindow(WriteSwitch(running_app.base_url, drill_config.app.proposer), []).open()
+    assert not window.needed
+    assert window.check_refused() is None
+    window.close()
+    assert window.switch.check_writes(refused=False) == 201
+
+
+def test_an_app_that_dies_before_listening_fails_quoting_its_log(drill_config: DrillConfig) -> None:
+    crash = ["{python}", "-c", "import sys; print('alembic_version missing'); sys.exit(4)"]
+    app = AppProcess.from_config(drill_config.app, {}, command=crash, name="rehearsal").start()
+    try:
+        with pytest.raises(ServiceError, match=r"exited with code 4 during start: alembic_version missing"):
+            wait_listening(app, timeout=30)
+    finally:
+        app.stop()
