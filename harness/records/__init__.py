@@ -7,6 +7,7 @@ from harness.records.chain import ChainResult, append_record, load_chain, verify
 from harness.records.controls import AREAS, CONTROLS, control_statuses
 from harness.records.markdown import render_markdown
 from harness.records.record import ActionItem, BackupUsed, Check, DrillRecord, Measure, Verdict, WaiverEntry
+from harness.records.recorder import DrillRecorder
 from harness.records.report import render_html, scrub_secrets, write_environment, write_verdict_result
 from harness.records.trend import plot_trend
 
@@ -18,6 +19,7 @@ __all__ = [
     "ChainResult",
     "Check",
     "DrillRecord",
+    "DrillRecorder",
     "Measure",
     "Verdict",
     "WaiverEntry",

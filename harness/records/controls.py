@@ -13,9 +13,10 @@ from typing import Literal
 
 from harness.records.record import Check, ControlStatus, Measure
 
-__all__ = ["AREAS", "CONTROLS", "Area", "Control", "control_statuses"]
+__all__ = ["AREAS", "CONTROLS", "EPIC", "Area", "Control", "control_statuses"]
 
 PLAN = "backup-and-migration-plan.md"
+EPIC = "Backend Operations: Backup and Migration Plan"  # the plan's title: the Allure epic of every scenario
 
 
 @dataclass(frozen=True)

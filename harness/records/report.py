@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.records.controls import AREAS
+from harness.records.controls import AREAS, EPIC
 from harness.records.markdown import render_markdown
 from harness.records.record import DrillRecord, format_number
 from harness.redact import redact
@@ -103,7 +103,7 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path
         "start": int(record.started_at.timestamp() * 1000),
         "stop": int(max(record.finished_at.timestamp(), time.time()) * 1000),
         "labels": [
-            {"name": "epic", "value": "Backend Operations: Backup and Migration Plan"},
+            {"name": "epic", "value": EPIC},
             {"name": "feature", "value": "Recovery Drills"},
             {"name": "story", "value": "Drill verdict"},
             {"name": "severity", "value": drill.severity},

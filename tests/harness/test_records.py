@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import DrillConfig, Waiver
 from harness.errors import HarnessError
 from harness.records import (
     Check,
     DrillRecord,
+    DrillRecorder,
     Measure,
     WaiverEntry,
     action_items,
@@ -239,3 +241,24 @@ def test_verify_command_exit_codes(chain: list[Path], capsys: pytest.CaptureFixt
     assert out.splitlines()[0] == "drill record chain OK: 3 records"
     assert err.startswith("error: ")
     assert "no drill records here" in err
+
+
+def test_recorder_builds_the_record_from_what_the_session_reported() -> None:
+    waiver = Waiver(rule="ban-drop-table", subject="3f2a1c", approved_by="ops-bob", reason="archived table")
+    config = DrillConfig(waivers=[waiver])
+    recorder = DrillRecorder()
+    recorder.checks["features/test_x.py::a"] = FAILED
+    recorder.measure("RPO", 2.0, 6, "h")
+    recorder.measure("RPO", 7.5, 6, "h", "newest heartbeat")  # a later figure replaces the earlier one
+    recorder.phases({"download": 30.0})
+    recorder.action_item("renew the storage credentials before they expire")
+    recorder.waiver("ban-drop-table", "3f2a1c", "ops-bob", "archived table")
+    record = recorder.build(config)
+    assert [(m.name, m.value, m.met) for m in record.measures] == [("RPO", 7.5, False)]
+    assert [item.what for item in record.action_items] == [
+        "Restore drill: Rows match the manifest",
+        "RPO",
+        "operator note",
+    ]
+    assert len(record.waivers) == 1  # the same waiver from drill.toml and a step is listed once
+    assert record.environment["target"] == "codeblack-sandbox"
