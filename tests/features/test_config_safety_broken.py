@@ -23,11 +23,10 @@ from pydantic import SecretStr
 from harness.app.client import ConfigClient
 from harness.app.config_audit import (
     AuditTrail,
-    check_audit_trail,
     plant_secrets,
     secret_env,
 )
-from harness.app.config_gates import ConfigKeys, check_two_step_approval, config_keys
+from harness.app.config_gates import ConfigKeys, config_keys
 from harness.app.config_session import ConfigGates
 from harness.app.runner import AppProcess, app_env
 from harness.config import DrillConfig
@@ -171,16 +170,16 @@ def test_each_broken_backend_fails_its_gate_naming_the_key_and_the_rule(
 def test_a_change_without_an_audit_row_fails_the_audit_gate(
     app_world: AppWorld, variant_apps: dict[str, AppProcess]
 ) -> None:
-    trail = AuditTrail(app_world.dsn)
     with running(app_world, variant_apps, "no_audit") as client:
-        watermark = trail.watermark()
-        approval = check_two_step_approval(client, CRITICAL)
+        gates = ConfigGates(client, AuditTrail(app_world.dsn), SEEDED_KEYS)
+        run = gates.two_step()
     with pytest.raises(
         AssertionError,
-        match=rf"^config_change_history has no row for the proposal of change {approval.change_id} "
-        rf"to '{CRITICAL}' by 'ops-alice' \(0 rows written during the drill\); rule: every config change is audited",
+        match=rf"^config_change_history has no row for the proposal of change {run.evidence[0].change_id} "
+        rf"to '{FIRST_CRITICAL}' by 'ops-alice' \(0 rows written during the drill\); rule: every config change is "
+        r"audited in config_change_history with actor, key, time and status$",
     ):
-        check_audit_trail(trail, watermark, approval.events)
+        gates.audited(run)
 
 
 @pytest.mark.parametrize(
