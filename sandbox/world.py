@@ -428,6 +428,7 @@ class World:
             broken = world.variant("stale", stale_newest(hours=13))
             report = check_backup_age(broken)   # fails naming the newest dump and its age
         """
+        started = time.monotonic()
         self._variants += 1
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:30] or "variant"
         storage = self.config.storage
@@ -443,6 +444,7 @@ class World:
         config = self.config.with_changes(
             storage={"backup_bucket": context.bucket, "uploads_bucket": context.uploads_bucket}
         )
+        log.info("world: variant %r (%s) ready in %.1f s", name, context.bucket, time.monotonic() - started)
         return replace(self.deployment, name=f"{self.deployment.name} ({name})", config=config)
 
     def stop(self) -> None:

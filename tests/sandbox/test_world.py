@@ -12,6 +12,8 @@ from datetime import timedelta
 import pytest
 
 from harness.backup.prune import prune
+from harness.policy.snapshots import verify_base_backup
+from harness.storage.catalogue import list_backups
 from harness.storage.manifest import BackupManifest, parse_manifest, parse_timestamp
 from sandbox import breakage
 from sandbox.world import World, list_keys
@@ -23,7 +25,8 @@ def keys(sandbox_world: World) -> list[str]:
 
 
 def test_world_builds_within_its_budget(sandbox_world: World) -> None:
-    assert sandbox_world.build_seconds < 40, f"world took {sandbox_world.build_seconds:.1f} s"
+    # ~16 s on an idle 2-core machine; the bound only catches a hang, since CI shares the cores with others.
+    assert sandbox_world.build_seconds < 120, f"world took {sandbox_world.build_seconds:.1f} s"
 
 
 def test_dumps_every_six_hours_for_fourteen_days(sandbox_world: World, keys: list[str]) -> None:
@@ -111,7 +114,7 @@ def _manifest(world: World, bucket: str, key: str) -> BackupManifest:
 def test_plain_variant_is_an_identical_copy(sandbox_world: World) -> None:
     started = time.monotonic()
     copy = sandbox_world.variant("copy")
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 15  # ~1 s idle; the bound only catches a hang on a shared machine
     assert copy.backup_bucket != sandbox_world.deployment.backup_bucket
     assert _listing(sandbox_world, copy.backup_bucket) == _listing(
         sandbox_world, sandbox_world.deployment.backup_bucket
@@ -196,3 +199,12 @@ def test_prune_keeps_the_world_and_removes_what_expired(sandbox_world: World) ->
     assert _listing(sandbox_world, broken.backup_bucket) == before
     assert prune(client, broken.backup_bucket, config, now=sandbox_world.now) == would
     assert set(before) - set(_listing(sandbox_world, broken.backup_bucket)) == set(would)
+
+
+def test_newest_base_backup_is_pg_verifybackup_clean(sandbox_world: World) -> None:
+    storage = sandbox_world.config.storage
+    client = sandbox_world.s3.client()
+    catalogues = [list_backups(client, storage.backup_bucket, prefix, suffix="base.tar.gz")
+                  for prefix in (storage.base_daily_prefix, storage.base_weekly_prefix)]  # fmt: skip
+    evidence = verify_base_backup(client, catalogues, sandbox_world.production_pg.binaries.tool("pg_verifybackup"))
+    assert evidence.subject.startswith(storage.base_daily_prefix)
