@@ -9,6 +9,7 @@ Feature: Migration gates before each deploy
   Background:
     Given the target's Alembic migrations named in the drill configuration
     And the migration history as Alembic builds it from migrations/versions
+    And the waivers approved in the drill configuration
 
   Scenario: Every schema change is tracked by a migration file in migrations/versions
     Then every file in migrations/versions is a revision of the migration history

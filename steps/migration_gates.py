@@ -9,16 +9,23 @@ from typing import Any
 from pytest_bdd import given, then, when
 
 from harness.app.runner import AppProcess
-from harness.config import DrillConfig
+from harness.config import DrillConfig, Waiver
 from harness.deployment import Deployment
 from harness.migrations.checkpoint import newest_checkpoint
 from harness.migrations.deploy import DeployRehearsal, MaintenanceWindow, WriteSwitch, wait_listening
-from harness.migrations.destructive import DestructiveOperation, check_checkpoint, find_destructive
+from harness.migrations.destructive import (
+    DestructiveOperation,
+    check_checkpoint,
+    destructive_revisions,
+    find_destructive,
+)
 from harness.migrations.drift import check_drift
 from harness.migrations.history import RevisionGraph, check_linear_history, check_tracked, load_graph
 from harness.migrations.lint import LintFinding, check_lint, lint_revisions
 from harness.migrations.project import MigrationProject
 from harness.migrations.roundtrip import RoundTrip, check_roundtrip
+from harness.migrations.waivers import Waivers
+from harness.records.recorder import DrillRecorder
 from steps.evidence import attach_json, attach_table, attach_text
 
 
@@ -34,6 +41,20 @@ def _revision_graph(migrations: MigrationProject) -> RevisionGraph:
     return graph
 
 
+@given("the waivers approved in the drill configuration", target_fixture="waivers")
+def _waivers(drill_config: DrillConfig) -> Waivers:
+    waivers = Waivers.of(drill_config.waivers)
+    attach_table("waivers in force", Waivers.HEADER, Waivers.evidence(waivers.entries))
+    return waivers
+
+
+def _report_waivers(used: list[Waiver], drill_record: DrillRecorder) -> None:
+    """Attach the waivers a gate used and put them in the drill record."""
+    attach_table("waivers used", Waivers.HEADER, Waivers.evidence(used))
+    for waiver in used:
+        drill_record.waiver(waiver.rule, waiver.subject, waiver.approved_by, waiver.reason)
+
+
 @then("every file in migrations/versions is a revision of the migration history")
 def _every_file_tracked(migrations: MigrationProject, revision_graph: RevisionGraph) -> None:
     check_tracked(migrations)
@@ -46,13 +67,18 @@ def _no_drift(migrations: MigrationProject, pg_database: Any) -> None:
 
 
 @then("the migration history is one linear chain with a single head at the expected revision")
-def _linear_history(migrations: MigrationProject, revision_graph: RevisionGraph) -> None:
-    check_linear_history(migrations, revision_graph)
+def _linear_history(
+    migrations: MigrationProject, revision_graph: RevisionGraph, waivers: Waivers, drill_record: DrillRecorder
+) -> None:
+    _report_waivers(check_linear_history(migrations, revision_graph, waivers), drill_record)
 
 
 @then("every revision downgraded one step and upgraded again leaves an identical schema catalogue")
-def _reversible(migrations: MigrationProject, revision_graph: RevisionGraph, pg_database: Any) -> None:
-    results = check_roundtrip(migrations, revision_graph, pg_database)
+def _reversible(
+    migrations: MigrationProject, revision_graph: RevisionGraph, waivers: Waivers, pg_database: Any
+) -> None:
+    exempt = destructive_revisions(migrations, revision_graph.order)
+    results = check_roundtrip(migrations, revision_graph, pg_database, exempt=exempt, waivers=waivers)
     attach_table("round trips", RoundTrip.HEADER, [result.row() for result in results])
 
 
@@ -68,20 +94,27 @@ def _rehearsal(migrations: MigrationProject, revision_graph: RevisionGraph, stag
     "each pending migration that drops, truncates or narrows data follows a full backup checkpoint "
     "of at most the configured age"
 )
-def _checkpoint(rehearsal: DeployRehearsal, deployment: Deployment, drill_config: DrillConfig) -> None:
+def _checkpoint(
+    rehearsal: DeployRehearsal,
+    deployment: Deployment,
+    waivers: Waivers,
+    drill_config: DrillConfig,
+    drill_record: DrillRecorder,
+) -> None:
     found = find_destructive(rehearsal.project, rehearsal.pending())
     attach_table("destructive operations", DestructiveOperation.HEADER, [op.row() for op in found])
-    max_age = drill_config.migrations.checkpoint_max_age_hours
-    check_checkpoint(found, newest_checkpoint(deployment), max_age_hours=max_age, now=datetime.now(UTC))
+    max_age, now = drill_config.migrations.checkpoint_max_age_hours, datetime.now(UTC)
+    used = check_checkpoint(found, newest_checkpoint(deployment), max_age_hours=max_age, now=now, waivers=waivers)
+    _report_waivers(used, drill_record)
 
 
 @then("the offline SQL of the pending migrations has no finding of a blocking lint rule")
-def _lint(rehearsal: DeployRehearsal, drill_config: DrillConfig) -> None:
+def _lint(rehearsal: DeployRehearsal, waivers: Waivers, drill_config: DrillConfig, drill_record: DrillRecorder) -> None:
     rules = drill_config.migrations.lint_blocking_rules
     report = lint_revisions(rehearsal.project, rehearsal.graph, rehearsal.pending(), blocking_rules=rules)
     attach_text("offline SQL of the pending migrations", report.script() or "-- no pending migration")
     attach_table("squawk findings", LintFinding.HEADER, [finding.row() for finding in report.findings])
-    check_lint(report)
+    _report_waivers(check_lint(report, waivers), drill_record)
 
 
 @given("the target app started against the staging copy", target_fixture="rehearsal_app")

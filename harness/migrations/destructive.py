@@ -21,10 +21,19 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from alembic.operations.ops import AlterColumnOp, MigrateOperation
 
+from harness.config import Waiver
 from harness.errors import CheckFailed
 from harness.migrations.project import MigrationProject
+from harness.migrations.waivers import DESTRUCTIVE, NO_WAIVERS, Waivers
 
-__all__ = ["Checkpoint", "DestructiveOperation", "check_checkpoint", "find_destructive", "narrowing"]
+__all__ = [
+    "Checkpoint",
+    "DestructiveOperation",
+    "check_checkpoint",
+    "destructive_revisions",
+    "find_destructive",
+    "narrowing",
+]
 
 
 @dataclass(frozen=True)
@@ -150,16 +159,30 @@ def find_destructive(project: MigrationProject, revisions: Iterable[str]) -> lis
     return found
 
 
+def destructive_revisions(project: MigrationProject, revisions: Iterable[str]) -> set[str]:
+    """The revisions with at least one destructive operation (the Rollback policy does not ask them to reverse)."""
+    return {operation.revision for operation in find_destructive(project, revisions)}
+
+
 def check_checkpoint(
-    found: list[DestructiveOperation], checkpoint: Checkpoint | None, *, max_age_hours: float, now: datetime
-) -> None:
+    found: list[DestructiveOperation],
+    checkpoint: Checkpoint | None,
+    *,
+    max_age_hours: float,
+    now: datetime,
+    waivers: Waivers = NO_WAIVERS,
+) -> list[Waiver]:
     """A destructive pending revision passes only after a full backup newer than ``max_age_hours``.
+
+    Returns:
+        The waivers (rule ``destructive-checkpoint``, subject the revision) that excused a revision.
 
     Raises:
         CheckFailed: naming the revision, the operation and the checkpoint's age (or that there is none).
     """
+    found, used = waivers.split(DESTRUCTIVE, found, lambda operation: operation.revision)
     if not found:
-        return
+        return used
     first = found[0]
     subject = f"revision {first.revision}: {first.statement!r} {first.reason}"
     if checkpoint is None:
@@ -173,3 +196,4 @@ def check_checkpoint(
             f"{subject}, and the newest full backup checkpoint ({checkpoint.key}) is {age_hours:.1f} h old, "
             f"older than the {max_age_hours:g} h allowed ([migrations] checkpoint_max_age_hours): take a backup first"
         )
+    return used

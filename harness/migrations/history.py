@@ -16,8 +16,10 @@ from typing import Any
 from alembic.script import Script
 from alembic.util import CommandError, load_python_file
 
+from harness.config import Waiver
 from harness.errors import CheckFailed
 from harness.migrations.project import MigrationProject
+from harness.migrations.waivers import EXPECTED_HEAD, NO_WAIVERS, Waivers
 
 __all__ = ["Revision", "RevisionGraph", "check_linear_history", "check_tracked", "load_graph"]
 
@@ -135,8 +137,13 @@ def load_graph(project: MigrationProject) -> RevisionGraph:
     return RevisionGraph(tuple(Revision.of(script, project.versions_dir) for script in reversed(walked)), heads)
 
 
-def check_linear_history(project: MigrationProject, graph: RevisionGraph) -> None:
+def check_linear_history(
+    project: MigrationProject, graph: RevisionGraph, waivers: Waivers = NO_WAIVERS
+) -> list[Waiver]:
     """The history is one chain: a single head, no branch point, no merge, and the head is the expected one.
+
+    Returns:
+        The waiver (rule ``expected-head``, subject the head found) that excused another head, if any.
 
     Raises:
         CheckFailed: naming the heads, the branch or merge revisions, or the actual and expected head.
@@ -159,8 +166,10 @@ def check_linear_history(project: MigrationProject, graph: RevisionGraph) -> Non
         if len(kids) > 1:
             raise CheckFailed(f"revision {parent} is a branch point ({', '.join(kids)} both revise it)")
     head = graph.heads[0]
-    if head != project.expected_head:
+    waiver = waivers.find(EXPECTED_HEAD, head)
+    if head != project.expected_head and waiver is None:
         raise CheckFailed(
             f"the migration head is {head}, but the expected head is {project.expected_head} "
             "([migrations] expected_head in drill.toml): deploy the reviewed head or update the file"
         )
+    return [waiver] if waiver is not None and head != project.expected_head else []

@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from harness.config import Waiver
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.history import RevisionGraph
 from harness.migrations.project import MigrationProject
+from harness.migrations.waivers import NO_WAIVERS, Waivers
 
 __all__ = ["LintFinding", "LintReport", "check_lint", "lint_revisions", "squawk_executable"]
 
@@ -135,16 +137,27 @@ def lint_revisions(
     return LintReport(sql, findings)
 
 
-def check_lint(report: LintReport) -> None:
-    """No finding of a blocking rule.
+def check_lint(report: LintReport, waivers: Waivers = NO_WAIVERS) -> list[Waiver]:
+    """No finding of a blocking rule, unless a waiver names that rule for that revision.
+
+    Returns:
+        The waivers that excused a blocking finding, for the report.
 
     Raises:
         CheckFailed: naming each revision, its blocking rule and squawk's message.
     """
-    blocking = report.blocking
+    used: list[Waiver] = []
+    blocking: list[LintFinding] = []
+    for finding in report.blocking:
+        waiver = waivers.find(finding.rule, finding.revision)
+        if waiver is None:
+            blocking.append(finding)
+        elif waiver not in used:
+            used.append(waiver)
     if blocking:
         raise CheckFailed(
             f"{len(blocking)} blocking lint finding(s) in the pending migrations: "
             + "; ".join(f"revision {f.revision} line {f.line}: {f.rule}: {f.message}" for f in blocking)
             + " ([migrations] lint_blocking_rules)"
         )
+    return used

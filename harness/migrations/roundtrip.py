@@ -17,6 +17,7 @@ from harness.errors import CheckFailed
 from harness.migrations.catalogue_snapshot import diff_snapshots, take_snapshot
 from harness.migrations.history import RevisionGraph
 from harness.migrations.project import Database, MigrationProject, connected
+from harness.migrations.waivers import NO_WAIVERS, REVERSIBLE, Waivers
 
 __all__ = ["RoundTrip", "check_roundtrip"]
 
@@ -33,7 +34,7 @@ class RoundTrip:
 
     def row(self) -> list[object]:
         """A row for the report's table."""
-        return [self.revision, self.objects_changed, "identical" if self.reversed else "exempt (destructive)"]
+        return [self.revision, self.objects_changed, "identical" if self.reversed else "exempt (destructive or waived)"]
 
 
 def _differences(what: str, lines: list[str]) -> str:
@@ -41,7 +42,12 @@ def _differences(what: str, lines: list[str]) -> str:
 
 
 def check_roundtrip(
-    project: MigrationProject, graph: RevisionGraph, database: Database, *, exempt: Collection[str] = ()
+    project: MigrationProject,
+    graph: RevisionGraph,
+    database: Database,
+    *,
+    exempt: Collection[str] = (),
+    waivers: Waivers = NO_WAIVERS,
 ) -> list[RoundTrip]:
     """Upgrade, downgrade and upgrade again every revision, comparing full catalogue snapshots.
 
@@ -49,7 +55,8 @@ def check_roundtrip(
         project: the migrations.
         graph: their revision graph (one linear chain; see :func:`check_linear_history`).
         database: an empty throwaway database.
-        exempt: revisions whose downgrade is not required to restore the schema.
+        exempt: revisions whose downgrade is not required to restore the schema (destructive ones).
+        waivers: a ``reversible`` waiver for a revision exempts it too.
 
     Raises:
         CheckFailed: naming the first revision whose downgrade raises or does not restore the schema.
@@ -61,7 +68,7 @@ def check_roundtrip(
             project.upgrade(connection, revision)
             after = take_snapshot(connection)
             changed = len(diff_snapshots(before, after))
-            if revision in exempt:
+            if revision in exempt or waivers.find(REVERSIBLE, revision):
                 results.append(RoundTrip(revision, changed, reversed=False))
                 before = after
                 continue
