@@ -67,7 +67,7 @@ def app_world(
     s3_server.client().create_bucket(Bucket=bucket)
     seed = register_secret(base64.b64encode(os.urandom(32)).decode("ascii"))
     config = drill_config.with_changes(storage={"uploads_bucket": bucket})
-    planted = plant_secrets([SENSITIVE, "smtp.password"])
+    planted = plant_secrets(SENSITIVE_KEYS)
     secrets = {name: SecretStr(value) for name, value in secret_env(planted).items()}
     deployment = Deployment(
         name="config-gates",
