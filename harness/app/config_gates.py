@@ -160,8 +160,8 @@ def check_two_step_approval(client: ConfigClient, key: str) -> ApprovalEvidence:
     """Prove the four-eyes rule on one critical key, then put the old value back the same way.
 
     Raises:
-        CheckFailed: applied without approval, changed while pending, approved by its own proposer, or not
-            changed after a second approver's approval.
+        CheckFailed: applied without approval, changed while pending, approved by its own proposer, a pending
+            change that cannot be rejected, or no change after a second approver's approval.
     """
     events: list[AuditEvent] = []
     before = client.value(key)
@@ -172,8 +172,12 @@ def check_two_step_approval(client: ConfigClient, key: str) -> ApprovalEvidence:
     own_id = _change_id(client, key, probe_value(before), client.approver, events)
     approver_status = _refused_self_approval(client, key, own_id, client.approver)
     rejected = client.decide(own_id, "reject", actor=client.approver)
-    if rejected.status_code == 200:
-        events.append(AuditEvent("rejected", key, client.approver, own_id))
+    if rejected.status_code != 200:
+        raise CheckFailed(
+            f"critical key {key!r}: authorised approver {client.approver!r} could not reject pending change {own_id} "
+            f"(HTTP {rejected.status_code} to {rejected.request}); rule: a pending critical change can be rejected"
+        )
+    events.append(AuditEvent("rejected", key, client.approver, own_id))
     _unchanged(client, key, before, "after refused self-approvals")
     _approve(client, key, change_id, events)
     after = client.value(key)
