@@ -319,6 +319,7 @@ class World:
             s3 = s3_started.result()
             log.info("world: servers up in %.1f s", time.monotonic() - started)
             world = cls._assemble(config, pg, rd, s3, timeline(config, moment, options.history_days), options)
+            world.deployment = replace(world.deployment, provider=f"sandbox world, {provider.describe()}")
             world._replay()
             world.build_seconds = time.monotonic() - started
             undo.pop_all()

@@ -26,6 +26,7 @@ from psycopg import sql
 from harness.backup.store import backup_time, progress_logger, put_manifest, timestamped_key
 from harness.config import DrillConfig
 from harness.errors import HarnessError
+from harness.redact import register_secret
 from harness.services.base import RUN_ENV, run_id
 from harness.storage.manifest import BackupManifest, TableStats
 from harness.storage.upload import upload_stream
@@ -73,7 +74,7 @@ def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     except psycopg.ProgrammingError:
         raise HarnessError("the database DSN is not a valid libpq connection string or URL") from None
     password = params.pop("password", None)
-    env = {"PGPASSWORD": str(password)} if password else {}
+    env = {"PGPASSWORD": register_secret(str(password))} if password else {}
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
 
 

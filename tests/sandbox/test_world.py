@@ -208,3 +208,14 @@ def test_newest_base_backup_is_pg_verifybackup_clean(sandbox_world: World) -> No
                   for prefix in (storage.base_daily_prefix, storage.base_weekly_prefix)]  # fmt: skip
     evidence = verify_base_backup(client, catalogues, sandbox_world.production_pg.binaries.tool("pg_verifybackup"))
     assert evidence.subject.startswith(storage.base_daily_prefix)
+
+
+def test_prune_never_removes_the_newest_backup_of_a_kind(sandbox_world: World, keys: list[str]) -> None:
+    config = sandbox_world.config
+    later = sandbox_world.now + timedelta(days=60)  # every dump and Redis copy has expired by then
+    would = prune(sandbox_world.s3.client(), config.storage.backup_bucket, config, now=later, dry_run=True)
+    kept = set(keys) - set(would)
+    assert max(k for k in keys if k.endswith(".dump")) in kept
+    assert max(k for k in keys if k.endswith(".rdb")) in kept
+    assert sum(k.endswith(".dump") for k in kept) == sum(k.endswith(".rdb") for k in kept) == 1
+    assert all(k.startswith(("postgres/logical/", "redis/rdb/")) for k in would)
