@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import socket
 from typing import Any
 
 import httpx
@@ -10,7 +12,7 @@ import psycopg
 import pytest
 from alembic import command
 
-from harness.app.client import Exchange
+from harness.app.client import ConfigClient, Exchange
 from harness.app.config_audit import (
     AuditEvent,
     AuditTrail,
@@ -20,8 +22,9 @@ from harness.app.config_audit import (
     secret_env,
 )
 from harness.app.config_gates import probe_value
-from harness.errors import HarnessError
-from harness.redact import redact
+from harness.app.signature import VerifyKey
+from harness.errors import HarnessError, ServiceError
+from harness.redact import redact, register_secret
 from sandbox.codeblack.revisions import alembic_config
 
 
@@ -107,3 +110,32 @@ def test_the_audit_reader_sees_only_rows_after_its_watermark_and_demands_one_per
 def test_an_unreadable_audit_table_is_a_setup_error(pg_database: Any) -> None:
     with pytest.raises(HarnessError, match=r"^cannot read config_change_history of the staging copy: .*does not exist"):
         AuditTrail(pg_database.dsn).watermark()
+
+
+def test_an_exchange_is_shown_redacted_and_a_non_json_answer_fails_naming_the_request() -> None:
+    secret = register_secret("evidence-secret-" + "x" * 8)
+    shown = _exchange(f'{{"value": "{secret}"}}'.encode()).evidence()
+    assert shown["body"] == {"value": "***"}
+    assert shown["request"] == "GET /api/v1/config"
+    with pytest.raises(AssertionError, match=r"^response to GET /api/v1/config \(HTTP 200\) is not JSON: '<html>'"):
+        _exchange(b"<html>").json()
+
+
+def test_a_hung_app_fails_within_the_request_deadline_and_a_stopped_one_is_a_setup_error() -> None:
+    key = VerifyKey(base64.b64encode(bytes(32)).decode())
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}"
+        with (
+            ConfigClient(url, key, proposer="a", approver="b", timeout_s=0.3) as client,
+            pytest.raises(
+                AssertionError, match=r"^no answer to GET /api/v1/config within 0.3 s; rule: the config API answers"
+            ),
+        ):
+            client.entries()
+    with (
+        ConfigClient(url, key, proposer="a", approver="b", timeout_s=0.3) as client,
+        pytest.raises(ServiceError, match=rf"^cannot reach the app at {url} for GET /api/v1/config"),
+    ):
+        client.entries()
