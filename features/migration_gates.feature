@@ -35,7 +35,8 @@ Feature: Migration gates before each deploy
     When writes are put in maintenance mode if a pending migration is destructive
     Then an ordinary write is refused while maintenance mode is on
     When the pending migrations are applied with alembic upgrade head
-    Then alembic current on the staging copy is the expected head
+    Then no pending migration held an exclusive table lock or ran longer than the configured budgets
+    And alembic current on the staging copy is the expected head
     And the app's startup checks and deep health pass on the migrated copy
     When writes are re-enabled after the migration
     Then an ordinary write is accepted again

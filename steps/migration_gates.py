@@ -22,6 +22,7 @@ from harness.migrations.destructive import (
 from harness.migrations.drift import check_drift
 from harness.migrations.history import RevisionGraph, check_linear_history, check_tracked, load_graph
 from harness.migrations.lint import LintFinding, check_lint, lint_revisions
+from harness.migrations.locks import RevisionTiming, check_budgets
 from harness.migrations.project import MigrationProject
 from harness.migrations.roundtrip import RoundTrip, check_roundtrip
 from harness.migrations.waivers import Waivers
@@ -138,6 +139,13 @@ def _refused(maintenance: MaintenanceWindow) -> None:
 @when("the pending migrations are applied with alembic upgrade head")
 def _upgrade(rehearsal: DeployRehearsal) -> None:
     attach_json("applied revisions", rehearsal.upgrade())
+
+
+@then("no pending migration held an exclusive table lock or ran longer than the configured budgets")
+def _budgets(rehearsal: DeployRehearsal, drill_config: DrillConfig) -> None:
+    attach_table("lock and duration per revision", RevisionTiming.HEADER, [t.row() for t in rehearsal.timings])
+    budgets = drill_config.migrations
+    check_budgets(rehearsal.timings, lock_budget_s=budgets.lock_budget_s, duration_budget_s=budgets.duration_budget_s)
 
 
 @then("alembic current on the staging copy is the expected head")

@@ -9,6 +9,7 @@ column without a default, a unique index over duplicates) is named with the data
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from harness.app.runner import AppProcess
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import RevisionGraph
+from harness.migrations.locks import LockWatcher, RevisionTiming
 from harness.migrations.project import Database, MigrationProject, connected, current_revision
 from harness.services.base import wait_until
 
@@ -45,6 +47,7 @@ class DeployRehearsal:
     database: Database
     deployed: str | None = None
     applied: list[str] = field(default_factory=list)
+    timings: list[RevisionTiming] = field(default_factory=list)
 
     def pending(self) -> list[str]:
         """The revisions ``alembic upgrade head`` would apply to this copy, oldest first."""
@@ -60,13 +63,19 @@ class DeployRehearsal:
     def upgrade(self) -> list[str]:
         """Apply the pending revisions one by one (``alembic upgrade head``) and return them.
 
+        Each revision's wall time and longest ACCESS EXCLUSIVE lock are measured into :attr:`timings`.
+
         Raises:
             CheckFailed: naming the revision that fails on the restored data and the database's error.
         """
         with connected(self.database) as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            connection.commit()
             for revision in self.pending():
+                started = time.monotonic()
                 try:
-                    self.project.upgrade(connection, revision)
+                    with LockWatcher(self.database.dsn, pid) as watcher:
+                        self.project.upgrade(connection, revision)
                 except DBAPIError as exc:
                     connection.rollback()
                     error = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -74,6 +83,7 @@ class DeployRehearsal:
                         f"revision {revision} fails on the restored production data: {error} "
                         f"(applied before it: {', '.join(self.applied) or 'none'})"
                     ) from None
+                self.timings.append(RevisionTiming(revision, time.monotonic() - started, *watcher.longest()))
                 self.applied.append(revision)
         return self.applied
 
