@@ -30,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -41,6 +42,7 @@ from harness.backup.postgres import DumpOptions, backup_postgres, dump_options
 from harness.backup.redis import backup_redis
 from harness.config import DrillConfig
 from harness.deployment import Deployment
+from harness.errors import HarnessError
 from harness.redact import register_secret
 from harness.services.postgres import PostgresServer
 from harness.services.provider import Provider
@@ -264,6 +266,8 @@ class World:
     timeline: Timeline
     options: WorldOptions
     build_seconds: float = 0.0
+    provider: Provider | None = field(default=None, repr=False)
+    _extra_redis: list[RedisServer] = field(default_factory=list, repr=False)
     _stopped: bool = False
     _variants: int = 0
 
@@ -319,6 +323,7 @@ class World:
             s3 = s3_started.result()
             log.info("world: servers up in %.1f s", time.monotonic() - started)
             world = cls._assemble(config, pg, rd, s3, timeline(config, moment, options.history_days), options)
+            world.provider = provider
             world.deployment = replace(world.deployment, provider=f"sandbox world, {provider.describe()}")
             world._replay()
             world.build_seconds = time.monotonic() - started
@@ -448,12 +453,30 @@ class World:
         log.info("world: variant %r (%s) ready in %.1f s", name, context.bucket, time.monotonic() - started)
         return replace(self.deployment, name=f"{self.deployment.name} ({name})", config=config)
 
+    def redis_variant(self, name: str, **settings: str) -> Deployment:
+        """A deployment whose live Redis runs with other settings (e.g. ``appendonly="no"``), no rebuild.
+
+        The new Redis starts from production's current RDB, so it holds the same keys; it is stopped with
+        the world. Example: ``world.redis_variant("no aof", appendonly="no")``.
+        """
+        if self.provider is None:
+            raise HarnessError("this world was not built by World.build; it has no provider for a Redis variant")
+        with self.production_redis.client() as rd:
+            rd.save()
+            rdb = Path(str(rd.config_get("dir")["dir"])) / str(rd.config_get("dbfilename")["dbfilename"])
+        merged = {"appendonly": self.options.redis_appendonly, "save": self.options.redis_save, **settings}
+        server = self.provider.redis(f"production-{len(self._extra_redis) + 1}", settings=merged, rdb_file=rdb)
+        self._extra_redis.append(server)
+        log.info("world: Redis variant %r on %s with %s", name, server.url, settings)
+        return replace(self.deployment, name=f"{self.deployment.name} ({name})", redis_url=server.url)
+
     def stop(self) -> None:
         """Stop every server of the world; safe to call more than once."""
         if self._stopped:
             return
         self._stopped = True
-        for stop in (self.production_redis.stop, self.production_pg.stop, self.s3.stop):
+        for stop in (*(r.stop for r in self._extra_redis), self.production_redis.stop, self.production_pg.stop,
+                     self.s3.stop):  # fmt: skip
             with contextlib.suppress(Exception):
                 stop()
         log.info("world: stopped")

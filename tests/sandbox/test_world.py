@@ -10,6 +10,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+import redis
 
 from harness.backup.prune import prune
 from harness.policy.snapshots import verify_base_backup
@@ -219,3 +220,14 @@ def test_prune_never_removes_the_newest_backup_of_a_kind(sandbox_world: World, k
     assert max(k for k in keys if k.endswith(".rdb")) in kept
     assert sum(k.endswith(".dump") for k in kept) == sum(k.endswith(".rdb") for k in kept) == 1
     assert all(k.startswith(("postgres/logical/", "redis/rdb/")) for k in would)
+
+
+def test_redis_variant_runs_with_other_settings_and_the_same_keys(sandbox_world: World) -> None:
+    broken = sandbox_world.redis_variant("no aof", appendonly="no")
+    assert broken.redis_url != sandbox_world.deployment.redis_url
+    assert broken.backup_bucket == sandbox_world.deployment.backup_bucket
+    with redis.Redis.from_url(broken.redis_url or "") as copy, sandbox_world.production_redis.client() as live:
+        assert copy.config_get("appendonly") == {"appendonly": "no"}
+        assert live.config_get("appendonly") == {"appendonly": "yes"}
+        assert copy.dbsize() == live.dbsize() > 0
+        assert copy.get("codeblack:heartbeat") == live.get("codeblack:heartbeat")
