@@ -52,7 +52,18 @@ from sandbox.codeblack.revisions import alembic_config
 from sandbox.codeblack.seed import CRITICAL_KEYS, NORMAL_KEYS
 from sandbox.codeblack.signing import public_key_b64
 
-__all__ = ["PRODUCTION_DB_HOST", "Timeline", "VariantContext", "World", "WorldOptions", "timeline"]
+__all__ = [
+    "HEARTBEAT_KEY",
+    "PRODUCTION_DB_HOST",
+    "Mutation",
+    "Timeline",
+    "VariantContext",
+    "World",
+    "WorldOptions",
+    "list_keys",
+    "set_noncurrent_rule",
+    "timeline",
+]
 
 log = logging.getLogger("sandbox.world")
 
@@ -60,6 +71,7 @@ PRODUCTION_DB_HOST = "db.codeblack.internal"
 """The simulated production database host name (every server really listens on 127.0.0.1)."""
 
 HEARTBEAT_KEY = "codeblack:heartbeat"
+"""The Redis key production's app refreshes (the world sets it at every simulated midnight and at "now")."""
 PRODUCTION_SETTINGS = {
     "wal_level": "replica",
     "max_wal_senders": "4",
