@@ -1,0 +1,178 @@
+"""The restore drill feature run as an operator runs it, against broken copies of the sandbox world.
+
+Each case is one ``pytest features/test_restore_drill.py`` in a subprocess whose ``drill.toml`` describes a
+real target (``target.sandbox = false``): the world's moto endpoint with a broken variant's buckets and the
+app's signing key in the environment. Only the scenarios that must catch the breakage run; their failure
+messages are read from the JUnit report, so the operator-facing message itself is what is tested. The child
+runs under a run id chosen here, so afterwards no process or directory carrying it may be left.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+import xml.etree.ElementTree as ET
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from psycopg import sql
+
+from harness.backup.postgres import backup_postgres
+from harness.config import PROJECT_ROOT
+from harness.deployment import Deployment
+from harness.services.base import LABEL, RUN_ENV
+from sandbox.breakage import hash_mismatch, missing_rows, no_recent_inserts, stale_newest, truncated_dump
+from sandbox.world import Mutation, VariantContext, World
+
+pytestmark = pytest.mark.slow
+
+ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY"}
+UNHEALTHY = ["{python}", "-m", "uvicorn", "tests.broken_backends.unhealthy:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", "{port}"]  # fmt: skip
+
+
+def no_audit_rows() -> Mutation:
+    """Add a newest dump of a database whose audit table has no row in the 24 h before it."""
+
+    def mutate(ctx: VariantContext) -> None:
+        world, name = ctx.world, f"noaudit_{uuid.uuid4().hex[:8]}"
+        server = world.production_pg
+        with server.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name),
+                                                                        sql.Identifier(world.database)))  # fmt: skip
+        try:
+            with server.connect(name) as conn:
+                conn.execute(
+                    "DELETE FROM config_change_history WHERE created_at > %s", [world.now - timedelta(hours=24)]
+                )
+            backup_postgres(server.dsn(name), ctx.client, ctx.bucket, world.config.storage.logical_prefix,
+                            pg_dump=server.binaries.tool("pg_dump"), options=world.dump_options(),
+                            taken_at=world.now)  # fmt: skip
+        finally:
+            server.drop_database(name)
+
+    return mutate
+
+
+def run_feature(tmp_path: Path, target: Deployment, select: str, **sections: dict[str, Any]) -> dict[str, str]:
+    """Run the restore drill scenarios matching ``select`` against ``target``; each failed test's message."""
+    storage = target.config.storage
+    settings = {"storage": {"endpoint_url": target.storage.url or "", "backup_bucket": storage.backup_bucket,
+                            "uploads_bucket": storage.uploads_bucket, "access_key_env": ENV["access"],
+                            "secret_key_env": ENV["secret"], "database_host": target.database_host},
+                "database": {"heartbeat_table": target.config.database.heartbeat_table},
+                "reports": {"dir": str(tmp_path / "reports")}}  # fmt: skip
+    for name, values in sections.items():
+        settings[name] = {**settings.get(name, {}), **values}
+    text = '[target]\nname = "broken"\nsandbox = false\n'
+    for name, values in settings.items():
+        text += f"\n[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "drill.toml").write_text(text)
+    run = f"brk{uuid.uuid4().hex[:7]}"
+    secrets = {name: secret.get_secret_value() for name, secret in target.app_secrets.items()}
+    env = {**os.environ, RUN_ENV: run, ENV["access"]: target.storage.access_key.get_secret_value(),
+           ENV["secret"]: target.storage.secret_key.get_secret_value(), **secrets}  # fmt: skip
+    junit = tmp_path / "junit.xml"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "features/test_restore_drill.py", "-q", "-p", "no:randomly",
+         f"--drill-config={tmp_path / 'drill.toml'}", f"--alluredir={tmp_path / 'allure'}", f"--junitxml={junit}",
+         "-k", select],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert leftovers(run) == []
+    messages = {}
+    for test in ET.parse(junit).getroot().iter("testcase"):
+        for node in (test.find("failure"), test.find("error")):
+            if node is not None:
+                messages[test.get("name", "")] = node.get("message", "")
+    return messages
+
+
+def leftovers(run: str) -> list[str]:
+    """Processes and temp directories labelled with the child run's id."""
+    label = f"{LABEL}-{run}-"
+    procs = [str(p.pid) for p in psutil.process_iter(["cmdline"]) if any(label in a for a in p.info["cmdline"] or [])]
+    return procs + glob.glob(f"/tmp/{label}*")
+
+
+RESTORE = "test_the_newest_logical_backup_restores_into_isolated_staging"
+
+
+@pytest.mark.parametrize(
+    ("breakage", "expected"),
+    [
+        (
+            truncated_dump(),
+            r"harness\.errors\.CheckFailed: postgres/logical/codeblack-\d{8}T\d{6}Z\.dump: size \d+ "
+            r"bytes differs from the manifest's \d+ bytes",
+        ),
+        (
+            hash_mismatch(),
+            r"harness\.errors\.CheckFailed: postgres/logical/codeblack-\d{8}T\d{6}Z\.dump: sha256 "
+            r"[0-9a-f]{64} differs from the manifest's [0-9a-f]{64}",
+        ),
+    ],
+    ids=["truncated", "hash-mismatch"],
+)
+def test_a_dump_that_differs_from_its_manifest_is_refused(
+    tmp_path: Path, sandbox_world: World, breakage: Mutation, expected: str
+) -> None:
+    failures = run_feature(tmp_path, sandbox_world.variant("refused", breakage), "isolated_staging")
+    assert list(failures) == [RESTORE]
+    assert re.match(expected, failures[RESTORE]), failures[RESTORE]
+
+
+def test_a_dump_missing_rows_of_one_table_fails_the_row_counts(tmp_path: Path, sandbox_world: World) -> None:
+    failures = run_feature(tmp_path, sandbox_world.variant("rows", missing_rows("orders", 7)), "row_counts")
+    [message] = failures.values()
+    assert " differ from its manifest: orders: restored " in message
+    assert message.endswith(f"rows, manifest {int(message.split('restored ')[1].split()[0]) + 7}")
+
+
+def test_no_inserts_and_no_audit_rows_in_the_last_24_hours_fail(tmp_path: Path, sandbox_world: World) -> None:
+    stalled = run_feature(tmp_path / "stalled", sandbox_world.variant("stalled", no_recent_inserts()), "24_hours")
+    [message] = stalled.values()
+    assert "applications: no rows inserted (manifest 0)" in message
+    silent = run_feature(tmp_path / "silent", sandbox_world.variant("silent", no_audit_rows()), "24_hours")
+    [message] = silent.values()
+    # The audit table is also a critical table: its missing inserts are the scenario's first failed step.
+    assert message.endswith("in postgres/logical/codeblack-" + message.split("codeblack-")[1].split(":")[0]
+                            + ": config_change_history: no rows inserted (manifest 0)")  # fmt: skip
+
+
+def test_a_newest_dump_older_than_the_rpo_misses_it_and_the_verdict_is_no_go(
+    tmp_path: Path, sandbox_world: World
+) -> None:
+    failures = run_feature(tmp_path, sandbox_world.variant("stale", stale_newest(hours=13)), "recovery_time or cutover")
+    assert sorted(failures) == ["test_cutover_to_production_is_decided_only_after_staging_verification",
+                                "test_recovery_time_and_data_loss_are_measured_against_the_objectives"]  # fmt: skip
+    assert "RPO 1" in failures["test_recovery_time_and_data_loss_are_measured_against_the_objectives"]
+    assert "(objective 6 h, MISSED)" in failures["test_recovery_time_and_data_loss_are_measured_against_the_objectives"]
+    assert "NO-GO: " in failures["test_cutover_to_production_is_decided_only_after_staging_verification"]
+
+
+def test_an_app_that_never_becomes_healthy_fails_naming_the_down_component(
+    tmp_path: Path, sandbox_world: World
+) -> None:
+    failures = run_feature(tmp_path, sandbox_world.deployment, "deep_health", app={"command": UNHEALTHY,
+                           "startup_timeout_s": 10})  # fmt: skip
+    [message] = failures.values()
+    assert "not healthy within 10 s (down: database: OperationalError: connection refused (broken backend))" in message
+
+
+def test_a_missing_uploads_bucket_is_reported_down_by_deep_health(tmp_path: Path, sandbox_world: World) -> None:
+    target = sandbox_world.deployment
+    missing = target.config.with_changes(storage={"uploads_bucket": "codeblack-uploads-missing"})
+    failures = run_feature(tmp_path, Deployment(**{**target.__dict__, "config": missing}), "deep_health",
+                           app={"startup_timeout_s": 30})  # fmt: skip
+    [message] = failures.values()
+    assert "(down: object_storage: " in message
