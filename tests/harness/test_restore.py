@@ -27,7 +27,8 @@ from pydantic import SecretStr
 from harness.backup.postgres import backup_postgres, dump_options
 from harness.config import DrillConfig
 from harness.deployment import Deployment
-from harness.errors import CheckFailed, HarnessError
+from harness.errors import CheckFailed, HarnessError, UnsafeTargetError
+from harness.integrity import check_amcheck
 from harness.measure import Stopwatch
 from harness.restore.staging import restore_logical
 from harness.services.base import LABEL, run_id
@@ -272,3 +273,15 @@ def test_a_dump_without_a_manifest_restores_and_says_so(
         assert staging.dump.tables == {}
     finally:
         staging.stop()
+
+
+def test_the_guard_refuses_a_server_this_run_did_not_create(provider: Provider, staging_name: str) -> None:
+    # A real server whose identity is not this run's (as production's would be), though it sits on a loopback port.
+    foreign = provider.postgres(staging_name, settings={"cluster_name": "production-main"})
+    try:
+        with pytest.raises(UnsafeTargetError, match=r"cluster_name is 'production-main', not this run's"):
+            check_amcheck(foreign, "postgres")
+        with foreign.connect() as conn:
+            assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'amcheck'").fetchone() == (0,)
+    finally:
+        foreign.stop()
