@@ -231,3 +231,27 @@ def test_redis_variant_runs_with_other_settings_and_the_same_keys(sandbox_world:
         assert live.config_get("appendonly") == {"appendonly": "yes"}
         assert copy.dbsize() == live.dbsize() > 0
         assert copy.get("codeblack:heartbeat") == live.get("codeblack:heartbeat")
+
+
+def _newest_dump(world: World, bucket: str) -> tuple[str, BackupManifest]:
+    key = max(k for k in _listing(world, bucket) if k.endswith(".dump"))
+    return key, _manifest(world, bucket, key)
+
+
+def test_uncompressed_dump_is_plain_sql_with_its_manifest(sandbox_world: World) -> None:
+    broken = sandbox_world.variant("plain", breakage.uncompressed_dump())
+    key, manifest = _newest_dump(sandbox_world, broken.backup_bucket)
+    body = sandbox_world.s3.client().get_object(Bucket=broken.backup_bucket, Key=key)["Body"].read()
+    assert (manifest.format, manifest.compression) == ("plain", "none")
+    assert body.startswith(b"--\n-- PostgreSQL database dump")
+    assert hashlib.sha256(body).hexdigest() == manifest.sha256
+
+
+def test_no_recent_inserts_dump_has_none_in_its_last_day(sandbox_world: World) -> None:
+    broken = sandbox_world.variant("stalled", breakage.no_recent_inserts())
+    _, manifest = _newest_dump(sandbox_world, broken.backup_bucket)
+    assert manifest.taken_at == sandbox_world.now
+    assert {t: s.rows_last_24h for t, s in manifest.tables.items()} == dict.fromkeys(manifest.tables, 0)
+    assert all(s.rows > 0 for s in manifest.tables.values())
+    assert manifest.heartbeat is not None
+    assert manifest.heartbeat <= sandbox_world.now - timedelta(hours=24)
