@@ -15,7 +15,7 @@ from harness.migrations.locks import RevisionTiming, check_budgets
 from harness.migrations.project import MigrationProject, connected
 from tests.data.migration_sets import build_project
 
-ORDERS = 200_000
+ORDERS = 100_000
 
 
 def _rehearse(case: str, head: str, tmp_path: Path, database: Any) -> DeployRehearsal:
