@@ -27,6 +27,7 @@ from harness.migrations.project import MigrationProject
 from harness.migrations.roundtrip import RoundTrip, check_roundtrip
 from harness.migrations.waivers import Waivers
 from harness.records.recorder import DrillRecorder
+from harness.restore.staging import Staging
 from steps.evidence import attach_json, attach_table, attach_text
 
 
@@ -84,7 +85,7 @@ def _reversible(
 
 
 @given("the revisions pending on the staging copy restored from the newest backup", target_fixture="rehearsal")
-def _rehearsal(migrations: MigrationProject, revision_graph: RevisionGraph, staging: Any) -> DeployRehearsal:
+def _rehearsal(migrations: MigrationProject, revision_graph: RevisionGraph, staging: Staging) -> DeployRehearsal:
     rehearsal = DeployRehearsal(migrations, revision_graph, staging)
     pending = rehearsal.pending()
     attach_json("pending revisions", {"deployed": rehearsal.deployed, "pending": pending})

@@ -8,13 +8,14 @@ agreeing on an order. Both are caught from the files and Alembic's revision map,
 from __future__ import annotations
 
 import re
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic.script import Script
-from alembic.util import CommandError, load_python_file
+from alembic.util import load_python_file
 
 from harness.config import Waiver
 from harness.errors import CheckFailed
@@ -124,16 +125,24 @@ def load_graph(project: MigrationProject) -> RevisionGraph:
     """Build the revision graph with Alembic, oldest revision first.
 
     Raises:
-        CheckFailed: Alembic cannot build the graph (a down revision that no file declares, a cycle).
+        CheckFailed: Alembic cannot build the graph (a file that is no migration or fails to load, a down
+            revision that no file declares, a cycle).
     """
     scripts = project.scripts()
-    try:
-        walked = list(scripts.walk_revisions("base", "heads"))
-        heads = tuple(scripts.get_heads())
-    except CommandError as exc:
-        raise CheckFailed(f"{project.versions_dir}: the revision graph is broken: {exc}") from None
-    except Exception as exc:  # a migration file that raises on import
-        raise CheckFailed(f"{project.versions_dir}: a migration fails to load: {type(exc).__name__}: {exc}") from None
+    # Alembic only warns about a down revision that no file declares; here that breaks the graph too.
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        try:
+            walked = list(scripts.walk_revisions("base", "heads"))
+            heads = tuple(scripts.get_heads())
+        except Exception as exc:  # CommandError, or whatever a migration file raises on import
+            check_tracked(project)  # when a stray or broken file is the cause, this names it and why
+            reasons = [f"{type(exc).__name__}: {exc}", *(str(w.message) for w in warned)]
+            raise CheckFailed(f"{project.versions_dir}: the revision graph is broken: {'; '.join(reasons)}") from None
+    if warned:
+        raise CheckFailed(
+            f"{project.versions_dir}: the revision graph is broken: {'; '.join(str(w.message) for w in warned)}"
+        )
     return RevisionGraph(tuple(Revision.of(script, project.versions_dir) for script in reversed(walked)), heads)
 
 

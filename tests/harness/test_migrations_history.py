@@ -46,9 +46,7 @@ def test_two_heads_fail_naming_both(tmp_path: Path) -> None:
 
 def test_a_head_other_than_the_expected_one_fails_naming_both(tmp_path: Path) -> None:
     project = _project("unexpected_head", tmp_path)
-    with pytest.raises(
-        CheckFailed, match=r"the migration head is e1e1e1e1e1e1, but the expected head is b6e8dcb19a40"
-    ):
+    with pytest.raises(CheckFailed, match=r"the migration head is e1e1e1e1e1e1, but the expected head is b6e8dcb19a40"):
         check_linear_history(project, load_graph(project))
 
 
@@ -79,3 +77,17 @@ def test_a_revision_id_declared_twice_is_named(tmp_path: Path) -> None:
     project = MigrationProject(root, "b6e8dcb19a40", "sandbox.codeblack.models:Base.metadata")
     with pytest.raises(CheckFailed, match=r"revision c0ffee000001 is declared by 2 files \(c0ffee000001_copy.py, "):
         check_tracked(project)
+
+
+def test_building_the_graph_over_a_stray_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(CheckFailed, match=r"orders_helpers.py: declares no revision id"):
+        load_graph(_project("untracked_file", tmp_path))
+
+
+def test_a_down_revision_no_file_declares_breaks_the_graph(tmp_path: Path) -> None:
+    root = build_project("two_heads", tmp_path)
+    script = root / "versions" / "c0ffee000001_heartbeat_source_index.py"
+    script.write_text(script.read_text().replace('down_revision = "d2a7c3e9f165"', 'down_revision = "0123456789ab"'))
+    project = MigrationProject(root, "b6e8dcb19a40", "sandbox.codeblack.models:Base.metadata")
+    with pytest.raises(CheckFailed, match=r"the revision graph is broken: .*0123456789ab"):
+        load_graph(project)
