@@ -21,7 +21,15 @@ import pytest
 from harness.config import PROJECT_ROOT
 from harness.deployment import Deployment
 from harness.services.base import RUN_ENV, free_port
-from sandbox.breakage import hash_mismatch, stale_newest, versioning_suspended
+from sandbox.breakage import (
+    hash_mismatch,
+    missing_snapshot_day,
+    no_redis_copy_yesterday,
+    short_noncurrent_rule,
+    stale_newest,
+    uncompressed_dump,
+    versioning_suspended,
+)
 from sandbox.world import World
 
 pytestmark = pytest.mark.slow
@@ -81,6 +89,27 @@ def test_stale_dumps_a_tampered_manifest_and_suspended_versioning_fail_the_featu
         f"harness.errors.CheckFailed: bucket {broken.uploads_bucket}: versioning is Suspended; the plan requires "
         "Enabled so deleted objects can be recovered"
     )
+
+
+def test_a_missing_snapshot_and_copy_a_plain_dump_and_a_7_day_rule_fail_the_feature(
+    tmp_path: Path, sandbox_world: World
+) -> None:
+    broken = sandbox_world.variant(
+        "gaps", missing_snapshot_day(2), no_redis_copy_yesterday(), uncompressed_dump(), short_noncurrent_rule(7)
+    )
+    failures = _feature_failures(
+        tmp_path, broken, broken.storage.url or "", "snapshot or copied or Compressed or Uploaded"
+    )
+    snapshots = failures.pop("test_a_daily_full_snapshot_is_taken_and_7_daily_and_4_weekly_snapshots_are_kept")
+    assert "48.0 h between daily base backup postgres/base/daily/" in snapshots
+    assert "more than the 30 h allowed (objectives.daily_snapshots = 7)" in snapshots
+    copies = failures.pop("test_redis_backup_files_are_copied_offserver_daily")
+    assert "48.0 h between Redis RDB copy redis/rdb/codeblack-" in copies
+    dumps = failures.pop("test_compressed_logical_dumps_are_kept_for_14_days")
+    assert "is not compressed: it has no PGDMP, gzip, zstd or lz4 signature" in dumps
+    uploads = failures.pop("test_uploaded_proofs_and_images_keep_deleted_objects_for_at_least_30_days")
+    assert "expires noncurrent versions after 7 days, sooner than the 30 days deleted objects must be kept" in uploads
+    assert failures == {}
 
 
 def test_unreachable_storage_fails_in_one_line(tmp_path: Path, sandbox_world: World) -> None:
