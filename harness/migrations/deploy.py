@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
-from sqlalchemy.exc import DBAPIError
 
 from harness.app.runner import AppProcess
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import RevisionGraph
 from harness.migrations.locks import LockWatcher, RevisionTiming
-from harness.migrations.project import Database, MigrationProject, connected, current_revision
+from harness.migrations.project import Database, MigrationFailed, MigrationProject, connected, current_revision
 from harness.services.base import wait_until
 
 __all__ = [
@@ -76,11 +75,9 @@ class DeployRehearsal:
                 try:
                     with LockWatcher(self.database.dsn, pid) as watcher:
                         self.project.upgrade(connection, revision)
-                except DBAPIError as exc:
-                    connection.rollback()
-                    error = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                except MigrationFailed as failed:
                     raise CheckFailed(
-                        f"revision {revision} fails on the restored production data: {error} "
+                        f"revision {revision} fails on the restored production data: {failed.error} "
                         f"(applied before it: {', '.join(self.applied) or 'none'})"
                     ) from None
                 self.timings.append(RevisionTiming(revision, time.monotonic() - started, *watcher.longest()))

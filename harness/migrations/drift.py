@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from harness.errors import CheckFailed
-from harness.migrations.project import COMPARE_OPTIONS, Database, MigrationProject, connected
+from harness.migrations.project import COMPARE_OPTIONS, Database, MigrationFailed, MigrationProject, connected
 
 __all__ = ["check_drift", "describe_difference"]
 
@@ -65,7 +65,10 @@ def check_drift(project: MigrationProject, database: Database) -> list[str]:
     """
     metadata = project.metadata()
     with connected(database) as connection:
-        project.upgrade(connection, "head")
+        try:
+            project.upgrade(connection, "head")
+        except MigrationFailed as failed:
+            raise CheckFailed(f"the migrations cannot build the schema to compare: {failed}") from None
         context = MigrationContext.configure(connection, opts=dict(COMPARE_OPTIONS))
         head = context.get_current_revision()
         differences = [describe_difference(entry) for entry in compare_metadata(context, metadata)]

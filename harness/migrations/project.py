@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -22,12 +22,13 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import MetaData, create_engine, pool
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from harness.config import DrillConfig
-from harness.errors import ConfigError, HarnessError
+from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.services.postgres import ensure_throwaway
 
-__all__ = ["COMPARE_OPTIONS", "Database", "MigrationProject", "connected", "current_revision"]
+__all__ = ["COMPARE_OPTIONS", "Database", "MigrationFailed", "MigrationProject", "connected", "current_revision"]
 
 #: What the drift comparison looks at besides tables and columns (types and server defaults).
 COMPARE_OPTIONS = {"compare_type": True, "compare_server_default": True}
@@ -126,13 +127,29 @@ class MigrationProject:
         return value
 
     def upgrade(self, connection: Connection, revision: str) -> None:
-        """Upgrade the connection's database to ``revision`` and commit (``alembic upgrade <revision>``)."""
-        command.upgrade(self.alembic_config(connection), revision)
-        connection.commit()
+        """Upgrade the connection's database to ``revision`` and commit (``alembic upgrade <revision>``).
+
+        Raises:
+            MigrationFailed: the migration raised; its transaction is rolled back.
+        """
+        self._run(command.upgrade, "upgrade", connection, revision)
 
     def downgrade(self, connection: Connection, revision: str) -> None:
-        """Downgrade the connection's database to ``revision`` and commit (``alembic downgrade <revision>``)."""
-        command.downgrade(self.alembic_config(connection), revision)
+        """Downgrade the connection's database to ``revision`` and commit (``alembic downgrade <revision>``).
+
+        Raises:
+            MigrationFailed: the migration raised; its transaction is rolled back.
+        """
+        self._run(command.downgrade, "downgrade", connection, revision)
+
+    def _run(self, step: Callable[[Config, str], None], verb: str, connection: Connection, revision: str) -> None:
+        try:
+            step(self.alembic_config(connection), revision)
+        except Exception as exc:  # whatever a migration raises (database error, CommandError, a bug in it)
+            connection.rollback()
+            orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+            lines = str(orig).strip().splitlines()
+            raise MigrationFailed(verb, revision, f"{type(exc).__name__}: {lines[0] if lines else ''}") from None
         connection.commit()
 
     def offline_sql(self, revision_range: str) -> str:
@@ -143,6 +160,14 @@ class MigrationProject:
         except CommandError as exc:
             raise HarnessError(f"{self.script_location}: cannot render {revision_range} offline: {exc}") from None
         return output.getvalue()
+
+
+class MigrationFailed(CheckFailed):
+    """An Alembic upgrade or downgrade raised; the message names the target and the first line of the error."""
+
+    def __init__(self, verb: str, target: str, error: str) -> None:
+        super().__init__(f"alembic {verb} {target} raises {error}")
+        self.error = error
 
 
 def current_revision(connection: Connection) -> str | None:

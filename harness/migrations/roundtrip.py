@@ -16,7 +16,7 @@ from typing import ClassVar
 from harness.errors import CheckFailed
 from harness.migrations.catalogue_snapshot import diff_snapshots, take_snapshot
 from harness.migrations.history import RevisionGraph
-from harness.migrations.project import Database, MigrationProject, connected
+from harness.migrations.project import Database, MigrationFailed, MigrationProject, connected
 from harness.migrations.waivers import NO_WAIVERS, REVERSIBLE, Waivers
 
 __all__ = ["RoundTrip", "check_roundtrip"]
@@ -65,7 +65,10 @@ def check_roundtrip(
     with connected(database) as connection:
         before = take_snapshot(connection)
         for revision in graph.order:
-            project.upgrade(connection, revision)
+            try:
+                project.upgrade(connection, revision)
+            except MigrationFailed as failed:
+                raise CheckFailed(f"revision {revision}: upgrade of an empty database raises {failed.error}") from None
             after = take_snapshot(connection)
             changed = len(diff_snapshots(before, after))
             if revision in exempt or waivers.find(REVERSIBLE, revision):
@@ -74,10 +77,9 @@ def check_roundtrip(
                 continue
             try:
                 project.downgrade(connection, "-1")
-            except Exception as exc:  # whatever the downgrade raises, the revision is irreversible
-                connection.rollback()
+            except MigrationFailed as failed:
                 raise CheckFailed(
-                    f"revision {revision}: downgrade raises {type(exc).__name__}: {str(exc).splitlines()[0]}; "
+                    f"revision {revision}: downgrade raises {failed.error}; "
                     "the plan requires reversible migrations for non-destructive changes"
                 ) from None
             lines = diff_snapshots(before, take_snapshot(connection))

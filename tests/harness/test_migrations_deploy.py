@@ -64,8 +64,8 @@ def test_a_migration_that_fails_on_real_data_is_named_with_the_database_error(
     rehearsal = DeployRehearsal(real_data, load_graph(real_data), pg_database)
     with pytest.raises(
         CheckFailed,
-        match=r'revision da7a00000001 fails on the restored production data: column "region" of relation "orders" '
-        r"contains null values \(applied before it: none\)",
+        match=r"revision da7a00000001 fails on the restored production data: IntegrityError: "
+        r'column "region" of relation "orders" contains null values \(applied before it: none\)',
     ):
         rehearsal.upgrade()
     with pytest.raises(

@@ -121,3 +121,12 @@ def test_the_snapshot_sees_enums_sequences_defaults_and_nullability(pg_database:
     assert diff_snapshots(built, changed) == [
         "column public.t.n changed from 'character varying(8) NULL' to 'character varying(4) NULL'"
     ]
+
+
+def test_two_heads_cannot_build_the_schema_to_compare(tmp_path: Path, pg_database: Any) -> None:
+    with pytest.raises(
+        CheckFailed,
+        match=r"the migrations cannot build the schema to compare: alembic upgrade head raises CommandError: "
+        r"Multiple head revisions",
+    ):
+        check_drift(_project("two_heads", tmp_path), pg_database)
