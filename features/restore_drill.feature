@@ -39,6 +39,10 @@ Feature: Monthly restore drill into isolated staging
     Then the recovery time from the incident to a healthy application is within the RTO objective
     And the data lost since the newest restored data is within the RPO objective
 
+  Scenario: Data loss is measured to the second for each store from its newest heartbeat
+    Given the newest logical backup restored into isolated staging
+    Then the data lost by PostgreSQL and by Redis, counted in seconds up to their newest heartbeats, is within the RPO
+
   Scenario: The newest base backup restores physically and reaches consistency
     Given the newest base backup restored into its own throwaway server
     Then the restored cluster is consistent and answers queries on the critical tables

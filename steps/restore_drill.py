@@ -108,6 +108,16 @@ def _rpo(restored: Staging, drill_clock: Stopwatch, deployment: Deployment, dril
     assert rpo.met, rpo.describe()
 
 
+@then("the data lost by PostgreSQL and by Redis, counted in seconds up to their newest heartbeats, is within the RPO")
+def _data_loss(restored: Staging, drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillRecorder) -> None:
+    losses = restored.data_loss_windows(drill_clock.incident, deployment.config.objectives)
+    attach_table("data loss per store", ["measure", "value", "objective", "unit", "met", "detail"],
+                 [loss.row() for loss in losses])  # fmt: skip
+    for loss in losses:
+        drill_record.measure(loss.name, loss.value, loss.objective, loss.unit, loss.detail)
+    assert all(loss.met for loss in losses), "; ".join(loss.describe() for loss in losses if not loss.met)
+
+
 @given("the newest base backup restored into its own throwaway server", target_fixture="base_restored")
 def _base(base_staging: BaseRestore) -> BaseRestore:
     attach_text("pg_verifybackup", base_staging.verify_log)

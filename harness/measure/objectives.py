@@ -10,16 +10,17 @@ decided from these measures by :func:`harness.records.decide`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import redis
 from psycopg import sql
 
 from harness.config import DatabaseSettings, Objectives
 from harness.measure.stopwatch import Stopwatch
 
-__all__ = ["Measure", "NewestData", "newest_data", "rpo_measure", "rto_measure"]
+__all__ = ["Measure", "NewestData", "data_loss", "newest_data", "redis_heartbeat", "rpo_measure", "rto_measure"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,10 @@ class Measure:
         state = "met" if self.met else "MISSED"
         text = f"{self.name} {self.value:.2f} {self.unit} (objective {self.objective:g} {self.unit}, {state})"
         return f"{text}: {self.detail}" if self.detail else text
+
+    def row(self) -> list[Any]:
+        """One row of an evidence table: name, value, objective, unit, met, detail."""
+        return [self.name, round(self.value, 3), self.objective, self.unit, self.met, self.detail]
 
     def as_dict(self) -> dict[str, Any]:
         """For the report."""
@@ -87,6 +92,39 @@ def rpo_measure(incident: datetime, newest: NewestData, backup_taken_at: datetim
     hours = (incident - newest.moment).total_seconds() / 3600
     detail = f"newest data {newest.moment.isoformat()} from {newest.basis}; backup age {age_h:.2f} h"
     return Measure("RPO", hours, objectives.rpo_hours, "h", detail)
+
+
+def redis_heartbeat(client: redis.Redis, key: str) -> NewestData:
+    """The newest heartbeat a restored Redis holds: the ISO 8601 time stored under ``key`` (``None`` if absent)."""
+    raw = client.get(key)
+    basis = f"Redis heartbeat key {key}"
+    if raw is None:
+        return NewestData(None, basis)
+    try:
+        moment = datetime.fromisoformat(raw.decode() if isinstance(raw, bytes) else str(raw))
+    except ValueError:
+        return NewestData(None, f"{basis} (not an ISO 8601 time: {raw!r})")
+    return NewestData(moment if moment.tzinfo else moment.replace(tzinfo=UTC), basis)
+
+
+def data_loss(store: str, incident: datetime, newest: NewestData, backup_taken_at: datetime, hours: float) -> Measure:
+    """The data-loss window of one store to the second: incident minus its newest heartbeat (or newest row).
+
+    Args:
+        store: the store's name in the report.
+        incident: the drill's incident time.
+        newest: the newest heartbeat (or row) the restored store holds.
+        backup_taken_at: when the restored backup was taken (its age goes beside the window).
+        hours: the store's objective: the RPO for PostgreSQL; for Redis, whose copies the plan takes daily,
+            ``objectives.max_rdb_save_age_hours``.
+    """
+    objective = hours * 3600
+    age = f"backup age {(incident - backup_taken_at).total_seconds():.0f} s"
+    if newest.moment is None:
+        return Measure(f"data loss {store}", float("inf"), objective, "s", f"no data found ({newest.basis}); {age}")
+    seconds = (incident - newest.moment).total_seconds()
+    detail = f"newest {newest.moment.isoformat()} from {newest.basis}; {age}"
+    return Measure(f"data loss {store}", seconds, objective, "s", detail)
 
 
 def rto_measure(stopwatch: Stopwatch, objectives: Objectives) -> Measure:

@@ -14,12 +14,14 @@ import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from harness.config import DrillConfig
+from harness.config import DrillConfig, Objectives
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.integrity.rows import RestoredCounts, count_restored
+from harness.measure.objectives import Measure, NewestData, data_loss
 from harness.measure.stopwatch import Stopwatch
 from harness.services.base import label_dir, remove_dir, run_tool
 from harness.services.postgres import RESTORE_TUNED, PostgresServer, ensure_throwaway
@@ -52,6 +54,7 @@ class Staging:
         redis: the throwaway Redis restored from the newest RDB copy, when one was restored.
         redis_copy: the manifest of that RDB copy.
         redis_error: why no Redis was restored (empty when it was, or when there is no copy).
+        redis_newest: the newest heartbeat the restored Redis held right after its restore (when configured).
         has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
         jobs: how many parallel jobs pg_restore used.
     """
@@ -66,6 +69,7 @@ class Staging:
     redis: RedisServer | None = None
     redis_copy: BackupManifest | None = None
     redis_error: str = ""
+    redis_newest: NewestData | None = None
     has_manifest: bool = True
     jobs: int = 1
 
@@ -78,6 +82,17 @@ class Staging:
     def sqlalchemy_url(self) -> str:
         """SQLAlchemy URL of the restored database (for Alembic and the app)."""
         return self.postgres.sqlalchemy_url(self.dbname)
+
+    def data_loss_windows(self, incident: datetime, objectives: Objectives) -> list[Measure]:
+        """The data-loss window of each restored store, in seconds (Redis only when its heartbeat is configured).
+
+        PostgreSQL is held to the RPO; Redis to the age its daily copies may reach (``max_rdb_save_age_hours``).
+        """
+        losses = [data_loss("PostgreSQL", incident, self.counts.newest, self.dump.taken_at, objectives.rpo_hours)]
+        if self.redis_newest is not None and self.redis_copy is not None:
+            losses.append(data_loss("Redis", incident, self.redis_newest, self.redis_copy.taken_at,
+                                    objectives.max_rdb_save_age_hours))  # fmt: skip
+        return losses
 
     def stop(self) -> None:
         """Stop both throwaway servers and remove their directories."""

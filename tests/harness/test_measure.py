@@ -10,7 +10,7 @@ import psycopg
 from alembic import command
 
 from harness.config import DatabaseSettings, Objectives
-from harness.measure import NewestData, Stopwatch, newest_data, rpo_measure, rto_measure
+from harness.measure import NewestData, Stopwatch, data_loss, newest_data, redis_heartbeat, rpo_measure, rto_measure
 from sandbox.codeblack.revisions import alembic_config
 
 INCIDENT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -59,3 +59,18 @@ def test_newest_data_uses_the_heartbeat_when_configured_else_the_critical_tables
         INCIDENT - timedelta(hours=3), "newest row of blacklist_entries, orders (no heartbeat configured)"
     )
     assert beat == NewestData(INCIDENT - timedelta(minutes=5), "heartbeat heartbeats.beat_at")
+
+
+def test_data_loss_per_store_is_in_seconds_beside_the_backup_age(redis_server: Any) -> None:
+    key = "codeblack:heartbeat:test-measure"
+    with redis_server.client() as client:
+        assert redis_heartbeat(client, key) == NewestData(None, f"Redis heartbeat key {key}")
+        client.set(key, (INCIDENT - timedelta(seconds=90)).isoformat())
+        beat = redis_heartbeat(client, key)
+        client.delete(key)
+    loss = data_loss("Redis", INCIDENT, beat, INCIDENT - timedelta(hours=2), hours=24)
+    detail = f"newest 2026-11-24T11:58:30+00:00 from Redis heartbeat key {key}; backup age 7200 s"
+    assert loss.row() == ["data loss Redis", 90.0, 86400, "s", True, detail]
+    missing = data_loss("PostgreSQL", INCIDENT, NewestData(None, "heartbeat heartbeats.beat_at"), INCIDENT, hours=6)
+    assert not missing.met
+    assert missing.detail == "no data found (heartbeat heartbeats.beat_at); backup age 0 s"
