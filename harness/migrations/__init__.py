@@ -2,6 +2,8 @@
 
 :mod:`.project` resolves the target's Alembic project from ``drill.toml``; :mod:`.history` (tracked files, one
 linear chain, expected head), :mod:`.drift`, :mod:`.roundtrip` with :mod:`.catalogue_snapshot`,
-:mod:`.destructive` (with the backup checkpoint), :mod:`.lint` (squawk) and :mod:`.deploy` (the rehearsal on a
-staging copy) each check one rule and raise ``CheckFailed`` naming the revision and the reason.
+:mod:`.destructive` with :mod:`.checkpoint` (the newest full backup), :mod:`.lint` (squawk), :mod:`.deploy`
+(the rehearsal on a staging copy) with :mod:`.locks` (lock and duration budget) and :mod:`.checksums`
+(tamper-evident history) each check one rule and raise ``CheckFailed`` naming the revision and the reason;
+:mod:`.waivers` lets ``drill.toml`` excuse one rule for one subject, with who approved it and why.
 """
