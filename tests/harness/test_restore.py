@@ -30,7 +30,7 @@ from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, UnsafeTargetError
 from harness.integrity import check_amcheck
 from harness.measure import Stopwatch
-from harness.restore.staging import restore_logical
+from harness.restore.staging import Staging, restore_logical
 from harness.services.base import LABEL, run_id
 from harness.services.provider import Provider
 from harness.storage.catalogue import BackupObject
@@ -78,9 +78,20 @@ class Production:
     manifest: BackupManifest
     client: Any
 
+    def body(self) -> bytes:
+        """The dump's bytes as stored."""
+        response = self.client.get_object(Bucket=self.deployment.backup_bucket, Key=self.manifest.key)
+        return bytes(response["Body"].read())
+
+    def restore(self, provider: Provider, manifest: BackupManifest | None = None, *, name: str) -> Staging:
+        """Restore ``manifest``'s dump (default: the good one) as the drill would."""
+        dump = manifest or self.manifest
+        return restore_logical(provider, self.deployment, self.deployment.config, as_object(dump), dump,
+                               watch=Stopwatch(), name=name)  # fmt: skip
+
     def variant(self, data: bytes | None = None, **manifest_changes: Any) -> BackupManifest:
         """Store a copy of the dump (optionally different bytes) under a new key, with a changed manifest."""
-        body = self.client.get_object(Bucket=self.deployment.backup_bucket, Key=self.manifest.key)["Body"].read()
+        body = self.body()
         key = self.manifest.key.replace(".dump", f"-{uuid.uuid4().hex[:6]}.dump")
         stored = body if data is None else data
         self.client.put_object(Bucket=self.deployment.backup_bucket, Key=key, Body=stored)
@@ -141,17 +152,8 @@ def staging_name() -> Iterator[str]:
 def test_the_newest_dump_restores_with_its_counts_and_timings(
     provider: Provider, production: Production, staging_name: str
 ) -> None:
-    watch = Stopwatch()
-    config = production.deployment.config
-    staging = restore_logical(
-        provider,
-        production.deployment,
-        config,
-        as_object(production.manifest),
-        production.manifest,
-        watch=watch,
-        name=staging_name,
-    )
+    staging = production.restore(provider, name=staging_name)
+    watch = staging.timings
     try:
         with staging.postgres.connect(staging.dbname) as conn:
             row = conn.execute("SELECT count(*) FROM orders").fetchone()
@@ -171,56 +173,28 @@ def test_a_dump_whose_hash_differs_from_its_manifest_is_refused(
     with pytest.raises(
         CheckFailed, match=rf"^{bad.key}: sha256 {production.manifest.sha256} differs from the manifest's f{{64}}$"
     ):
-        restore_logical(
-            provider,
-            production.deployment,
-            production.deployment.config,
-            as_object(bad),
-            bad,
-            watch=Stopwatch(),
-            name=staging_name,
-        )
+        production.restore(provider, bad, name=staging_name)
 
 
 def test_a_truncated_dump_is_refused_by_its_size(provider: Provider, production: Production, staging_name: str) -> None:
-    body = production.client.get_object(Bucket=production.deployment.backup_bucket, Key=production.manifest.key)[
-        "Body"
-    ].read()
+    body = production.body()
     bad = production.variant(body[: len(body) // 2])
     with pytest.raises(
         CheckFailed, match=rf"^{bad.key}: size {len(body) // 2} bytes differs from the manifest's {len(body)} bytes$"
     ):
-        restore_logical(
-            provider,
-            production.deployment,
-            production.deployment.config,
-            as_object(bad),
-            bad,
-            watch=Stopwatch(),
-            name=staging_name,
-        )
+        production.restore(provider, bad, name=staging_name)
 
 
 def test_a_truncated_dump_with_a_matching_manifest_fails_with_pg_restores_message(
     provider: Provider, production: Production, staging_name: str
 ) -> None:
-    body = production.client.get_object(Bucket=production.deployment.backup_bucket, Key=production.manifest.key)[
-        "Body"
-    ].read()
+    body = production.body()
     cut = body[: len(body) * 2 // 3]
     bad = production.variant(cut, size=len(cut), sha256=hashlib.sha256(cut).hexdigest())
     with pytest.raises(
         CheckFailed, match=rf"^{bad.key}: does not restore: pg_restore of {bad.key} failed: pg_restore: error: "
     ):
-        restore_logical(
-            provider,
-            production.deployment,
-            production.deployment.config,
-            as_object(bad),
-            bad,
-            watch=Stopwatch(),
-            name=staging_name,
-        )
+        production.restore(provider, bad, name=staging_name)
 
 
 def test_staging_killed_during_pg_restore_fails_naming_the_cause(
@@ -247,15 +221,7 @@ def test_staging_killed_during_pg_restore_fails_naming_the_cause(
         with pytest.raises(
             HarnessError, match=rf"^staging PostgreSQL {staging_name} died during pg_restore of {big.manifest.key}"
         ):
-            restore_logical(
-                provider,
-                big.deployment,
-                big.deployment.config,
-                as_object(big.manifest),
-                big.manifest,
-                watch=Stopwatch(),
-                name=staging_name,
-            )
+            big.restore(provider, name=staging_name)
     finally:
         killed.set()
         killer.join(5)
