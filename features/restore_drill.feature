@@ -10,6 +10,7 @@ Feature: Monthly restore drill into isolated staging
     Given the newest logical backup restored into isolated staging
     Then the restored dump's size and sha256 match the manifest written when it was taken
     And the staging database runs on a throwaway server this drill created, not on production
+    And pg_restore loaded the whole dump with parallel jobs, its log kept as evidence
 
   Scenario: Row counts of the critical tables match the backup's manifest
     Given the newest logical backup restored into isolated staging

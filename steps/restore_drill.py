@@ -42,6 +42,12 @@ def _isolated(restored: Staging, deployment: Deployment) -> None:
     ensure_throwaway(restored.dsn)
 
 
+@then("pg_restore loaded the whole dump with parallel jobs, its log kept as evidence")
+def _restore_log(restored: Staging) -> None:
+    attach_text(f"pg_restore --jobs {restored.jobs} log", restored.restore_log)
+    attach_json("timings so far (s)", restored.timings.rounded_phases())
+
+
 @then("each critical table holds exactly the rows the backup's manifest counted")
 def _row_counts(restored: Staging, deployment: Deployment) -> None:
     comparison = compare_row_counts(restored.counts.tables, restored.dump if restored.has_manifest else None,

@@ -25,11 +25,10 @@ from harness.integrity import (
     compare_row_counts,
     count_restored,
 )
-from harness.measure import Stopwatch
-from harness.restore.staging import Staging, restore_logical
+from harness.restore.staging import Staging
 from harness.services.provider import Provider
 from harness.storage.manifest import TableStats
-from tests.harness.test_restore import TAKEN_AT, Production, as_object, make_production
+from tests.harness.test_restore import TAKEN_AT, Production, make_production
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +36,7 @@ def restored(
     provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig
 ) -> Iterator[tuple[Production, Staging]]:
     production = make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT - timedelta(minutes=1))
-    config = production.deployment.config
-    staging = restore_logical(provider, production.deployment, config, as_object(production.manifest),
-                              production.manifest, watch=Stopwatch(), name="integrity")  # fmt: skip
+    staging = production.restore(provider, name="integrity")
     yield production, staging
     staging.stop()
 
