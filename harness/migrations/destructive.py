@@ -4,7 +4,9 @@ A revision is destructive when applying it can lose data: it drops a table or a 
 type, truncates, or deletes or updates every row. Each revision's ``upgrade()`` runs once in Alembic's offline
 mode (a ``MigrationContext`` with ``as_sql``) under an ``Operations`` whose ``invoke`` records each operation;
 the SQL it renders is scanned statement by statement (this also sees ``op.execute``), and a type change is
-judged from the recorded ``AlterColumnOp`` (its ``existing_type`` against the new one).
+judged from the recorded ``AlterColumnOp`` (its ``existing_type`` against the new one). A revision whose
+``upgrade()`` needs a live connection cannot be judged offline and counts as destructive: it too waits for a
+fresh checkpoint (or a waiver).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ _DESTRUCTIVE_SQL: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 _ALTER_TYPE = re.compile(r"^ALTER TABLE\s+(?:ONLY\s+)?(\S+)\s+ALTER COLUMN\s+(\S+)\s+TYPE\b", re.IGNORECASE)
+_UNRENDERABLE = "cannot run in offline mode, so it cannot be shown not to lose data"
 _RAW_TYPE_CHANGE = "changes a column's type in raw SQL, so narrowing cannot be ruled out"
 _INTEGER_RANK = {sa.SmallInteger: 1, sa.Integer: 2, sa.BigInteger: 3}
 
@@ -109,8 +112,8 @@ def _statements(sql: str) -> list[str]:
     return [" ".join(part.split()) for part in "\n".join(lines).split(";") if part.strip()]
 
 
-def _render(project: MigrationProject, revision: str) -> tuple[str, list[MigrateOperation]]:
-    """Run one revision's ``upgrade()`` offline: the SQL it renders and the operations it invokes."""
+def _render(project: MigrationProject, revision: str) -> tuple[str, list[MigrateOperation], str | None]:
+    """Run one revision's ``upgrade()`` offline: its SQL, the operations it invokes, and why it could not run."""
     script = project.scripts().get_revision(revision)
     assert script is not None, revision
     module = script.module
@@ -130,18 +133,17 @@ def _render(project: MigrationProject, revision: str) -> tuple[str, list[Migrate
         try:
             module.upgrade()
         except Exception as exc:  # a migration that needs a live connection cannot be judged offline
-            raise CheckFailed(
-                f"revision {revision}: upgrade() cannot run in offline mode ({type(exc).__name__}: {exc}), so "
-                "its operations cannot be checked for data loss; render it without op.get_bind() or waive it"
-            ) from None
-    return output.getvalue(), recorded
+            return output.getvalue(), recorded, f"{type(exc).__name__}: {exc}"
+    return output.getvalue(), recorded, None
 
 
 def find_destructive(project: MigrationProject, revisions: Iterable[str]) -> list[DestructiveOperation]:
     """Every statement of ``revisions`` that can lose data, in revision order."""
     found: list[DestructiveOperation] = []
     for revision in revisions:
-        sql, recorded = _render(project, revision)
+        sql, recorded, unrenderable = _render(project, revision)
+        if unrenderable is not None:
+            found.append(DestructiveOperation(revision, "upgrade()", f"{_UNRENDERABLE} ({unrenderable})"))
         alters = {
             (op.table_name, op.column_name): op
             for op in recorded

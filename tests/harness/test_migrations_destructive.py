@@ -98,7 +98,7 @@ def test_nothing_destructive_needs_no_checkpoint() -> None:
     check_checkpoint([], None, max_age_hours=24, now=NOW)
 
 
-def test_a_migration_that_needs_a_connection_cannot_be_judged_offline(tmp_path: Path) -> None:
+def test_a_migration_that_needs_a_connection_counts_as_destructive(tmp_path: Path) -> None:
     root = build_project("destructive", tmp_path)
     script = root / "versions" / "de1e7e000001_drop_orders_currency.py"
     script.write_text(
@@ -107,8 +107,11 @@ def test_a_migration_that_needs_a_connection_cannot_be_judged_offline(tmp_path: 
         )
     )
     project = MigrationProject(root, "de1e7e000002", "sandbox.codeblack.models:Base.metadata")
-    with pytest.raises(CheckFailed, match=r"revision de1e7e000001: upgrade\(\) cannot run in offline mode"):
-        find_destructive(project, ["de1e7e000001"])
+    [found] = find_destructive(project, ["de1e7e000001"])
+    assert (found.revision, found.statement) == ("de1e7e000001", "upgrade()")
+    assert found.reason.startswith("cannot run in offline mode, so it cannot be shown not to lose data (")
+    with pytest.raises(CheckFailed, match=r"revision de1e7e000001: 'upgrade\(\)' cannot run in offline mode"):
+        check_checkpoint([found], None, max_age_hours=24, now=NOW)
 
 
 def _deployment(s3_server: Any, bucket: str) -> Deployment:
