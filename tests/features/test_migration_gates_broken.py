@@ -8,6 +8,7 @@ failure message from the JUnit report, so the operator-facing message itself is 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -24,23 +25,27 @@ SANDBOX_METADATA = "sandbox.codeblack.models:Base.metadata"
 DRIFT_METADATA = "tests.data.migration_sets.column_without_migration.models:metadata"
 
 
-def _run_feature(tmp_path: Path, case: str, metadata: str, scenario: str) -> tuple[int, dict[str, str]]:
-    """Run one scenario against the case; return pytest's exit code and each test's failure message."""
+def _run_feature(tmp_path: Path, case: str, scenario: str, **migrations: object) -> tuple[int, dict[str, str]]:
+    """Run the scenarios matching ``scenario`` against the case; return the exit code and each failure message."""
+    settings = {
+        "script_location": str(build_project(case, tmp_path)),
+        "expected_head": "b6e8dcb19a40",
+        "metadata": SANDBOX_METADATA,
+        **migrations,
+    }
     config = tmp_path / "drill.toml"
     config.write_text(
-        f'[target]\nname = "broken-{case}"\n\n[reports]\ndir = "{tmp_path / "reports"}"\n\n'
-        f'[migrations]\nscript_location = "{build_project(case, tmp_path)}"\nexpected_head = "b6e8dcb19a40"\n'
-        f'metadata = "{metadata}"\n'
+        f'[target]\nname = "broken-{case}"\n\n[reports]\ndir = "{tmp_path / "reports"}"\n\n[migrations]\n'
+        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
     )
     junit = tmp_path / "junit.xml"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "features/test_migration_gates.py", "-p", "no:randomly", "-q",
          f"--drill-config={config}", f"--alluredir={tmp_path / 'allure'}", f"--junitxml={junit}", "-k", scenario],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
-    cases = ET.parse(junit).getroot().iter("testcase")
     failures = {}
-    for test in cases:
+    for test in ET.parse(junit).getroot().iter("testcase"):
         found = [node.get("message", "") for node in (test.find("failure"), test.find("error")) if node is not None]
         if found:
             failures[test.get("name", "")] = found[0]
@@ -75,7 +80,31 @@ def _run_feature(tmp_path: Path, case: str, metadata: str, scenario: str) -> tup
 def test_the_feature_fails_the_broken_migration_set_naming_the_revision_and_reason(
     tmp_path: Path, case: str, metadata: str, scenario: str, message: str
 ) -> None:
-    code, failures = _run_feature(tmp_path, case, metadata, scenario)
+    code, failures = _run_feature(tmp_path, case, scenario, metadata=metadata)
     assert code == 1, failures
     assert len(failures) == 1, failures
     assert message in next(iter(failures.values()))
+
+
+def test_the_staging_rehearsal_catches_a_destructive_pending_migration_and_a_failure_on_real_data(
+    tmp_path: Path,
+) -> None:
+    """One session against the sandbox world: checkpoint, lint and rehearsal scenarios on the same pending set."""
+    code, failures = _run_feature(
+        tmp_path, "deploy_breaks", "checkpoint or linter or rehearsed",
+        expected_head="dd0000000002", checkpoint_max_age_hours=0.001,
+    )  # fmt: skip
+    assert code == 1, failures
+    assert len(failures) == 3, failures
+    checkpoint, lint, rehearsal = (
+        next(message for name, message in failures.items() if key in name)
+        for key in ("checkpoint", "linter", "rehearsed")
+    )
+    assert "revision dd0000000001: 'ALTER TABLE blacklist_entries DROP COLUMN reason' drops a column" in checkpoint
+    assert "older than the 0.001 h allowed" in checkpoint
+    assert "1 blocking lint finding(s) in the pending migrations: revision dd0000000001 line" in lint
+    assert "ban-drop-column: Dropping a column may break existing clients." in lint
+    assert (
+        'revision dd0000000002 fails on the restored production data: IntegrityError: column "channel" of relation '
+        '"orders" contains null values (applied before it: dd0000000001)'
+    ) in rehearsal
