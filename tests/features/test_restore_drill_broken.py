@@ -173,6 +173,6 @@ def test_a_missing_uploads_bucket_is_reported_down_by_deep_health(tmp_path: Path
     target = sandbox_world.deployment
     missing = target.config.with_changes(storage={"uploads_bucket": "codeblack-uploads-missing"})
     failures = run_feature(tmp_path, Deployment(**{**target.__dict__, "config": missing}), "deep_health",
-                           app={"startup_timeout_s": 30})  # fmt: skip
+                           app={"startup_timeout_s": 15})  # fmt: skip
     [message] = failures.values()
     assert "(down: object_storage: " in message
