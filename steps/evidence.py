@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -23,5 +25,8 @@ def attach_text(name: str, text: str) -> None:
 
 def attach_table(name: str, header: list[str], rows: list[list[Any]]) -> None:
     """Attach a small table as CSV, which the Allure report renders as a table."""
-    lines = [",".join(header), *(",".join(str(cell) for cell in row) for row in rows)]
-    allure.attach(redact("\n".join(lines)), name=name, attachment_type=allure.attachment_type.CSV)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    allure.attach(redact(buffer.getvalue()), name=name, attachment_type=allure.attachment_type.CSV)
