@@ -106,9 +106,7 @@ def create_blacklist_entry(body: BlacklistIn, actor: Actor, session: DbSession) 
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise HTTPException(
-            status_code=409, detail=f"{body.kind} {body.value!r} is already blacklisted"
-        ) from exc
+        raise HTTPException(status_code=409, detail=f"{body.kind} {body.value!r} is already blacklisted") from exc
     return {
         "id": entry.id,
         "kind": entry.kind,
@@ -128,6 +126,4 @@ def counts(session: DbSession) -> dict[str, int]:
         "config_change_history": ConfigChangeHistory,
         "heartbeats": Heartbeat,
     }
-    return {
-        name: session.scalar(select(func.count()).select_from(model)) or 0 for name, model in tables.items()
-    }
+    return {name: session.scalar(select(func.count()).select_from(model)) or 0 for name, model in tables.items()}

@@ -45,9 +45,7 @@ def _entry_json(services: Services, entry: ConfigEntry) -> dict[str, Any]:
         "value": None if sensitive else entry.value,
         "critical": entry.critical,
         "sensitive": sensitive,
-        "configured": services.settings.secret_for(entry.key) is not None
-        if sensitive
-        else entry.value is not None,
+        "configured": services.settings.secret_for(entry.key) is not None if sensitive else entry.value is not None,
         "description": entry.description,
         "updated_at": _iso(entry.updated_at),
         "updated_by": entry.updated_by,
@@ -164,16 +162,13 @@ def get_entry(key: str, services: Svc, session: DbSession) -> dict[str, Any]:
 
 
 @router.put("/{key}", dependencies=_WRITE)
-def put_entry(
-    key: str, update: ConfigUpdate, actor: Actor, services: Svc, session: DbSession
-) -> JSONResponse:
+def put_entry(key: str, update: ConfigUpdate, actor: Actor, services: Svc, session: DbSession) -> JSONResponse:
     """Change a key: applied (200), pending approval (202) or refused because it is sensitive (403)."""
     entry = _entry_or_404(session, key, lock=True)
     policy, auditor = services.policy, services.auditor
     if policy.is_sensitive(entry):
         refusal = (
-            f"sensitive key {key!r} must be changed in the secret manager "
-            f"({secret_env_name(key)}), not through the API"
+            f"sensitive key {key!r} must be changed in the secret manager ({secret_env_name(key)}), not through the API"
         )
         auditor.record(
             session,
@@ -217,9 +212,7 @@ def _pending_change_or_error(session: Session, change_id: int) -> ConfigChange:
     if change is None:
         raise HTTPException(status_code=404, detail=f"unknown config change {change_id}")
     if change.status != "pending":
-        raise HTTPException(
-            status_code=409, detail=f"config change {change_id} is {change.status}, not pending"
-        )
+        raise HTTPException(status_code=409, detail=f"config change {change_id} is {change.status}, not pending")
     return change
 
 
@@ -300,6 +293,4 @@ def reject_change(change_id: int, actor: Actor, services: Svc, session: DbSessio
         reason=change.reason,
     )
     session.commit()
-    return JSONResponse(
-        {"status": "rejected", "change_id": change.id, "key": change.config_key, "rejected_by": actor}
-    )
+    return JSONResponse({"status": "rejected", "change_id": change.id, "key": change.config_key, "rejected_by": actor})

@@ -123,9 +123,7 @@ class HealthChecker:
         finally:
             client.close()
         if appendonly != "yes":
-            return _down(
-                f"appendonly is {appendonly!r}; the plan requires appendonly yes", appendonly=appendonly
-            )
+            return _down(f"appendonly is {appendonly!r}; the plan requires appendonly yes", appendonly=appendonly)
         return {"status": "ok", "appendonly": appendonly}
 
     def object_storage(self) -> Component:

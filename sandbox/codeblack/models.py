@@ -115,9 +115,7 @@ class ConfigChange(Base):
     """A proposed change of a critical key, waiting for a second, different approver."""
 
     __tablename__ = "config_changes"
-    __table_args__ = (
-        CheckConstraint("status IN ('pending', 'approved', 'rejected', 'applied')", name="status"),
-    )
+    __table_args__ = (CheckConstraint("status IN ('pending', 'approved', 'rejected', 'applied')", name="status"),)
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     config_key: Mapped[str] = mapped_column(Text, ForeignKey("config_entries.key"), index=True)

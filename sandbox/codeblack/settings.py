@@ -101,9 +101,7 @@ class Settings:
             SettingsError: A required variable is missing or a value is malformed.
         """
         env = os.environ if environ is None else environ
-        approvers = frozenset(
-            name.strip() for name in env.get("CODEBLACK_APPROVERS", "").split(",") if name.strip()
-        )
+        approvers = frozenset(name.strip() for name in env.get("CODEBLACK_APPROVERS", "").split(",") if name.strip())
         return cls(
             database_url=_require(env, "CODEBLACK_DATABASE_URL", "the SQLAlchemy URL of PostgreSQL"),
             redis_url=_require(env, "CODEBLACK_REDIS_URL", "the URL of Redis"),

@@ -152,9 +152,7 @@ class SigningMiddleware:
             if message.get("more_body", False):
                 return
             body = b"".join(chunks)
-            headers = [
-                (name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"
-            ]
+            headers = [(name, value) for name, value in start.get("headers", []) if name.lower() != b"content-length"]
             headers.append((b"content-length", str(len(body)).encode("ascii")))
             headers += [
                 (name.lower().encode("latin-1"), value.encode("latin-1"))

@@ -72,9 +72,7 @@ def get_maintenance(session: DbSession) -> dict[str, bool]:
 
 
 @router.put("/maintenance")
-def put_maintenance(
-    switch: MaintenanceSwitch, actor: Actor, services: Svc, session: DbSession
-) -> JSONResponse:
+def put_maintenance(switch: MaintenanceSwitch, actor: Actor, services: Svc, session: DbSession) -> JSONResponse:
     """Turn maintenance mode on or off; the only write that works while it is on."""
     entry = session.scalar(select(ConfigEntry).where(ConfigEntry.key == MAINTENANCE_KEY).with_for_update())
     if entry is None:

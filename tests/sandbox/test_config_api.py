@@ -75,9 +75,7 @@ def test_listing_shows_flags_and_hides_sensitive_values(recorded: Recorder) -> N
 
 
 def test_normal_key_is_applied_at_once_and_audited(recorded: Recorder, history: Any) -> None:
-    response = recorded.put(
-        "/api/v1/config/ui.banner_text", json={"value": "Drill day", "reason": "test"}, headers=BOB
-    )
+    response = recorded.put("/api/v1/config/ui.banner_text", json={"value": "Drill day", "reason": "test"}, headers=BOB)
     assert response.status_code == 200
     assert response.json() == {
         "status": "applied",
@@ -139,9 +137,7 @@ def test_critical_key_waits_for_a_second_different_approver(recorded: Recorder, 
 
 
 def test_rejected_change_leaves_the_value(recorded: Recorder, history: Any) -> None:
-    change_id = recorded.put("/api/v1/config/orders.max_amount", json={"value": "1"}, headers=BOB).json()[
-        "change_id"
-    ]
+    change_id = recorded.put("/api/v1/config/orders.max_amount", json={"value": "1"}, headers=BOB).json()["change_id"]
     rejected = recorded.post(f"/api/v1/config/changes/{change_id}/reject", headers=CAROL)
     assert rejected.json() == {
         "status": "rejected",

@@ -121,14 +121,10 @@ def test_missing_bucket_is_down_naming_the_bucket(serve: Any, settings: Settings
     assert "codeblack-no-such-bucket" in storage["error"]
 
 
-def test_hung_stores_are_reported_within_the_deadline(
-    serve: Any, settings: Settings, silent_port: int
-) -> None:
+def test_hung_stores_are_reported_within_the_deadline(serve: Any, settings: Settings, silent_port: int) -> None:
     hung = replace(
         settings,
-        database_url=make_url(settings.database_url)
-        .set(port=silent_port)
-        .render_as_string(hide_password=False),
+        database_url=make_url(settings.database_url).set(port=silent_port).render_as_string(hide_password=False),
         redis_url=f"redis://127.0.0.1:{silent_port}/0",
         s3_endpoint_url=f"http://127.0.0.1:{silent_port}",
     )

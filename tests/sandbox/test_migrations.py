@@ -101,9 +101,7 @@ def test_head_seeds_the_default_config_without_secret_values(database_url: str) 
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            rows = connection.execute(
-                text("SELECT key, value, critical, sensitive FROM config_entries")
-            ).all()
+            rows = connection.execute(text("SELECT key, value, critical, sensitive FROM config_entries")).all()
     finally:
         engine.dispose()
     assert {row.key for row in rows} == {entry.key for entry in DEFAULT_CONFIG}

@@ -47,9 +47,7 @@ def test_business_writes_are_counted(api: httpx.Client) -> None:
 
 
 def test_maintenance_mode_refuses_writes_until_writes_are_re_enabled(api: httpx.Client) -> None:
-    enabled = api.put(
-        "/api/v1/system/maintenance", json={"enabled": True, "reason": "migration"}, headers=OPS
-    )
+    enabled = api.put("/api/v1/system/maintenance", json={"enabled": True, "reason": "migration"}, headers=OPS)
     assert enabled.json() == {"status": "applied", "maintenance": True, "updated_by": "ops"}
     refused = _writes(api)
     assert {name: response.status_code for name, response in refused.items()} == dict.fromkeys(refused, 503)
@@ -63,9 +61,7 @@ def test_maintenance_mode_refuses_writes_until_writes_are_re_enabled(api: httpx.
     assert [response.status_code for response in allowed.values()] == [201, 201, 200]
     toggles = [
         (row["actor"], row["old_value"], row["new_value"])
-        for row in api.get("/api/v1/config/history", params={"key": "system.maintenance_mode"}).json()[
-            "history"
-        ]
+        for row in api.get("/api/v1/config/history", params={"key": "system.maintenance_mode"}).json()["history"]
     ]
     assert toggles == [("ops", "true", "false"), ("ops", "false", "true")]
 
