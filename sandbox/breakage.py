@@ -26,7 +26,6 @@ from psycopg import sql
 from harness.backup.base import BASE_ARCHIVE
 from harness.backup.postgres import backup_postgres
 from harness.backup.store import put_manifest, timestamped_key
-from harness.services.postgres import ensure_throwaway
 from harness.storage.catalogue import BackupObject, Catalogue, fetch_manifest, list_backups
 from harness.storage.manifest import BackupManifest, manifest_key
 from sandbox.world import Mutation, VariantContext, set_noncurrent_rule
@@ -164,16 +163,18 @@ def short_noncurrent_rule(days: int = 7) -> Mutation:
 
 @contextlib.contextmanager
 def _scratch_copy(ctx: VariantContext) -> Iterator[str]:
-    """A throwaway copy of production's database on the same server (dropped afterwards); yields its DSN."""
+    """A scratch copy of production's database on the same server (dropped afterwards); yields its DSN.
+
+    This is the world acting as production (a dump taken after a bad delete), not the drill: the server
+    stands in for production, so the drill's ``ensure_throwaway`` guard rightly refuses it.
+    """
     server = ctx.world.production_pg
     name = f"scratch_{uuid.uuid4().hex[:8]}"
     with server.connect() as conn:
         create = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
         conn.execute(create.format(sql.Identifier(name), sql.Identifier(ctx.world.database)))
     try:
-        dsn = server.dsn(name)
-        ensure_throwaway(dsn)
-        yield dsn
+        yield server.dsn(name)
     finally:
         server.drop_database(name)
 

@@ -327,7 +327,7 @@ class World:
             # worker thread (it then lacks the parent-death signal; the stop below and the sweeper cover it).
             s3_started = starter.submit(provider.s3)
             undo.callback(lambda: s3_started.result().stop())
-            pg = provider.postgres("production", settings=PRODUCTION_SETTINGS)
+            pg = provider.postgres("production", settings=PRODUCTION_SETTINGS, throwaway=False)
             undo.callback(pg.stop)
             rd = provider.redis("production", settings={"appendonly": options.redis_appendonly,
                                                         "save": options.redis_save})  # fmt: skip

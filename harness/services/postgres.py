@@ -229,8 +229,12 @@ class PostgresServer:
         binaries: PostgresBinaries | None = None,
         data_dir: Path | None = None,
         timeout: float = 30.0,
+        throwaway: bool = True,
     ) -> PostgresServer:
         """Start a server from the cached template (or from ``data_dir``, e.g. a restored base backup).
+
+        ``throwaway=False`` marks a server that stands in for production (the sandbox world's): the harness
+        made it, but :func:`ensure_throwaway` refuses it like any production server.
 
         Raises:
             ServiceError: it did not become ready in ``timeout`` seconds; the message quotes its log.
@@ -269,7 +273,8 @@ class PostgresServer:
         except BaseException:
             server.stop()
             raise
-        _CREATED[port] = server.cluster_name
+        if throwaway:
+            _CREATED[port] = server.cluster_name
         log.info("PostgreSQL %s ready on 127.0.0.1:%d (%s %s)", name, port, binaries.source, binaries.version)
         return server
 

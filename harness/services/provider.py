@@ -76,11 +76,18 @@ class Provider:
             )
 
     def postgres(
-        self, name: str, *, settings: Mapping[str, str] | None = None, data_dir: Path | None = None
+        self,
+        name: str,
+        *,
+        settings: Mapping[str, str] | None = None,
+        data_dir: Path | None = None,
+        throwaway: bool = True,
     ) -> PostgresServer:
-        """A throwaway PostgreSQL. Restores always use local client tools of the same major version."""
+        """A PostgreSQL the harness owns; ``throwaway=False`` for one standing in for production."""
         self._local_only("PostgreSQL")
-        return PostgresServer.create(name, settings=settings, binaries=self.binaries, data_dir=data_dir)
+        return PostgresServer.create(
+            name, settings=settings, binaries=self.binaries, data_dir=data_dir, throwaway=throwaway
+        )
 
     def redis(
         self, name: str, *, settings: Mapping[str, str] | None = None, rdb_file: Path | None = None

@@ -73,3 +73,15 @@ def test_a_killed_run_is_swept_by_the_next(tmp_path: Path) -> None:
     swept = sweep()
     assert swept.directories
     assert not find_leftovers(run), find_leftovers(run).describe()
+
+
+def test_a_server_standing_in_for_production_is_refused_by_the_guard(provider) -> None:  # type: ignore[no-untyped-def]
+    from harness.errors import UnsafeTargetError
+    from harness.services.postgres import ensure_throwaway
+
+    production = provider.postgres("stand-in", throwaway=False)
+    try:
+        with pytest.raises(UnsafeTargetError, match=r"refusing to write to PostgreSQL at 127\.0\.0\.1:\d+"):
+            ensure_throwaway(production.dsn())
+    finally:
+        production.stop()
