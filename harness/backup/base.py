@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from harness.backup.postgres import libpq_target
-from harness.backup.store import backup_time, progress_logger, put_manifest
+from harness.backup.store import backup_time, put_manifest
 from harness.errors import HarnessError
 from harness.services.base import run_tool
 from harness.storage.manifest import BackupManifest, format_timestamp
@@ -87,10 +87,8 @@ def backup_base(
             timeout=timeout_s,
             env=password_env,
         )  # fmt: skip
-        stored = {
-            path.name: upload_file(client, bucket, f"{folder}{path.name}", path, progress=progress_logger(path.name))
-            for path in sorted(target.iterdir())
-        }
+        stored = {path.name: upload_file(client, bucket, f"{folder}{path.name}", path)
+                  for path in sorted(target.iterdir())}  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     archive = stored.get(BASE_ARCHIVE)

@@ -23,7 +23,7 @@ from typing import IO, Any
 import psycopg
 from psycopg import sql
 
-from harness.backup.store import backup_time, progress_logger, put_manifest, timestamped_key
+from harness.backup.store import backup_time, put_manifest, timestamped_key
 from harness.config import DrillConfig
 from harness.errors import HarnessError
 from harness.redact import register_secret
@@ -185,9 +185,7 @@ def _stream_dump(
 
         try:
             stdout: IO[bytes] = process.stdout  # type: ignore[assignment]
-            result = upload_stream(
-                client, bucket, key, stdout, before_complete=check_exit, progress=progress_logger(f"pg_dump {key}")
-            )
+            result = upload_stream(client, bucket, key, stdout, before_complete=check_exit)
         finally:
             killer.cancel()
             if process.poll() is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from harness.backup.store import backup_time, progress_logger, put_manifest, timestamped_key
+from harness.backup.store import backup_time, put_manifest, timestamped_key
 from harness.errors import HarnessError
 from harness.services.base import wait_until
 from harness.storage.manifest import BackupManifest
@@ -96,7 +96,7 @@ def backup_redis(
             "(or mount its data directory) and make sure a save has happened"
         )
     key = timestamped_key(prefix, moment, ".rdb")
-    stored = upload_file(client, bucket, key, rdb, progress=progress_logger(key))
+    stored = upload_file(client, bucket, key, rdb)
     manifest = BackupManifest(
         kind="redis", key=key, taken_at=moment, format="rdb", sha256=stored.sha256, size=stored.size, keys=keys
     )

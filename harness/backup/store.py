@@ -1,8 +1,7 @@
-"""What every backup kind shares: keys carrying their UTC time, manifests beside objects, progress lines."""
+"""What every backup kind shares: keys carrying their UTC time and manifests beside objects."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,11 +9,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from harness.errors import HarnessError
 from harness.storage.manifest import BackupManifest, format_timestamp, manifest_key
-from harness.storage.upload import Progress
 
-__all__ = ["backup_time", "progress_logger", "put_manifest", "timestamped_key"]
-
-log = logging.getLogger("harness.backup")
+__all__ = ["backup_time", "put_manifest", "timestamped_key"]
 
 
 def backup_time(taken_at: datetime | None) -> datetime:
@@ -42,17 +38,3 @@ def put_manifest(client: Any, bucket: str, manifest: BackupManifest) -> str:
     except (ClientError, BotoCoreError) as exc:
         raise HarnessError(f"s3://{bucket}/{key}: cannot store manifest: {exc}") from None
     return key
-
-
-def progress_logger(what: str, every: int = 64 * 1024 * 1024) -> Progress:
-    """A progress callback that logs bytes sent and the rate each time another ``every`` bytes have gone."""
-    last = [0]
-
-    def report(sent: int, seconds: float) -> None:
-        if sent - last[0] < every:
-            return
-        last[0] = sent
-        rate = sent / seconds / 1024 / 1024 if seconds > 0 else 0.0
-        log.info("%s: %.1f MiB sent (%.1f MiB/s)", what, sent / 1024 / 1024, rate)
-
-    return report

@@ -5,13 +5,16 @@ the download and the provisioning overlap: the dump streams to disk (hashed on t
 :mod:`harness.storage.download`) in a worker thread while the main thread starts a PostgreSQL tuned for
 restore speed (it is disposable: no fsync, large maintenance memory). The server is started from the main
 thread on purpose: its parent-death signal is tied to the starting thread, and a worker thread ends long
-before the session does. Then ``pg_restore --jobs N`` loads the dump, its verbose log kept as evidence.
+before the session does. Then ``pg_restore --jobs N`` loads the dump, its verbose log kept as evidence and
+followed line by line to log progress (items done of the dump's TOC entries, rate, ETA).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import subprocess
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +26,7 @@ from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.objectives import Measure, NewestData, data_loss
 from harness.measure.stopwatch import Stopwatch
+from harness.progress import Progress
 from harness.services.base import label_dir, remove_dir, run_tool
 from harness.services.postgres import RESTORE_TUNED, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
@@ -126,19 +130,52 @@ def _timed_fetch(
         return got, made
 
 
+_ITEM = re.compile(r"^pg_restore: (?:processing|finished) item (\d+) ")
+
+
+class _RestoreProgress:
+    """Follows ``pg_restore --verbose``: an item is done when it is processed (serial) or finished (parallel).
+
+    The total is the dump's TOC entries as ``pg_restore --list`` prints them; pg_restore also processes a few
+    entries the list leaves out (encoding, search path), which are not counted. A dump whose list cannot be
+    read gets no total: pg_restore itself then says what is wrong with it.
+    """
+
+    def __init__(self, server: PostgresServer, path: Path, what: str) -> None:
+        self.entries: set[str] | None = None
+        try:
+            listing = run_tool([server.binaries.tool("pg_restore"), "--list", path], what=what, timeout=600)
+            lines = listing.stdout.decode(errors="replace").splitlines()
+            self.entries = {line.split(";", 1)[0] for line in lines if line and not line.startswith(";")}
+        except ServiceError:
+            pass
+        self.seen: set[str] = set()
+        self.progress = Progress(what, None if self.entries is None else len(self.entries), unit="items")
+
+    def line(self, text: str) -> None:
+        match = _ITEM.match(text)
+        if match and (self.entries is None or match[1] in self.entries) and match[1] not in self.seen:
+            self.seen.add(match[1])
+            self.progress.update(len(self.seen))
+
+
 def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int) -> str:
     argv: list[str | os.PathLike[str]] = [
         server.binaries.tool("pg_restore"), "--verbose", "--jobs", str(jobs), "--no-owner", "--no-privileges",
         "--exit-on-error", "--dbname", dbname, path,
     ]  # fmt: skip
+    what = f"pg_restore of {dump.key}"
+    progress = _RestoreProgress(server, path, what)
     try:
-        result = run_tool(argv, what=f"pg_restore of {dump.key}", timeout=RESTORE_TIMEOUT_S, env=server.tool_env())
+        result = run_tool(argv, what=what, timeout=RESTORE_TIMEOUT_S, env=server.tool_env(),
+                          stdout=subprocess.DEVNULL, on_stderr=progress.line)  # fmt: skip
     except ServiceError as exc:
         if not server.process.alive():
             raise HarnessError(
                 f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.process.log_tail(3)}"
             ) from None
         raise CheckFailed(f"{dump.key}: does not restore: {exc}") from None
+    progress.progress.finish(f"{jobs} jobs")
     return result.stderr.decode(errors="replace")
 
 

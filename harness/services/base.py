@@ -130,6 +130,44 @@ def _child_setup(as_service_user: bool, death_signal: int) -> Callable[[], None]
     return setup
 
 
+def _run_following(
+    argv: list[str], *, env: dict[str, str], setup: Callable[[], None], stdout: IO[bytes] | int | None,
+    timeout: float, on_stderr: Callable[[str], None],
+) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+    """``subprocess.run`` that hands each stderr line to ``on_stderr`` as it arrives (progress of a long tool).
+
+    Stdout, when piped, is drained by a thread so a chatty tool cannot block on a full pipe.
+    """
+    process = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, env=env, preexec_fn=setup)
+    killer = threading.Timer(timeout, process.kill)
+    out: list[bytes] = []
+    piped = process.stdout
+    drain = None if piped is None else threading.Thread(target=lambda: out.append(piped.read()), daemon=True)
+    err: list[bytes] = []
+    killer.start()
+    try:
+        if drain is not None:
+            drain.start()
+        assert process.stderr is not None
+        for raw in process.stderr:
+            err.append(raw)
+            on_stderr(raw.decode(errors="replace").rstrip())
+        code = process.wait()
+    finally:
+        killer.cancel()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        if drain is not None:
+            drain.join()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+    if killer.finished.is_set() and code < 0:
+        raise subprocess.TimeoutExpired(argv, timeout)
+    return subprocess.CompletedProcess(argv, code, b"".join(out), b"".join(err))
+
+
 def run_tool(
     argv: Sequence[str | os.PathLike[str]],
     *,
@@ -138,22 +176,26 @@ def run_tool(
     as_service_user: bool = False,
     env: dict[str, str] | None = None,
     stdout: IO[bytes] | int | None = subprocess.PIPE,
+    on_stderr: Callable[[str], None] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a short-lived tool (initdb, pg_dump, redis-check-rdb) with a deadline and a clear error.
+
+    ``on_stderr`` receives each stderr line as it is written (e.g. ``pg_restore --verbose`` to report progress);
+    the whole stderr is still returned.
 
     Raises:
         ServiceError: the tool is missing, timed out or failed; the message carries its last stderr line.
     """
+    args = [os.fspath(a) for a in argv]
+    full_env = {**os.environ, RUN_ENV: _RUN_ID, **(env or {})}
+    setup = _child_setup(as_service_user, signal.SIGKILL)
     try:
-        result = subprocess.run(
-            [os.fspath(a) for a in argv],
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            timeout=timeout,
-            env={**os.environ, RUN_ENV: _RUN_ID, **(env or {})},
-            preexec_fn=_child_setup(as_service_user, signal.SIGKILL),
-            check=False,
-        )
+        if on_stderr is None:
+            result = subprocess.run(args, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout, env=full_env,
+                                    preexec_fn=setup, check=False)  # fmt: skip
+        else:
+            result = _run_following(args, env=full_env, setup=setup, stdout=stdout, timeout=timeout,
+                                    on_stderr=on_stderr)  # fmt: skip
     except FileNotFoundError:
         raise ServiceError(f"{what}: executable {os.fspath(argv[0])!r} not found") from None
     except subprocess.TimeoutExpired:

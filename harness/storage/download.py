@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import logging
 import os
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +22,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from harness.errors import CheckFailed, HarnessError
+from harness.progress import Progress
 from harness.storage.manifest import BackupManifest
 
 __all__ = ["PARALLEL_THRESHOLD", "PART_SIZE", "Downloaded", "download_object", "verify_against"]
-
-log = logging.getLogger("harness.storage.download")
 
 PARALLEL_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 WORKERS = 4
 _CHUNK = 1024 * 1024
-_PROGRESS_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -54,33 +50,12 @@ class Downloaded:
                 "parts": self.parts}  # fmt: skip
 
 
-class _Progress:
-    """Logs bytes, rate and ETA every ~2 s; shared by the download workers."""
-
-    def __init__(self, key: str, total: int) -> None:
-        self.key, self.total, self.done = key, total, 0
-        self.started = self.last = time.monotonic()
-        self.lock = threading.Lock()
-
-    def add(self, count: int) -> None:
-        with self.lock:
-            self.done += count
-            now = time.monotonic()
-            if now - self.last < _PROGRESS_EVERY_S:
-                return
-            self.last = now
-        rate = self.done / max(now - self.started, 1e-6)
-        eta = (self.total - self.done) / rate if rate else float("inf")
-        log.info("downloading %s: %d/%d bytes, %.1f MiB/s, ETA %.0f s", self.key, self.done, self.total,
-                 rate / 2**20, eta)  # fmt: skip
-
-
 def _stream(body: Any) -> Iterator[bytes]:
     while chunk := body.read(_CHUNK):
         yield chunk
 
 
-def _fetch_whole(client: Any, bucket: str, key: str, path: Path, progress: _Progress) -> str:
+def _fetch_whole(client: Any, bucket: str, key: str, path: Path, progress: Progress) -> str:
     digest = hashlib.sha256()
     response = client.get_object(Bucket=bucket, Key=key)
     with path.open("wb") as out:
@@ -91,7 +66,7 @@ def _fetch_whole(client: Any, bucket: str, key: str, path: Path, progress: _Prog
     return digest.hexdigest()
 
 
-def _fetch_parts(client: Any, bucket: str, key: str, path: Path, size: int, progress: _Progress) -> int:
+def _fetch_parts(client: Any, bucket: str, key: str, path: Path, size: int, progress: Progress) -> int:
     ranges = [(start, min(start + PART_SIZE, size) - 1) for start in range(0, size, PART_SIZE)]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
@@ -134,7 +109,7 @@ def download_object(client: Any, bucket: str, key: str, directory: Path) -> Down
         size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
     except ClientError as exc:
         raise HarnessError(f"cannot read s3://{bucket}/{key}: {exc}") from None
-    progress = _Progress(key, size)
+    progress = Progress(f"downloading {key}", size)
     try:
         if size >= PARALLEL_THRESHOLD:
             parts = _fetch_parts(client, bucket, key, path, size, progress)
@@ -150,9 +125,8 @@ def download_object(client: Any, bucket: str, key: str, directory: Path) -> Down
             ) from None
         raise
     seconds = time.monotonic() - started
-    actual = path.stat().st_size
-    log.info("downloaded %s: %d bytes in %.2f s (%d part%s)", key, actual, seconds, parts, "" if parts == 1 else "s")
-    return Downloaded(key, path, actual, sha256, seconds, parts)
+    progress.finish(f"{parts} part{'' if parts == 1 else 's'}")
+    return Downloaded(key, path, path.stat().st_size, sha256, seconds, parts)
 
 
 def verify_against(downloaded: Downloaded, manifest: BackupManifest) -> None:

@@ -5,14 +5,15 @@ part (8 MiB) at a time. The sha256 and the size the manifest needs are computed 
 object is never read twice. Objects smaller than one part go up in a single PUT; larger ones as a multipart
 upload that is aborted on any error, so a failed backup never leaves a half-written object or orphaned parts
 (which storage providers bill for). Bounded retries come from the client's own configuration
-(:meth:`harness.services.s3.S3Endpoint.client`).
+(:meth:`harness.services.s3.S3Endpoint.client`). Progress (bytes, rate, ETA when the size is known) goes to the
+log after each part (:mod:`harness.progress`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +22,14 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from harness.errors import HarnessError
+from harness.progress import Progress
 
-__all__ = ["PART_SIZE", "Progress", "UploadResult", "upload_file", "upload_stream"]
+__all__ = ["PART_SIZE", "UploadResult", "upload_file", "upload_stream"]
 
 log = logging.getLogger("harness.storage.upload")
 
 PART_SIZE = 8 * 1024 * 1024
 """Multipart part size: S3's minimum is 5 MiB; 8 MiB matches the AWS CLI's default."""
-
-Progress = Callable[[int, float], None]
-"""Called after each part with the bytes sent so far and the seconds elapsed."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ def upload_stream(
     *,
     part_size: int = PART_SIZE,
     before_complete: Callable[[], None] | None = None,
-    progress: Progress | None = None,
+    total: int | None = None,
 ) -> UploadResult:
     """Upload everything ``stream`` yields to ``bucket/key``, hashing and counting on the way.
 
@@ -76,14 +75,14 @@ def upload_stream(
         part_size: bytes per multipart part (at least 5 MiB for real S3).
         before_complete: called after the last byte and before the object becomes visible; raising there
             (e.g. ``pg_dump`` exited non-zero) aborts the upload, so a broken backup is never published.
-        progress: called after each part with bytes sent and seconds elapsed.
+        total: the size in bytes when known beforehand (a file), for the progress lines' percentage and ETA.
 
     Raises:
         HarnessError: storage refused a request; the message names the bucket, key and the S3 error.
     """
     digest = hashlib.sha256()
     size = 0
-    started = time.monotonic()
+    progress = Progress(f"uploading s3://{bucket}/{key}", total)
     upload_id: str | None = None
     try:
         part = _read_part(stream, part_size)
@@ -100,8 +99,7 @@ def upload_stream(
                 number = len(parts) + 1
                 sent = client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part)
                 parts.append({"PartNumber": number, "ETag": sent["ETag"]})
-                if progress is not None:
-                    progress(size, time.monotonic() - started)
+                progress.update(size)
                 part = _read_part(stream, part_size)
                 digest.update(part)
                 size += len(part)
@@ -116,8 +114,7 @@ def upload_stream(
     except BaseException:
         _abort(client, bucket, key, upload_id)
         raise
-    if progress is not None:
-        progress(size, time.monotonic() - started)
+    progress.finish()
     return UploadResult(key, digest.hexdigest(), size, answer.get("VersionId"))
 
 
@@ -130,9 +127,7 @@ def _abort(client: Any, bucket: str, key: str, upload_id: str | None) -> None:
         log.warning("s3://%s/%s: could not abort multipart upload %s: %s", bucket, key, upload_id, exc)
 
 
-def upload_file(
-    client: Any, bucket: str, key: str, path: Path, *, part_size: int = PART_SIZE, progress: Progress | None = None
-) -> UploadResult:
+def upload_file(client: Any, bucket: str, key: str, path: Path, *, part_size: int = PART_SIZE) -> UploadResult:
     """Upload a file from disk the same way (streamed, hashed, multipart when large).
 
     Raises:
@@ -140,6 +135,7 @@ def upload_file(
     """
     try:
         with path.open("rb") as stream:
-            return upload_stream(client, bucket, key, stream, part_size=part_size, progress=progress)
+            total = os.fstat(stream.fileno()).st_size
+            return upload_stream(client, bucket, key, stream, part_size=part_size, total=total)
     except OSError as exc:
         raise HarnessError(f"{path}: cannot read for upload to s3://{bucket}/{key}: {exc.strerror}") from None

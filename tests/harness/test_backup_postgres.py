@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harness import progress
 from harness.backup.base import backup_base
 from harness.backup.postgres import DumpOptions, backup_postgres
 from harness.errors import HarnessError
@@ -73,11 +75,21 @@ def _object(client: Any, bucket: str, key: str) -> bytes:
     return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
-def test_upload_streams_in_parts_and_hashes_on_the_way(bucket: tuple[Any, str]) -> None:
+def test_upload_streams_in_parts_and_hashes_on_the_way(
+    bucket: tuple[Any, str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
     client, name = bucket
     data = bytes(range(256)) * (20 * 1024 * 1024 // 256 + 7)
     stream = _Watched(data)
-    result = upload_stream(client, name, "big.bin", stream)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="harness.progress"):
+        result = upload_stream(client, name, "big.bin", stream)  # type: ignore[arg-type]
+    lines = [r.getMessage() for r in caplog.records if r.name == "harness.progress"]
+    # A pipe's size is unknown: bytes and rate after each 8 MiB part, no ETA, then the final line.
+    assert [line.split(", ")[0] for line in lines] == [
+        f"uploading s3://{name}/big.bin: {sent}" for sent in ("8.0 MiB", "16.0 MiB", "20.0 MiB", "done")
+    ]
+    assert lines[-1].startswith(f"uploading s3://{name}/big.bin: done, 20.0 MiB in ")
     assert stream.largest <= PART_SIZE
     assert result.size == len(data)
     assert result.sha256 == hashlib.sha256(data).hexdigest()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from harness import progress
 from harness.errors import CheckFailed, HarnessError
 from harness.storage import download
 from harness.storage.download import download_object, verify_against
@@ -92,3 +95,38 @@ def test_a_missing_object_is_one_line(bucket: tuple[Any, str], tmp_path: Path) -
     client, name = bucket
     with pytest.raises(HarnessError, match=rf"^cannot read s3://{name}/{KEY}: "):
         download_object(client, name, KEY, tmp_path)
+
+
+def test_progress_is_logged_with_bytes_rate_and_eta_then_a_final_line(
+    bucket: tuple[Any, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)  # a line per 1 MiB chunk instead of one per 2 s
+    client, name = bucket
+    data = os.urandom(3 * 1024 * 1024)
+    client.put_object(Bucket=name, Key=KEY, Body=data)
+    with caplog.at_level(logging.INFO, logger="harness.progress"):
+        download_object(client, name, KEY, tmp_path)
+    lines = [r.getMessage() for r in caplog.records if r.name == "harness.progress"]
+    assert [line.split(", ")[0] for line in lines[:3]] == [
+        f"downloading {KEY}: 1.0 MiB of 3.0 MiB (33%)",
+        f"downloading {KEY}: 2.0 MiB of 3.0 MiB (67%)",
+        f"downloading {KEY}: 3.0 MiB of 3.0 MiB (100%)",
+    ]
+    assert re.fullmatch(rf"downloading {KEY}: 1\.0 MiB of 3\.0 MiB \(33%\), [\d.]+ [KMG]iB/s, ETA \d+ s", lines[0])
+    assert re.fullmatch(rf"downloading {KEY}: done, 3\.0 MiB in [\d.]+ s \([\d.]+ [KMG]iB/s\), 1 part", lines[-1])
+    assert len(lines) == 4
+
+
+def test_progress_lines_are_throttled_and_the_final_line_always_comes(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    with caplog.at_level(logging.INFO, logger="harness.progress"):
+        counter = progress.Progress("restoring", 100, unit="items", clock=lambda: now[0])
+        for _ in range(10):  # 10 items per 0.5 s: a line at 2 s and at 4 s only
+            now[0] += 0.5
+            counter.add(10)
+        counter.finish()
+    assert [r.getMessage() for r in caplog.records] == [
+        "restoring: 40 items of 100 items (40%), 20 items/s, ETA 3 s",
+        "restoring: 80 items of 100 items (80%), 20 items/s, ETA 1 s",
+        "restoring: done, 100 items in 5.0 s (20 items/s)",
+    ]

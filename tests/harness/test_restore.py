@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import os
+import re
 import signal
 import threading
 import uuid
@@ -24,6 +26,7 @@ import pytest
 from alembic import command
 from pydantic import SecretStr
 
+from harness import progress
 from harness.backup.postgres import backup_postgres, dump_options
 from harness.config import DrillConfig
 from harness.deployment import Deployment
@@ -150,9 +153,12 @@ def staging_name() -> Iterator[str]:
 
 
 def test_the_newest_dump_restores_with_its_counts_and_timings(
-    provider: Provider, production: Production, staging_name: str
-) -> None:
-    staging = production.restore(provider, name=staging_name)
+    provider: Provider, production: Production, staging_name: str, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
+    with caplog.at_level(logging.INFO, logger="harness.progress"):
+        staging = production.restore(provider, name=staging_name)
     watch = staging.timings
     try:
         with staging.postgres.connect(staging.dbname) as conn:
@@ -162,6 +168,13 @@ def test_the_newest_dump_restores_with_its_counts_and_timings(
         assert set(watch.phases) == {"download", "provision", "restore", "checks"}
         assert "processing data for table" in staging.restore_log
         assert staging.jobs == (os.cpu_count() or 1)
+        # pg_restore's progress: items done of the dump's TOC entries, counted from its verbose log.
+        restored = [r.getMessage() for r in caplog.records if r.getMessage().startswith("pg_restore of ")]
+        total = int(restored[0].split(" of ")[2].split()[0])
+        assert total > 20  # tables, data, sequences, constraints, indexes of the migrated schema
+        assert [int(line.split(": ")[1].split()[0]) for line in restored[:-1]] == list(range(1, total + 1))
+        assert re.fullmatch(rf"pg_restore of {production.manifest.key}: done, {total} items in [\d.]+ s "
+                            rf"\(\d+ items/s\), {staging.jobs} jobs", restored[-1])  # fmt: skip
     finally:
         staging.stop()
 
