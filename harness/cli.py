@@ -1,9 +1,11 @@
 """``codeblack-drills``: the commands an operator and a cron job run beside the drill.
 
 The backup subcommands are the production side of the contract the drill verifies: they write every backup
-object with its manifest, so the drill has numbers to compare a restore with. ``world up`` starts the sandbox
-world for exploring by hand. Every command logs progress to stderr, prints results to stdout, and exits
-0 (ok), 1 (a check failed) or 2 (usage or configuration error, one line on stderr). No secret is printed:
+object with its manifest, so the drill has numbers to compare a restore with. ``report`` and ``records verify``
+serve the auditor (the HTML report, the drill records' hash chain), ``sweep`` removes what a killed run left,
+and ``world up`` starts the sandbox world for exploring by hand. Every command logs progress to stderr,
+prints results to stdout, and exits 0 (ok), 1 (a check failed) or 2 (usage or configuration error, one line
+on stderr). No secret is printed:
 credentials come from environment variables named in ``drill.toml`` and are scrubbed from every log line.
 """
 
@@ -28,9 +30,12 @@ from harness.backup.prune import prune
 from harness.backup.redis import backup_redis
 from harness.config import DrillConfig, load_config
 from harness.errors import CheckFailed, ConfigError, HarnessError
+from harness.records.chain import verify_chain
+from harness.records.report import render_html
 from harness.redact import RedactingFilter, redact, register_secret
 from harness.services.postgres import find_binaries
 from harness.services.s3 import S3Endpoint
+from harness.services.sweeper import find_leftovers, sweep
 
 __all__ = ["cli", "main"]
 
@@ -55,6 +60,12 @@ def _config(ctx: click.Context) -> DrillConfig:
         state["config"] = load_config(state.get("config_path"))
     config: DrillConfig = state["config"]
     return config
+
+
+def _reports(ctx: click.Context) -> Path:
+    """The reports directory: ``[reports] dir`` of the configuration, relative to the file."""
+    config = _config(ctx)
+    return config.resolve_path(config.reports.dir)
 
 
 def _storage(config: DrillConfig) -> Any:
@@ -188,6 +199,71 @@ def prune_command(ctx: click.Context, dry_run: bool) -> None:
     removed = prune(_storage(config), config.storage.backup_bucket, config, now=datetime.now(UTC), dry_run=dry_run)
     for key in removed:
         click.echo(key)
+
+
+@cli.command(
+    "report",
+    epilog=_examples(
+        "codeblack-drills report                        # reports/allure-results -> reports/allure-report",
+        "codeblack-drills report --results ci/allure-results --output ci/html",
+    ),
+)
+@click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Allure results to render (default: allure-results under [reports] dir).")  # fmt: skip
+@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the HTML goes (default: allure-report under [reports] dir).")  # fmt: skip
+@click.pass_context
+def report_command(ctx: click.Context, results: Path | None, output: Path | None) -> None:
+    """Render the drills' Allure HTML report with the Allure 3 CLI (installed with npm on first use).
+
+    Prints the path of the report's index.html; open it through a web server (it fetches its data).
+    """
+    index = render_html(results or _reports(ctx) / "allure-results", output or _reports(ctx) / "allure-report")
+    click.echo(f"report: {index}")
+
+
+@cli.group(epilog=EXIT_CODES)
+def records() -> None:
+    """The drill records: one JSON and Markdown record per drill, hash-chained."""
+
+
+@records.command(
+    "verify",
+    epilog=_examples(
+        "codeblack-drills records verify                # the drills/ directory under [reports] dir",
+        "codeblack-drills records verify /srv/audit/drills",
+    ),
+)
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def records_verify(ctx: click.Context, directory: Path | None) -> None:
+    """Check the drill records' hash chain; exit 1 naming the first record altered, removed or reordered."""
+    directory = directory or _reports(ctx) / "drills"
+    if not directory.is_dir():
+        raise HarnessError(f"{directory}: no drill records here; run the monthly drill or pass the directory")
+    result = verify_chain(directory)
+    if not result.ok:
+        raise CheckFailed(result.problem)
+    click.echo(str(result))
+
+
+@cli.command(
+    "sweep",
+    epilog=_examples("codeblack-drills sweep --dry-run                # list what would go", "codeblack-drills sweep"),
+)
+@click.option("--dry-run", is_flag=True, help="List the leftovers; remove nothing.")
+def sweep_command(dry_run: bool) -> None:
+    """Remove what killed drill runs left: their throwaway servers and labelled temp directories.
+
+    Only runs whose every owner process has exited are touched; a drill running now is left alone. The
+    drill sweeps at its start too, so this is for a machine where no drill will run soon. Prints one
+    process or directory per line.
+    """
+    found = find_leftovers(stale_only=True) if dry_run else sweep()
+    for process in found.processes:
+        click.echo(f"process {process.pid} {process.info.get('name', '')}")
+    for directory in found.directories:
+        click.echo(f"directory {directory}")
 
 
 @cli.group(epilog=EXIT_CODES)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from harness.cli import main
+from harness.services.base import LABEL, RUN_ENV
 from harness.services.postgres import PostgresServer
 from harness.services.redis import RedisServer
 from harness.services.s3 import MotoS3
@@ -86,6 +89,8 @@ def test_backups_taken_then_pruned(site: dict[str, Any]) -> None:
         (("backup", "postgres", "--dsn-env", "CLI_TEST_UNSET"), "error: environment variable CLI_TEST_UNSET"),
         (("prune", "--no-such-flag"), "error: No such option '--no-such-flag'"),
         (("--config", "/nonexistent/drill.toml", "prune"), "error: /nonexistent/drill.toml: drill configuration"),
+        (("report", "--results", "/nonexistent/results"), "error: /nonexistent/results: no Allure results to render"),
+        (("records", "verify", "/nonexistent/drills"), "error: /nonexistent/drills: no drill records here"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_two(
@@ -109,9 +114,40 @@ def test_unreachable_database_is_one_line_without_its_password(site: dict[str, A
 
 
 @pytest.mark.parametrize("command", [("backup", "postgres"), ("backup", "base"), ("backup", "redis"), ("prune",),
-                                     ("world", "up")])  # fmt: skip
+                                     ("report",), ("records", "verify"), ("sweep",), ("world", "up")])  # fmt: skip
 def test_every_command_has_help_with_examples(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     main([*command, "--help"])
     out = capsys.readouterr().out
     assert "Examples:" in out
     assert "Exit codes:" in out
+
+
+def test_sweep_removes_only_what_dead_runs_left(tmp_path: Path) -> None:
+    dead_run, live_run = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    tmp = Path(tempfile.gettempdir())
+    (tmp / f"{LABEL}-{dead_run}-{gone.pid}.owner").write_text(str(gone.pid))
+    (tmp / f"{LABEL}-{live_run}-{os.getpid()}.owner").write_text(str(os.getpid()))
+    left = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{dead_run}-pg-"))
+    alive = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{live_run}-pg-"))
+    orphan = subprocess.Popen(["sleep", "60"], env={**os.environ, RUN_ENV: dead_run})
+    try:
+        listed = subprocess.run([PROGRAM, "sweep", "--dry-run"], capture_output=True, text=True, timeout=60,
+                                check=True).stdout.splitlines()  # fmt: skip
+        assert {f"process {orphan.pid} sleep", f"directory {left}"} <= set(listed)
+        assert f"directory {alive}" not in listed
+        assert left.exists()
+        assert orphan.poll() is None
+        swept = subprocess.run([PROGRAM, "sweep"], capture_output=True, text=True, timeout=60, check=True)
+        assert {f"process {orphan.pid} sleep", f"directory {left}"} <= set(swept.stdout.splitlines())
+        assert orphan.wait(10) != 0
+        assert not left.exists()
+        assert alive.exists()
+    finally:
+        orphan.kill()
+        orphan.wait()
+        shutil.rmtree(alive, ignore_errors=True)
+        shutil.rmtree(left, ignore_errors=True)
+        for owner in tmp.glob(f"{LABEL}-{live_run}-*.owner"):
+            owner.unlink()

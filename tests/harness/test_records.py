@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.config import DrillConfig, Waiver
 from harness.errors import HarnessError
 from harness.records import (
@@ -24,7 +25,6 @@ from harness.records import (
     verify_chain,
     write_environment,
 )
-from harness.records.__main__ import main as records_main
 from harness.records.record import content_hash
 from harness.records.report import verdict_title
 
@@ -232,15 +232,29 @@ def test_waivers_are_listed_with_who_approved_and_why(tmp_path: Path) -> None:
     assert "| ban-drop-table | 3f2a1c | ops-bob | legacy table, archived |" in path.with_suffix(".md").read_text()
 
 
+def _verify(directory: Path) -> int:
+    """``codeblack-drills records verify DIRECTORY`` in process; its exit code."""
+    try:
+        main(["records", "verify", str(directory)])
+    except SystemExit as exited:
+        return int(exited.code or 0)
+    return 0
+
+
 def test_verify_command_exit_codes(chain: list[Path], capsys: pytest.CaptureFixture[str]) -> None:
-    assert records_main(["verify", str(chain[0].parent)]) == 0
-    chain[1].unlink()
-    assert records_main(["verify", str(chain[0].parent)]) == 1
-    assert records_main(["verify", str(chain[0].parent / "missing")]) == 2
-    out, err = capsys.readouterr()
-    assert out.splitlines()[0] == "drill record chain OK: 3 records"
-    assert err.startswith("error: ")
-    assert "no drill records here" in err
+    assert _verify(chain[0].parent) == 0
+    assert capsys.readouterr().out == "drill record chain OK: 3 records\n"
+    altered = json.loads(chain[1].read_text())
+    altered["target"] = "somewhere else"
+    chain[1].write_text(json.dumps(altered))
+    assert _verify(chain[0].parent) == 1
+    assert capsys.readouterr().err == f"check failed: {chain[1]}: altered (its content no longer matches its hash)\n"
+    assert _verify(chain[0].parent / "missing") == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"error: {chain[0].parent / 'missing'}: no drill records here; run the monthly drill or pass the directory\n"
+    )
 
 
 def test_recorder_builds_the_record_from_what_the_session_reported() -> None:
