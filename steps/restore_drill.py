@@ -9,7 +9,7 @@ from fixtures.drill_record import DrillRecorder
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError
-from harness.integrity import check_amcheck, check_audit_rows, check_recent_inserts, compare_row_counts
+from harness.integrity import RowBaseline, check_amcheck, check_audit_rows, check_recent_inserts, compare_row_counts
 from harness.measure import Stopwatch, cut_over_verdict, rpo_measure, rto_measure
 from harness.restore.base import BaseRestore
 from harness.restore.redis import check_key_count
@@ -21,7 +21,7 @@ from steps.evidence import attach_json, attach_table, attach_text
 
 @given("the newest logical backup restored into isolated staging", target_fixture="restored")
 def _restored(staging: Staging, drill_record: DrillRecorder) -> Staging:
-    drill_record.backup_used(staging.dump)
+    drill_record.backup_used(staging.dump, staging.counts.tables)
     attach_json("backup restored", {**staging.download.evidence(), "manifest": staging.has_manifest})
     return staging
 
@@ -49,9 +49,12 @@ def _restore_log(restored: Staging) -> None:
 
 
 @then("each critical table holds exactly the rows the backup's manifest counted")
-def _row_counts(restored: Staging, deployment: Deployment) -> None:
+def _row_counts(
+    restored: Staging, deployment: Deployment, row_baseline: RowBaseline | None, drill_record: DrillRecorder
+) -> None:
     comparison = compare_row_counts(restored.counts.tables, restored.dump if restored.has_manifest else None,
-                                    deployment.config.database)  # fmt: skip
+                                    deployment.config.database, row_baseline)  # fmt: skip
+    drill_record.environment("rows.basis", comparison.basis)
     attach_table(f"expected vs restored ({comparison.basis})", list(comparison.header), comparison.rows)
     comparison.check()
 

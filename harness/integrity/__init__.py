@@ -1,8 +1,10 @@
-"""Integrity of a restored database: row counts, last-24 h inserts and audit rows against the manifest; amcheck."""
+"""Integrity of a restored database: row counts, recent inserts, audit rows (against a manifest or a floor); amcheck."""
 
 from harness.integrity.amcheck import check_amcheck
+from harness.integrity.baseline import previous_rows
 from harness.integrity.rows import (
     RestoredCounts,
+    RowBaseline,
     RowCheck,
     check_audit_rows,
     check_recent_inserts,
@@ -12,10 +14,12 @@ from harness.integrity.rows import (
 
 __all__ = [
     "RestoredCounts",
+    "RowBaseline",
     "RowCheck",
     "check_amcheck",
     "check_audit_rows",
     "check_recent_inserts",
     "compare_row_counts",
     "count_restored",
+    "previous_rows",
 ]

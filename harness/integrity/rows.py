@@ -5,7 +5,8 @@ manifest was written in the very snapshot the dump was taken from (:mod:`harness
 restored copy must hold exactly its numbers; any difference means rows were lost between production and
 staging. The 24 h window is the one before the backup was taken (not before the drill), so an older dump is
 judged on its own day. A dump taken by other tools has no manifest: counts are then compared with the
-minimums of ``[database] minimum_rows`` and the report says so.
+minimums of ``[database] minimum_rows`` or, for tables without one, with the counts the previous drill
+restored (:mod:`harness.integrity.baseline`), and the report says which basis it used.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from harness.storage.manifest import BackupManifest, TableStats
 
 __all__ = [
     "RestoredCounts",
+    "RowBaseline",
     "RowCheck",
     "audit_rows",
     "check_audit_rows",
@@ -82,16 +84,31 @@ class RowCheck:
             raise CheckFailed(f"{self.rule}: " + "; ".join(self.failures))
 
 
+@dataclass(frozen=True)
+class RowBaseline:
+    """Row counts to hold a dump without a manifest to: ``source`` says where they come from, for the report."""
+
+    source: str
+    rows: dict[str, int]
+
+
 def compare_row_counts(
-    restored: dict[str, TableStats], manifest: BackupManifest | None, database: DatabaseSettings
+    restored: dict[str, TableStats],
+    manifest: BackupManifest | None,
+    database: DatabaseSettings,
+    previous: RowBaseline | None = None,
 ) -> RowCheck:
-    """Compare every critical table with the manifest's count (or, without one, the configured minimum).
+    """Compare every critical table with the manifest's count, or without one with a floor.
+
+    The floor of a table is its ``[database] minimum_rows`` when set (the operator's word wins: it is how a
+    table that may shrink is judged), else the count the previous drill restored (``previous``): these tables
+    only grow, so fewer rows than last time means lost data.
 
     Raises:
-        HarnessError: no manifest and no ``minimum_rows`` for a table: there is nothing to compare with.
+        HarnessError: no manifest and neither a minimum nor a previous count for a table: nothing to compare with.
     """
     if manifest is None:
-        return _compare_minimums(restored, database)
+        return _compare_floors(restored, database, previous)
     rows, failures = [], []
     for table, got in restored.items():
         expected = manifest.tables.get(table)
@@ -105,21 +122,29 @@ def compare_row_counts(
     return RowCheck(f"manifest of {manifest.key}", rows, failures, rule)
 
 
-def _compare_minimums(restored: dict[str, TableStats], database: DatabaseSettings) -> RowCheck:
-    missing = [table for table in restored if table not in database.minimum_rows]
+def _compare_floors(
+    restored: dict[str, TableStats], database: DatabaseSettings, previous: RowBaseline | None
+) -> RowCheck:
+    floors: dict[str, tuple[int, str]] = {}  # table -> (floor, how the failure names it)
+    for table in restored:
+        if table in database.minimum_rows:
+            floors[table] = (database.minimum_rows[table], f"minimum {database.minimum_rows[table]}")
+        elif previous is not None and table in previous.rows:
+            floors[table] = (previous.rows[table], f"the previous drill restored {previous.rows[table]}")
+    missing = [table for table in restored if table not in floors]
     if missing:
         raise HarnessError(
-            f"the dump has no manifest and [database] minimum_rows names no minimum for {', '.join(missing)}; "
-            "add them to drill.toml so the restored counts can be judged"
+            f"the dump has no manifest, and neither [database] minimum_rows nor a previous drill record of this "
+            f"target gives a row count for {', '.join(missing)}; add them to minimum_rows in drill.toml"
         )
-    rows = [[t, f">= {database.minimum_rows[t]}", s.rows, "", s.rows_last_24h] for t, s in restored.items()]
-    failures = [
-        f"{t}: restored {s.rows} rows, minimum {database.minimum_rows[t]}"
-        for t, s in restored.items()
-        if s.rows < database.minimum_rows[t]
+    rows = [[t, f">= {floors[t][0]}", s.rows, "", s.rows_last_24h] for t, s in restored.items()]
+    failures = [f"{t}: restored {s.rows} rows, {floors[t][1]}" for t, s in restored.items() if s.rows < floors[t][0]]
+    bases = [
+        *(["minimum_rows of drill.toml"] if any(t in database.minimum_rows for t in restored) else []),
+        *([previous.source] if previous is not None and any(t not in database.minimum_rows for t in restored) else []),
     ]
-    rule = "row counts below [database] minimum_rows (no manifest)"
-    return RowCheck("minimum_rows of drill.toml (the dump has no manifest)", rows, failures, rule)
+    basis = " and ".join(bases) + " (the dump has no manifest)"
+    return RowCheck(basis, rows, failures, f"row counts below {basis}")
 
 
 def check_recent_inserts(

@@ -38,6 +38,8 @@ def render_markdown(record: DrillRecord, *, trend_link: bool = True) -> str:
     if record.backup:
         b = record.backup
         lines.append(f"- Backup used: `{b.key}` taken {b.taken_at.isoformat()}, {b.size} bytes, sha256 `{b.sha256}`")
+    if record.restored_rows:
+        lines.append("- Rows restored: " + ", ".join(f"{t} {n}" for t, n in sorted(record.restored_rows.items())))
     lines += ["", "## Verdict", "", f"**{record.verdict.decision}**", ""]
     lines += [f"- {reason}" for reason in record.verdict.reasons] + [""]
     lines += ["## Measures against objectives", ""]

@@ -121,7 +121,11 @@ class ControlStatus(_Part):
 
 
 class DrillRecord(_Part):
-    """One drill run, hash-chained to the record before it."""
+    """One drill run, hash-chained to the record before it.
+
+    ``restored_rows`` holds each critical table's row count as restored: a later drill whose dump has no
+    manifest compares its own counts with them (see :mod:`harness.integrity.baseline`).
+    """
 
     run_id: str
     started_at: datetime
@@ -131,6 +135,7 @@ class DrillRecord(_Part):
     harness_version: str
     environment: dict[str, str] = Field(default_factory=dict)
     backup: BackupUsed | None = None
+    restored_rows: dict[str, int] = Field(default_factory=dict)
     checks: list[Check] = Field(default_factory=list)
     measures: list[Measure] = Field(default_factory=list)
     rto_phases: dict[str, float] = Field(default_factory=dict)

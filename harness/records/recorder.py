@@ -9,6 +9,7 @@ feeds it the scenario outcomes.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from harness.records.actions import action_items, decide
 from harness.records.controls import control_statuses
 from harness.records.record import ActionItem, BackupUsed, Check, DrillRecord, Measure, WaiverEntry
 from harness.services.base import run_id
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import BackupManifest, TableStats
 
 __all__ = ["DrillRecorder"]
 
@@ -36,6 +37,7 @@ class DrillRecorder:
 
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     backup: BackupUsed | None = None
+    restored_rows: dict[str, int] = field(default_factory=dict)
     measures: list[Measure] = field(default_factory=list)
     rto_phases: dict[str, float] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -46,10 +48,15 @@ class DrillRecorder:
     path: Path | None = None
     error: str = ""
 
-    def backup_used(self, manifest: BackupManifest) -> None:
-        """Name the backup the drill restored (key, content hash, size, time)."""
+    def backup_used(self, manifest: BackupManifest, tables: Mapping[str, TableStats] | None = None) -> None:
+        """Name the backup the drill restored (key, content hash, size, time) and, once restored, its rows per table.
+
+        The rows are the basis of a later drill whose dump has no manifest (:mod:`harness.integrity.baseline`).
+        """
         self.backup = BackupUsed(key=manifest.key, sha256=manifest.sha256, size=manifest.size,
                                  taken_at=manifest.taken_at)  # fmt: skip
+        if tables is not None:
+            self.restored_rows = {table: stats.rows for table, stats in tables.items()}
         self.env.update({"backup.key": manifest.key, "backup.sha256": manifest.sha256})
 
     def measure(self, name: str, value: float, objective: float, unit: str, detail: str = "") -> Measure:
@@ -87,6 +94,7 @@ class DrillRecorder:
             harness_version=_harness_version(),
             environment={"target": config.target.name, **self.env},
             backup=self.backup,
+            restored_rows=self.restored_rows,
             checks=checks,
             measures=self.measures,
             rto_phases=self.rto_phases,

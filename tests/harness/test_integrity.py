@@ -19,6 +19,7 @@ from harness.config import DatabaseSettings, DrillConfig
 from harness.errors import CheckFailed, HarnessError
 from harness.integrity import (
     RestoredCounts,
+    RowBaseline,
     check_amcheck,
     check_audit_rows,
     check_recent_inserts,
@@ -113,11 +114,34 @@ def test_without_a_manifest_counts_are_judged_by_the_configured_minimums(restore
     assert compare_row_counts(counts, None, enough).basis == "minimum_rows of drill.toml (the dump has no manifest)"
     too_many = DatabaseSettings(critical_tables=tables, minimum_rows={"orders": 1000, "applications": 1})
     orders = counts["orders"].rows
-    with pytest.raises(CheckFailed, match=rf"^row counts below \[database\] minimum_rows \(no manifest\): "
-                                          rf"orders: restored {orders} rows, minimum 1000$"):  # fmt: skip
+    with pytest.raises(CheckFailed, match=rf"^row counts below minimum_rows of drill.toml \(the dump has no "
+                                          rf"manifest\): orders: restored {orders} rows, minimum 1000$"):  # fmt: skip
         compare_row_counts(counts, None, too_many).check()
-    with pytest.raises(HarnessError, match=r"names no minimum for applications; add them to drill.toml"):
+    with pytest.raises(HarnessError, match=r"nor a previous drill record of this target gives a row count for "
+                                           r"applications; add them to minimum_rows in drill.toml$"):  # fmt: skip
         compare_row_counts(counts, None, DatabaseSettings(critical_tables=tables, minimum_rows={"orders": 1}))
+
+
+def test_without_a_manifest_fewer_rows_than_the_previous_drill_restored_fail(
+    restored: tuple[Production, Staging],
+) -> None:
+    _, staging = restored
+    tables = ["orders", "applications"]
+    counts = {t: staging.counts.tables[t] for t in tables}
+    orders, applications = counts["orders"].rows, counts["applications"].rows
+    last = RowBaseline("the previous drill's restored rows (run r1)", {"orders": orders, "applications": applications})
+    same = compare_row_counts(counts, None, DatabaseSettings(critical_tables=tables), last)
+    assert same.basis == "the previous drill's restored rows (run r1) (the dump has no manifest)"
+    assert same.rows[0][:3] == ["orders", f">= {orders}", orders]
+    same.check()
+    # minimum_rows wins for its tables (a table that may shrink); the previous drill's count judges the others.
+    grown = RowBaseline("run r1", {"orders": orders + 5, "applications": applications + 2})
+    mixed = compare_row_counts(counts, None, DatabaseSettings(critical_tables=tables, minimum_rows={"orders": 1}),
+                               grown)  # fmt: skip
+    assert mixed.basis == "minimum_rows of drill.toml and run r1 (the dump has no manifest)"
+    with pytest.raises(CheckFailed, match=rf": applications: restored {applications} rows, the previous drill "
+                                          rf"restored {applications + 2}$"):  # fmt: skip
+        mixed.check()
 
 
 def test_amcheck_passes_a_clean_restore_and_finds_a_corrupted_page(restored: tuple[Production, Staging]) -> None:

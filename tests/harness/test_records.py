@@ -11,6 +11,7 @@ import pytest
 from harness.cli import main
 from harness.config import DrillConfig, Waiver
 from harness.errors import HarnessError
+from harness.integrity.baseline import previous_rows
 from harness.records import (
     Check,
     DrillRecord,
@@ -25,7 +26,7 @@ from harness.records import (
     verify_chain,
     write_environment,
 )
-from harness.records.record import content_hash
+from harness.records.record import BackupUsed, content_hash
 from harness.records.report import verdict_title
 
 START = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
@@ -276,3 +277,28 @@ def test_recorder_builds_the_record_from_what_the_session_reported() -> None:
     ]
     assert len(record.waivers) == 1  # the same waiver from drill.toml and a step is listed once
     assert record.environment["target"] == "codeblack-sandbox"
+
+
+def test_the_previous_drills_rows_are_the_basis_for_a_dump_without_manifest(tmp_path: Path) -> None:
+    def drilled(day: int, orders: int, target: str = "codeblack-sandbox") -> DrillRecord:
+        backup = BackupUsed(key=f"postgres/logical/day{day}.dump", sha256="ab" * 32, size=1,
+                            taken_at=START + timedelta(days=30 * day))  # fmt: skip
+        return make_record(day).model_copy(update={"backup": backup, "restored_rows": {"orders": orders},
+                                                   "target": target})  # fmt: skip
+
+    assert previous_rows(tmp_path, "codeblack-sandbox", START) is None  # a first drill has no basis
+    for record in (drilled(0, 100), drilled(1, 120), drilled(2, 999, target="elsewhere")):
+        append_record(tmp_path, record)
+    newest = previous_rows(tmp_path, "codeblack-sandbox", START + timedelta(days=90))
+    assert newest is not None
+    assert newest.rows == {"orders": 120}
+    assert newest.source.startswith("the previous drill's restored rows (run run1 of ")
+    assert newest.source.endswith(", backup postgres/logical/day1.dump)")
+    # Restoring an older dump again is judged by the drill of a dump no newer than it.
+    older = previous_rows(tmp_path, "codeblack-sandbox", START + timedelta(days=10))
+    assert older is not None
+    assert older.rows == {"orders": 100}
+    first = sorted(tmp_path.glob("drill-*.json"))[0]
+    first.write_text(first.read_text().replace('"orders": 100', '"orders": 1'))
+    with pytest.raises(HarnessError, match=rf"^{first}: altered .*; the previous drill's row counts cannot serve"):
+        previous_rows(tmp_path, "codeblack-sandbox", START + timedelta(days=90))

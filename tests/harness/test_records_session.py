@@ -43,7 +43,7 @@ from pytest_bdd import given, parsers, then
 
 from harness.errors import CheckFailed, HarnessError
 from harness.redact import register_secret
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import BackupManifest, TableStats
 
 pytest_plugins = ["fixtures.config", "fixtures.drill_record"]
 SECRETS = {secrets!r}
@@ -56,7 +56,7 @@ def _restored(drill_record, rto, rpo):
     drill_record.backup_used(BackupManifest(
         kind="logical", key="postgres/logical/codeblack-20261124T000000Z.dump",
         taken_at=datetime(2026, 11, 24, tzinfo=UTC),
-        format="custom", sha256="ab" * 32, size=123456))
+        format="custom", sha256="ab" * 32, size=123456), {{"orders": TableStats(rows=11, rows_last_24h=3)}})
     drill_record.measure("RPO", rpo, 6, "h", "newest heartbeat in the restored database")
     drill_record.measure("RTO", rto, 60, "min")
     drill_record.phases({{"download": 12.5, "pg_restore": 300.0, "app health": 4.0}})
