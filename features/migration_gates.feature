@@ -2,7 +2,7 @@
 Feature: Migration gates before each deploy
   The plan's Migration Workflow and Rollback policy, checked before every deploy with Alembic's own API:
   every schema change is tracked by a migration file, the history is one linear chain ending at the
-  reviewed head, non-destructive migrations are reversible, destructive ones wait for a fresh full backup,
+  reviewed head, a migration once deployed is never edited afterwards, non-destructive migrations are reversible, destructive ones wait for a fresh full backup,
   the SQL passes the migration linter, and the deployment order is rehearsed on a staging copy restored
   from the newest backup, never on production.
 
@@ -17,6 +17,10 @@ Feature: Migration gates before each deploy
 
   Scenario: The migration history is one linear chain ending at the expected head
     Then the migration history is one linear chain with a single head at the expected revision
+
+  Scenario: The migration history has not been edited after it was deployed
+    Given the revisions pending on the staging copy restored from the newest backup
+    Then every migration file up to the deployed revision is unchanged since its checksum was recorded
 
   Scenario: Every non-destructive migration is reversible
     Then every revision downgraded one step and upgraded again leaves an identical schema catalogue

@@ -12,6 +12,7 @@ from harness.app.runner import AppProcess
 from harness.config import DrillConfig, Waiver
 from harness.deployment import Deployment
 from harness.migrations.checkpoint import newest_checkpoint
+from harness.migrations.checksums import FileChecksum, check_checksums, compare_checksums
 from harness.migrations.deploy import DeployRehearsal, MaintenanceWindow, WriteSwitch, wait_listening
 from harness.migrations.destructive import (
     DestructiveOperation,
@@ -90,6 +91,15 @@ def _rehearsal(migrations: MigrationProject, revision_graph: RevisionGraph, stag
     pending = rehearsal.pending()
     attach_json("pending revisions", {"deployed": rehearsal.deployed, "pending": pending})
     return rehearsal
+
+
+@then("every migration file up to the deployed revision is unchanged since its checksum was recorded")
+def _history_unedited(rehearsal: DeployRehearsal) -> None:
+    report = compare_checksums(rehearsal.project, rehearsal.graph, rehearsal.deployed)
+    attach_table(
+        f"checksums against the deployed head {report.deployed}", FileChecksum.HEADER, [f.row() for f in report.files]
+    )
+    check_checksums(report)
 
 
 @then(

@@ -14,14 +14,25 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from harness.config import load_config
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.history import RevisionGraph, load_graph
 from harness.migrations.project import MigrationProject
 
-__all__ = ["CHECKSUM_FILE", "check_checksums", "compute_checksums", "main", "render_checksums"]
+__all__ = [
+    "CHECKSUM_FILE",
+    "ChecksumReport",
+    "FileChecksum",
+    "check_checksums",
+    "compare_checksums",
+    "compute_checksums",
+    "main",
+    "render_checksums",
+]
 
 CHECKSUM_FILE = "versions.sha256"
 _TOTAL = "*total*"
@@ -67,39 +78,96 @@ def _recorded(path: Path) -> dict[str, tuple[str, str]]:
     return recorded
 
 
-def check_checksums(project: MigrationProject, graph: RevisionGraph, deployed: str | None) -> list[str]:
-    """No revision at or below the deployed head was edited, removed or left out of the checksum file.
+@dataclass(frozen=True)
+class FileChecksum:
+    """One migration file's recorded and current sha256, and whether the deployed database has applied it."""
 
-    Returns:
-        The revisions that were verified (those at or below ``deployed``).
+    HEADER: ClassVar[list[str]] = ["revision", "file", "applied", "recorded sha256", "current sha256", "verdict"]
+
+    revision: str
+    file: str
+    applied: bool
+    recorded: str | None  # None: not in the checksum file
+    current: str | None  # None: recorded, but the file is gone
+
+    @property
+    def problem(self) -> str | None:
+        """Why this file breaks the rule, or ``None``: a pending revision is still under review and may change."""
+        if self.current is None:
+            return f"revision {self.revision} ({self.file}) is recorded but gone"
+        if not self.applied:
+            return None
+        if self.recorded is None:
+            return f"{self.file} (revision {self.revision}) is not in {CHECKSUM_FILE}"
+        if self.recorded != self.current:
+            return (
+                f"{self.file} (revision {self.revision}) was edited after it was applied: "
+                f"sha256 {self.current[:12]}…, recorded {self.recorded[:12]}…"
+            )
+        return None
+
+    def row(self) -> list[object]:
+        """A row for the report's table."""
+        verdict = self.problem or ("unchanged" if self.applied else "pending, may still change")
+        return [
+            self.revision,
+            self.file,
+            "yes" if self.applied else "no",
+            self.recorded or "-",
+            self.current or "-",
+            verdict,
+        ]
+
+
+@dataclass(frozen=True)
+class ChecksumReport:
+    """The comparison of every migration file with the checksum file, against the deployed head."""
+
+    deployed: str | None
+    files: tuple[FileChecksum, ...]
+
+
+def compare_checksums(project: MigrationProject, graph: RevisionGraph, deployed: str | None) -> ChecksumReport:
+    """Compare each file of ``migrations/versions`` with its line of the checksum file.
+
+    ``deployed`` is the revision the deployed database is at (``alembic current`` of a copy restored from its
+    newest backup): it and the revisions below it are applied; ``None`` means none is.
 
     Raises:
         HarnessError: the checksum file is missing or malformed.
-        CheckFailed: naming each applied migration file whose content changed after it was recorded.
     """
     recorded = _recorded(project.script_location / CHECKSUM_FILE)
-    current = compute_checksums(project, graph)
     order = graph.order
-    applied = order[: order.index(deployed) + 1] if deployed in order else []
-    problems: list[str] = []
-    for revision in applied:
-        sha, file = current[revision]
-        if revision not in recorded:
-            problems.append(f"{file} (revision {revision}) is not in {CHECKSUM_FILE}")
-        elif recorded[revision][0] != sha:
-            problems.append(
-                f"{file} (revision {revision}) was edited after it was applied: sha256 {sha[:12]}…, "
-                f"recorded {recorded[revision][0][:12]}…"
-            )
-    problems += [f"revision {revision} ({file}) is recorded but gone" for revision, (_, file) in recorded.items()
-                 if revision not in current]  # fmt: skip
+    applied = set(order[: order.index(deployed) + 1] if deployed in order else [])
+    files = [
+        FileChecksum(revision, file, revision in applied, recorded[revision][0] if revision in recorded else None, sha)
+        for revision, (sha, file) in compute_checksums(project, graph).items()
+    ]
+    files += [
+        FileChecksum(revision, file, False, sha, None)
+        for revision, (sha, file) in recorded.items()
+        if revision not in order
+    ]
+    return ChecksumReport(deployed, tuple(files))
+
+
+def check_checksums(report: ChecksumReport) -> list[str]:
+    """No revision at or below the deployed head was edited, removed or left out of the checksum file.
+
+    Returns:
+        The revisions that were verified (those at or below the deployed head).
+
+    Raises:
+        CheckFailed: naming each applied migration file whose content changed after it was recorded.
+    """
+    problems = [problem for file in report.files if (problem := file.problem)]
     if problems:
         raise CheckFailed(
-            f"{len(problems)} applied migration(s) changed after the fact (deployed head {deployed}): "
+            f"{len(problems)} applied migration(s) changed after the fact (deployed head {report.deployed}): "
             + "; ".join(problems)
             + f"; revert the edit, or regenerate {CHECKSUM_FILE} after review"
         )
-    return applied
+    return [file.revision for file in report.files if file.applied]
 
 
 def main(argv: list[str] | None = None) -> int:

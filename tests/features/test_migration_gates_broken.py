@@ -12,12 +12,13 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness.config import PROJECT_ROOT
-from tests.data.migration_sets import build_project
+from tests.data.migration_sets import DEPLOYED_EDIT, build_project, edit_deployed_migration
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +26,16 @@ SANDBOX_METADATA = "sandbox.codeblack.models:Base.metadata"
 DRIFT_METADATA = "tests.data.migration_sets.column_without_migration.models:metadata"
 
 
-def _run_feature(tmp_path: Path, case: str, scenario: str, **migrations: object) -> tuple[int, dict[str, str]]:
-    """Run the scenarios matching ``scenario`` against the case; return the exit code and each failure message."""
+def _run_feature(
+    tmp_path: Path, case: str, scenario: str, edit: Callable[[Path], None] | None = None, **migrations: object
+) -> tuple[int, dict[str, str]]:
+    """Run the scenarios matching ``scenario`` against the case (after ``edit`` of the copy); return the exit code
+    and each failure message."""
+    project = build_project(case, tmp_path)
+    if edit is not None:
+        edit(project)
     settings = {
-        "script_location": str(build_project(case, tmp_path)),
+        "script_location": str(project),
         "expected_head": "b6e8dcb19a40",
         "metadata": SANDBOX_METADATA,
         **migrations,
@@ -108,3 +115,28 @@ def test_the_staging_rehearsal_catches_a_destructive_pending_migration_and_a_fai
         'revision dd0000000002 fails on the restored production data: IntegrityError: column "channel" of relation '
         '"orders" contains null values (applied before it: dd0000000001)'
     ) in rehearsal
+
+
+def test_a_deployed_migration_edited_afterwards_is_named_with_its_checksums_and_controls(tmp_path: Path) -> None:
+    """The sandbox world's production is at the head, so an edit of its second revision is an edit after deploy."""
+    code, failures = _run_feature(
+        tmp_path, "edited_after_deploy", "edited_after_it_was_deployed", edit_deployed_migration
+    )
+    assert code == 1, failures
+    assert len(failures) == 1, failures
+    assert (
+        "1 applied migration(s) changed after the fact (deployed head b6e8dcb19a40): "
+        f"{DEPLOYED_EDIT} (revision 7a2d4e6b8c21) was edited after it was applied"
+    ) in next(iter(failures.values()))
+    result = next(
+        json.loads(path.read_text())
+        for path in (tmp_path / "allure").glob("*-result.json")
+        if json.loads(path.read_text())["name"] == "The migration history has not been edited after it was deployed"
+    )
+    attachments = [attachment["name"] for step in result["steps"] for attachment in step.get("attachments", [])]
+    assert "checksums against the deployed head b6e8dcb19a40" in attachments
+    labels = {(label["name"], label["value"]) for label in result["labels"]}
+    assert {("control", "ISO/IEC 27001:2022 A.8.32"), ("control", "SOC 2 CC8.1")} <= labels
+    assert result["links"] == [
+        {"type": "link", "url": "backup-and-migration-plan.md#migration-workflow", "name": "Plan: Migration Workflow"}
+    ]

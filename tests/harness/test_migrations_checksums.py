@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import CheckFailed, HarnessError
-from harness.migrations.checksums import CHECKSUM_FILE, check_checksums, main
+from harness.migrations.checksums import CHECKSUM_FILE, FileChecksum, check_checksums, compare_checksums, main
 from harness.migrations.history import load_graph
 from harness.migrations.project import MigrationProject
-from tests.data.migration_sets import build_project
+from tests.data.migration_sets import DEPLOYED_EDIT, build_project, edit_deployed_migration
 
 HEAD_FILE = "b6e8dcb19a40_orders_currency.py"
 
@@ -26,31 +26,60 @@ def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> MigrationProj
     return MigrationProject(root, "b6e8dcb19a40", "sandbox.codeblack.models:Base.metadata")
 
 
+def _check(project: MigrationProject, deployed: str) -> list[str]:
+    return check_checksums(compare_checksums(project, load_graph(project), deployed))
+
+
 def test_unchanged_migrations_match_their_checksums(project: MigrationProject) -> None:
     lines = (project.script_location / CHECKSUM_FILE).read_text().splitlines()
     assert lines[0].endswith("  3f1c2a9d7b10  3f1c2a9d7b10_applications_and_orders.py")
     assert lines[-1].endswith("  *total*")
-    assert check_checksums(project, load_graph(project), "d2a7c3e9f165")[-1] == "d2a7c3e9f165"
+    assert _check(project, "d2a7c3e9f165")[-1] == "d2a7c3e9f165"
 
 
 def test_an_applied_migration_edited_after_the_fact_is_named(project: MigrationProject) -> None:
-    script = project.versions_dir / "7a2d4e6b8c21_blacklist_entries.py"
-    script.write_text(script.read_text().replace("\"kind IN ('email', 'phone', 'device')\"", "\"kind <> ''\""))
+    edit_deployed_migration(project.script_location)
     with pytest.raises(
         CheckFailed,
         match=r"1 applied migration\(s\) changed after the fact \(deployed head b6e8dcb19a40\): "
-        r"7a2d4e6b8c21_blacklist_entries.py \(revision 7a2d4e6b8c21\) was edited after it was applied",
+        rf"{DEPLOYED_EDIT} \(revision 7a2d4e6b8c21\) was edited after it was applied",
     ):
-        check_checksums(project, load_graph(project), "b6e8dcb19a40")
+        _check(project, "b6e8dcb19a40")
 
 
 def test_a_pending_migration_may_still_change(project: MigrationProject) -> None:
     script = project.versions_dir / HEAD_FILE
     script.write_text(script.read_text() + "\n# reviewed wording\n")
-    check_checksums(project, load_graph(project), "d2a7c3e9f165")
+    _check(project, "d2a7c3e9f165")
 
 
 def test_a_missing_checksum_file_says_how_to_create_it(project: MigrationProject) -> None:
     (project.script_location / CHECKSUM_FILE).unlink()
     with pytest.raises(HarnessError, match=r"no checksum file of the migrations; review them and run `python -m"):
-        check_checksums(project, load_graph(project), "b6e8dcb19a40")
+        _check(project, "b6e8dcb19a40")
+
+
+def test_the_comparison_shows_every_file_applied_or_pending(project: MigrationProject) -> None:
+    report = compare_checksums(project, load_graph(project), "d2a7c3e9f165")
+    rows = [file.row() for file in report.files]
+    assert [row[0] for row in rows] == ["3f1c2a9d7b10", "7a2d4e6b8c21", "9c4e1f2a3b54", "d2a7c3e9f165", "b6e8dcb19a40"]
+    assert [(row[2], row[5]) for row in rows][-2:] == [("yes", "unchanged"), ("no", "pending, may still change")]
+    assert len(FileChecksum.HEADER) == len(rows[0])
+    assert rows[0][3] == rows[0][4]
+
+
+def test_an_applied_migration_missing_from_the_file_and_a_recorded_one_deleted_are_named(
+    project: MigrationProject,
+) -> None:
+    checksum_file = project.script_location / CHECKSUM_FILE
+    checksum_file.write_text(
+        "".join(line for line in checksum_file.read_text().splitlines(True) if "9c4e1f" not in line)
+    )
+    (project.versions_dir / HEAD_FILE).unlink()
+    with pytest.raises(CheckFailed) as failed:
+        _check(project, "d2a7c3e9f165")
+    assert str(failed.value).split(": ", 1)[1] == (
+        f"9c4e1f2a3b54_config_entries_changes_and_history.py (revision 9c4e1f2a3b54) is not in {CHECKSUM_FILE}; "
+        f"revision b6e8dcb19a40 ({HEAD_FILE}) is recorded but gone; revert the edit, or regenerate {CHECKSUM_FILE} "
+        "after review"
+    )

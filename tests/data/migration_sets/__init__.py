@@ -12,10 +12,11 @@ from pathlib import Path
 
 from harness.config import PROJECT_ROOT
 
-__all__ = ["CASES_DIR", "SANDBOX_MIGRATIONS", "build_project"]
+__all__ = ["CASES_DIR", "DEPLOYED_EDIT", "SANDBOX_MIGRATIONS", "build_project", "edit_deployed_migration"]
 
 CASES_DIR = Path(__file__).resolve().parent
 SANDBOX_MIGRATIONS = PROJECT_ROOT / "sandbox" / "migrations"
+DEPLOYED_EDIT = "7a2d4e6b8c21_blacklist_entries.py"  # the second revision: every deployment has applied it
 
 
 def build_project(case: str, into: Path) -> Path:
@@ -26,3 +27,15 @@ def build_project(case: str, into: Path) -> Path:
     if extra.is_dir():
         shutil.copytree(extra, target / "versions", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     return target
+
+
+def edit_deployed_migration(project: Path) -> None:
+    """Loosen a CHECK constraint of :data:`DEPLOYED_EDIT` in place, as a hurried "fix" of a deployed migration would.
+
+    An edit of the built copy rather than a case directory: a case would repeat the whole sandbox file.
+    """
+    script = project / "versions" / DEPLOYED_EDIT
+    original = script.read_text()
+    edited = original.replace("\"kind IN ('email', 'phone', 'device')\"", "\"kind <> ''\"")
+    assert edited != original, f"{script}: the CHECK constraint this edit loosens is gone; change the edit"
+    script.write_text(edited)
