@@ -59,7 +59,11 @@ class ServiceSettings(_Section):
     provider: Literal["auto", "local", "docker"] = "auto"
     postgres_bin_dir: str = ""
     redis_server: str = ""
-    postgres_image: str = "postgres:18"
+    postgres_image: str = Field(
+        default="",
+        description="the PostgreSQL image under Docker; empty: postgres:<major of the local binaries>, so that "
+        "the local pg_restore, pg_dump and pg_amcheck match the server",
+    )
     redis_image: str = "redis:7"
     minio_image: str = "minio/minio:latest"
 

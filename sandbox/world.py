@@ -47,7 +47,7 @@ from harness.redact import register_secret
 from harness.services.postgres import PostgresServer
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
-from harness.services.s3 import MotoS3
+from harness.services.s3 import S3Server
 from sandbox.codeblack.revisions import alembic_config
 from sandbox.codeblack.seed import CRITICAL_KEYS, NORMAL_KEYS
 from sandbox.codeblack.signing import public_key_b64
@@ -273,7 +273,7 @@ class World:
     deployment: Deployment
     production_pg: PostgresServer
     production_redis: RedisServer
-    s3: MotoS3
+    s3: S3Server
     signing_seed: SecretStr = field(repr=False)
     timeline: Timeline
     options: WorldOptions
@@ -330,7 +330,7 @@ class World:
             pg = provider.postgres("production", settings=PRODUCTION_SETTINGS, throwaway=False)
             undo.callback(pg.stop)
             rd = provider.redis("production", settings={"appendonly": options.redis_appendonly,
-                                                        "save": options.redis_save})  # fmt: skip
+                                                        "save": options.redis_save}, throwaway=False)  # fmt: skip
             undo.callback(rd.stop)
             s3 = s3_started.result()
             log.info("world: servers up in %.1f s", time.monotonic() - started)
@@ -345,7 +345,7 @@ class World:
 
     @classmethod
     def _assemble(
-        cls, config: DrillConfig, pg: PostgresServer, rd: RedisServer, s3: MotoS3, line: Timeline, opts: WorldOptions
+        cls, config: DrillConfig, pg: PostgresServer, rd: RedisServer, s3: S3Server, line: Timeline, opts: WorldOptions
     ) -> World:
         seed = SecretStr(register_secret(base64.b64encode(secrets.token_bytes(32)).decode()))
         world_config = config.with_changes(
@@ -477,7 +477,8 @@ class World:
             rd.save()
             rdb = Path(str(rd.config_get("dir")["dir"])) / str(rd.config_get("dbfilename")["dbfilename"])
         merged = {"appendonly": self.options.redis_appendonly, "save": self.options.redis_save, **settings}
-        server = self.provider.redis(f"production-{len(self._extra_redis) + 1}", settings=merged, rdb_file=rdb)
+        server = self.provider.redis(f"production-{len(self._extra_redis) + 1}", settings=merged, rdb_file=rdb,
+                                     throwaway=False)  # fmt: skip
         self._extra_redis.append(server)
         log.info("world: Redis variant %r on %s with %s", name, server.url, settings)
         return replace(self.deployment, name=f"{self.deployment.name} ({name})", redis_url=server.url)

@@ -23,7 +23,7 @@ from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError
 from harness.restore.staging import fetch_verified
 from harness.services.base import label_dir, remove_dir, run_tool
-from harness.services.postgres import PostgresServer
+from harness.services.postgres import LocalPostgres
 from harness.services.provider import Provider
 from harness.storage.download import download_object
 from harness.storage.manifest import BackupManifest
@@ -39,7 +39,7 @@ COMPANIONS = ("pg_wal.tar.gz", "backup_manifest")
 class BaseRestore:
     """A throwaway server running on a restored base backup, and what proved it consistent."""
 
-    postgres: PostgresServer
+    postgres: LocalPostgres
     backup: BackupManifest
     cluster_state: str
     verify_log: str
@@ -59,7 +59,7 @@ def _unpack(archive: Path, target: Path) -> None:
         raise CheckFailed(f"{archive.name}: cannot be unpacked: {exc}") from None
 
 
-def _cluster_state(server: PostgresServer) -> str:
+def _cluster_state(server: LocalPostgres) -> str:
     out = run_tool([server.binaries.tool("pg_controldata"), server.data_dir], what="pg_controldata", timeout=30)
     for line in out.stdout.decode(errors="replace").splitlines():
         if line.startswith("Database cluster state:"):
@@ -92,7 +92,7 @@ def restore_base(
         data.mkdir()
         _unpack(work / "base.tar.gz", data)
         _unpack(work / "pg_wal.tar.gz", data / "pg_wal")
-        server = provider.postgres(name, data_dir=data)
+        server = provider.restored_postgres(name, data)
     finally:
         remove_dir(work)
     try:
@@ -108,7 +108,6 @@ def restore_base(
 
 
 def _verify(provider: Provider, work: Path, folder: str) -> str:
-    assert provider.binaries is not None, "local binaries are required for a physical restore"
     tool = provider.binaries.tool("pg_verifybackup")
     argv: list[str | os.PathLike[str]] = [tool, "--no-parse-wal", "--manifest-path", work / "backup_manifest", work]
     try:
@@ -118,7 +117,7 @@ def _verify(provider: Provider, work: Path, folder: str) -> str:
     return (result.stdout + result.stderr).decode(errors="replace")
 
 
-def _counts(server: PostgresServer, dbname: str, tables: list[str]) -> dict[str, int]:
+def _counts(server: LocalPostgres, dbname: str, tables: list[str]) -> dict[str, int]:
     counts = {}
     with server.connect(dbname) as conn:
         in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()

@@ -170,9 +170,9 @@ def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path:
         result = run_tool(argv, what=what, timeout=RESTORE_TIMEOUT_S, env=server.tool_env(),
                           stdout=subprocess.DEVNULL, on_stderr=progress.line)  # fmt: skip
     except ServiceError as exc:
-        if not server.process.alive():
+        if not server.alive():
             raise HarnessError(
-                f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.process.log_tail(3)}"
+                f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.log_tail(3)}"
             ) from None
         raise CheckFailed(f"{dump.key}: does not restore: {exc}") from None
     progress.progress.finish(f"{jobs} jobs")

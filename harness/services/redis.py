@@ -1,7 +1,13 @@
-"""Throwaway Redis servers from ``redis-server`` on PATH, with the persistence settings the caller asks for."""
+"""Throwaway Redis servers: what every one offers the drill, and the ones run by ``redis-server`` on PATH.
+
+:class:`RedisServer` is what the drill needs from a throwaway Redis wherever it runs (here, or a container in
+:mod:`harness.services.docker`): its URL, a client and a stop. The local one starts with the persistence
+settings the caller asks for, written as ``redis.conf`` lines.
+"""
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import shutil
@@ -15,12 +21,15 @@ import redis
 from harness.errors import ServiceError
 from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, wait_until
 
-__all__ = ["RedisServer", "find_redis_server"]
+__all__ = ["THROWAWAY_PERSISTENCE", "LocalRedis", "RedisServer", "find_redis_server"]
 
 log = logging.getLogger("harness.services.redis")
 
 #: The plan's production persistence: RDB snapshots and an append-only file.
 PRODUCTION_PERSISTENCE: Mapping[str, str] = {"appendonly": "yes", "save": "3600 1 300 100 60 10000"}
+
+#: A throwaway Redis writes nothing to disk unless the caller asks for persistence.
+THROWAWAY_PERSISTENCE: Mapping[str, str] = {"appendonly": "no", "save": ""}
 
 
 def find_redis_server(configured: str = "") -> Path:
@@ -38,9 +47,31 @@ def find_redis_server(configured: str = "") -> Path:
     return Path(found)
 
 
+class RedisServer(abc.ABC):
+    """A running throwaway Redis, local or in a container: everything the drill asks of one."""
+
+    name: str
+    host: str
+    port: int
+    provider: str
+
+    @property
+    def url(self) -> str:
+        """The ``redis://`` URL of database 0."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A client with short timeouts."""
+        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+
+    @abc.abstractmethod
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop without saving and remove everything it wrote. Safe to call twice."""
+
+
 @dataclass
-class RedisServer:
-    """A running throwaway Redis."""
+class LocalRedis(RedisServer):
+    """A throwaway Redis run by the local ``redis-server``."""
 
     name: str
     port: int
@@ -48,11 +79,6 @@ class RedisServer:
     process: ManagedProcess
     provider: str = "local"
     host: str = "127.0.0.1"
-
-    @property
-    def url(self) -> str:
-        """The ``redis://`` URL of database 0."""
-        return f"redis://{self.host}:{self.port}/0"
 
     @property
     def data_dir(self) -> Path:
@@ -68,7 +94,7 @@ class RedisServer:
         rdb_file: Path | None = None,
         executable: str = "",
         timeout: float = 15.0,
-    ) -> RedisServer:
+    ) -> LocalRedis:
         """Start a server; ``rdb_file`` is loaded at start (a restore), ``settings`` are redis.conf lines.
 
         Raises:
@@ -82,7 +108,7 @@ class RedisServer:
             shutil.copyfile(rdb_file, data / "dump.rdb")
         port = free_port()
         conf = {"bind": "127.0.0.1", "port": str(port), "dir": str(data), "dbfilename": "dump.rdb",
-                "appendonly": "no", "save": "", "protected-mode": "yes", "daemonize": "no",
+                "protected-mode": "yes", "daemonize": "no", **THROWAWAY_PERSISTENCE,
                 **dict(settings or {})}  # fmt: skip
         lines = [f'{key} "{value}"' if key == "save" else f"{key} {value}" for key, value in conf.items()]
         (workdir / "redis.conf").write_text("\n".join(lines) + "\n")
@@ -105,17 +131,13 @@ class RedisServer:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, name: str, **kwargs: object) -> Iterator[RedisServer]:
+    def start(cls, name: str, **kwargs: object) -> Iterator[LocalRedis]:
         """Context manager form of :meth:`create`."""
         server = cls.create(name, **kwargs)  # type: ignore[arg-type]
         try:
             yield server
         finally:
             server.stop()
-
-    def client(self) -> redis.Redis:
-        """A client with short timeouts."""
-        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
 
     def _ready(self) -> bool:
         self.process.ensure_alive()

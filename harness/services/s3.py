@@ -1,11 +1,14 @@
-"""An S3 endpoint: moto's server on loopback (the default), or a real endpoint from the configuration.
+"""An S3 endpoint: moto's server on loopback (the default), MinIO in a container, or a real endpoint.
 
-moto speaks the real S3 protocol over HTTP, so the harness's boto3 code paths (pagination, ranged GETs,
-versioning, lifecycle) run exactly as they would against AWS or MinIO.
+:class:`S3Server` is what the drill needs from a throwaway S3 wherever it runs: its endpoint (URL and
+credentials), a client and a stop; :class:`MotoS3` is the local one, MinIO lives in
+:mod:`harness.services.docker`. moto speaks the real S3 protocol over HTTP, so the harness's boto3 code
+paths (pagination, ranged GETs, versioning, lifecycle) run exactly as they would against AWS or MinIO.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import signal
@@ -22,9 +25,13 @@ from pydantic import SecretStr
 
 from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, wait_until
 
-__all__ = ["MotoS3", "S3Endpoint"]
+__all__ = ["ACCESS_KEY", "SECRET_KEY", "MotoS3", "S3Endpoint", "S3Server"]
 
 log = logging.getLogger("harness.services.s3")
+
+#: Credentials of every throwaway S3 (moto accepts any; MinIO is started with these).
+ACCESS_KEY = "drill-access-key"
+SECRET_KEY = "drill-secret-key"
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,29 @@ class S3Endpoint:
         return values
 
 
+class S3Server(abc.ABC):
+    """A running throwaway S3, local or in a container: everything the drill asks of one."""
+
+    @property
+    @abc.abstractmethod
+    def endpoint(self) -> S3Endpoint:
+        """Where it listens and its throwaway credentials."""
+
+    @staticmethod
+    def _throwaway_endpoint(url: str, provider: str) -> S3Endpoint:
+        return S3Endpoint(url, "us-east-1", SecretStr(ACCESS_KEY), SecretStr(SECRET_KEY), provider)
+
+    def client(self) -> Any:
+        """A boto3 client for this server."""
+        return self.endpoint.client()
+
+    @abc.abstractmethod
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server and remove everything it stored. Safe to call twice."""
+
+
 @dataclass
-class MotoS3:
+class MotoS3(S3Server):
     """A moto S3 server on a free loopback port."""
 
     port: int
@@ -78,18 +106,8 @@ class MotoS3:
 
     @property
     def endpoint(self) -> S3Endpoint:
-        """The endpoint with moto's throwaway credentials."""
-        return S3Endpoint(
-            url=f"http://127.0.0.1:{self.port}",
-            region="us-east-1",
-            access_key=SecretStr("drill-access-key"),
-            secret_key=SecretStr("drill-secret-key"),
-            provider="moto (local)",
-        )
-
-    def client(self) -> Any:
-        """A boto3 client for this server."""
-        return self.endpoint.client()
+        """The endpoint with the throwaway credentials."""
+        return self._throwaway_endpoint(f"http://127.0.0.1:{self.port}", "moto (local)")
 
     @classmethod
     def create(cls, *, timeout: float = 30.0) -> MotoS3:

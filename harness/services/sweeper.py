@@ -2,8 +2,9 @@
 
 Every harness process writes an owner file ``codeblack-drills-<run>-<pid>.owner`` in the temp directory;
 every child carries ``CODEBLACK_DRILLS_RUN=<run>`` in its environment and every directory is named
-``codeblack-drills-<run>-...``. A run whose owners are all dead is stale: its processes are killed and its
-directories removed. Live runs (another drill running at the same time) are never touched.
+``codeblack-drills-<run>-...``; every container carries the label ``codeblack-drills.run=<run>``. A run whose
+owners are all dead is stale: its processes are killed, its directories removed and, when a Docker engine
+answers, its containers removed. Live runs (another drill running at the same time) are never touched.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from harness.services.base import LABEL, RUN_ENV, remove_dir, run_id
+from harness.services.docker import remove_containers
 
 __all__ = ["Leftovers", "claim_run", "find_leftovers", "sweep"]
 
@@ -62,19 +64,20 @@ def _dead_runs() -> set[str]:
 
 @dataclass
 class Leftovers:
-    """Processes and directories carrying a run label."""
+    """Processes, directories and (once swept) containers carrying a run label."""
 
     processes: list[psutil.Process] = field(default_factory=list)
     directories: list[Path] = field(default_factory=list)
+    containers: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.processes or self.directories)
+        return bool(self.processes or self.directories or self.containers)
 
     def describe(self) -> str:
         """One line listing what is left, for an assertion message or a log line."""
         procs = ", ".join(f"{p.pid} {p.info.get('name')}" for p in self.processes)
         dirs = ", ".join(str(d) for d in self.directories)
-        return f"processes: [{procs}]; directories: [{dirs}]"
+        return f"processes: [{procs}]; directories: [{dirs}]; containers: [{', '.join(self.containers)}]"
 
 
 def find_leftovers(run: str | None = None, *, stale_only: bool = False) -> Leftovers:
@@ -104,6 +107,7 @@ def sweep(run: str | None = None) -> Leftovers:
     """Kill and remove the leftovers of dead runs (or of one named run); returns what was removed."""
     runs = {run} if run else _dead_runs()
     found = find_leftovers(run, stale_only=run is None)
+    found.containers = remove_containers(runs)
     for proc in found.processes:
         with contextlib.suppress(psutil.Error):
             proc.kill()
