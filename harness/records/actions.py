@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from harness.records.record import ActionItem, Check, Measure, Verdict, format_number
 
-__all__ = ["action_items", "decide"]
+__all__ = ["action_items", "decide", "unverified"]
 
 # What to do when a scenario of an area fails; the failure message already names the object and the number.
 AREA_ADVICE = {
@@ -66,3 +66,15 @@ def decide(checks: list[Check], measures: list[Measure]) -> Verdict:
     passed = sum(check.status == "passed" for check in checks)
     met = [f"{m.name} {m.against()}" for m in measures]
     return Verdict(decision="GO", reasons=[f"{passed} of {len(checks)} scenarios passed", *met])
+
+
+def unverified(checks: list[Check], area: str = "restore_drill") -> list[str]:
+    """Why staging is not verified although nothing failed: restore-drill scenarios that did not run.
+
+    The plan allows cut-over "only after staging verification"; a session that deselected or skipped the
+    restore drill (``-k``, ``-m predeploy``) verified nothing, so its record must not say GO.
+    """
+    drill = [check for check in checks if check.area == area]
+    if not drill:
+        return ["the restore drill did not run: staging is not verified"]
+    return [f"not run: {check.feature}: {check.scenario}" for check in drill if check.status == "skipped"]

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from harness.config import DrillConfig
-from harness.records.actions import action_items, decide
+from harness.records.actions import action_items, decide, unverified
 from harness.records.controls import control_statuses
-from harness.records.record import ActionItem, BackupUsed, Check, DrillRecord, Measure, WaiverEntry
+from harness.records.record import ActionItem, BackupUsed, Check, DrillRecord, Measure, Verdict, WaiverEntry
 from harness.services.base import run_id
 from harness.storage.manifest import BackupManifest, TableStats
 
@@ -29,6 +29,16 @@ def _harness_version() -> str:
         return importlib.metadata.version("codeblack-drills")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
+
+
+def _verdict(checks: list[Check], measures: list[Measure]) -> Verdict:
+    """The session's GO/NO-GO: nothing failed, every objective met, and the restore drill verified staging."""
+    verdict = decide(checks, measures)
+    missing = unverified(checks)
+    if not missing:
+        return verdict
+    failures = verdict.reasons if verdict.decision == "NO-GO" else []
+    return Verdict(decision="NO-GO", reasons=[*failures, *missing])
 
 
 @dataclass
@@ -98,7 +108,7 @@ class DrillRecorder:
             checks=checks,
             measures=self.measures,
             rto_phases=self.rto_phases,
-            verdict=decide(checks, self.measures),
+            verdict=_verdict(checks, self.measures),
             action_items=action_items(checks, self.measures, self.rto_phases) + self.extra_items,
             waivers=[*waivers, *(w for w in self.waivers if w not in waivers)],
             controls=control_statuses(checks, self.measures),

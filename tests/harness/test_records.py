@@ -279,6 +279,20 @@ def test_recorder_builds_the_record_from_what_the_session_reported() -> None:
     assert record.environment["target"] == "codeblack-sandbox"
 
 
+def test_a_session_without_the_restore_drill_is_no_go() -> None:
+    """Gates that pass do not verify staging: a -m predeploy or -k run must not record GO for cut-over."""
+    recorder = DrillRecorder()
+    gate = PASSED.model_copy(update={"area": "migration_gates", "feature": "Migration gates"})
+    recorder.checks["features/test_m.py::a"] = gate
+    verdict = recorder.build(DrillConfig()).verdict
+    assert (verdict.decision, verdict.reasons) == ("NO-GO", ["the restore drill did not run: staging is not verified"])
+    recorder.checks["features/test_r.py::a"] = PASSED
+    recorder.checks["features/test_r.py::b"] = PASSED.model_copy(update={"status": "skipped", "scenario": "Redis"})
+    assert recorder.build(DrillConfig()).verdict.reasons == ["not run: Restore drill: Redis"]
+    del recorder.checks["features/test_r.py::b"]
+    assert recorder.build(DrillConfig()).verdict.decision == "GO"
+
+
 def test_the_previous_drills_rows_are_the_basis_for_a_dump_without_manifest(tmp_path: Path) -> None:
     def drilled(day: int, orders: int, target: str = "codeblack-sandbox") -> DrillRecord:
         backup = BackupUsed(key=f"postgres/logical/day{day}.dump", sha256="ab" * 32, size=1,
