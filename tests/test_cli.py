@@ -48,7 +48,8 @@ def site_fixture(
     return {"config": config, "env": env, "bucket": bucket, "client": s3_server.client(), "secret": env["T_S3_SECRET"]}
 
 
-def _run(site: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(site: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    """``codeblack-drills --config <site's drill.toml> ARGS`` as cron runs it; no secret may be in its output."""
     result = subprocess.run([PROGRAM, "--config", site["config"], *args], env=site["env"], capture_output=True,
                             text=True, timeout=120, check=False)  # fmt: skip
     assert site["secret"] not in result.stdout + result.stderr
@@ -60,12 +61,12 @@ def _keys(site: dict[str, Any]) -> set[str]:
 
 
 def test_backups_taken_then_pruned(site: dict[str, Any]) -> None:
-    dump = _run(site, "backup", "postgres")
+    dump = run_cli(site, "backup", "postgres")
     assert dump.returncode == 0, dump.stderr
     manifest = json.loads(dump.stdout)
     assert manifest["tables"]["orders"]["rows"] == 50
-    assert _run(site, "backup", "base", "--weekly").returncode == 0
-    assert _run(site, "backup", "redis").returncode == 0
+    assert run_cli(site, "backup", "base", "--weekly").returncode == 0
+    assert run_cli(site, "backup", "redis").returncode == 0
     taken = _keys(site)
     assert {manifest["key"], manifest["key"] + ".manifest.json"} <= taken
     assert any(k.startswith("postgres/base/weekly/") for k in taken)
@@ -75,11 +76,11 @@ def test_backups_taken_then_pruned(site: dict[str, Any]) -> None:
     for suffix in ("", ".manifest.json"):
         site["client"].copy_object(Bucket=site["bucket"], Key=old + suffix,
                                    CopySource={"Bucket": site["bucket"], "Key": manifest["key"] + suffix})  # fmt: skip
-    dry = _run(site, "prune", "--dry-run")
+    dry = run_cli(site, "prune", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.split() == [old, old + ".manifest.json"]
     assert old in _keys(site)
-    assert _run(site, "prune").stdout == dry.stdout
+    assert run_cli(site, "prune").stdout == dry.stdout
     assert _keys(site) == taken
 
 
@@ -106,7 +107,7 @@ def test_bad_input_is_one_line_and_exit_two(
 
 def test_unreachable_database_is_one_line_without_its_password(site: dict[str, Any]) -> None:
     site["env"]["DATABASE_URL"] = "postgresql://nobody:hunter22@127.0.0.1:1/none"
-    result = _run(site, "backup", "postgres")
+    result = run_cli(site, "backup", "postgres")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith("error: cannot connect to the database")
