@@ -1,7 +1,8 @@
 """Benchmarks of the drill's cost, side by side with what it is measured against.
 
 Run ``uv run python bench/run.py`` (about 100 MB and 1 GB dumps; ~15 minutes on 2 cores) or ``--smoke`` (tiny
-sizes, proves the benchmark still works; CI runs it through tests/test_bench_smoke.py). Results go to
+sizes, proves the benchmark still works; CI runs it through tests/test_bench_smoke.py); ``--only migrations``
+runs just the migration gate against pytest-alembic. Results go to
 ``bench/results/latest.json`` and ``latest.md``, with the machine's facts. Benchmarks are not tests: nothing
 here asserts a timing; the targets are printed beside the figures.
 """
@@ -12,11 +13,13 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
 import sys
 import time
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -192,31 +195,149 @@ def listing(s3: MotoS3, config: DrillConfig, count: int) -> dict[str, Any]:
             "list_and_checks_seconds": round(total, 2)}  # fmt: skip
 
 
-def whole_drill(smoke: bool) -> dict[str, Any]:
-    """The monthly drill on the sandbox, end to end, as an operator runs it; phases from its drill record."""
+def _pytest(args: list[str], cwd: Path, **env: str) -> dict[str, Any]:
+    """One ``pytest`` subprocess, timed from the outside (wall) and by pytest itself (the session alone)."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pytest", *args, "-q", "-p", "no:randomly"], cwd=cwd,
+                            capture_output=True, text=True, timeout=1800, check=False,
+                            env={**os.environ, **env})  # fmt: skip
+    seconds = time.monotonic() - started
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else f"exit {result.returncode}"
+    session = re.search(r" in ([0-9.]+)s", summary)
+    return {"seconds": round(seconds, 1), "session_seconds": float(session.group(1)) if session else None,
+            "exit_code": result.returncode, "summary": summary}  # fmt: skip
+
+
+def _pytest_features(*selection: str) -> dict[str, Any]:
+    """``pytest <selection>`` as an operator or CI runs it, reports in a temp dir; with the drill's phases."""
     reports = label_dir("bench-reports")
     config = reports / "drill.toml"
-    config.write_text((ROOT / "drill.toml").read_text() + f'\n[reports]\ndir = "{reports}"\n')
-    started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pytest", "features/", "-m", "monthly", "-q", "-p", "no:randomly",
-                             "--drill-config", str(config), "--alluredir", str(reports / "allure-results"),
-                             "-o", "log_cli=false"], cwd=ROOT, capture_output=True, text=True, timeout=1800,
-                            check=False)  # fmt: skip
-    seconds = time.monotonic() - started
+    config.write_text(_drill_toml_in(reports))
+    run = _pytest([*selection, "--drill-config", str(config), "--alluredir", str(reports / "allure-results"),
+                   "-o", "log_cli=false"], ROOT)  # fmt: skip
     records = sorted((reports / "drills").glob("*.json"))
     phases = json.loads(records[-1].read_text()).get("phases", {}) if records else {}
     remove_dir(reports)
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else f"exit {result.returncode}"
-    return {"seconds": round(seconds, 1), "exit_code": result.returncode, "summary": summary, "phases": phases}
+    return {**run, "phases": phases}
 
 
-def render_markdown(results: dict[str, Any]) -> str:
-    """The results as the table bench/README.md points at."""
-    facts = results["machine"]
-    lines = [f"# Benchmark results ({facts['when']})", "",
-             f"Machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB; PostgreSQL "
-             f"{facts['postgresql']}; Python {facts['python']}.", "",
-             "| dump | rows | harness restore (s) | bare pg_restore -j2 (s) | ratio (target ≤ 1.0) | peak RSS (MB) |",
+def _drill_toml_in(reports: Path) -> str:
+    """The project's drill.toml for a copy in ``reports`` that writes its reports there.
+
+    The copy lives elsewhere, so ``script_location``, which the file gives relative to itself, becomes absolute.
+    """
+    sections = tomllib.loads((ROOT / "drill.toml").read_text())
+    migrations = sections.setdefault("migrations", {})
+    migrations["script_location"] = str(ROOT / migrations.get("script_location", "sandbox/migrations"))
+    sections["reports"] = {"dir": str(reports)}
+    # json.dumps writes TOML's strings, numbers and booleans too; the file has nothing else.
+    return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"
+                   for name, values in sections.items())  # fmt: skip
+
+
+def whole_drill() -> dict[str, Any]:
+    """The monthly drill on the sandbox, end to end, as an operator runs it; phases from its drill record."""
+    return _pytest_features("features/", "-m", "monthly")
+
+
+# pytest-alembic as its users set it up: the two fixtures it asks for, in a conftest.py, each test on a
+# fresh database of a throwaway PostgreSQL provisioned the way the gate's own fixtures provision theirs.
+_ALEMBIC_CONFTEST = """
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, pool
+
+from harness.config import load_config
+from harness.services.provider import Provider
+from sandbox.codeblack.revisions import alembic_config as sandbox_alembic_config
+
+
+@pytest.fixture(scope="session")
+def server():
+    started = Provider.from_settings(load_config({config!r}).services).postgres("bench-pytest-alembic")
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def alembic_config():
+    return sandbox_alembic_config()
+
+
+@pytest.fixture
+def alembic_engine(server):
+    # A connection, not an engine: the sandbox's env.py migrates the connection it is handed.
+    name = f"a_{{uuid.uuid4().hex[:12]}}"
+    server.create_database(name)
+    engine = create_engine(server.sqlalchemy_url(name), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        yield connection
+    engine.dispose()
+    server.drop_database(name)
+"""
+
+# The four built-in tests, imported from the package's public pytest_alembic.tests into a test module.
+# Not --test-alembic, nor a tests/conftest.py it binds to: its collector (0.13.1) fails under pytest 9 with
+# "'TestCollector' object has no attribute '_nodeid'".
+_ALEMBIC_TESTS = """
+from pytest_alembic.tests import (
+    test_model_definitions_match_ddl,
+    test_single_head_revision,
+    test_up_down_consistency,
+    test_upgrade,
+)
+"""
+
+# The scenarios of the migration gate that, like pytest-alembic, need no restored copy of production:
+# tracked files and model drift, one linear history at the expected head, reversibility by catalogue snapshot.
+_GATE_WITHOUT_STAGING = "tracked_by_a_migration_file or linear_chain or reversible"
+
+
+def pytest_alembic_baseline() -> dict[str, Any]:
+    """pytest-alembic's four built-in tests on the sandbox migrations, as a pytest run of their own."""
+    work = label_dir("bench-pytest-alembic")
+    try:
+        (work / "conftest.py").write_text(_ALEMBIC_CONFTEST.format(config=str(ROOT / "drill.toml")))
+        (work / "test_migrations.py").write_text(_ALEMBIC_TESTS)
+        return _pytest(["test_migrations.py", "-p", "no:cacheprovider", "--rootdir", str(work)], work,
+                       PYTHONPATH=str(ROOT))  # fmt: skip
+    finally:
+        remove_dir(work)
+
+
+def migration_gate(full: bool) -> dict[str, Any]:
+    """The migration gate beside pytest-alembic's built-in tests, on the same migrations, each as a pytest run.
+
+    The like-for-like figure is the gate's scenarios that need no restored copy (the same four questions, with
+    the expected head and catalogue identity on top); ``full`` adds the whole ``predeploy`` gate, which also
+    builds the sandbox world, restores its newest backup and rehearses the deploy on it.
+    """
+    baseline = pytest_alembic_baseline()
+    gate = _pytest_features("features/test_migration_gates.py", "-m", "predeploy", "-k", _GATE_WITHOUT_STAGING)
+    results = {"pytest_alembic": baseline, "gate": gate, **_ratios(gate, baseline)}
+    if full:
+        whole = _pytest_features("features/test_migration_gates.py", "-m", "predeploy")
+        results["full_gate"] = {**whole, **_ratios(whole, baseline)}
+    return results
+
+
+def _ratios(run: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
+    """Wall-clock ratio, and the ratio of pytest's own session times (without interpreter and plugin start-up).
+
+    Both are ``None`` when either run failed: a failing run stops early and its time compares nothing.
+    """
+    sessions = run["session_seconds"], baseline["session_seconds"]
+    if run["exit_code"] or baseline["exit_code"] or not all(sessions):
+        return {"ratio": None, "session_ratio": None}
+    return {
+        "ratio": round(run["seconds"] / baseline["seconds"], 2),
+        "session_ratio": round(sessions[0] / sessions[1], 2),
+    }
+
+
+def _restore_markdown(results: dict[str, Any]) -> list[str]:
+    lines = ["| dump | rows | harness restore (s) | bare pg_restore -j2 (s) | ratio (target ≤ 1.0) | peak RSS (MB) |",
              "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     for size in results["restore"]:
         lines.append(f"| {size['dump_mb']} MB | {size['rows']} | {size['harness']['seconds']} "
@@ -232,6 +353,33 @@ def render_markdown(results: dict[str, Any]) -> str:
     listing_result = results["listing"]
     lines.append(f"\nListing and logical-dump policy checks over {listing_result['objects']} objects: "
                  f"{listing_result['list_and_checks_seconds']} s (target < 5 s).")  # fmt: skip
+    return lines
+
+
+def _migrations_markdown(gate: dict[str, Any]) -> list[str]:
+    baseline = gate["pytest_alembic"]
+    lines = [f"\nMigration gate without a restored copy (tracked, no drift, linear at the expected head, reversible): "
+             f"{gate['gate']['seconds']} s, {gate['gate']['summary']}; pytest-alembic's built-in tests (single head, "
+             f"upgrade, model matches DDL, up/down consistency): {baseline['seconds']} s, {baseline['summary']}; "
+             f"ratio {gate['ratio']} (target ≤ 1.5; {gate['session_ratio']} inside pytest's session)."]  # fmt: skip
+    if "full_gate" in gate:
+        full = gate["full_gate"]
+        lines.append(f"\nThe whole `predeploy` migration gate, building the world and rehearsing the deploy on its "
+                     f"restored copy: {full['seconds']} s, {full['summary']} "
+                     f"({full['ratio']}x pytest-alembic).")  # fmt: skip
+    return lines
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The results as the table bench/README.md points at."""
+    facts = results["machine"]
+    lines = [f"# Benchmark results ({facts['when']})", "",
+             f"Machine: {facts['cpu']}, {facts['cores']} cores, {facts['memory_gib']} GiB; PostgreSQL "
+             f"{facts['postgresql']}; Python {facts['python']}.", ""]  # fmt: skip
+    if "restore" in results:
+        lines += _restore_markdown(results)
+    if "migrations" in results:
+        lines += _migrations_markdown(results["migrations"])
     drill = results.get("drill")
     if drill:
         lines.append(f"\nWhole monthly drill on the sandbox (`pytest features/ -m monthly`): {drill['seconds']} s, "
@@ -239,22 +387,9 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", nargs="?", default="run", choices=["run", "child-restore"])
-    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
-    parser.add_argument("--sizes", default="100,1000", help="dump sizes in MB (default: 100,1000)")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, no whole drill: proves the bench works")
-    parser.add_argument("--no-drill", action="store_true", help="skip the end-to-end monthly drill")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
-    args = parser.parse_args()
-    if args.mode == "child-restore":
-        child_restore(args)
-        return
-    config = load_config(ROOT / "drill.toml")
-    provider = Provider.from_settings(config.services)
-    sizes = [2.0] if args.smoke else [float(size) for size in args.sizes.split(",")]
-    results: dict[str, Any] = {"machine": machine_facts(provider), "restore": []}
+def restore_and_storage(provider: Provider, config: DrillConfig, sizes: list[float], smoke: bool) -> dict[str, Any]:
+    """Restore against the bare baseline per dump size, provisioning, and listing with the policy checks."""
+    results: dict[str, Any] = {"restore": []}
     for size in sizes:
         with MotoS3.start() as s3:
             production = make_production(provider, s3, config, size)
@@ -266,11 +401,35 @@ def main() -> None:
               f"ratio {ratio}, peak RSS {harness['peak_rss_mb']} MB", flush=True)  # fmt: skip
     results["provisioning"] = provisioning(provider)
     with MotoS3.start() as s3:
-        results["listing"] = listing(s3, config, 500 if args.smoke else 10_000)
-    if not (args.smoke or args.no_drill):
-        results["drill"] = whole_drill(args.smoke)
+        results["listing"] = listing(s3, config, 500 if smoke else 10_000)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", nargs="?", default="run", choices=["run", "child-restore"])
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", default="100,1000", help="dump sizes in MB (default: 100,1000)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, no whole drill: proves the bench works")
+    parser.add_argument("--no-drill", action="store_true", help="skip the end-to-end monthly drill")
+    parser.add_argument("--only", choices=["migrations"], help="run one part alone (results in <out>/<part>.*)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if args.mode == "child-restore":
+        child_restore(args)
+        return
+    config = load_config(ROOT / "drill.toml")
+    provider = Provider.from_settings(config.services)
+    sizes = [2.0] if args.smoke else [float(size) for size in args.sizes.split(",")]
+    results: dict[str, Any] = {"machine": machine_facts(provider)}
+    if args.only is None:
+        results.update(restore_and_storage(provider, config, sizes, args.smoke))
+    results["migrations"] = migration_gate(full=not args.smoke)
+    print(*_migrations_markdown(results["migrations"]), flush=True)
+    if not (args.smoke or args.no_drill or args.only):
+        results["drill"] = whole_drill()
     args.out.mkdir(parents=True, exist_ok=True)
-    name = "smoke" if args.smoke else "latest"
+    name = args.only or ("smoke" if args.smoke else "latest")
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(render_markdown(results))
     print(render_markdown(results))

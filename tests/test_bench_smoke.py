@@ -21,4 +21,10 @@ def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
     assert restore["harness"]["phases"].keys() >= {"download", "provision", "restore"}
     assert restore["bare"]["seconds"] > 0
     assert results["listing"]["objects"] == 500
-    assert "harness restore" in (tmp_path / "smoke.md").read_text()
+    migrations = results["migrations"]
+    assert migrations["pytest_alembic"]["summary"].startswith("4 passed"), migrations
+    assert migrations["gate"]["summary"].startswith("3 passed"), migrations
+    assert migrations["ratio"] is not None
+    markdown = (tmp_path / "smoke.md").read_text()
+    assert "harness restore" in markdown
+    assert "pytest-alembic's built-in tests" in markdown
