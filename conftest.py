@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "fixtures.config",
+    "fixtures.failures",
     "fixtures.services",
     "fixtures.world",
     "fixtures.staging",
