@@ -111,7 +111,9 @@ def _endpoint(client: Any) -> str:
 def storage_errors(client: Any, where: str) -> Iterator[None]:
     """Turn the ways object storage refuses a request into one line naming ``where`` and the endpoint.
 
-    Credentials never appear in the message (botocore's own text can echo the access key id).
+    Credentials never appear in the message (botocore's own text can echo the access key id). Throttling
+    (``SlowDown``) and 5xx answers were already retried by the client (``S3Endpoint.client``: bounded attempts,
+    adaptive backoff), so the message says how many times storage answered so.
 
     Raises:
         HarnessError: the endpoint is unreachable, refuses the credentials, the bucket is missing, or any
@@ -139,7 +141,12 @@ def storage_errors(client: Any, where: str) -> Iterator[None]:
                 f"{where}: the bucket does not exist at {_endpoint(client)}; check storage.backup_bucket and "
                 "storage.uploads_bucket in drill.toml"
             ) from None
-        raise HarnessError(f"{where}: object storage answered {code}: {error.get('Message', '')}".rstrip()) from None
+        meta = exc.response.get("ResponseMetadata", {})
+        tries = int(meta.get("RetryAttempts", 0)) + 1
+        answered = f"{code} (HTTP {meta.get('HTTPStatusCode', '?')}){f' {tries} times' if tries > 1 else ''}"
+        raise HarnessError(
+            f"{where}: object storage at {_endpoint(client)} answered {answered}: {error.get('Message', '')}".rstrip()
+        ) from None
     except BotoCoreError as exc:
         raise HarnessError(f"{where}: object storage at {_endpoint(client)} failed: {exc}") from None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from harness.errors import CheckFailed, HarnessError
 from harness.progress import Progress
+from harness.storage.catalogue import storage_errors
 from harness.storage.manifest import BackupManifest
 
 __all__ = ["PARALLEL_THRESHOLD", "PART_SIZE", "Downloaded", "download_object", "verify_against"]
@@ -31,6 +31,8 @@ PARALLEL_THRESHOLD = 64 * 1024 * 1024
 PART_SIZE = 8 * 1024 * 1024
 WORKERS = 4
 _CHUNK = 1024 * 1024
+#: Write errors that mean "this disk cannot hold the dump", with the words the message uses for each.
+_DISK_FULL = {errno.ENOSPC: "disk full", errno.EDQUOT: "quota exceeded", errno.EFBIG: "file size limit"}
 
 
 @dataclass(frozen=True)
@@ -101,27 +103,30 @@ def download_object(client: Any, bucket: str, key: str, directory: Path) -> Down
     """Download ``key`` into ``directory`` (its base name), hashing it; ranged and parallel when large.
 
     Raises:
-        HarnessError: the disk filled up (the message names the directory) or the object cannot be read.
+        HarnessError: the disk filled up (the message names the directory and the size needed) or the object
+            cannot be read (storage errors, after the client's bounded retries).
     """
     started = time.monotonic()
     path = directory / key.rsplit("/", 1)[-1]
-    try:
+    where = f"cannot read s3://{bucket}/{key}"
+    with storage_errors(client, where):
         size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
-    except ClientError as exc:
-        raise HarnessError(f"cannot read s3://{bucket}/{key}: {exc}") from None
     progress = Progress(f"downloading {key}", size)
     try:
-        if size >= PARALLEL_THRESHOLD:
-            parts = _fetch_parts(client, bucket, key, path, size, progress)
-            sha256 = _hash_file(path)
-        else:
-            parts = 1
-            sha256 = _fetch_whole(client, bucket, key, path, progress)
+        with storage_errors(client, where):
+            if size >= PARALLEL_THRESHOLD:
+                parts = _fetch_parts(client, bucket, key, path, size, progress)
+                sha256 = _hash_file(path)
+            else:
+                parts = 1
+                sha256 = _fetch_whole(client, bucket, key, path, progress)
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if exc.errno in _DISK_FULL:
             path.unlink(missing_ok=True)
+            free = shutil.disk_usage(directory).free
             raise HarnessError(
-                f"no space left in {directory} while downloading {key}; free space or set restore.work_dir"
+                f"no space left in {directory} while downloading {key} ({_DISK_FULL[exc.errno]}): it needs "
+                f"{size} bytes, {free} are free; free space or point restore.work_dir at a larger disk"
             ) from None
         raise
     seconds = time.monotonic() - started
