@@ -23,6 +23,7 @@ import httpx
 from harness.config import AppSettings, DrillConfig
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, ServiceError
+from harness.redact import redact
 from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir
 
 __all__ = ["AppProcess", "HealthAnswer", "app_env", "down_components"]
@@ -107,8 +108,11 @@ class AppProcess:
         return self
 
     def log_tail(self, lines: int = 8) -> str:
-        """The last lines of the app's output (to quote when it fails)."""
-        return self.process.log_tail(lines) if self.process else ""
+        """The last lines of the app's output (to quote when it fails), secrets scrubbed.
+
+        A crashing app often prints its settings, which hold the secrets the drill gave it.
+        """
+        return redact(self.process.log_tail(lines)) if self.process else ""
 
     def get_health(self) -> HealthAnswer | None:
         """One request to the health endpoint; ``None`` while nothing listens yet."""
@@ -153,10 +157,13 @@ class AppProcess:
         answer = self.last_answer
         if answer is None:
             return f"GET {url} never answered within {timeout:g} s; app log: {self.log_tail()}"
+        if answer.status_code == 0:  # the request itself timed out: the endpoint hangs
+            return (f"GET {url} hangs: {answer.body} (app.request_timeout_s); not healthy within {timeout:g} s "
+                    "(app.startup_timeout_s)")  # fmt: skip
         down = down_components(answer.body)
         cause = f"down: {'; '.join(down)}" if down else f"status {answer.status_code}"
         body = json.dumps(answer.body, default=str) if not isinstance(answer.body, str) else answer.body
-        return f"GET {url} not healthy within {timeout:g} s ({cause}); last body: {body[:1500]}"
+        return redact(f"GET {url} not healthy within {timeout:g} s ({cause}); last body: {body[:1500]}")
 
     def stop(self) -> None:
         """Stop the app and remove its directory; safe to call twice or before :meth:`start`."""

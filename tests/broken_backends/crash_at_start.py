@@ -1,0 +1,20 @@
+"""Broken backend: the app crashes while starting, after printing its settings (as many real apps do on a crash).
+
+The printed settings hold the secrets the drill handed the app (storage keys, the signing key), so the drill's
+report of the crash must quote the log without them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from fastapi import FastAPI
+
+_PRINTED = ("CODEBLACK_DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CODEBLACK_SIGNING_KEY")
+
+
+def create_app() -> FastAPI:
+    settings = ", ".join(f"{name}={os.environ.get(name, '')}" for name in _PRINTED)
+    print(f"starting with {settings}", file=sys.stderr, flush=True)
+    raise RuntimeError("cannot load the payment provider's certificate: /etc/codeblack/psp.pem not found")
