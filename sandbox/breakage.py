@@ -31,17 +31,22 @@ from harness.storage.manifest import BackupManifest, manifest_key
 from sandbox.world import Mutation, VariantContext, set_noncurrent_rule
 
 __all__ = [
+    "bulky_newest",
     "expired_kept",
     "gap",
     "hash_mismatch",
+    "malformed_manifest",
     "missing_rows",
     "missing_snapshot_day",
+    "no_manifest",
     "no_recent_inserts",
     "no_redis_copy_yesterday",
+    "replaced_newest",
     "short_noncurrent_rule",
     "stale_newest",
     "truncated_dump",
     "uncompressed_dump",
+    "unparsable_key",
     "versioning_suspended",
 ]
 
@@ -149,6 +154,47 @@ def truncated_dump() -> Mutation:
     return mutate
 
 
+def replaced_newest(body: bytes) -> Mutation:
+    """Replace the newest dump's content with ``body`` and make its manifest agree (size and sha256).
+
+    The download then verifies, so what is tested is how the restore treats a file that is not a usable dump
+    (empty, another format), as when a broken cron uploads whatever it produced and hashes that.
+    """
+
+    def mutate(ctx: VariantContext) -> None:
+        newest = _dumps(ctx).newest()
+        ctx.client.put_object(Bucket=ctx.bucket, Key=newest.key, Body=body)
+        _rewrite_newest_manifest(
+            ctx, lambda m: m.model_copy(update={"size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+        )
+
+    return mutate
+
+
+def no_manifest() -> Mutation:
+    """Delete the newest dump's manifest (a dump taken by a tool that writes none)."""
+    return lambda ctx: ctx.client.delete_object(Bucket=ctx.bucket, Key=manifest_key(_dumps(ctx).newest().key))
+
+
+def malformed_manifest(text: str) -> Mutation:
+    """Overwrite the newest dump's manifest with ``text`` (cut short, or not a manifest at all)."""
+    return lambda ctx: ctx.client.put_object(
+        Bucket=ctx.bucket, Key=manifest_key(_dumps(ctx).newest().key), Body=text.encode()
+    )
+
+
+def unparsable_key(name: str) -> Mutation:
+    """Add an object under the logical prefix whose key carries no timestamp (e.g. ``codeblack-latest.dump``)."""
+
+    def mutate(ctx: VariantContext) -> None:
+        key = ctx.world.config.storage.logical_prefix + name
+        ctx.client.copy_object(
+            Bucket=ctx.bucket, Key=key, CopySource={"Bucket": ctx.bucket, "Key": _dumps(ctx).newest().key}
+        )
+
+    return mutate
+
+
 def versioning_suspended() -> Mutation:
     """Suspend versioning of the uploads bucket (deleted proofs would be gone at once)."""
     return lambda ctx: ctx.client.put_bucket_versioning(
@@ -215,6 +261,23 @@ def missing_rows(table: str, count: int) -> Mutation:
                              .format(t=sql.Identifier(table)), (count,))  # fmt: skip
             after = _dump(ctx, dsn, ctx.world.now)
         put_manifest(ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}))
+
+    return mutate
+
+
+def bulky_newest(rows: int) -> Mutation:
+    """Add a newest dump padded with ``rows`` rows of a non-critical table, so pg_restore takes seconds.
+
+    Fault tests need a restore that is still running when they strike; the critical tables are untouched.
+    """
+
+    def mutate(ctx: VariantContext) -> None:
+        with _scratch_copy(ctx) as dsn:
+            with ctx.world.production_pg.connect(dsn.rsplit("/", 1)[1]) as conn:
+                conn.execute("CREATE TABLE padding AS SELECT g AS id, md5(g::text) AS filler "
+                             "FROM generate_series(1, %s) g", (rows,))  # fmt: skip
+                conn.execute("CREATE INDEX ON padding (filler)")
+            _dump(ctx, dsn, ctx.world.now)
 
     return mutate
 

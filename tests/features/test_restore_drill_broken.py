@@ -1,40 +1,31 @@
 """The restore drill feature run as an operator runs it, against broken copies of the sandbox world.
 
-Each case is one ``pytest features/test_restore_drill.py`` in a subprocess whose ``drill.toml`` describes a
-real target (``target.sandbox = false``): the world's moto endpoint with a broken variant's buckets and the
-app's signing key in the environment. Only the scenarios that must catch the breakage run; their failure
-messages are read from the JUnit report, so the operator-facing message itself is what is tested. The child
-runs under a run id chosen here, so afterwards no process or directory carrying it may be left.
+Each case is one ``pytest features/test_restore_drill.py`` in a subprocess (:mod:`tests.features.drill_run`)
+whose ``drill.toml`` describes a real target (``target.sandbox = false``): the world's moto endpoint with a
+broken variant's buckets and the app's signing key in the environment. Only the scenarios that must catch the
+breakage run; their failure messages are read from the JUnit report, so the operator-facing message itself is
+what is tested. Afterwards no process or directory carrying the child's run id may be left.
 """
 
 from __future__ import annotations
 
-import glob
-import json
-import os
 import re
-import subprocess
-import sys
 import uuid
-import xml.etree.ElementTree as ET
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from psycopg import sql
 
 from harness.backup.postgres import backup_postgres
-from harness.config import PROJECT_ROOT
 from harness.deployment import Deployment
-from harness.services.base import LABEL, RUN_ENV
 from sandbox.breakage import hash_mismatch, missing_rows, no_recent_inserts, stale_newest, truncated_dump
 from sandbox.world import Mutation, VariantContext, World
+from tests.features.drill_run import leftovers, run_drill
 
 pytestmark = pytest.mark.slow
 
-ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY"}
 UNHEALTHY = ["{python}", "-m", "uvicorn", "tests.broken_backends.unhealthy:create_app", "--factory",
              "--host", "127.0.0.1", "--port", "{port}"]  # fmt: skip
 
@@ -64,44 +55,9 @@ def no_audit_rows() -> Mutation:
 
 def run_feature(tmp_path: Path, target: Deployment, select: str, **sections: dict[str, Any]) -> dict[str, str]:
     """Run the restore drill scenarios matching ``select`` against ``target``; each failed test's message."""
-    storage = target.config.storage
-    settings = {"storage": {"endpoint_url": target.storage.url or "", "backup_bucket": storage.backup_bucket,
-                            "uploads_bucket": storage.uploads_bucket, "access_key_env": ENV["access"],
-                            "secret_key_env": ENV["secret"], "database_host": target.database_host},
-                "database": {"heartbeat_table": target.config.database.heartbeat_table},
-                "reports": {"dir": str(tmp_path / "reports")}}  # fmt: skip
-    for name, values in sections.items():
-        settings[name] = {**settings.get(name, {}), **values}
-    text = '[target]\nname = "broken"\nsandbox = false\n'
-    for name, values in settings.items():
-        text += f"\n[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "drill.toml").write_text(text)
-    run = f"brk{uuid.uuid4().hex[:7]}"
-    secrets = {name: secret.get_secret_value() for name, secret in target.app_secrets.items()}
-    env = {**os.environ, RUN_ENV: run, ENV["access"]: target.storage.access_key.get_secret_value(),
-           ENV["secret"]: target.storage.secret_key.get_secret_value(), **secrets}  # fmt: skip
-    junit = tmp_path / "junit.xml"
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "features/test_restore_drill.py", "-q", "-p", "no:randomly",
-         f"--drill-config={tmp_path / 'drill.toml'}", f"--alluredir={tmp_path / 'allure'}", f"--junitxml={junit}",
-         "-k", select],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert leftovers(run) == []
-    messages = {}
-    for test in ET.parse(junit).getroot().iter("testcase"):
-        for node in (test.find("failure"), test.find("error")):
-            if node is not None:
-                messages[test.get("name", "")] = node.get("message", "")
-    return messages
-
-
-def leftovers(run: str) -> list[str]:
-    """Processes and temp directories labelled with the child run's id."""
-    label = f"{LABEL}-{run}-"
-    procs = [str(p.pid) for p in psutil.process_iter(["cmdline"]) if any(label in a for a in p.info["cmdline"] or [])]
-    return procs + glob.glob(f"/tmp/{label}*")
+    done = run_drill(tmp_path, target, select, **sections)
+    assert leftovers(done.run) == []
+    return done.failures
 
 
 RESTORE = "test_the_newest_logical_backup_restores_into_isolated_staging"

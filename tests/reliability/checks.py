@@ -1,0 +1,21 @@
+"""What every reliability test asserts about a failed run: one clear line, a non-zero exit, nothing left."""
+
+from __future__ import annotations
+
+import re
+
+from tests.features.drill_run import DrillRun, leftovers
+
+#: pytest's marks of a traceback: a "Traceback (most recent call last)" or a "file.py:123: Error" location line.
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\S+\.py:\d+: \w+", re.MULTILINE)
+
+
+def assert_fails_in_one_line(done: DrillRun, scenario: str, expected: str) -> str:
+    """The run failed, ``scenario`` failed with one line matching ``expected``, no traceback, nothing left."""
+    assert done.returncode not in (0, None), done.output[-3000:]
+    message = done.failures.get(scenario, "")
+    assert re.search(expected, message), f"{scenario}: {message!r}\n{done.output[-3000:]}"
+    assert "\n" not in message.strip(), message
+    assert not TRACEBACK.search(done.output), done.output[-3000:]
+    assert leftovers(done.run) == []
+    return message
