@@ -267,12 +267,11 @@ def alembic_config():
 
 @pytest.fixture
 def alembic_engine(server):
-    # A connection, not an engine: the sandbox's env.py migrates the connection it is handed.
+    # An engine, as pytest-alembic's own fixtures give one.
     name = f"a_{{uuid.uuid4().hex[:12]}}"
     server.create_database(name)
     engine = create_engine(server.sqlalchemy_url(name), poolclass=pool.NullPool)
-    with engine.connect() as connection:
-        yield connection
+    yield engine
     engine.dispose()
     server.drop_database(name)
 """

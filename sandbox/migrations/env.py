@@ -1,9 +1,9 @@
 """Alembic environment of the CodeBlack sandbox.
 
-Three ways in, by precedence: a connection the caller passes in ``config.attributes["connection"]`` (the drill
-harness and pytest-alembic migrate inside their own transaction this way), else ``sqlalchemy.url``, else the
-``CODEBLACK_DATABASE_URL`` environment variable. Offline mode (``alembic upgrade --sql``) renders the SQL for
-the migration linter without a database.
+Three ways in, by precedence: a connection (or an engine, as pytest-alembic passes by default) the caller
+puts in ``config.attributes["connection"]`` (the drill harness migrates inside its own transaction this way),
+else ``sqlalchemy.url``, else the ``CODEBLACK_DATABASE_URL`` environment variable. Offline mode
+(``alembic upgrade --sql``) renders the SQL for the migration linter without a database.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import create_engine, pool
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from sandbox.codeblack.models import Base
 
@@ -69,17 +69,18 @@ def _run_on(connection: Connection) -> None:
 
 
 def run_migrations_online() -> None:
-    """Migrate a live database: the caller's connection when given, else one opened from the URL."""
-    connection = config.attributes.get("connection")
-    if connection is not None:
-        _run_on(connection)
+    """Migrate a live database: the caller's connection or engine when given, else one opened from the URL."""
+    given = config.attributes.get("connection")
+    if isinstance(given, Connection):
+        _run_on(given)
         return
-    engine = create_engine(_database_url(), poolclass=pool.NullPool)
+    engine = given if isinstance(given, Engine) else create_engine(_database_url(), poolclass=pool.NullPool)
     try:
         with engine.connect() as fresh:
             _run_on(fresh)
     finally:
-        engine.dispose()
+        if engine is not given:
+            engine.dispose()
 
 
 if context.is_offline_mode():
