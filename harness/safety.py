@@ -46,7 +46,7 @@ def _production_endpoints(config: DrillConfig) -> list[str]:
 
 def _mentions(value: str, endpoint: str) -> bool:
     """Whether ``endpoint`` appears in ``value`` as a whole host (``db.internal`` is not in ``db.internal2``)."""
-    return re.search(rf"(?<![\w.-]){re.escape(endpoint)}(?![\w.-]|:\d)", value) is not None
+    return re.search(rf"(?<![\w.-]){re.escape(endpoint)}(?![\w.-])", value) is not None
 
 
 def check_staging_isolated(config: DrillConfig) -> None:

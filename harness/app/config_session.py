@@ -26,6 +26,7 @@ from harness.app.config_gates import (
 )
 from harness.config import DrillConfig
 from harness.errors import CheckFailed
+from harness.services.postgres import ensure_throwaway
 
 __all__ = ["ConfigGates", "GateRun"]
 
@@ -73,7 +74,14 @@ class ConfigGates:
     def connect(
         cls, base_url: str, config: DrillConfig, verify_key: str, dsn: str, planted: Mapping[str, str]
     ) -> ConfigGates:
-        """Gates against the app at ``base_url`` whose audit table is in the staging database at ``dsn``."""
+        """Gates against the app at ``base_url`` whose audit table is in the staging database at ``dsn``.
+
+        The gates change config through the app, which writes to that database: it must be a throwaway copy.
+
+        Raises:
+            UnsafeTargetError: ``dsn`` is not a server this run created (before any request is made).
+        """
+        ensure_throwaway(dsn)
         client = ConfigClient.from_settings(base_url, config.app, verify_key)
         try:
             keys = config_keys(client, config.app)

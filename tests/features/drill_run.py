@@ -65,10 +65,17 @@ def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, 
         settings[name] = {**settings.get(name, {}), **values}
     text = '[target]\nname = "broken"\nsandbox = false\n'
     for name, values in settings.items():
-        text += f"\n[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+        text += f"\n[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "drill.toml").write_text(text)
     return directory / "drill.toml"
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: JSON's strings, numbers and arrays are TOML too; tables are written inline."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(key)} = {_toml(item)}" for key, item in value.items()) + "}"
+    return json.dumps(value)
 
 
 def drill_env(target: Deployment, run: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
