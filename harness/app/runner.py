@@ -142,7 +142,7 @@ class AppProcess:
         while True:
             if not self.process.alive():
                 code = self.process.process.returncode if self.process.process else None
-                raise ServiceError(f"{self.name} exited with code {code} during start: {self.log_tail()}")
+                raise ServiceError(f"app {self.name} exited with code {code} during start: {self.log_tail()}")
             answer = self.get_health()
             if answer is not None:
                 self.last_answer = answer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from tests.features.drill_run import DrillRun, leftovers
 
@@ -19,3 +20,19 @@ def assert_fails_in_one_line(done: DrillRun, scenario: str, expected: str) -> st
     assert not TRACEBACK.search(done.output), done.output[-3000:]
     assert leftovers(done.run) == []
     return message
+
+
+def assert_recorded(done: DrillRun, scenario: str, cause: str, phases: set[str]) -> dict[str, Any]:
+    """The run wrote its drill record: NO-GO, ``scenario`` failed naming ``cause``, ``phases`` measured."""
+    [record] = done.records()
+    assert record["verdict"]["decision"] == "NO-GO"
+    [check] = [c for c in record["checks"] if scenario.removeprefix("test_").replace("_", " ") in _slug(c["scenario"])]
+    assert check["status"] == "failed", check
+    assert cause in check["message"], check
+    assert phases <= set(record["rto_phases"]), record["rto_phases"]
+    return record
+
+
+def _slug(scenario: str) -> str:
+    """A scenario's title as pytest-bdd names its test (lower case, words only)."""
+    return re.sub(r"[^a-z0-9]+", " ", scenario.lower()).strip()
