@@ -327,13 +327,17 @@ class LocalPostgres(PostgresServer):
         binaries = binaries or find_binaries()
         workdir = label_dir(f"pg-{name}")
         data = workdir / "data"
-        if data_dir is None:
-            shutil.copytree(_template(binaries), data, symlinks=True)
-        else:
-            shutil.move(data_dir, data)
-        (workdir / "sock").mkdir()
-        os.chmod(data, 0o700)
-        give_to_service_user(workdir)
+        try:  # a Ctrl-C while the data directory is copied must not leave it behind
+            if data_dir is None:
+                shutil.copytree(_template(binaries), data, symlinks=True)
+            else:
+                shutil.move(data_dir, data)
+            (workdir / "sock").mkdir()
+            os.chmod(data, 0o700)
+            give_to_service_user(workdir)
+        except BaseException:
+            remove_dir(workdir)
+            raise
         port = free_port()
         merged = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(workdir / "sock"),
                   **dict(settings or {})}  # fmt: skip
@@ -351,8 +355,8 @@ class LocalPostgres(PostgresServer):
             stop_signal=signal.SIGINT,
             death_signal=signal.SIGQUIT,
         )
-        give_to_service_user(workdir)
         try:
+            give_to_service_user(workdir)
             server.process.start()
             wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {port}")
         except BaseException:

@@ -105,7 +105,11 @@ class LocalRedis(RedisServer):
         data = workdir / "data"
         data.mkdir()
         if rdb_file is not None:
-            shutil.copyfile(rdb_file, data / "dump.rdb")
+            try:  # a Ctrl-C while a large RDB is copied must not leave the directory behind
+                shutil.copyfile(rdb_file, data / "dump.rdb")
+            except BaseException:
+                remove_dir(workdir)
+                raise
         port = free_port()
         conf = {"bind": "127.0.0.1", "port": str(port), "dir": str(data), "dbfilename": "dump.rdb",
                 "protected-mode": "yes", "daemonize": "no", **THROWAWAY_PERSISTENCE,
