@@ -1,0 +1,45 @@
+"""Two drills at once (pytest-xdist, two workers) share no port and no directory, and both pass.
+
+Each xdist worker is a drill session of its own: it restores the newest dump into its own staging server.
+A watcher samples the staging PostgreSQL servers of the run while it runs; each worker's must be its own
+(distinct port, distinct data directory). Object storage is only read by the drill, so the buckets the two
+read are the same by design and nothing is written to them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.services.base import LABEL
+from sandbox.world import World
+from tests.features.drill_run import leftovers, run_drill
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_drills_at_once_share_nothing_and_both_pass(tmp_path: Path, sandbox_world: World) -> None:
+    servers: dict[int, tuple[str, str]] = {}  # postmaster pid -> (port, data directory)
+
+    def watch(run: str, child: subprocess.Popen[str]) -> None:
+        label = f"cluster_name={LABEL}-{run}-staging"
+        while child.poll() is None:
+            for proc in psutil.process_iter(["cmdline"]):
+                argv = proc.info["cmdline"] or []
+                if label in argv and "-D" in argv:
+                    servers[proc.pid] = (argv[argv.index("-p") + 1], argv[argv.index("-D") + 1])
+            time.sleep(0.05)
+
+    done = run_drill(tmp_path, sandbox_world.deployment, "isolated_staging or row_counts or 24_hours or corruption",
+                     args=["-n", "2", "--dist", "load"], during=watch)  # fmt: skip
+    assert done.returncode == 0, done.output[-3000:]
+    assert "4 passed" in done.output, done.output[-2000:]
+    ports = {port for port, _ in servers.values()}
+    directories = {directory for _, directory in servers.values()}
+    assert len(servers) == 2, servers
+    assert len(ports) == len(directories) == 2, servers
+    assert leftovers(done.run) == []
