@@ -4,7 +4,9 @@ Each fault is injected into a real drill run as an operator runs it (``pytest fe
 in a subprocess against the sandbox world): the staging PostgreSQL is SIGKILLed while pg_restore runs, the app
 crashes at start or its health/deep hangs, object storage throttles or fails behind a real HTTP proxy, and the
 download directory is a 64 KiB tmpfs. Every run carries planted secrets (storage keys, the signing key) that
-must not appear in its output, its JUnit report, its Allure results or its drill record.
+must not appear in its output (with live logs), its JUnit report, its Allure results or its drill record; a
+failing backup must not echo the database password of its DSN. Sensitive config values planted in the app are
+checked by the config gates' own leak check (``tests/features/test_config_safety_broken.py``).
 
 Covered elsewhere: pg_restore's own failure and the killed server at the library level
 (``tests/harness/test_restore.py``), an app that answers unhealthy (``test_restore_drill_broken.py``), a full
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,12 +26,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.services.base import LABEL, RUN_ENV
+from harness.services.base import LABEL, RUN_ENV, free_port
 from harness.storage.catalogue import list_backups
 from harness.storage.download import download_object
 from sandbox.breakage import bulky_newest
 from sandbox.world import World
-from tests.features.drill_run import ENV, DrillRun, run_drill
+from tests.features.drill_run import ENV, DrillRun, drill_env, run_drill, write_drill_toml
 from tests.reliability.checks import assert_fails_in_one_line, assert_recorded
 from tests.reliability.faulty_s3 import faulty_s3
 
@@ -53,7 +56,8 @@ def planted() -> dict[str, str]:
 
 
 def _faulty_run(tmp_path: Path, world: World, select: str, planted: dict[str, str], **kwargs: object) -> DrillRun:
-    done = run_drill(tmp_path, kwargs.pop("target", world.deployment), select, env=planted, **kwargs)  # type: ignore[arg-type]
+    target = kwargs.pop("target", world.deployment)
+    done = run_drill(tmp_path, target, select, env=planted, args=["-o", "log_cli=true"], **kwargs)  # type: ignore[arg-type]
     RUNS.append((done, tmp_path))
     return done
 
@@ -176,3 +180,17 @@ def test_no_planted_secret_leaks_from_any_faulty_run(planted: dict[str, str], sa
                                                                   for p in files]:  # fmt: skip
             leaked = [secret[:6] + "…" for secret in secrets if secret in text]
             assert not leaked, f"{where}: {leaked}"
+
+
+def test_a_database_password_is_not_echoed_by_a_failing_backup(tmp_path: Path, sandbox_world: World) -> None:
+    password = f"planted-db-password-{uuid.uuid4().hex}"
+    config = write_drill_toml(tmp_path, sandbox_world.deployment)
+    env = drill_env(sandbox_world.deployment, f"rel{uuid.uuid4().hex[:7]}",
+                    {"DATABASE_URL": f"postgresql://backup:{password}@127.0.0.1:{free_port()}/codeblack"})  # fmt: skip
+    program = Path(sys.executable).parent / "codeblack-drills"
+    result = subprocess.run([program, "--config", config, "backup", "postgres"], env=env, capture_output=True,
+                            text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode != 0
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert line.startswith("error: cannot connect to the database to back up: "), result.stderr
+    assert password not in result.stdout + result.stderr
