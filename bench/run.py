@@ -202,7 +202,10 @@ def _pytest(args: list[str], cwd: Path, **env: str) -> dict[str, Any]:
                             capture_output=True, text=True, timeout=1800, check=False,
                             env={**os.environ, **env})  # fmt: skip
     seconds = time.monotonic() - started
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else f"exit {result.returncode}"
+    # The last line, without the "====" pytest draws around it when the live log is on.
+    summary = (
+        result.stdout.strip().splitlines()[-1].strip("= ") if result.stdout.strip() else f"exit {result.returncode}"
+    )
     session = re.search(r" in ([0-9.]+)s", summary)
     # The sandbox world is production's stand-in, not the drill: its build time is reported apart.
     world = re.search(r"world: built in ([0-9.]+) s", result.stdout)

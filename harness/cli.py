@@ -34,6 +34,7 @@ from harness.records.chain import verify_chain
 from harness.records.report import render_html
 from harness.redact import RedactingFilter, redact, register_secret
 from harness.services.postgres import find_binaries
+from harness.services.redis import find_redis_check_rdb
 from harness.services.s3 import S3Endpoint
 from harness.services.sweeper import find_leftovers, sweep
 
@@ -180,7 +181,8 @@ def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_ti
     config = _config(ctx)
     url = _from_env(url_env, "--url-env")
     manifest = backup_redis(url, _storage(config), config.storage.backup_bucket, config.storage.redis_prefix,
-                            bgsave=bgsave, wait_timeout=wait_timeout)  # fmt: skip
+                            bgsave=bgsave, wait_timeout=wait_timeout,
+                            redis_check_rdb=find_redis_check_rdb(config.services.redis_server))  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
 

@@ -21,7 +21,6 @@ from harness.policy.redis_persistence import (
     check_aof,
     check_rdb_snapshots,
     check_redis_copies,
-    find_redis_check_rdb,
     read_persistence,
     verify_rdb_copy,
 )
@@ -33,6 +32,7 @@ from harness.policy.snapshots import (
 )
 from harness.policy.target import catalogue_of, stated_objective
 from harness.services.provider import Provider
+from harness.services.redis import find_redis_check_rdb
 from harness.storage.catalogue import Catalogue
 from steps.evidence import attach_json, attach_table
 

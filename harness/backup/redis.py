@@ -2,13 +2,15 @@
 
 The plan keeps ``appendonly yes`` for durability on the server, but the file worth copying off-server is the
 RDB snapshot: one compact, self-contained file that a throwaway Redis loads at start. The copy is taken right
-after a save this function asked for, so its age is known; the manifest records the key count the drill
-compares with after loading it.
+after a save this function asked for, so its age is known. The file is copied aside first (a later save
+replaces it), and the manifest records the key count of that copy as ``redis-check-rdb`` reads it, the count
+the drill compares with after loading it; the live server's count would race with every later write.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ import redis
 
 from harness.backup.store import backup_time, put_manifest, timestamped_key
 from harness.errors import HarnessError
-from harness.services.base import wait_until
+from harness.services.base import label_dir, remove_dir, wait_until
+from harness.services.redis import count_rdb_keys, find_redis_check_rdb
 from harness.storage.manifest import BackupManifest
 from harness.storage.upload import upload_file
 
@@ -58,6 +61,7 @@ def backup_redis(
     bgsave: bool = True,
     wait_timeout: float = 600.0,
     taken_at: datetime | None = None,
+    redis_check_rdb: Path | None = None,
 ) -> BackupManifest:
     """Copy the Redis at ``redis_url``'s RDB file to ``<prefix>codeblack-<ts>.rdb`` with its manifest.
 
@@ -71,6 +75,7 @@ def backup_redis(
         bgsave: trigger a save and wait for it first; without it the newest existing RDB is copied.
         wait_timeout: deadline for the save.
         taken_at: the time the key and the manifest carry (default now).
+        redis_check_rdb: the tool that counts the copy's keys (default: beside ``redis-server`` or on PATH).
 
     Returns:
         The manifest as stored.
@@ -86,7 +91,6 @@ def backup_redis(
                 _trigger_save(r, wait_timeout, where)
             directory = r.config_get("dir")["dir"]
             filename = r.config_get("dbfilename")["dbfilename"]
-            keys = sum(int(db.get("keys", 0)) for db in r.info("keyspace").values())
     except redis.RedisError as exc:
         raise HarnessError(f"{where}: {exc}") from None
     rdb = Path(directory) / filename
@@ -96,7 +100,17 @@ def backup_redis(
             "(or mount its data directory) and make sure a save has happened"
         )
     key = timestamped_key(prefix, moment, ".rdb")
-    stored = upload_file(client, bucket, key, rdb)
+    work = label_dir("redis-copy")
+    try:
+        copy = work / filename
+        try:
+            shutil.copyfile(rdb, copy)  # streamed; the server's next save may replace the original meanwhile
+        except OSError as exc:
+            raise HarnessError(f"{where}: cannot copy RDB file {rdb}: {exc.strerror}") from None
+        keys = count_rdb_keys(copy, redis_check_rdb or find_redis_check_rdb())
+        stored = upload_file(client, bucket, key, copy)
+    finally:
+        remove_dir(work)
     manifest = BackupManifest(
         kind="redis", key=key, taken_at=moment, format="rdb", sha256=stored.sha256, size=stored.size, keys=keys
     )

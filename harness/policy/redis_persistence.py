@@ -7,7 +7,6 @@ now, so the live value is what is checked, not a file.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +20,6 @@ from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.policy.evidence import Evidence
 from harness.policy.timeline import Schedule, check_schedule
 from harness.services.base import label_dir, remove_dir, run_tool
-from harness.services.redis import find_redis_server
 from harness.storage.catalogue import Catalogue, fetch_manifest
 from harness.storage.download import download_object, verify_against
 
@@ -30,7 +28,6 @@ __all__ = [
     "check_aof",
     "check_rdb_snapshots",
     "check_redis_copies",
-    "find_redis_check_rdb",
     "read_persistence",
     "verify_rdb_copy",
 ]
@@ -120,19 +117,6 @@ def check_redis_copies(catalogue: Catalogue, objectives: Objectives, now: dateti
     schedule = Schedule("Redis RDB copy", 24.0, objectives.redis_copy_days, objectives.retention_grace_hours,
                         f"objectives.redis_copy_days = {objectives.redis_copy_days}")  # fmt: skip
     return check_schedule(catalogue, schedule, now or datetime.now(UTC))
-
-
-def find_redis_check_rdb(redis_server: str = "") -> Path:
-    """``redis-check-rdb`` beside the configured (or PATH's) ``redis-server``, else on PATH.
-
-    Raises:
-        HarnessError: not found; the message says how to install it.
-    """
-    beside = find_redis_server(redis_server).parent / "redis-check-rdb"
-    found = str(beside) if beside.exists() else shutil.which("redis-check-rdb")
-    if not found:
-        raise HarnessError("redis-check-rdb not found beside redis-server or on PATH; `apt-get install redis-tools`")
-    return Path(found)
 
 
 def _first_error(output: str) -> str:

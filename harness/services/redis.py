@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import logging
+import re
 import shutil
 import signal
 from collections.abc import Iterator, Mapping
@@ -19,9 +20,16 @@ from pathlib import Path
 import redis
 
 from harness.errors import ServiceError
-from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, wait_until
+from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, run_tool, wait_until
 
-__all__ = ["THROWAWAY_PERSISTENCE", "LocalRedis", "RedisServer", "find_redis_server"]
+__all__ = [
+    "THROWAWAY_PERSISTENCE",
+    "LocalRedis",
+    "RedisServer",
+    "count_rdb_keys",
+    "find_redis_check_rdb",
+    "find_redis_server",
+]
 
 log = logging.getLogger("harness.services.redis")
 
@@ -45,6 +53,35 @@ def find_redis_server(configured: str = "") -> Path:
             "install it with `apt-get install -y redis-server` or set services.redis_server in drill.toml"
         )
     return Path(found)
+
+
+def find_redis_check_rdb(redis_server: str = "") -> Path:
+    """``redis-check-rdb`` beside the configured (or PATH's) ``redis-server``, else on PATH.
+
+    Raises:
+        ServiceError: not found; the message says how to install it.
+    """
+    beside = find_redis_server(redis_server).parent / "redis-check-rdb"
+    found = str(beside) if beside.exists() else shutil.which("redis-check-rdb")
+    if not found:
+        raise ServiceError("redis-check-rdb not found beside redis-server or on PATH; `apt-get install redis-tools`")
+    return Path(found)
+
+
+def count_rdb_keys(rdb: Path, redis_check_rdb: Path, timeout: float = 300.0) -> int:
+    """The number of keys stored in the RDB file itself, as ``redis-check-rdb`` reads them.
+
+    A key count taken from the live server after the save races with every later write or expiry; the file's
+    own count is the one a restore must reproduce.
+
+    Raises:
+        ServiceError: the tool fails on the file or does not report a key count.
+    """
+    done = run_tool([redis_check_rdb, rdb], what="redis-check-rdb", timeout=timeout)
+    counted = re.search(r"(\d+) keys read", done.stdout.decode(errors="replace"))
+    if counted is None:
+        raise ServiceError(f"redis-check-rdb reported no key count for {rdb}")
+    return int(counted.group(1))
 
 
 class RedisServer(abc.ABC):

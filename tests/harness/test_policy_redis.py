@@ -15,11 +15,11 @@ from harness.policy.redis_persistence import (
     check_aof,
     check_rdb_snapshots,
     check_redis_copies,
-    find_redis_check_rdb,
     read_persistence,
     verify_rdb_copy,
 )
 from harness.services.base import free_port
+from harness.services.redis import find_redis_check_rdb
 from harness.storage.catalogue import list_backups
 from harness.storage.manifest import format_timestamp
 from tests.harness.test_catalogue import _put_many, bucket_fixture  # noqa: F401 - the bucket fixture
