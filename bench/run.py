@@ -221,7 +221,7 @@ def _pytest_features(*selection: str) -> dict[str, Any]:
     config.write_text(_drill_toml_in(reports))
     run = _pytest([*selection, "--drill-config", str(config), "--alluredir", str(reports / "allure-results")], ROOT)
     records = sorted((reports / "drills").glob("*.json"))
-    phases = json.loads(records[-1].read_text()).get("phases", {}) if records else {}
+    phases = json.loads(records[-1].read_text()).get("rto_phases", {}) if records else {}
     remove_dir(reports)
     return {**run, "phases": phases}
 

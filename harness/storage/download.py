@@ -25,10 +25,10 @@ from harness.progress import Progress
 from harness.storage.catalogue import storage_errors
 from harness.storage.manifest import BackupManifest
 
-__all__ = ["PARALLEL_THRESHOLD", "PART_SIZE", "Downloaded", "download_object", "verify_against"]
+__all__ = ["MIN_PART_SIZE", "PARALLEL_THRESHOLD", "WORKERS", "Downloaded", "download_object", "verify_against"]
 
 PARALLEL_THRESHOLD = 64 * 1024 * 1024
-PART_SIZE = 8 * 1024 * 1024
+MIN_PART_SIZE = 8 * 1024 * 1024
 WORKERS = 4
 _CHUNK = 1024 * 1024
 #: Write errors that mean "this disk cannot hold the dump", with the words the message uses for each.
@@ -69,7 +69,10 @@ def _fetch_whole(client: Any, bucket: str, key: str, path: Path, progress: Progr
 
 
 def _fetch_parts(client: Any, bucket: str, key: str, path: Path, size: int, progress: Progress) -> int:
-    ranges = [(start, min(start + PART_SIZE, size) - 1) for start in range(0, size, PART_SIZE)]
+    # One range per worker: as fast on S3 as many small ranges, and a server that re-reads the whole object
+    # for every range request (moto does) copies it WORKERS times instead of size / 8 MiB times (1 GB: 5 s, not 94).
+    part = max(MIN_PART_SIZE, -(-size // WORKERS))
+    ranges = [(start, min(start + part, size) - 1) for start in range(0, size, part)]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 
     def fetch(byte_range: tuple[int, int]) -> None:

@@ -53,14 +53,14 @@ def test_a_small_object_streams_with_its_hash(bucket: tuple[Any, str], tmp_path:
 def test_a_large_object_comes_in_parallel_ranges(
     bucket: tuple[Any, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Scaled down: the same code path as 64 MiB / 8 MiB parts, with a 1 MiB threshold and 256 KiB parts.
+    # Scaled down: the same code path as the 64 MiB threshold, with a 1 MiB threshold and 256 KiB minimum parts.
     monkeypatch.setattr(download, "PARALLEL_THRESHOLD", 1024 * 1024)
-    monkeypatch.setattr(download, "PART_SIZE", 256 * 1024)
+    monkeypatch.setattr(download, "MIN_PART_SIZE", 256 * 1024)
     client, name = bucket
     data = os.urandom(3 * 1024 * 1024 + 17)
     client.put_object(Bucket=name, Key=KEY, Body=data)
     got = download_object(client, name, KEY, tmp_path)
-    assert got.parts == 13
+    assert got.parts == download.WORKERS  # one range per worker
     assert got.sha256 == hashlib.sha256(data).hexdigest()
     assert got.path.read_bytes() == data
 
