@@ -23,7 +23,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_two_drills_at_once_share_nothing_and_both_pass(tmp_path: Path, sandbox_world: World) -> None:
-    servers: dict[int, tuple[str, str]] = {}  # postmaster pid -> (port, data directory)
+    # (port, data directory) of every staging server seen; a backend just forked from its postmaster briefly
+    # shows the postmaster's argv too, so servers are told apart by what they hold, not by pid.
+    servers: set[tuple[str, str]] = set()
 
     def watch(run: str, child: subprocess.Popen[str]) -> None:
         label = f"cluster_name={LABEL}-{run}-staging"
@@ -31,15 +33,15 @@ def test_two_drills_at_once_share_nothing_and_both_pass(tmp_path: Path, sandbox_
             for proc in psutil.process_iter(["cmdline"]):
                 argv = proc.info["cmdline"] or []
                 if label in argv and "-D" in argv:
-                    servers[proc.pid] = (argv[argv.index("-p") + 1], argv[argv.index("-D") + 1])
+                    servers.add((argv[argv.index("-p") + 1], argv[argv.index("-D") + 1]))
             time.sleep(0.05)
 
     done = run_drill(tmp_path, sandbox_world.deployment, "isolated_staging or row_counts or 24_hours or corruption",
                      args=["-n", "2", "--dist", "load"], during=watch)  # fmt: skip
     assert done.returncode == 0, done.output[-3000:]
     assert "4 passed" in done.output, done.output[-2000:]
-    ports = {port for port, _ in servers.values()}
-    directories = {directory for _, directory in servers.values()}
-    assert len(servers) == 2, servers
-    assert len(ports) == len(directories) == 2, servers
+    ports = {port for port, _ in servers}
+    directories = {directory for _, directory in servers}
+    assert len(servers) == 2, servers  # one staging server per worker
+    assert len(ports) == len(directories) == 2, servers  # sharing neither a port nor a directory
     assert leftovers(done.run) == []
