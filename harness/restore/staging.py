@@ -152,6 +152,12 @@ class _RestoreProgress:
         self.seen: set[str] = set()
         self.progress = Progress(what, None if self.entries is None else len(self.entries), unit="items")
 
+    def finish(self, note: str) -> None:
+        """pg_restore exited cleanly, so every entry is restored, also one whose line it did not print."""
+        if self.entries is not None:
+            self.progress.update(len(self.entries))
+        self.progress.finish(note)
+
     def line(self, text: str) -> None:
         match = _ITEM.match(text)
         if match and (self.entries is None or match[1] in self.entries) and match[1] not in self.seen:
@@ -175,7 +181,7 @@ def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path:
                 f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.log_tail(3)}"
             ) from None
         raise CheckFailed(f"{dump.key}: does not restore: {exc}") from None
-    progress.progress.finish(f"{jobs} jobs")
+    progress.finish(f"{jobs} jobs")
     return result.stderr.decode(errors="replace")
 
 
