@@ -85,3 +85,16 @@ def test_a_server_standing_in_for_production_is_refused_by_the_guard(provider) -
             ensure_throwaway(production.dsn())
     finally:
         production.stop()
+
+
+def test_an_interrupt_python_swallowed_is_raised_again_at_the_next_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler's KeyboardInterrupt lost in a finaliser ("Exception ignored") must still stop the drill."""
+    import signal
+
+    from fixtures import config as plugin
+
+    monkeypatch.setattr(plugin, "_received", [])
+    plugin.pytest_bdd_before_step()  # nothing received: the drill goes on
+    monkeypatch.setattr(plugin, "_received", [signal.SIGTERM])
+    with pytest.raises(KeyboardInterrupt, match=f"signal {signal.SIGTERM.value}"):
+        plugin.pytest_bdd_before_step()
