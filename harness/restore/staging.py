@@ -154,7 +154,7 @@ class _RestoreProgress:
 
     def finish(self, note: str) -> None:
         """pg_restore exited cleanly, so every entry is restored, also one whose line it did not print."""
-        if self.entries is not None:
+        if self.entries is not None and len(self.seen) < len(self.entries):
             self.progress.update(len(self.entries))
         self.progress.finish(note)
 
