@@ -367,16 +367,6 @@ class LocalPostgres(PostgresServer):
         log.info("PostgreSQL %s ready on 127.0.0.1:%d (%s %s)", name, port, binaries.source, binaries.version)
         return server
 
-    @classmethod
-    @contextlib.contextmanager
-    def start(cls, name: str, **kwargs: object) -> Iterator[LocalPostgres]:
-        """Context manager form of :meth:`create`: the server is stopped and removed on exit."""
-        server = cls.create(name, **kwargs)  # type: ignore[arg-type]
-        try:
-            yield server
-        finally:
-            server.stop()
-
     def _ready(self) -> bool:
         self.process.ensure_alive()
         pid_file = self.data_dir / "postmaster.pid"

@@ -8,12 +8,11 @@ settings the caller asks for, written as ``redis.conf`` lines.
 from __future__ import annotations
 
 import abc
-import contextlib
 import logging
 import re
 import shutil
 import signal
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,16 +168,6 @@ class LocalRedis(RedisServer):
             raise
         log.info("Redis %s ready on 127.0.0.1:%d", name, port)
         return server
-
-    @classmethod
-    @contextlib.contextmanager
-    def start(cls, name: str, **kwargs: object) -> Iterator[LocalRedis]:
-        """Context manager form of :meth:`create`."""
-        server = cls.create(name, **kwargs)  # type: ignore[arg-type]
-        try:
-            yield server
-        finally:
-            server.stop()
 
     def _ready(self) -> bool:
         self.process.ensure_alive()
