@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from harness.errors import HarnessError
 from harness.records.markdown import render_markdown
 from harness.records.record import DrillRecord, content_hash
-from harness.records.trend import plot_trend
+from harness.records.trend import TREND_SUFFIX, plot_trend
 from harness.redact import redact
 
 __all__ = ["HEAD_FILE", "ChainResult", "append_record", "load_chain", "record_stem", "verify_chain"]
@@ -140,7 +140,7 @@ def append_record(directory: Path, record: DrillRecord) -> tuple[DrillRecord, Pa
             raise HarnessError(f"{newest[0]}: dated after now ({stem}); check the clock before appending")
         clean = DrillRecord.model_validate_json(redact(record.model_dump_json()))
         linked = clean.model_copy(
-            update={"trend_image": f"{stem}-trend.png", "previous_hash": previous[-1].hash if previous else ""}
+            update={"trend_image": f"{stem}{TREND_SUFFIX}", "previous_hash": previous[-1].hash if previous else ""}
         )
         markdown = render_markdown(linked)
         sealed = linked.model_copy(update={"markdown_sha256": _sha256(markdown.encode())}).sealed()

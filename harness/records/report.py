@@ -69,7 +69,7 @@ def _attachment(results_dir: Path, name: str, body: bytes, mime: str, extension:
     return {"name": name, "source": source, "type": mime}
 
 
-def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path | None = None) -> Path:
+def write_verdict_result(results_dir: Path, record: DrillRecord, trend: Path | None = None) -> Path:
     """Add one Allure result carrying the verdict, RPO/RTO with phases and objectives, the record and the trend.
 
     It passes for GO and fails for NO-GO, so the report's own totals agree with the verdict. The record and the
@@ -82,8 +82,8 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend_png: Path
         _attachment(results_dir, "drill record (JSON)", redact(record.model_dump_json(indent=2)).encode(),
                     "application/json", "json"),
     ]  # fmt: skip
-    if trend_png is not None and trend_png.exists():
-        attachments.append(_attachment(results_dir, "RPO and RTO trend", trend_png.read_bytes(), "image/png", "png"))
+    if trend is not None and trend.exists():
+        attachments.append(_attachment(results_dir, "RPO and RTO trend", trend.read_bytes(), "image/svg+xml", "svg"))
     parameters = [{"name": m.name, "value": m.against()} for m in record.measures]
     parameters += [
         {"name": name, "value": f"{format_number(s)} s (RTO phase)"} for name, s in record.rto_phases.items()
@@ -136,7 +136,7 @@ def scrub_secrets(directory: Path) -> list[Path]:
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            continue  # binary (PNG): written by the harness from redacted data only
+            continue  # binary: nothing the harness writes, but an attachment a plugin added may be
         clean = redact(text)
         if clean != text:
             path.write_text(clean, encoding="utf-8")

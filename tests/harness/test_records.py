@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from harness.records import (
     control_statuses,
     decide,
     load_chain,
+    plot_trend,
     verify_chain,
     write_environment,
 )
@@ -156,7 +158,7 @@ def built_chain(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def chain(built_chain: Path, tmp_path: Path) -> list[Path]:
-    """A fresh copy of three chained records per test (drawing the charts once is the slow part)."""
+    """A fresh copy of three chained records per test (built once per module)."""
     directory = shutil.copytree(built_chain, tmp_path / "drills")
     return sorted(directory.glob("drill-*.json"))
 
@@ -202,11 +204,20 @@ def test_sessions_appending_together_keep_one_chain(tmp_path: Path) -> None:
     assert str(verify_chain(tmp_path)) == "drill record chain OK: 4 records"
 
 
-def test_trend_png_is_drawn_across_the_chain(chain: list[Path]) -> None:
+def test_trend_chart_is_drawn_across_the_chain(chain: list[Path]) -> None:
     newest = load_chain(chain[0].parent)[-1]
-    png = chain[0].parent / newest.trend_image
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000  # two axes with three points each, not an empty canvas
+    svg = ET.parse(chain[0].parent / newest.trend_image).getroot()  # well-formed XML, or this raises
+    texts = ["".join(node.itertext()) for node in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"RPO per drill (h)", "RTO per drill (min)"} <= set(texts)
+    lines = svg.iter("{http://www.w3.org/2000/svg}polyline")
+    measured = [line for line in lines if not line.get("stroke-dasharray")]
+    assert [len(line.get("points", "").split()) for line in measured] == [len(chain)] * 2  # a point per drill
+
+
+def test_trend_chart_labels_a_missed_objective_in_red(tmp_path: Path) -> None:
+    path = plot_trend([make_record(0, rpo=2.0), make_record(1, rpo=7.5)], tmp_path / "trend.svg")
+    labels = {node.text: node.get("fill") for node in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text")}
+    assert (labels["2.00"], labels["7.50"]) == ("#000", "#d62728")
 
 
 def test_environment_properties_escape_keys_and_keep_values(tmp_path: Path) -> None:

@@ -197,7 +197,7 @@ def test_results_carry_environment_and_the_verdict(failing_drill: DrillRun) -> N
     verdict = next(r for r in _results(failing_drill) if str(r["name"]).startswith("Drill verdict"))
     assert verdict["name"] == "Drill verdict NO-GO, RPO 7.5 h (objective 6 h), RTO 12 min (objective 60 min)"
     assert verdict["status"] == "failed"
-    assert {a["type"] for a in verdict["attachments"]} == {"text/markdown", "application/json", "image/png"}  # type: ignore[attr-defined]
+    assert {a["type"] for a in verdict["attachments"]} == {"text/markdown", "application/json", "image/svg+xml"}  # type: ignore[attr-defined]
 
 
 def test_no_planted_secret_appears_in_any_report_file(failing_drill: DrillRun) -> None:
