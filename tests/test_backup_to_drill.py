@@ -25,7 +25,8 @@ from harness.services.postgres import PostgresServer
 from harness.services.redis import RedisServer
 from harness.services.s3 import MotoS3
 from harness.storage.manifest import format_timestamp, manifest_key
-from tests.features.drill_run import DrillRun, drill_env, leftovers, run_drill, write_drill_toml
+from sandbox.target import drill_env, write_drill_toml
+from tests.features.drill_run import DrillRun, leftovers, run_drill
 from tests.harness.test_restore import seed_production
 from tests.test_cli import run_cli
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -29,8 +28,8 @@ import psutil
 from harness.config import PROJECT_ROOT
 from harness.deployment import Deployment
 from harness.services.base import LABEL, RUN_ENV
+from sandbox.target import drill_env, write_drill_toml
 
-ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY"}
 RESTORE_DRILL = "features/test_restore_drill.py"
 
 #: Called in a thread while the child runs, with the child's run id and process (to inject a fault).
@@ -51,38 +50,6 @@ class DrillRun:
     def records(self) -> list[dict[str, Any]]:
         """The drill records the child wrote (JSON), oldest first."""
         return [json.loads(path.read_text()) for path in sorted((self.reports / "drills").glob("drill-*.json"))]
-
-
-def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, Any]) -> Path:
-    """A ``drill.toml`` for ``target`` with some keys of some sections replaced or added."""
-    storage = target.config.storage
-    settings = {"storage": {"endpoint_url": target.storage.url or "", "backup_bucket": storage.backup_bucket,
-                            "uploads_bucket": storage.uploads_bucket, "access_key_env": ENV["access"],
-                            "secret_key_env": ENV["secret"], "database_host": target.database_host},
-                "database": {"heartbeat_table": target.config.database.heartbeat_table},
-                "reports": {"dir": str(directory / "reports")}}  # fmt: skip
-    for name, values in sections.items():
-        settings[name] = {**settings.get(name, {}), **values}
-    text = '[target]\nname = "broken"\nsandbox = false\n'
-    for name, values in settings.items():
-        text += f"\n[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "drill.toml").write_text(text)
-    return directory / "drill.toml"
-
-
-def _toml(value: Any) -> str:
-    """A TOML value: JSON's strings, numbers and arrays are TOML too; tables are written inline."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(key)} = {_toml(item)}" for key, item in value.items()) + "}"
-    return json.dumps(value)
-
-
-def drill_env(target: Deployment, run: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The child's environment: its run id, the storage credentials and the app's secrets."""
-    secrets = {name: secret.get_secret_value() for name, secret in target.app_secrets.items()}
-    return {**os.environ, RUN_ENV: run, ENV["access"]: target.storage.access_key.get_secret_value(),
-            ENV["secret"]: target.storage.secret_key.get_secret_value(), **secrets, **(overrides or {})}  # fmt: skip
 
 
 def run_drill(

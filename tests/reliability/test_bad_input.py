@@ -24,8 +24,9 @@ from harness.restore.select import newest_backup
 from harness.restore.staging import restore_logical
 from harness.services.provider import Provider
 from sandbox.breakage import malformed_manifest, no_manifest, replaced_newest, uncompressed_dump, unparsable_key
+from sandbox.target import drill_env, write_drill_toml
 from sandbox.world import Mutation, World
-from tests.features.drill_run import drill_env, run_drill, write_drill_toml
+from tests.features.drill_run import run_drill
 from tests.reliability.checks import TRACEBACK, assert_fails_in_one_line
 
 pytestmark = pytest.mark.slow

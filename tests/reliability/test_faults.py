@@ -30,8 +30,9 @@ from harness.services.base import LABEL, RUN_ENV, free_port
 from harness.storage.catalogue import list_backups
 from harness.storage.download import download_object
 from sandbox.breakage import bulky_newest
+from sandbox.target import ENV, drill_env, write_drill_toml
 from sandbox.world import World
-from tests.features.drill_run import ENV, DrillRun, drill_env, run_drill, write_drill_toml
+from tests.features.drill_run import DrillRun, run_drill
 from tests.reliability.checks import assert_fails_in_one_line, assert_recorded
 from tests.reliability.faulty_s3 import faulty_s3
 

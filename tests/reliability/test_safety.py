@@ -26,8 +26,8 @@ from harness.migrations.deploy import DeployRehearsal
 from harness.migrations.history import load_graph
 from harness.migrations.project import MigrationProject
 from harness.safety import check_staging_isolated
+from sandbox.target import drill_env, write_drill_toml
 from sandbox.world import PRODUCTION_DB_HOST, World
-from tests.features.drill_run import drill_env, write_drill_toml
 from tests.reliability.checks import TRACEBACK
 
 REFUSED = r"^refusing to write to PostgreSQL at 127\.0\.0\.1:\d+: "

@@ -1,0 +1,60 @@
+"""A world (or a broken variant of it) described as a real target: a ``drill.toml`` and the environment it names.
+
+A drill against this file runs exactly as against a real deployment (``target.sandbox = false``): endpoints and
+buckets from the file, credentials and the app's signing key from the environment variables it names. The
+self-tests run broken worlds this way, and the benchmark runs the pre-deploy gate this way against a world
+that is already up, as CI runs it against a production that already exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.deployment import Deployment
+from harness.services.base import RUN_ENV
+
+__all__ = ["ENV", "drill_env", "write_drill_toml"]
+
+ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY"}
+"""The environment variables the written ``drill.toml`` names for the storage credentials."""
+
+
+def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, Any]) -> Path:
+    """A ``drill.toml`` in ``directory`` for ``target``, with some keys of some sections replaced or added.
+
+    Reports go to ``directory/reports``; the target is named after the deployment (a variant's name included).
+    """
+    storage = target.config.storage
+    settings = {"storage": {"endpoint_url": target.storage.url or "", "backup_bucket": storage.backup_bucket,
+                            "uploads_bucket": storage.uploads_bucket, "access_key_env": ENV["access"],
+                            "secret_key_env": ENV["secret"], "database_host": target.database_host},
+                "database": {"heartbeat_table": target.config.database.heartbeat_table},
+                "reports": {"dir": str(directory / "reports")}}  # fmt: skip
+    for name, values in sections.items():
+        settings[name] = {**settings.get(name, {}), **values}
+    slug = re.sub(r"[^a-z0-9]+", "-", target.name.lower()).strip("-")
+    text = f"[target]\nname = {json.dumps(slug)}\nsandbox = false\n"
+    for name, values in settings.items():
+        text += f"\n[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "drill.toml").write_text(text)
+    return directory / "drill.toml"
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: JSON's strings, numbers and arrays are TOML too; tables are written inline."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(key)} = {_toml(item)}" for key, item in value.items()) + "}"
+    return json.dumps(value)
+
+
+def drill_env(target: Deployment, run: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The drill process's environment: its run id, the storage credentials and the app's secrets."""
+    secrets = {name: secret.get_secret_value() for name, secret in target.app_secrets.items()}
+    return {**os.environ, RUN_ENV: run, ENV["access"]: target.storage.access_key.get_secret_value(),
+            ENV["secret"]: target.storage.secret_key.get_secret_value(), **secrets, **(overrides or {})}  # fmt: skip
