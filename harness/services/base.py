@@ -138,7 +138,8 @@ def _run_following(
 
     Stdout, when piped, is drained by a thread so a chatty tool cannot block on a full pipe.
     """
-    process = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, env=env, preexec_fn=setup)
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, env=env,
+                               preexec_fn=setup)  # fmt: skip
     killer = threading.Timer(timeout, process.kill)
     out: list[bytes] = []
     piped = process.stdout
@@ -177,11 +178,12 @@ def run_tool(
     env: dict[str, str] | None = None,
     stdout: IO[bytes] | int | None = subprocess.PIPE,
     on_stderr: Callable[[str], None] | None = None,
+    stdin: bytes = b"",
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a short-lived tool (initdb, pg_dump, redis-check-rdb) with a deadline and a clear error.
 
     ``on_stderr`` receives each stderr line as it is written (e.g. ``pg_restore --verbose`` to report progress);
-    the whole stderr is still returned.
+    the whole stderr is still returned. ``stdin`` is what the tool reads (never the terminal of the run).
 
     Raises:
         ServiceError: the tool is missing, timed out or failed; the message carries its last stderr line.
@@ -191,8 +193,8 @@ def run_tool(
     setup = _child_setup(as_service_user, signal.SIGKILL)
     try:
         if on_stderr is None:
-            result = subprocess.run(args, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout, env=full_env,
-                                    preexec_fn=setup, check=False)  # fmt: skip
+            result = subprocess.run(args, input=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout,
+                                    env=full_env, preexec_fn=setup, check=False)  # fmt: skip
         else:
             result = _run_following(args, env=full_env, setup=setup, stdout=stdout, timeout=timeout,
                                     on_stderr=on_stderr)  # fmt: skip
