@@ -1,19 +1,15 @@
 @predeploy @migration_gates
 Feature: Migration gates before each deploy
   The plan's Migration Workflow and Rollback policy, checked before every deploy with Alembic's own API:
-  every schema change is tracked by a migration file, the history is one linear chain ending at the
-  reviewed head, a migration once deployed is never edited afterwards, non-destructive migrations are reversible, destructive ones wait for a fresh full backup,
-  the SQL passes the migration linter, and the deployment order is rehearsed on a staging copy restored
-  from the newest backup, never on production.
+  the history is one linear chain ending at the reviewed head, a migration once deployed is never edited
+  afterwards, every schema change is tracked by a migration file, non-destructive migrations are
+  reversible, destructive ones wait for a fresh full backup, the SQL passes the migration linter, and the
+  deployment order is rehearsed on a staging copy restored from the newest backup, never on production.
 
   Background:
     Given the target's Alembic migrations named in the drill configuration
     And the migration history as Alembic builds it from migrations/versions
     And the waivers approved in the drill configuration
-
-  Scenario: Every schema change is tracked by a migration file in migrations/versions
-    Then every file in migrations/versions is a revision of the migration history
-    And the migrations applied to an empty database build exactly the schema the models declare
 
   Scenario: The migration history is one linear chain ending at the expected head
     Then the migration history is one linear chain with a single head at the expected revision
@@ -21,6 +17,10 @@ Feature: Migration gates before each deploy
   Scenario: The migration history has not been edited after it was deployed
     Given the revisions pending on the staging copy restored from the newest backup
     Then every migration file up to the deployed revision is unchanged since its checksum was recorded
+
+  Scenario: Every schema change is tracked by a migration file in migrations/versions
+    Then every file in migrations/versions is a revision of the migration history
+    And the migrations applied to an empty database build exactly the schema the models declare
 
   Scenario: Every non-destructive migration is reversible
     Then every revision downgraded one step and upgraded again leaves an identical schema catalogue
@@ -33,6 +33,7 @@ Feature: Migration gates before each deploy
     Given the revisions pending on the staging copy restored from the newest backup
     Then the offline SQL of the pending migrations has no finding of a blocking lint rule
 
+  @app
   Scenario: The deployment order is rehearsed on a staging copy restored from the newest backup
     Given the revisions pending on the staging copy restored from the newest backup
     And the target app started against the staging copy

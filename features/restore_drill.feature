@@ -29,11 +29,13 @@ Feature: Monthly restore drill into isolated staging
     Given the newest logical backup restored into isolated staging
     Then the restored Redis holds as many keys as its copy's manifest counted
 
+  @app
   Scenario: The application starts against staging and its deep health is healthy
     Given the newest logical backup restored into isolated staging
     When the application is started against the staging copy
     Then GET /api/v1/system/health/deep answers healthy for every component
 
+  @app
   Scenario: Recovery time and data loss are measured against the objectives
     Given the newest logical backup restored into isolated staging
     When the application is started against the staging copy

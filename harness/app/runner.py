@@ -77,6 +77,8 @@ class AppProcess:
     process: ManagedProcess | None = None
     workdir: Path | None = None
     last_answer: HealthAnswer | None = None
+    launched_at: float = 0.0
+    """When :meth:`start` launched the process (``time.monotonic``): an app's start time counts from here."""
 
     @classmethod
     def from_config(
@@ -99,12 +101,20 @@ class AppProcess:
             name=f"app {self.name}", argv=argv, log_path=workdir / "app.log", env=dict(self.env)
         )
         self.workdir = workdir
+        self.launched_at = time.monotonic()
         try:
             self.process.start()
         except BaseException:
             remove_dir(workdir)
             raise
         log.info("started app %s on %s: %s", self.name, self.base_url, " ".join(argv))
+        return self
+
+    def rename(self, name: str) -> AppProcess:
+        """Give an app launched ahead the name of the scenario that takes it (its messages quote the name)."""
+        self.name = name
+        if self.process is not None:
+            self.process.name = f"app {name}"
         return self
 
     def log_tail(self, lines: int = 8) -> str:
