@@ -1,9 +1,9 @@
 @predeploy @migration_gates
 Feature: Migration gates before each deploy
   The plan's Migration Workflow and Rollback policy, checked before every deploy with Alembic's own API:
-  the history is one linear chain ending at the reviewed head, a migration once deployed is never edited
-  afterwards, every schema change is tracked by a migration file, non-destructive migrations are
-  reversible, destructive ones wait for a fresh full backup, the SQL passes the migration linter, and the
+  the history is one linear chain ending at the reviewed head, every schema change is tracked by a
+  migration file, non-destructive migrations are reversible, a migration once deployed is never edited
+  afterwards, destructive ones wait for a fresh full backup, the SQL passes the migration linter, and the
   deployment order is rehearsed on a staging copy restored from the newest backup, never on production.
 
   Background:
@@ -14,10 +14,6 @@ Feature: Migration gates before each deploy
   Scenario: The migration history is one linear chain ending at the expected head
     Then the migration history is one linear chain with a single head at the expected revision
 
-  Scenario: The migration history has not been edited after it was deployed
-    Given the revisions pending on the staging copy restored from the newest backup
-    Then every migration file up to the deployed revision is unchanged since its checksum was recorded
-
   Scenario: Every schema change is tracked by a migration file in migrations/versions
     Then every file in migrations/versions is a revision of the migration history
     And the migrations applied to an empty database build exactly the schema the models declare
@@ -25,15 +21,22 @@ Feature: Migration gates before each deploy
   Scenario: Every non-destructive migration is reversible
     Then every revision downgraded one step and upgraded again leaves an identical schema catalogue
 
+  @staging
+  Scenario: The migration history has not been edited after it was deployed
+    Given the revisions pending on the staging copy restored from the newest backup
+    Then every migration file up to the deployed revision is unchanged since its checksum was recorded
+
+  @staging
   Scenario: A destructive migration is applied only after a full backup checkpoint
     Given the revisions pending on the staging copy restored from the newest backup
     Then each pending migration that drops, truncates or narrows data follows a full backup checkpoint of at most the configured age
 
+  @staging
   Scenario: The SQL of the pending migrations passes the migration linter
     Given the revisions pending on the staging copy restored from the newest backup
     Then the offline SQL of the pending migrations has no finding of a blocking lint rule
 
-  @app
+  @staging @app
   Scenario: The deployment order is rehearsed on a staging copy restored from the newest backup
     Given the revisions pending on the staging copy restored from the newest backup
     And the target app started against the staging copy

@@ -6,42 +6,48 @@ Feature: Monthly restore drill into isolated staging
   check, recovery time and data loss are measured against the objectives, and cut-over is GO only when all
   of this held.
 
+  @staging
   Scenario: The newest logical backup restores into isolated staging
     Given the newest logical backup restored into isolated staging
     Then the restored dump's size and sha256 match the manifest written when it was taken
     And the staging database runs on a throwaway server this drill created, not on production
     And pg_restore loaded the whole dump with parallel jobs, its log kept as evidence
 
+  @staging
   Scenario: Row counts of the critical tables match the backup's manifest
     Given the newest logical backup restored into isolated staging
     Then each critical table holds exactly the rows the backup's manifest counted
 
+  @staging
   Scenario: The last 24 hours of inserts and the audit records are present
     Given the newest logical backup restored into isolated staging
     Then each critical table holds the rows inserted in the 24 hours before the backup
     And the audit table holds records of the 24 hours before the backup
 
+  @staging
   Scenario: The restored database has no corruption
     Given the newest logical backup restored into isolated staging
     Then pg_amcheck finds no corruption in the restored database
 
+  @staging
   Scenario: The newest Redis copy restores with all its keys
     Given the newest logical backup restored into isolated staging
     Then the restored Redis holds as many keys as its copy's manifest counted
 
-  @app
+  @staging @app
   Scenario: The application starts against staging and its deep health is healthy
     Given the newest logical backup restored into isolated staging
     When the application is started against the staging copy
     Then GET /api/v1/system/health/deep answers healthy for every component
 
-  @app
+  @staging @app
   Scenario: Recovery time and data loss are measured against the objectives
     Given the newest logical backup restored into isolated staging
     When the application is started against the staging copy
     Then the recovery time from the incident to a healthy application is within the RTO objective
     And the data lost since the newest restored data is within the RPO objective
 
+  @staging
   Scenario: Data loss is measured to the second for each store from its newest heartbeat
     Given the newest logical backup restored into isolated staging
     Then the data lost by PostgreSQL and by Redis, counted in seconds up to their newest heartbeats, is within the RPO

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from harness.errors import ServiceError
+from harness.services.keeper import keeps_children
 
 __all__ = [
     "LABEL",
@@ -112,11 +113,12 @@ def _child_setup(as_service_user: bool, death_signal: int) -> Callable[[], None]
     """The child's first acts: die with the harness, drop root.
 
     The parent-death signal fires when the *thread* that forked exits, so it is armed only for children of
-    the main thread; a child started from a worker thread relies on the stop in ``finally`` and the sweeper.
+    the main thread and of a :class:`~harness.services.keeper.Keeper`; a child started from another worker
+    thread relies on the stop in ``finally`` and the sweeper.
     """
     user = service_user() if as_service_user else None
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    arm = threading.current_thread() is threading.main_thread()
+    arm = keeps_children()
 
     def setup() -> None:
         if user is not None:
