@@ -10,6 +10,7 @@ here asserts a timing; the targets are printed beside the figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -316,50 +317,52 @@ from pytest_alembic.tests import (
 _GATE_WITHOUT_STAGING = "tracked_by_a_migration_file or linear_chain or reversible"
 
 
-def pytest_alembic_baseline(repeat: int) -> dict[str, Any]:
-    """pytest-alembic's four built-in tests on the sandbox migrations, as pytest runs of their own (median)."""
-    work = label_dir("bench-pytest-alembic")
-    try:
-        (work / "conftest.py").write_text(_ALEMBIC_CONFTEST.format(config=str(ROOT / "drill.toml")))
-        (work / "test_migrations.py").write_text(_ALEMBIC_TESTS)
-        args = ["test_migrations.py", "-p", "no:cacheprovider", "--rootdir", str(work)]
-        return _median([_pytest(args, work, {"PYTHONPATH": str(ROOT)}) for _ in range(repeat)])
-    finally:
-        remove_dir(work)
-
-
-def migration_gate(full: bool, repeat: int = 3) -> dict[str, Any]:
+def migration_gate(full: bool, repeat: int = 5) -> dict[str, Any]:
     """The migration gate beside pytest-alembic's built-in tests, on the same migrations, each as pytest runs.
 
-    Each figure is the median of ``repeat`` runs. The like-for-like figure is the gate's scenarios that need no
+    Each figure is the median of ``repeat`` runs, taken in turns (one of each per round) so that a slow spell
+    of the machine weighs on all of them alike. The like-for-like figure is the gate's scenarios that need no
     restored copy (the same four questions, with the expected head and catalogue identity on top). ``full``
     adds the whole ``predeploy`` gate as CI runs it before a deploy: against a production that already exists
     (here a sandbox world built beforehand and described as a real target), so it downloads and restores the
     newest backup, checks checksums, checkpoint and lint, and rehearses the deploy with the app on the copy.
     The embedded default, which also builds its world inside the run, is reported beside it once.
     """
-    baseline = pytest_alembic_baseline(repeat)
-    narrow = ("features/test_migration_gates.py", "-m", "predeploy", "-k", _GATE_WITHOUT_STAGING)
-    gate = _median([_pytest_features(*narrow) for _ in range(repeat)])
+    work = label_dir("bench-pytest-alembic")
+    (work / "conftest.py").write_text(_ALEMBIC_CONFTEST.format(config=str(ROOT / "drill.toml")))
+    (work / "test_migrations.py").write_text(_ALEMBIC_TESTS)
+    alembic_args = ["test_migrations.py", "-p", "no:cacheprovider", "--rootdir", str(work)]
+    whole_gate = ("features/test_migration_gates.py", "-m", "predeploy")
+    narrow = (*whole_gate, "-k", _GATE_WITHOUT_STAGING)
+    runs: dict[str, list[dict[str, Any]]] = {"pytest_alembic": [], "gate": [], "full_gate": []}
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(remove_dir, work)
+        production = cleanup.enter_context(_production_up()) if full else None
+        for index in range(repeat):
+            runs["pytest_alembic"].append(_pytest(alembic_args, work, {"PYTHONPATH": str(ROOT)}))
+            runs["gate"].append(_pytest_features(*narrow))
+            if production is not None:
+                toml, deployment = production
+                env = drill_env(deployment, f"bench{index}")
+                runs["full_gate"].append(_pytest_features(*whole_gate, config=toml, env=env))
+    baseline, gate = _median(runs["pytest_alembic"]), _median(runs["gate"])
     results = {"pytest_alembic": baseline, "gate": gate, **_ratios(gate, baseline)}
     if full:
-        whole = _median(gate_against_production(repeat))
+        whole = _median(runs["full_gate"])
         results["full_gate"] = {**whole, **_ratios(whole, baseline)}
-        results["embedded_default"] = _pytest_features("features/test_migration_gates.py", "-m", "predeploy")
+        results["embedded_default"] = _pytest_features(*whole_gate)
     return results
 
 
-def gate_against_production(repeat: int) -> list[dict[str, Any]]:
-    """The whole pre-deploy migration gate ``repeat`` times against a world that is up before the first run."""
+@contextlib.contextmanager
+def _production_up() -> Iterator[tuple[Path, Deployment]]:
+    """A sandbox world, built first and described as a real target: its drill.toml and its deployment."""
     config = load_config(ROOT / "drill.toml")
     world = World.build(Provider.from_settings(config.services), config)
     work = label_dir("bench-gate")
     try:
         migrations = {"script_location": str(ROOT / "sandbox" / "migrations")}
-        toml = write_drill_toml(work, world.deployment, migrations=migrations)
-        gate = ("features/test_migration_gates.py", "-m", "predeploy")
-        return [_pytest_features(*gate, config=toml, env=drill_env(world.deployment, f"bench{index}"))
-                for index in range(repeat)]  # fmt: skip
+        yield write_drill_toml(work, world.deployment, migrations=migrations), world.deployment
     finally:
         world.stop()
         remove_dir(work)
@@ -414,7 +417,7 @@ def _migrations_markdown(gate: dict[str, Any]) -> list[str]:
                      f"its world ({default['world_build_seconds']} s: production's stand-in, with 56 dumps), the same "
                      f"gate takes {default['seconds']} s.")  # fmt: skip
     runs = {name: gate[name]["runs_seconds"] for name in ("pytest_alembic", "gate", "full_gate") if name in gate}
-    lines.append(f"\nMedians of {len(runs['gate'])} runs each; every run's wall seconds: {runs}.")
+    lines.append(f"\nMedians of {len(runs['gate'])} runs each, taken in turns; every run's wall seconds: {runs}.")
     return lines
 
 
@@ -472,7 +475,7 @@ def main() -> None:
     results: dict[str, Any] = {"machine": machine_facts(provider)}
     if args.only is None:
         results.update(restore_and_storage(provider, config, sizes, args.smoke))
-    results["migrations"] = migration_gate(full=not args.smoke, repeat=1 if args.smoke else 3)
+    results["migrations"] = migration_gate(full=not args.smoke, repeat=1 if args.smoke else 5)
     print(*_migrations_markdown(results["migrations"]), flush=True)
     if not (args.smoke or args.no_drill or args.only):
         results["drill"] = whole_drill()
