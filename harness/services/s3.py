@@ -13,6 +13,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from pydantic import SecretStr
 from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, wait_until
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "MotoS3", "S3Endpoint", "S3Server"]
+
+_CLIENTS = threading.Lock()
 
 log = logging.getLogger("harness.services.s3")
 
@@ -50,20 +53,25 @@ class S3Endpoint:
         return httpx.URL(self.url).host if self.url else f"s3.{self.region}.amazonaws.com"
 
     def client(self, *, max_attempts: int = 5, timeout: float = 10.0) -> Any:
-        """A boto3 S3 client with bounded retries (adaptive backoff) and timeouts."""
-        return boto3.client(
-            "s3",
-            endpoint_url=self.url,
-            region_name=self.region,
-            aws_access_key_id=self.access_key.get_secret_value(),
-            aws_secret_access_key=self.secret_key.get_secret_value(),
-            config=Config(
-                retries={"max_attempts": max_attempts, "mode": "adaptive"},
-                connect_timeout=timeout,
-                read_timeout=timeout * 3,
-                max_pool_connections=16,
-            ),
-        )
+        """A boto3 S3 client with bounded retries (adaptive backoff) and timeouts.
+
+        Clients are thread-safe once made, but making them from boto3's default session is not (a staging
+        restore on its own thread lists storage while a scenario does), so they are made one at a time.
+        """
+        with _CLIENTS:
+            return boto3.client(
+                "s3",
+                endpoint_url=self.url,
+                region_name=self.region,
+                aws_access_key_id=self.access_key.get_secret_value(),
+                aws_secret_access_key=self.secret_key.get_secret_value(),
+                config=Config(
+                    retries={"max_attempts": max_attempts, "mode": "adaptive"},
+                    connect_timeout=timeout,
+                    read_timeout=timeout * 3,
+                    max_pool_connections=16,
+                ),
+            )
 
     def env(self) -> dict[str, str]:
         """Environment variables that point an AWS SDK (e.g. the target app) at this endpoint."""
