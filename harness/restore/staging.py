@@ -15,8 +15,9 @@ import logging
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class Staging:
         redis_newest: the newest heartbeat the restored Redis held right after its restore (when configured).
         has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
         jobs: how many parallel jobs pg_restore used.
+        on_stop: what to do once both servers are stopped (e.g. let the thread that started one end).
     """
 
     postgres: PostgresServer
@@ -76,6 +78,7 @@ class Staging:
     redis_newest: NewestData | None = None
     has_manifest: bool = True
     jobs: int = 1
+    on_stop: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def dsn(self) -> str:
@@ -99,10 +102,12 @@ class Staging:
         return losses
 
     def stop(self) -> None:
-        """Stop both throwaway servers and remove their directories."""
+        """Stop both throwaway servers and remove their directories, then run ``on_stop``."""
         if self.redis is not None:
             self.redis.stop()
         self.postgres.stop()
+        for then in self.on_stop:
+            then()
 
 
 def fetch_verified(deployment: Deployment, manifest: BackupManifest, directory: Path) -> Downloaded:
