@@ -125,14 +125,16 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend: Path | N
     return path
 
 
-def scrub_secrets(directory: Path) -> list[Path]:
+def scrub_secrets(directory: Path, *, since: float = 0.0) -> list[Path]:
     """Redact every text file under ``directory`` in place; returns the files that held a secret.
 
     allure-pytest-bdd writes failure messages, tracebacks and captured logs as they were raised, so a secret
     inside an exception would reach the results; the session end passes every file through :func:`redact`.
+    ``since`` (epoch seconds) skips files not modified since then: the results of earlier sessions, which
+    accumulate in the same directory, were scrubbed by their own session.
     """
     changed = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.stat().st_mtime >= since):
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -25,11 +27,13 @@ from harness.records import (
     decide,
     load_chain,
     plot_trend,
+    scrub_secrets,
     verify_chain,
     write_environment,
 )
 from harness.records.record import BackupUsed, content_hash
 from harness.records.report import verdict_title
+from harness.redact import register_secret
 
 START = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 PASSED = Check(scenario="The newest dump restores", feature="Restore drill", area="restore_drill", status="passed")
@@ -327,3 +331,13 @@ def test_the_previous_drills_rows_are_the_basis_for_a_dump_without_manifest(tmp_
     first.write_text(first.read_text().replace('"orders": 100', '"orders": 1'))
     with pytest.raises(HarnessError, match=rf"^{first}: altered .*; the previous drill's row counts cannot serve"):
         previous_rows(tmp_path, "codeblack-sandbox", START + timedelta(days=90))
+
+
+def test_scrubbing_redacts_this_sessions_files_and_skips_older_ones(tmp_path: Path) -> None:
+    secret = register_secret(f"planted-{uuid.uuid4().hex}")
+    old, new = tmp_path / "old-result.json", tmp_path / "new-result.json"
+    for path in (old, new):
+        path.write_text(f'{{"message": "login failed for {secret}"}}')
+    os.utime(old, (1_000_000, 1_000_000))  # an earlier session's file, already scrubbed by that session
+    assert scrub_secrets(tmp_path, since=2_000_000) == [new]
+    assert secret not in new.read_text()
