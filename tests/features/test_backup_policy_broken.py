@@ -9,18 +9,12 @@ message itself is what is tested. Several breakages share one variant and one su
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from harness.config import PROJECT_ROOT
 from harness.deployment import Deployment
-from harness.services.base import RUN_ENV, free_port
+from harness.services.base import free_port
 from sandbox.breakage import (
     hash_mismatch,
     missing_snapshot_day,
@@ -31,40 +25,18 @@ from sandbox.breakage import (
     versioning_suspended,
 )
 from sandbox.world import World
+from tests.features.drill_run import run_drill
 
 pytestmark = pytest.mark.slow
 
-ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY", "redis": "DRILL_TEST_REDIS_URL"}
+REDIS_ENV = "DRILL_TEST_REDIS_URL"
 
 
 def _feature_failures(tmp_path: Path, target: Deployment, endpoint_url: str, select: str) -> dict[str, str]:
-    """Run the scenarios matching ``select`` against ``target``; return each failed test's message."""
-    storage = target.config.storage
-    settings = {"endpoint_url": endpoint_url, "backup_bucket": storage.backup_bucket, "access_key_env": ENV["access"],
-                "uploads_bucket": storage.uploads_bucket, "secret_key_env": ENV["secret"],
-                "database_host": target.database_host}  # fmt: skip
-    config = tmp_path / "drill.toml"
-    config.write_text(
-        '[target]\nname = "broken"\nsandbox = false\n\n[storage]\n'
-        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
-        + f'\n[redis]\nurl_env = "{ENV["redis"]}"\n\n[reports]\ndir = {json.dumps(str(tmp_path / "reports"))}\n'
-    )
-    env = {key: value for key, value in os.environ.items() if key != RUN_ENV}  # the child is a run of its own
-    env |= {ENV["access"]: target.storage.access_key.get_secret_value(), ENV["redis"]: target.redis_url or "",
-            ENV["secret"]: target.storage.secret_key.get_secret_value(),
-            "CODEBLACK_SIGNING_KEY": "not-used-by-these-scenarios"}  # fmt: skip
-    junit = tmp_path / "junit.xml"
-    subprocess.run(
-        [sys.executable, "-m", "pytest", "features/test_backup_policy.py", "-q", f"--drill-config={config}",
-         f"--alluredir={tmp_path / 'allure'}", f"--junitxml={junit}", "-k", select],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=300, check=False,
-    )  # fmt: skip
-    messages = {}
-    for test in ET.parse(junit).getroot().iter("testcase"):
-        for node in (test.find("failure"), test.find("error")):
-            if node is not None:
-                messages[test.get("name", "")] = node.get("message", "")
-    return messages
+    """Run the scenarios matching ``select`` against ``target`` at ``endpoint_url``; each failed test's message."""
+    return run_drill(tmp_path, target, select, feature="features/test_backup_policy.py",
+                     env={REDIS_ENV: target.redis_url or ""}, storage={"endpoint_url": endpoint_url},
+                     redis={"url_env": REDIS_ENV}).failures  # fmt: skip
 
 
 def test_stale_dumps_a_tampered_manifest_and_suspended_versioning_fail_the_feature(
