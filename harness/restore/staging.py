@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -181,13 +182,27 @@ def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path:
         result = run_tool(argv, what=what, timeout=RESTORE_TIMEOUT_S, env=server.tool_env(),
                           stdout=subprocess.DEVNULL, on_stderr=progress.line)  # fmt: skip
     except ServiceError as exc:
-        if not server.alive():
+        if _died(server):
             raise HarnessError(
                 f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.log_tail(3)}"
             ) from None
         raise CheckFailed(f"{dump.key}: does not restore: {exc}") from None
     progress.finish(f"{jobs} jobs")
     return result.stderr.decode(errors="replace")
+
+
+def _died(server: PostgresServer, grace_s: float = 0.5) -> bool:
+    """Whether the server is down, allowing a moment for a kill pg_restore noticed first.
+
+    A killed process group dies one process at a time: pg_restore can see its backend gone while the
+    postmaster is still being ended.
+    """
+    deadline = time.monotonic() + grace_s
+    while server.alive():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def restore_logical(
