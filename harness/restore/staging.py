@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import subprocess
-import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.objectives import Measure, NewestData, data_loss
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
-from harness.services.base import label_dir, remove_dir, run_tool
+from harness.services.base import label_dir, remove_dir, run_tool, wait_until
 from harness.services.postgres import RESTORE_TUNED, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
@@ -197,11 +196,10 @@ def _died(server: PostgresServer, grace_s: float = 0.5) -> bool:
     A killed process group dies one process at a time: pg_restore can see its backend gone while the
     postmaster is still being ended.
     """
-    deadline = time.monotonic() + grace_s
-    while server.alive():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
+    try:
+        wait_until(lambda: not server.alive(), timeout=grace_s, what=f"{server.name} to end", interval=0.02)
+    except ServiceError:
+        return False
     return True
 
 

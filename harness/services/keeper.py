@@ -13,6 +13,8 @@ Example::
     staging = keeper.result()                                # waits; raises what the job raised
     staging.stop()
     keeper.release()                                         # only now may the thread end
+
+    keeper.discard(Staging.stop, timeout=120)                # or, for a result nobody took
 """
 
 from __future__ import annotations
@@ -68,16 +70,27 @@ class Keeper(Generic[T]):
         """Whether the job has finished (well or not)."""
         return self._done.is_set()
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the job to finish; ``False`` if it has not within ``timeout`` seconds."""
-        return self._done.wait(timeout)
-
     def result(self) -> T:
         """The job's value, waiting for it; the job's exception is raised here instead."""
         self._done.wait()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+    def discard(self, stop: Callable[[T], object], *, timeout: float | None = None) -> bool:
+        """For a result nobody took: wait for the job, ``stop`` what it made, then :meth:`release` the thread.
+
+        A job that failed made nothing to stop (it cleans up after itself). Returns ``False`` if the job had not
+        ended within ``timeout``; the thread is released all the same, and its children end with the process.
+        """
+        try:
+            if not self._done.wait(timeout):
+                return False
+            if self._error is None:
+                stop(self._value)  # type: ignore[arg-type]
+            return True
+        finally:
+            self.release()
 
     def release(self, timeout: float = 5.0) -> None:
         """Let the thread end (its children then lose their parent, so stop them first)."""

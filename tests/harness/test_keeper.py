@@ -37,6 +37,19 @@ def test_a_keeper_raises_the_jobs_error_where_the_result_is_asked_for() -> None:
     keeper.release()
 
 
+def test_discarding_stops_what_the_job_made_and_nothing_for_a_failed_or_unfinished_job() -> None:
+    stopped: list[str] = []
+    assert Keeper(lambda: "staging", name="made").discard(stopped.append) is True
+
+    def failing() -> str:
+        raise ValueError("no dump")
+
+    assert Keeper(failing, name="failed").discard(stopped.append) is True
+    slow = Keeper(lambda: time.sleep(0.5) or "late", name="slow")
+    assert slow.discard(stopped.append, timeout=0.1) is False
+    assert stopped == ["staging"]
+
+
 def test_children_keep_their_parent_death_signal_only_on_threads_that_outlive_them() -> None:
     seen: dict[str, bool] = {}
     worker = threading.Thread(target=lambda: seen.update(worker=keeps_children()))
