@@ -24,6 +24,7 @@ from harness.errors import CheckFailed, HarnessError
 from harness.migrations.history import RevisionGraph
 from harness.migrations.project import MigrationProject
 from harness.migrations.waivers import NO_WAIVERS, Waivers
+from harness.services.base import minimal_env
 
 __all__ = ["LintFinding", "LintReport", "check_lint", "lint_revisions", "squawk_executable"]
 
@@ -87,6 +88,7 @@ def _run_squawk(files: list[Path]) -> list[dict[str, object]]:
             text=True,
             timeout=_TIMEOUT_S,
             check=False,
+            env=minimal_env(),
         )
     except subprocess.TimeoutExpired:
         raise HarnessError(f"squawk did not finish within {_TIMEOUT_S:g} s") from None

@@ -163,7 +163,8 @@ def allure_cli(cache: Path = ALLURE_CACHE) -> Path:
         )
     cache.mkdir(parents=True, exist_ok=True)
     run_tool(["npm", "install", "--no-audit", "--no-fund", "--prefix", cache, ALLURE_PACKAGE],
-             what=f"npm install {ALLURE_PACKAGE} into {cache}", timeout=_INSTALL_TIMEOUT_S)  # fmt: skip
+             what=f"npm install {ALLURE_PACKAGE} into {cache}", timeout=_INSTALL_TIMEOUT_S,
+             inherit_env=True)  # fmt: skip
     if not cli.exists():
         raise HarnessError(
             f"npm installed {ALLURE_PACKAGE} into {cache} but {cli} is missing; delete {cache} and retry"
@@ -181,7 +182,7 @@ def render_html(results_dir: Path, out_dir: Path, *, name: str = "codeblack-dril
         raise HarnessError(f"{results_dir}: no Allure results to render; run `uv run pytest features/` first")
     cli = allure_cli()
     run_tool([cli, "generate", results_dir.resolve(), "--output", out_dir.resolve(), "--report-name", name],
-             what="allure generate", timeout=_GENERATE_TIMEOUT_S)  # fmt: skip
+             what="allure generate", timeout=_GENERATE_TIMEOUT_S, inherit_env=True)  # fmt: skip
     index = out_dir / "index.html"
     if not index.exists():
         raise HarnessError(f"allure generate wrote no {index}; check {results_dir} holds Allure 2/3 results")

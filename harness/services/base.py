@@ -36,6 +36,7 @@ __all__ = [
     "ManagedProcess",
     "free_port",
     "label_dir",
+    "minimal_env",
     "run_id",
     "service_user",
     "wait_until",
@@ -47,6 +48,21 @@ LABEL = "codeblack-drills"
 RUN_ENV = "CODEBLACK_DRILLS_RUN"
 _PR_SET_PDEATHSIG = 1
 _RUN_ID = os.environ.get(RUN_ENV) or uuid.uuid4().hex[:10]
+
+
+#: What a server or tool that handles untrusted input may inherit from the harness's environment: where
+#: programs are, the locale and time zone. Nothing else: the harness holds storage keys and signing keys, and a
+#: restored dump that runs a command (``COPY ... TO PROGRAM``) or a hostile archive must find none of them.
+INHERITED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def minimal_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a throwaway server or of a tool run on backup data.
+
+    :data:`INHERITED`, the run label, and ``extra`` (what the caller knows the program needs, e.g. ``PGHOST``).
+    """
+    inherited = {name: os.environ[name] for name in INHERITED if name in os.environ}
+    return {**inherited, RUN_ENV: _RUN_ID, **(extra or {})}
 
 
 def run_id() -> str:
@@ -181,17 +197,20 @@ def run_tool(
     stdout: IO[bytes] | int | None = subprocess.PIPE,
     on_stderr: Callable[[str], None] | None = None,
     stdin: bytes = b"",
+    inherit_env: bool = False,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run a short-lived tool (initdb, pg_dump, redis-check-rdb) with a deadline and a clear error.
 
     ``on_stderr`` receives each stderr line as it is written (e.g. ``pg_restore --verbose`` to report progress);
     the whole stderr is still returned. ``stdin`` is what the tool reads (never the terminal of the run).
+    The tool gets :func:`minimal_env` plus ``env``; ``inherit_env`` passes the harness's whole environment
+    instead, for tools the operator points at their own systems (``pg_basebackup`` of production, ``npm``).
 
     Raises:
         ServiceError: the tool is missing, timed out or failed; the message carries its last stderr line.
     """
     args = [os.fspath(a) for a in argv]
-    full_env = {**os.environ, RUN_ENV: _RUN_ID, **(env or {})}
+    full_env = {**os.environ, RUN_ENV: _RUN_ID, **(env or {})} if inherit_env else minimal_env(env)
     setup = _child_setup(as_service_user, signal.SIGKILL)
     try:
         if on_stderr is None:
@@ -215,7 +234,8 @@ def run_tool(
 class ManagedProcess:
     """A long-running server process that is always stopped: politely first, then killed.
 
-    Its output goes to a log file in its own directory, so a failed start can quote the log.
+    Its output goes to a log file in its own directory, so a failed start can quote the log. Its environment is
+    :func:`minimal_env` plus ``env``: a server never inherits the harness's secrets.
     """
 
     name: str
@@ -237,7 +257,7 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, RUN_ENV: _RUN_ID, **self.env},
+                env=minimal_env(self.env),
                 cwd=self.cwd,
                 start_new_session=True,
                 preexec_fn=_child_setup(self.as_service_user, self.death_signal),
