@@ -209,7 +209,7 @@ def short_noncurrent_rule(days: int = 7) -> Mutation:
 
 @contextlib.contextmanager
 def _scratch_copy(ctx: VariantContext) -> Iterator[str]:
-    """A scratch copy of production's database on the same server (dropped afterwards); yields its DSN.
+    """A scratch copy of production's database on the same server (dropped afterwards); yields its name.
 
     This is the world acting as production (a dump taken after a bad delete), not the drill: the server
     stands in for production, so the drill's ``ensure_throwaway`` guard rightly refuses it.
@@ -220,13 +220,14 @@ def _scratch_copy(ctx: VariantContext) -> Iterator[str]:
         create = sql.SQL("CREATE DATABASE {} TEMPLATE {}")
         conn.execute(create.format(sql.Identifier(name), sql.Identifier(ctx.world.database)))
     try:
-        yield server.dsn(name)
+        yield name
     finally:
         server.drop_database(name)
 
 
-def _dump(ctx: VariantContext, dsn: str, taken_at: datetime, *, plain: bool = False) -> BackupManifest:
+def _dump(ctx: VariantContext, dbname: str, taken_at: datetime, *, plain: bool = False) -> BackupManifest:
     world = ctx.world
+    dsn = world.production_pg.dsn(dbname)
     options = world.dump_options()
     if plain:
         options = replace(options, dump_format="plain", compression="none")
@@ -239,8 +240,8 @@ def uncompressed_dump() -> Mutation:
     """Add a newest dump in plain SQL without compression (as a misconfigured cron would), with its manifest."""
 
     def mutate(ctx: VariantContext) -> None:
-        with _scratch_copy(ctx) as dsn:
-            _dump(ctx, dsn, ctx.world.now, plain=True)
+        with _scratch_copy(ctx) as dbname:
+            _dump(ctx, dbname, ctx.world.now, plain=True)
 
     return mutate
 
@@ -253,13 +254,13 @@ def missing_rows(table: str, count: int) -> Mutation:
     """
 
     def mutate(ctx: VariantContext) -> None:
-        with _scratch_copy(ctx) as dsn:
-            before = _dump(ctx, dsn, ctx.world.now)
-            with ctx.world.production_pg.connect(dsn.rsplit("/", 1)[1]) as conn:
+        with _scratch_copy(ctx) as dbname:
+            before = _dump(ctx, dbname, ctx.world.now)
+            with ctx.world.production_pg.connect(dbname) as conn:
                 conn.execute("SET session_replication_role = replica")  # keep referencing rows: only these go
                 conn.execute(sql.SQL("DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY id DESC LIMIT %s)")
                              .format(t=sql.Identifier(table)), (count,))  # fmt: skip
-            after = _dump(ctx, dsn, ctx.world.now)
+            after = _dump(ctx, dbname, ctx.world.now)
         put_manifest(ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}))
 
     return mutate
@@ -272,12 +273,12 @@ def bulky_newest(rows: int) -> Mutation:
     """
 
     def mutate(ctx: VariantContext) -> None:
-        with _scratch_copy(ctx) as dsn:
-            with ctx.world.production_pg.connect(dsn.rsplit("/", 1)[1]) as conn:
+        with _scratch_copy(ctx) as dbname:
+            with ctx.world.production_pg.connect(dbname) as conn:
                 conn.execute("CREATE TABLE padding AS SELECT g AS id, md5(g::text) AS filler "
                              "FROM generate_series(1, %s) g", (rows,))  # fmt: skip
                 conn.execute("CREATE INDEX ON padding (filler)")
-            _dump(ctx, dsn, ctx.world.now)
+            _dump(ctx, dbname, ctx.world.now)
 
     return mutate
 
@@ -289,8 +290,8 @@ def no_recent_inserts() -> Mutation:
         world = ctx.world
         since = world.now - timedelta(hours=24)
         options = world.dump_options()
-        with _scratch_copy(ctx) as dsn:
-            with world.production_pg.connect(dsn.rsplit("/", 1)[1]) as conn:
+        with _scratch_copy(ctx) as dbname:
+            with world.production_pg.connect(dbname) as conn:
                 conn.execute("SET session_replication_role = replica")
                 columns = {table: options.time_column(table) for table in options.critical_tables}
                 if options.heartbeat_table:
@@ -298,6 +299,6 @@ def no_recent_inserts() -> Mutation:
                 for table, column in columns.items():
                     delete = sql.SQL("DELETE FROM {} WHERE {} > %s")
                     conn.execute(delete.format(sql.Identifier(table), sql.Identifier(column)), (since,))
-            _dump(ctx, dsn, world.now)
+            _dump(ctx, dbname, world.now)
 
     return mutate

@@ -7,32 +7,55 @@ server, so versions always agree. It exits 2 when it finds corruption and lists 
 
 from __future__ import annotations
 
-import os
 import subprocess
 
+from psycopg import sql
+
 from harness.errors import CheckFailed, HarnessError
-from harness.services.postgres import PostgresServer, ensure_throwaway
+from harness.services.base import minimal_env, run_id
+from harness.services.postgres import OWNER_ROLE, PostgresServer, ensure_throwaway
 
 __all__ = ["AMCHECK_TIMEOUT_S", "check_amcheck"]
 
 AMCHECK_TIMEOUT_S = 3600.0
 
 
+def _install_amcheck(server: PostgresServer, dbname: str) -> None:
+    """Install amcheck where restored data cannot reach it, and let the owner role run it.
+
+    amcheck needs superuser to install. Its functions go into a schema made now, under a name of this run,
+    so a function the dump planted (in ``public`` or a schema it created) can neither stand in for them nor
+    be replaced by its owner; ``pg_amcheck`` then runs as :data:`OWNER_ROLE`, never as superuser, so an index
+    expression or a view it evaluates runs with no more power than the restore had.
+    """
+    owner = sql.Identifier(OWNER_ROLE)
+    with server.connect(dbname) as conn:
+        found = conn.execute(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'amcheck'"
+        ).fetchone()
+        # Only a superuser installs amcheck, so one found here is the harness's own from an earlier check.
+        schema = sql.Identifier(found[0] if found else f"drill_amcheck_{run_id()}")
+        if found is None:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+            conn.execute(sql.SQL("CREATE EXTENSION amcheck WITH SCHEMA {}").format(schema))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, owner))
+        conn.execute(sql.SQL("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA {} TO {}").format(schema, owner))
+
+
 def check_amcheck(server: PostgresServer, dbname: str) -> str:
-    """Run ``pg_amcheck --heapallindexed`` on a staging database; returns its output (evidence).
+    """Run ``pg_amcheck --heapallindexed`` on a staging database as its owner; returns its output (evidence).
 
     Raises:
         CheckFailed: corruption found; the message carries the first findings.
         HarnessError: the tool could not run (missing, timed out, cannot connect).
     """
     ensure_throwaway(server.dsn(dbname))
-    with server.connect(dbname) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+    _install_amcheck(server, dbname)
     argv = [str(server.binaries.tool("pg_amcheck")), "--heapallindexed", "--no-password", dbname]
     try:
-        result = subprocess.run(
-            argv, capture_output=True, timeout=AMCHECK_TIMEOUT_S, env={**os.environ, **server.tool_env()}, check=False
-        )
+        result = subprocess.run(argv, capture_output=True, timeout=AMCHECK_TIMEOUT_S,
+                                env=minimal_env(server.tool_env(OWNER_ROLE)), check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
         raise HarnessError(f"pg_amcheck of {dbname} did not finish within {AMCHECK_TIMEOUT_S:g} s") from None
     out, err = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")

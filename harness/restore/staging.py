@@ -29,7 +29,7 @@ from harness.measure.objectives import Measure, NewestData, data_loss
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
-from harness.services.postgres import RESTORE_TUNED, PostgresServer, ensure_throwaway
+from harness.services.postgres import OWNER_ROLE, RESTORE_TUNED, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.storage.catalogue import BackupObject
@@ -82,13 +82,18 @@ class Staging:
 
     @property
     def dsn(self) -> str:
-        """The libpq URL of the restored database."""
-        return self.postgres.dsn(self.dbname)
+        """The libpq URL of the restored database, as its owner (no superuser power over restored data)."""
+        return self.postgres.dsn(self.dbname, OWNER_ROLE)
 
     @property
     def sqlalchemy_url(self) -> str:
-        """SQLAlchemy URL of the restored database (for Alembic and the app)."""
-        return self.postgres.sqlalchemy_url(self.dbname)
+        """SQLAlchemy URL of the restored database as its owner (for Alembic run by the harness)."""
+        return self.postgres.sqlalchemy_url(self.dbname, OWNER_ROLE)
+
+    @property
+    def app_database_url(self) -> str:
+        """The URL the target's app gets: the owner role with its password (the app cannot read the passfile)."""
+        return self.postgres.sqlalchemy_url(self.dbname, OWNER_ROLE, with_password=True)
 
     def data_loss_windows(self, incident: datetime, objectives: Objectives) -> list[Measure]:
         """The data-loss window of each restored store, in seconds (Redis only when its heartbeat is configured).
@@ -155,6 +160,7 @@ class _RestoreProgress:
         except ServiceError:
             pass
         self.seen: set[str] = set()
+        self.errors: list[str] = []
         self.progress = Progress(what, None if self.entries is None else len(self.entries), unit="items")
 
     def finish(self, note: str) -> None:
@@ -164,6 +170,8 @@ class _RestoreProgress:
         self.progress.finish(note)
 
     def line(self, text: str) -> None:
+        if text.startswith("pg_restore: error:") and "worker process died" not in text:
+            self.errors.append(text.removeprefix("pg_restore: error: "))
         match = _ITEM.match(text)
         if match and (self.entries is None or match[1] in self.entries) and match[1] not in self.seen:
             self.seen.add(match[1])
@@ -178,14 +186,20 @@ def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path:
     what = f"pg_restore of {dump.key}"
     progress = _RestoreProgress(server, path, what)
     try:
-        result = run_tool(argv, what=what, timeout=RESTORE_TIMEOUT_S, env=server.tool_env(),
+        result = run_tool(argv, what=what, timeout=RESTORE_TIMEOUT_S, env=server.tool_env(OWNER_ROLE),
                           stdout=subprocess.DEVNULL, on_stderr=progress.line)  # fmt: skip
     except ServiceError as exc:
         if _died(server):
             raise HarnessError(
                 f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.log_tail(3)}"
             ) from None
-        raise CheckFailed(f"{dump.key}: does not restore: {exc}") from None
+        # The first error is the cause; in a parallel restore the last line only says a worker died of it.
+        cause = progress.errors[0] if progress.errors else str(exc)
+        hint = ""
+        if "must be superuser" in cause or "permission denied" in cause:
+            hint = (f" (the drill restores as {OWNER_ROLE}, a role without superuser power, so that nothing a "
+                    "backup holds can run with power over the drill host)")  # fmt: skip
+        raise CheckFailed(f"{dump.key}: does not restore: {cause}{hint}") from None
     progress.finish(f"{jobs} jobs")
     return result.stderr.decode(errors="replace")
 
@@ -235,11 +249,11 @@ def restore_logical(
                 server = provider.postgres(name, settings=RESTORE_TUNED)
                 ensure_throwaway(server.dsn())
                 dbname = config.database.name
-                server.create_database(dbname)
+                server.create_database(dbname, owner=OWNER_ROLE)
             downloaded, described = pending.result()
         with watch.phase("restore"):
             restore_log = _pg_restore(server, dbname, described, downloaded.path, jobs)
-        with watch.phase("checks"), server.connect(dbname) as conn:
+        with watch.phase("checks"), server.connect(dbname, OWNER_ROLE) as conn:
             counts = count_restored(conn, config.database, described.taken_at)
     except BaseException:
         if server is not None:

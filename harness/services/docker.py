@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from harness.errors import ServiceError
 from harness.services.base import LABEL, run_id
-from harness.services.postgres import PostgresBinaries, PostgresServer, cluster_label
+from harness.services.postgres import OWNER_ROLE, PostgresBinaries, PostgresServer, cluster_label
 from harness.services.redis import THROWAWAY_PERSISTENCE, RedisServer
 from harness.services.s3 import ACCESS_KEY, SECRET_KEY, S3Endpoint, S3Server
 
@@ -136,6 +136,8 @@ class ContainerPostgres(PostgresServer):
         # Parallel index builds during pg_restore use shared memory; Docker's default /dev/shm is 64 MB.
         container = _start(f"PostgreSQL {name}", image, recipe, shm_size="1g")
         server = cls(name, container.get_container_host_ip(), container.get_exposed_port(5432), binaries, container)
+        with server.connect() as conn:  # restored data is owned by a role without superuser power, as locally
+            conn.execute(f"CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER")
         server._allow_writes()
         log.info("PostgreSQL %s ready in container %s on %s:%d", name, image, server.host, server.port)
         return server

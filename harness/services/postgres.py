@@ -13,6 +13,13 @@ the harness runs as root the server runs as ``nobody`` (initdb and postgres refu
 
 Every server carries ``cluster_name = codeblack-drills-<run id>-<name>``; :func:`ensure_throwaway` checks it
 before any write, so the harness cannot restore into, migrate or write to a server it did not create.
+
+A local server accepts only the harness. Its Unix socket sits in a directory only the server's user can enter,
+and ``pg_hba`` admits there only the harness's own OS user (``peer``, mapped in ``pg_ident``); over TCP every
+role needs its per-server password (``scram-sha-256``). The passwords are made at start, kept in a passfile
+only the harness can read (named by the DSNs, so no DSN carries a secret) and registered for redaction.
+Restored data is owned by :data:`OWNER_ROLE`, a role without superuser power: a hostile dump cannot make
+``pg_restore`` create event triggers, run ``COPY ... TO PROGRAM`` or read server files.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import hashlib
 import importlib.util
 import logging
 import os
+import pwd
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -32,11 +41,14 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from harness.errors import ServiceError, UnsafeTargetError
+from harness.redact import register_secret
 from harness.services.base import (
     LABEL,
     ManagedProcess,
@@ -51,6 +63,7 @@ from harness.services.base import (
 )
 
 __all__ = [
+    "OWNER_ROLE",
     "RESTORE_TUNED",
     "LocalPostgres",
     "PostgresBinaries",
@@ -76,6 +89,10 @@ RESTORE_TUNED: Mapping[str, str] = {
     "shared_buffers": "256MB",
     "max_parallel_maintenance_workers": "2",
 }
+
+#: The role that owns every restored database and runs ``pg_restore``: it can log in and own objects, nothing
+#: more (no superuser, no CREATEROLE, no CREATEDB), so what a dump holds runs with no power over the host.
+OWNER_ROLE = "drill_owner"
 
 #: Servers of this run that the guard lets the drill write to: (host, port) -> cluster_name.
 _CREATED: dict[tuple[str, int], str] = {}
@@ -207,7 +224,8 @@ def _template(binaries: PostgresBinaries) -> Path:
     # "w1": 1 MB WAL segments, so each copy of the template moves 15 MB less (provisioning time is copy time);
     # "s": it holds the spare database.
     where = hashlib.sha256(str(binaries.bin_dir).encode()).hexdigest()[:12]
-    key = re.sub(r"[^A-Za-z0-9.]+", "-", f"{binaries.version}-{where}") + "-w1s"
+    # "o": it holds the owner role.
+    key = re.sub(r"[^A-Za-z0-9.]+", "-", f"{binaries.version}-{where}") + "-w1so"
     root = _cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     template = root / f"pgdata-{key}"
@@ -229,7 +247,10 @@ def _template(binaries: PostgresBinaries) -> Path:
             what=f"creating the spare database in the template ({binaries.source})",
             timeout=120,
             as_service_user=True,
-            stdin=f"CREATE DATABASE {SPARE_DATABASE}\n".encode(),
+            stdin=(
+                f"CREATE DATABASE {SPARE_DATABASE}\n"
+                f"CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS\n"
+            ).encode(),
         )
         shutil.rmtree(template, ignore_errors=True)
         shutil.copytree(data, template, symlinks=True)
@@ -240,8 +261,8 @@ def _template(binaries: PostgresBinaries) -> Path:
 class PostgresServer(abc.ABC):
     """A running throwaway PostgreSQL, local or in a container: everything the drill asks of one.
 
-    Authentication is ``trust`` for user ``postgres`` on every kind, so DSNs carry no password and the client
-    tools need none; the server is disposable and listens only where the harness put it.
+    A local server authenticates every role by a per-server password kept in :attr:`passfile` (DSNs name the
+    file, never the password); a container's is reached as before, ``trust`` for ``postgres`` on its port.
     """
 
     name: str
@@ -249,6 +270,8 @@ class PostgresServer(abc.ABC):
     port: int
     binaries: PostgresBinaries
     provider: str
+    passfile: Path | None = None
+    passwords: Mapping[str, str] = MappingProxyType({})
 
     @property
     def cluster_name(self) -> str:
@@ -262,35 +285,52 @@ class PostgresServer(abc.ABC):
     def _forbid_writes(self) -> None:
         _CREATED.pop(_address(self.host, self.port), None)
 
+    def _query(self) -> str:
+        return f"?passfile={self.passfile}" if self.passfile is not None else ""
+
     def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
-        """A libpq URL for one database of this server."""
-        return f"postgresql://{user}@{self.host}:{self.port}/{dbname}"
+        """A libpq URL for one database of this server (its password is in the passfile it names)."""
+        return f"postgresql://{user}@{self.host}:{self.port}/{dbname}{self._query()}"
 
-    def sqlalchemy_url(self, dbname: str = "postgres") -> str:
-        """A SQLAlchemy URL (psycopg 3 driver) for one database of this server."""
-        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{dbname}"
+    def sqlalchemy_url(self, dbname: str = "postgres", user: str = "postgres", *, with_password: bool = False) -> str:
+        """A SQLAlchemy URL (psycopg 3 driver) for one database of this server.
 
-    def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
-        """An autocommit connection to one database."""
-        return psycopg.connect(self.dsn(dbname), autocommit=True, connect_timeout=5)
+        ``with_password`` puts the password in the URL instead of naming the passfile: for a program that is
+        not the harness (the target's app), which must not read the harness's passfile and may not use libpq.
+        """
+        password = self.passwords.get(user) if with_password else None
+        if password is not None:
+            return f"postgresql+psycopg://{user}:{password}@{self.host}:{self.port}/{dbname}"
+        return f"postgresql+psycopg://{user}@{self.host}:{self.port}/{dbname}{self._query()}"
 
-    def create_database(self, dbname: str) -> str:
-        """Create an empty database and return its DSN (the first one is the template's spare, renamed)."""
+    def connect(self, dbname: str = "postgres", user: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
+        """An autocommit connection to one database, as ``user``."""
+        return psycopg.connect(self.dsn(dbname, user), autocommit=True, connect_timeout=5)
+
+    def create_database(self, dbname: str, owner: str | None = None) -> str:
+        """Create an empty database and return its DSN (the first one is the template's spare, renamed).
+
+        ``owner`` (e.g. :data:`OWNER_ROLE`) then owns it, and with it the ``public`` schema.
+        """
+        name = sql.Identifier(dbname)
         with self.connect() as conn:
             try:
-                conn.execute(f'ALTER DATABASE {SPARE_DATABASE} RENAME TO "{dbname}"')
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(SPARE_DATABASE), name))
             except psycopg.errors.InvalidCatalogName:  # used already, or a server not made from the template
-                conn.execute(f'CREATE DATABASE "{dbname}"')
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+            if owner is not None:
+                conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(name, sql.Identifier(owner)))
         return self.dsn(dbname)
 
     def drop_database(self, dbname: str) -> None:
         """Drop a database, disconnecting its sessions."""
         with self.connect() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
-    def tool_env(self) -> dict[str, str]:
-        """Environment for client tools (pg_restore, pg_amcheck) pointed at this server."""
-        return {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": "postgres"}
+    def tool_env(self, user: str = "postgres") -> dict[str, str]:
+        """Environment for client tools (pg_restore, pg_amcheck) pointed at this server as ``user``."""
+        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user}
+        return env | ({"PGPASSFILE": str(self.passfile)} if self.passfile is not None else {})
 
     @abc.abstractmethod
     def alive(self) -> bool:
@@ -317,6 +357,8 @@ class LocalPostgres(PostgresServer):
     settings: dict[str, str] = field(default_factory=dict)
     provider: str = "local"
     host: str = "127.0.0.1"
+    passfile: Path | None = None
+    passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -352,8 +394,9 @@ class LocalPostgres(PostgresServer):
                          timeout=120)  # fmt: skip
             else:
                 shutil.move(data_dir, data)
-            (workdir / "sock").mkdir()
+            (workdir / "sock").mkdir(mode=0o700)
             os.chmod(data, 0o700)
+            _admit_only_the_harness(data)
             give_to_service_user(workdir)
         except BaseException:
             remove_dir(workdir)
@@ -379,6 +422,7 @@ class LocalPostgres(PostgresServer):
             give_to_service_user(workdir)
             server.process.start()
             wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {port}")
+            server._set_passwords()
         except BaseException:
             server.stop()
             raise
@@ -386,6 +430,23 @@ class LocalPostgres(PostgresServer):
             server._allow_writes()
         log.info("PostgreSQL %s ready on 127.0.0.1:%d (%s %s)", name, port, binaries.source, binaries.version)
         return server
+
+    def _set_passwords(self) -> None:
+        """Give ``postgres`` and :data:`OWNER_ROLE` fresh passwords, through the socket only the harness reaches.
+
+        A restored base backup brings production's roles; the owner role is created there when missing.
+        """
+        self.passwords = {role: register_secret(secrets.token_urlsafe(24)) for role in ("postgres", OWNER_ROLE)}
+        socket_dsn = f"host={self.workdir / 'sock'} port={self.port} user=postgres dbname=postgres"
+        with psycopg.connect(socket_dsn, autocommit=True, connect_timeout=5) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (OWNER_ROLE,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(OWNER_ROLE)))
+            for role, password in self.passwords.items():
+                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        self.passfile = self.workdir.with_name(self.workdir.name + ".pgpass")
+        fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.writelines(f"{self.host}:{self.port}:*:{role}:{secret}\n" for role, secret in self.passwords.items())
 
     def _ready(self) -> bool:
         self.process.ensure_alive()
@@ -409,6 +470,8 @@ class LocalPostgres(PostgresServer):
         self._forbid_writes()
         self.process.stop(timeout)
         remove_dir(self.workdir)
+        if self.passfile is not None:
+            self.passfile.unlink(missing_ok=True)
 
     def kill(self) -> None:
         """Kill the server at once (for fault-injection tests)."""
@@ -416,6 +479,23 @@ class LocalPostgres(PostgresServer):
             os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.process.wait(5)  # type: ignore[union-attr]
+
+
+def _admit_only_the_harness(data: Path) -> None:
+    """Authentication of a local server: the harness's OS user on the private socket, passwords over TCP.
+
+    Replaces whatever ``pg_hba.conf`` and ``pg_ident.conf`` the data directory held (a restored base backup
+    brings production's). ``peer`` checks the connecting process's uid, so another local account (the service
+    user's other processes included) cannot use the socket even when it can reach it.
+    """
+    harness_user = pwd.getpwuid(os.geteuid()).pw_name
+    (data / "pg_hba.conf").write_text(
+        "# codeblack-drills: only the harness (peer, private socket) and per-server passwords (TCP)\n"
+        "local all all peer map=harness\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+        "host replication all 127.0.0.1/32 scram-sha-256\n"
+    )
+    (data / "pg_ident.conf").write_text(f"harness {harness_user} postgres\nharness {harness_user} {OWNER_ROLE}\n")
 
 
 def ensure_throwaway(dsn: str) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from harness import progress
@@ -139,7 +140,7 @@ def test_rows_committed_after_the_snapshot_are_in_neither_dump_nor_manifest(
     client, name = bucket
 
     def write_more() -> None:
-        with pg_server.connect(shop.rsplit("/", 1)[1]) as conn:
+        with pg_server.connect(psycopg.conninfo.conninfo_to_dict(shop)["dbname"]) as conn:
             conn.execute("INSERT INTO orders (created_at) SELECT now() FROM generate_series(1, 25)")
 
     manifest = backup_postgres(shop, client, name, "p/", pg_dump=pg_server.binaries.tool("pg_dump"), options=OPTIONS,

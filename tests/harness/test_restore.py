@@ -102,12 +102,18 @@ class Production:
 
 
 def make_production(
-    pg_server: Any, s3_server: Any, config: DrillConfig, *, newest: datetime, orders: int = 60
+    pg_server: Any, s3_server: Any, config: DrillConfig, *, newest: datetime, orders: int = 60, extra_sql: str = ""
 ) -> Production:
-    """Seed a database on ``pg_server`` and dump it into a fresh bucket, as production's backup job would."""
+    """Seed a database on ``pg_server`` and dump it into a fresh bucket, as production's backup job would.
+
+    ``extra_sql`` runs as superuser after the seed, before the dump (e.g. to plant hostile objects).
+    """
     name = f"prod_{uuid.uuid4().hex[:8]}"
     pg_server.create_database(name)
     seed_production(pg_server.dsn(name), pg_server.sqlalchemy_url(name), newest=newest, orders=orders)
+    if extra_sql:
+        with pg_server.connect(name) as conn:
+            conn.execute(extra_sql)
     client = s3_server.client()
     bucket = f"backups-{uuid.uuid4().hex[:8]}"
     client.create_bucket(Bucket=bucket)
