@@ -10,16 +10,27 @@ from __future__ import annotations
 import abc
 import logging
 import re
+import secrets
 import shutil
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
 
 from harness.errors import ServiceError
-from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, run_tool, wait_until
+from harness.redact import register_secret
+from harness.services.base import (
+    ManagedProcess,
+    free_port,
+    give_to_service_user,
+    label_dir,
+    remove_dir,
+    run_tool,
+    service_user,
+    wait_until,
+)
 
 __all__ = [
     "THROWAWAY_PERSISTENCE",
@@ -91,10 +102,13 @@ class RedisServer(abc.ABC):
     port: int
     provider: str
 
+    password: str = ""
+
     @property
     def url(self) -> str:
-        """The ``redis://`` URL of database 0."""
-        return f"redis://{self.host}:{self.port}/0"
+        """The ``redis://`` URL of database 0 (with the server's password when it has one)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
     def client(self) -> redis.Redis:
         """A client with short timeouts."""
@@ -115,6 +129,7 @@ class LocalRedis(RedisServer):
     process: ManagedProcess
     provider: str = "local"
     host: str = "127.0.0.1"
+    password: str = field(default="", repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -133,6 +148,10 @@ class LocalRedis(RedisServer):
     ) -> LocalRedis:
         """Start a server; ``rdb_file`` is loaded at start (a restore), ``settings`` are redis.conf lines.
 
+        The RDB comes from the bucket, so it is untrusted: the server runs as the service user (when the harness
+        is root), answers only with its per-server password, and checks every payload it loads
+        (``sanitize-dump-payload yes``); DEBUG and MODULE stay disabled.
+
         Raises:
             ServiceError: it did not answer PING in ``timeout`` seconds; the message quotes its log.
         """
@@ -147,19 +166,25 @@ class LocalRedis(RedisServer):
                 remove_dir(workdir)
                 raise
         port = free_port()
+        password = register_secret(secrets.token_urlsafe(24))
         conf = {"bind": "127.0.0.1", "port": str(port), "dir": str(data), "dbfilename": "dump.rdb",
-                "protected-mode": "yes", "daemonize": "no", **THROWAWAY_PERSISTENCE,
-                **dict(settings or {})}  # fmt: skip
+                "protected-mode": "yes", "daemonize": "no", "requirepass": password,
+                "sanitize-dump-payload": "yes", "enable-debug-command": "no", "enable-module-command": "no",
+                **THROWAWAY_PERSISTENCE, **dict(settings or {})}  # fmt: skip
         lines = [f'{key} "{value}"' if key == "save" else f"{key} {value}" for key, value in conf.items()]
-        (workdir / "redis.conf").write_text("\n".join(lines) + "\n")
+        conf_path = workdir / "redis.conf"
+        conf_path.write_text("\n".join(lines) + "\n")
+        conf_path.chmod(0o600)
+        give_to_service_user(workdir)
         process = ManagedProcess(
             name=f"redis {name}",
-            argv=[str(program), str(workdir / "redis.conf")],
+            argv=[str(program), str(conf_path)],
             log_path=workdir / "redis.log",
+            as_service_user=service_user() is not None,
             stop_signal=signal.SIGTERM,
             death_signal=signal.SIGKILL,
         )
-        server = cls(name, port, workdir, process)
+        server = cls(name, port, workdir, process, password=password)
         try:
             process.start()
             wait_until(server._ready, timeout=timeout, what=f"Redis {name} on port {port}")
