@@ -1,0 +1,207 @@
+"""A logical dump from the bucket is untrusted: what it holds must not run with power over the drill host.
+
+Each case plants a payload in a real production database, takes a real dump of it with the backup side's own
+``backup postgres`` (so its manifest is genuine) and restores it as the drill does. The payload is a
+function that runs ``COPY ... TO PROGRAM`` to write the server's environment into a canary file; it is
+reached the ways a restore reaches code: an expression index (built by ``pg_restore``, evaluated again by
+amcheck), a materialized view (refreshed by ``pg_restore``) and an event trigger (fired by later DDL). A
+control first shows the payload is live: run by a superuser, it writes the canary. Restored by the drill, it
+never does, and no server the drill starts holds a secret of the harness in its environment.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from harness.config import DrillConfig
+from harness.errors import CheckFailed
+from harness.integrity import check_amcheck
+from harness.services.base import RUN_ENV, ManagedProcess, run_tool, service_user
+from harness.services.postgres import OWNER_ROLE, LocalPostgres
+from harness.services.provider import Provider
+from harness.services.redis import LocalRedis
+from tests.harness.test_restore import TAKEN_AT, leftovers, make_production
+
+PLANTED = "planted-secret-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def canary_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory any server user could write a canary into (so only the privilege check stops it)."""
+    path = tmp_path_factory.mktemp("canary")
+    for part in (path, *path.parents):
+        if part == Path("/"):
+            break
+        os.chmod(part, part.stat().st_mode | 0o011)
+    path.chmod(0o777)
+    return path
+
+
+def payload(canary: Path) -> str:
+    """SQL that makes ``pwn``: it writes the server's environment to ``canary`` when allowed, else nothing.
+
+    The error is swallowed, as an attacker would, so a refused command does not stop the restore: only the
+    restore role's lack of power keeps the host safe.
+    """
+    command = f"env > {canary}"
+    return f"""
+        CREATE OR REPLACE FUNCTION public.pwn(x bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN
+            BEGIN
+                EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', {command!r});
+            EXCEPTION WHEN others THEN NULL;
+            END;
+            RETURN x;
+        END $$;
+    """
+
+
+def plant_index_and_view(canary: Path) -> str:
+    """An expression index and a materialized view that call ``pwn``, built while it is still harmless.
+
+    ``pwn`` is then replaced by the payload, so the dump holds the live body and production never ran it.
+    """
+    return """
+        CREATE FUNCTION public.pwn(x bigint) RETURNS bigint LANGUAGE sql VOLATILE AS 'SELECT x';
+        CREATE FUNCTION public.pwn_indexed(x bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS
+            $$ BEGIN RETURN public.pwn(x); END $$;
+        CREATE INDEX orders_pwn ON orders (public.pwn_indexed(id));
+        CREATE MATERIALIZED VIEW pwned AS SELECT public.pwn(1) AS one;
+    """ + payload(canary)
+
+
+def prove_live(server: Any, dbname: str, canary: Path) -> None:
+    """The control: as a superuser the payload runs, so its absence later is the drill's doing."""
+    with server.connect(dbname) as conn:
+        conn.execute("SELECT public.pwn(1)")
+    assert canary.exists(), "control: the payload did not run even as superuser"
+    environment = canary.read_text()
+    assert RUN_ENV in environment
+    assert PLANTED not in environment, "a server inherited the harness's environment"
+    canary.unlink()
+
+
+def test_a_dump_that_runs_commands_through_an_index_and_a_view_restores_without_running_them(
+    provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("DRILL_PLANTED_SECRET", PLANTED)
+    canary = canary_dir / "index-and-view"
+    production = make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT - timedelta(minutes=1),
+                                 extra_sql=plant_index_and_view(canary))  # fmt: skip
+    prove_live(pg_server, production.manifest.database, canary)
+    name = f"stg{uuid.uuid4().hex[:6]}"
+    staging = production.restore(provider, name=name)
+    try:
+        with staging.postgres.connect(staging.dbname, OWNER_ROLE) as conn:
+            conn.execute("REFRESH MATERIALIZED VIEW pwned")
+            owner = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        check_amcheck(staging.postgres, staging.dbname)  # evaluates the index expression again
+        assert owner == (False,)
+        assert not canary.exists(), canary.read_text()
+    finally:
+        staging.stop()
+    assert leftovers(name) == []
+
+
+def test_a_dump_with_an_event_trigger_is_refused_and_runs_nothing(
+    provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path
+) -> None:
+    canary = canary_dir / "event-trigger"
+    trigger = (
+        payload(canary)
+        + """
+        CREATE FUNCTION public.pwn_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
+            $$ BEGIN PERFORM public.pwn(1); END $$;
+        CREATE EVENT TRIGGER pwn_on_ddl ON ddl_command_end EXECUTE FUNCTION public.pwn_ddl();
+    """
+    )
+    production = make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT - timedelta(minutes=1),
+                                 extra_sql=trigger)  # fmt: skip
+    try:
+        name = f"stg{uuid.uuid4().hex[:6]}"
+        with pytest.raises(CheckFailed, match=rf"^{production.manifest.key}: does not restore: .*permission denied "
+                           rf"to create event trigger \"pwn_on_ddl\".* \(the drill restores as {OWNER_ROLE}, a "
+                           "role without superuser power"):  # fmt: skip
+            production.restore(provider, name=name)
+        assert not canary.exists()
+        assert leftovers(name) == []
+    finally:  # the trigger fires on the session server's DDL too: drop it before the next test creates anything
+        with pg_server.connect(production.manifest.database) as conn:
+            conn.execute("DROP EVENT TRIGGER pwn_on_ddl")
+
+
+def test_throwaway_servers_and_tools_start_with_no_secret_of_the_harness(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A server's own /proc environ is overwritten by its process title, so the launcher every server uses
+    # starts `env` here; the payload control above shows a real PostgreSQL's environment the same way.
+    monkeypatch.setenv("DRILL_PLANTED_SECRET", PLANTED)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", PLANTED)
+    process = ManagedProcess(name="env", argv=["env"], log_path=tmp_path / "env.log").start()
+    assert process.process is not None
+    process.process.wait(30)
+    tool = run_tool(["env"], what="env", timeout=30).stdout.decode()
+    for environment in (process.log_path.read_text(), tool):
+        assert RUN_ENV in environment
+        assert PLANTED not in environment
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another local user (CI runs as root)")
+def test_another_local_user_cannot_connect_to_a_throwaway_postgres(provider: Provider) -> None:
+    server = LocalPostgres.create(f"uid{uuid.uuid4().hex[:6]}", binaries=provider.binaries)
+    user = service_user()
+    assert user is not None
+    psql = str(server.binaries.tool("psql"))
+
+    def as_other_user(*argv: str) -> str:
+        def drop() -> None:
+            os.setgroups([])
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+
+        result = subprocess.run([psql, *argv, "-w", "-c", "SELECT 1"], capture_output=True, text=True, timeout=30,
+                                preexec_fn=drop, env={"PATH": "/usr/bin:/bin"}, check=False)  # fmt: skip
+        assert result.returncode != 0, f"{user.name} connected: {result.stdout}"
+        return result.stderr
+
+    try:
+        # The server's own account, not only strangers: its socket is reachable to it, peer auth still says no.
+        assert pwd.getpwuid(user.uid).pw_name == user.name
+        socket_error = as_other_user("-h", str(server.workdir / "sock"), "-p", str(server.port), "-U", "postgres")
+        assert "Peer authentication failed" in socket_error
+        for role in ("postgres", OWNER_ROLE):
+            tcp_error = as_other_user("-h", "127.0.0.1", "-p", str(server.port), "-U", role, "postgres")
+            assert "no password supplied" in tcp_error
+        with psycopg.connect(server.dsn(), connect_timeout=5) as conn:  # the harness itself still can
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
+
+
+def test_a_throwaway_redis_needs_its_password_and_sanitizes_what_it_loads() -> None:
+    store = LocalRedis.create(f"auth{uuid.uuid4().hex[:6]}")
+    try:
+        with (
+            redis.Redis(host=store.host, port=store.port, socket_timeout=5) as stranger,
+            pytest.raises(redis.exceptions.AuthenticationError),
+        ):
+            stranger.ping()
+        with store.client() as client:
+            assert client.config_get("sanitize-dump-payload") == {"sanitize-dump-payload": "yes"}
+        status = Path(f"/proc/{store.process.pid}/status").read_text()
+        uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+        user = service_user()
+        assert int(uid) == (user.uid if user is not None else os.geteuid())
+    finally:
+        store.stop()
