@@ -171,7 +171,7 @@ class _RestoreProgress:
 
     def line(self, text: str) -> None:
         if text.startswith("pg_restore: error:") and "worker process died" not in text:
-            self.errors.append(text.removeprefix("pg_restore: error: "))
+            self.errors.append(text)
         match = _ITEM.match(text)
         if match and (self.entries is None or match[1] in self.entries) and match[1] not in self.seen:
             self.seen.add(match[1])
@@ -194,7 +194,7 @@ def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path:
                 f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.log_tail(3)}"
             ) from None
         # The first error is the cause; in a parallel restore the last line only says a worker died of it.
-        cause = progress.errors[0] if progress.errors else str(exc)
+        cause = f"{what} failed: {progress.errors[0]}" if progress.errors else str(exc)
         hint = ""
         if "must be superuser" in cause or "permission denied" in cause:
             hint = (f" (the drill restores as {OWNER_ROLE}, a role without superuser power, so that nothing a "
