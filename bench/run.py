@@ -189,14 +189,17 @@ def listing(s3: MotoS3, config: DrillConfig, count: int) -> dict[str, Any]:
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b"x"), keys))
     started = time.monotonic()
+    pages = list(client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX))
+    requests = time.monotonic() - started  # the floor: the LIST requests and botocore's parsing alone
+    started = time.monotonic()
     catalogue = list_backups(client, bucket, PREFIX)
     listed = time.monotonic() - started
     check_newest_dump(catalogue, config.objectives, now)
     check_dump_gaps(catalogue, config.objectives, now)
     check_dump_retention(catalogue, config.objectives, now)
     total = time.monotonic() - started
-    return {"objects": len(catalogue.objects), "list_seconds": round(listed, 2),
-            "list_and_checks_seconds": round(total, 2)}  # fmt: skip
+    return {"objects": len(catalogue.objects), "pages": len(pages), "requests_seconds": round(requests, 2),
+            "list_seconds": round(listed, 2), "list_and_checks_seconds": round(total, 2)}  # fmt: skip
 
 
 def _pytest(args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -398,7 +401,9 @@ def _restore_markdown(results: dict[str, Any]) -> list[str]:
                  f"max {prov['max_seconds']} s over {prov['runs']} runs (target < 1 s).")  # fmt: skip
     listing_result = results["listing"]
     lines.append(f"\nListing and logical-dump policy checks over {listing_result['objects']} objects: "
-                 f"{listing_result['list_and_checks_seconds']} s (target < 5 s).")  # fmt: skip
+                 f"{listing_result['list_and_checks_seconds']} s (target < 5 s); the catalogue's listing "
+                 f"{listing_result['list_seconds']} s against {listing_result.get('requests_seconds', '?')} s "
+                 "for the bare LIST requests.")  # fmt: skip
     return lines
 
 

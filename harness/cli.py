@@ -36,7 +36,7 @@ from harness.redact import RedactingFilter, redact, register_secret
 from harness.services.postgres import find_binaries
 from harness.services.redis import find_redis_check_rdb
 from harness.services.s3 import S3Endpoint
-from harness.services.sweeper import find_leftovers, sweep
+from harness.services.sweeper import check_run_id, find_leftovers, sweep
 
 __all__ = ["cli", "main"]
 
@@ -102,6 +102,7 @@ def _from_env(name: str, option: str) -> str:
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, quiet: bool) -> None:
     """Back up, prune and explore the deployment the restore drill verifies."""
+    check_run_id()  # every labelled directory a command makes carries it
     ctx.ensure_object(dict)["config_path"] = config_path
     if not logging.getLogger().handlers:  # leave a host's logging (or pytest's capture) alone
         handler = logging.StreamHandler(sys.stderr)

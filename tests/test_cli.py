@@ -123,6 +123,16 @@ def test_every_command_has_help_with_examples(command: tuple[str, ...], capsys: 
     assert "Exit codes:" in out
 
 
+def test_a_run_id_that_would_break_the_sweeper_is_refused_in_one_line() -> None:
+    result = subprocess.run([PROGRAM, "sweep", "--dry-run"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, RUN_ENV: "nightly-42"}, check=False)  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {RUN_ENV}='nightly-42': a run id may hold only letters, digits and underscores (1 to 64), "
+        "because it names the run's temp directories and owner files; choose one such as 'nightly_42' or unset it"
+    ]
+
+
 def test_sweep_removes_only_what_dead_runs_left(tmp_path: Path) -> None:
     dead_run, live_run = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
     gone = subprocess.Popen(["true"])

@@ -3,8 +3,15 @@
 Every harness process writes an owner file ``codeblack-drills-<run>-<pid>.owner`` in the temp directory;
 every child carries ``CODEBLACK_DRILLS_RUN=<run>`` in its environment and every directory is named
 ``codeblack-drills-<run>-...``; every container carries the label ``codeblack-drills.run=<run>``. A run whose
-owners are all dead is stale: its processes are killed, its directories removed and, when a Docker engine
-answers, its containers removed. Live runs (another drill running at the same time) are never touched.
+owners are all dead is stale: its processes are killed, its directories and owner files removed and, when a
+Docker engine answers, its containers removed. Live runs (another drill running at the same time) are never
+touched, nor anything whose name does not carry a run that claimed ownership.
+
+A run id names files, so a run claims ownership only under a safe token (letters, digits, underscores:
+:func:`check_run_id`). Owner files of any run id are still read (the pid is what follows the last ``-``), and a
+directory belongs to the longest known run id its name starts with, so a dead run ``a`` never takes the
+directories of a live run ``a-b`` named before run ids were checked. An owner whose pid now belongs to another
+process (the pid was reused) is told apart by the process's start time, which the owner file records.
 """
 
 from __future__ import annotations
@@ -19,47 +26,90 @@ from pathlib import Path
 
 import psutil
 
+from harness.errors import ConfigError
 from harness.services.base import LABEL, RUN_ENV, remove_dir, run_id
 from harness.services.docker import remove_containers
 
-__all__ = ["Leftovers", "claim_run", "find_leftovers", "sweep"]
+__all__ = ["Leftovers", "check_run_id", "claim_run", "find_leftovers", "sweep"]
 
 log = logging.getLogger("harness.services")
 
-_NAME = re.compile(rf"^{LABEL}-(?P<run>[0-9a-f]+)-")
+_SAFE_RUN = re.compile(r"[A-Za-z0-9_]{1,64}")
+_FIRST_TOKEN = re.compile(r"([A-Za-z0-9_]+)-")
 
 
 def _tmp() -> Path:
     return Path(tempfile.gettempdir())
 
 
+def check_run_id(run: str | None = None) -> str:
+    """The run id (this run's by default), refused unless it is a safe token.
+
+    Raises:
+        ConfigError: one line naming the variable, the value and what a run id may hold.
+    """
+    run = run_id() if run is None else run
+    if not _SAFE_RUN.fullmatch(run):
+        raise ConfigError(
+            f"{RUN_ENV}={run!r}: a run id may hold only letters, digits and underscores (1 to 64), because it "
+            "names the run's temp directories and owner files; choose one such as 'nightly_42' or unset it"
+        )
+    return run
+
+
 def claim_run() -> Path:
-    """Mark this process as an owner of the current run (idempotent)."""
-    owner = _tmp() / f"{LABEL}-{run_id()}-{os.getpid()}.owner"
-    owner.write_text(str(os.getpid()))
+    """Mark this process as an owner of the current run (idempotent).
+
+    Raises:
+        ConfigError: the run id (``CODEBLACK_DRILLS_RUN``) is not a safe token.
+    """
+    owner = _tmp() / f"{LABEL}-{check_run_id()}-{os.getpid()}.owner"
+    owner.write_text(f"{os.getpid()} {psutil.Process().create_time()!r}")
     return owner
 
 
 def _owners() -> dict[str, list[Path]]:
+    """Owner files by run id, whatever the run id (the pid is what follows its last ``-``)."""
     owners: dict[str, list[Path]] = {}
     for owner in _tmp().glob(f"{LABEL}-*.owner"):
-        match = _NAME.match(owner.name)
-        if match:
-            owners.setdefault(match.group("run"), []).append(owner)
+        run, _, pid = owner.name[len(LABEL) + 1 : -len(".owner")].rpartition("-")
+        if run and pid.isdigit():
+            owners.setdefault(run, []).append(owner)
     return owners
 
 
-def _dead_runs() -> set[str]:
+def _owner_alive(owner: Path) -> bool:
+    """Whether the process that wrote ``owner`` still runs (a reused pid with another start time does not)."""
+    pid = int(owner.name[: -len(".owner")].rpartition("-")[2])
+    try:
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return False
+    try:
+        recorded = owner.read_text().split()
+        return len(recorded) < 2 or abs(float(recorded[1]) - started) < 1
+    except (OSError, ValueError):
+        return True  # unreadable: assume it lives rather than sweep a run that may be running
+
+
+def _dead_runs(owners: dict[str, list[Path]]) -> set[str]:
     """Runs that claimed ownership and whose owners have all exited.
 
     Runs with no owner file are unknown and left alone: they may belong to a tool that does not claim them.
     """
-    dead = set()
-    for run, owners in _owners().items():
-        pids = [owner.stem.rsplit("-", 1)[-1] for owner in owners]
-        if not any(pid.isdigit() and psutil.pid_exists(int(pid)) for pid in pids):
-            dead.add(run)
-    return dead
+    return {run for run, files in owners.items() if not any(_owner_alive(owner) for owner in files)}
+
+
+def _run_of(name: str, known: set[str]) -> str | None:
+    """The run a labelled name belongs to: the longest known run id it starts with, else its first token."""
+    rest = name.removeprefix(f"{LABEL}-")
+    if rest == name:
+        return None
+    matching = [run for run in known if rest.startswith(f"{run}-")]
+    if matching:
+        return max(matching, key=len)
+    token = _FIRST_TOKEN.match(rest)
+    return token.group(1) if token else None
 
 
 @dataclass
@@ -82,7 +132,9 @@ class Leftovers:
 
 def find_leftovers(run: str | None = None, *, stale_only: bool = False) -> Leftovers:
     """Labelled processes and directories, of one run or of every run (or of dead runs only)."""
-    dead = _dead_runs() if stale_only else set()
+    owners = _owners()
+    dead = _dead_runs(owners) if stale_only else set()
+    known = set(owners) | ({run} if run else set())
 
     def wanted(label: str | None) -> bool:
         if label is None:
@@ -97,15 +149,15 @@ def find_leftovers(run: str | None = None, *, stale_only: bool = False) -> Lefto
             if proc.pid != os.getpid() and wanted(proc.environ().get(RUN_ENV)):
                 found.processes.append(proc)
     for entry in _tmp().glob(f"{LABEL}-*"):
-        match = _NAME.match(entry.name)
-        if entry.is_dir() and match and wanted(match.group("run")):
+        if entry.is_dir() and not entry.is_symlink() and wanted(_run_of(entry.name, known)):
             found.directories.append(entry)
     return found
 
 
 def sweep(run: str | None = None) -> Leftovers:
     """Kill and remove the leftovers of dead runs (or of one named run); returns what was removed."""
-    runs = {run} if run else _dead_runs()
+    owners = _owners()
+    runs = {run} if run else _dead_runs(owners)
     found = find_leftovers(run, stale_only=run is None)
     found.containers = remove_containers(runs)
     for proc in found.processes:
@@ -114,7 +166,6 @@ def sweep(run: str | None = None) -> Leftovers:
     psutil.wait_procs(found.processes, timeout=5)
     for directory in found.directories:
         remove_dir(directory)
-    owners = _owners()
     for swept in runs:
         for owner in owners.get(swept, []):
             owner.unlink(missing_ok=True)

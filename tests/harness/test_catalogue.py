@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,25 +56,18 @@ def test_listing_follows_every_page(bucket: tuple[Any, str], s3_server: Any) -> 
 
 
 @pytest.mark.slow
-def test_ten_thousand_objects_list_in_a_few_seconds(bucket: tuple[Any, str], s3_server: Any) -> None:
-    # Slow only because moto takes ~3 ms per PUT to fill the bucket (about 30 s); the listing itself is timed.
-    # Its floor is the 10 requests themselves, most of it botocore parsing each LastModified with dateutil
-    # (about 0.5 s per 1,000 keys on a 2-core machine, more when the machine is busy), so the catalogue is held
-    # to that floor (measured on the same bucket) plus a little, and to an absolute ceiling.
+def test_ten_thousand_objects_are_all_listed_in_order(bucket: tuple[Any, str], s3_server: Any) -> None:
+    # Slow only because moto takes ~3 ms per PUT to fill the bucket (about 30 s). How fast the listing is
+    # belongs to bench/run.py (``listing``: the catalogue beside the bare requests), not to an assertion that
+    # a busy machine breaks.
     client, name = bucket
     keys = [_key(T0 + timedelta(minutes=i)) for i in range(10_000)]
-    _put_many(s3_server, name, keys)
-    started = time.monotonic()
-    pages = list(client.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=PREFIX))
-    floor = time.monotonic() - started
-    started = time.monotonic()
+    _put_many(s3_server, name, keys[::-1])
     catalogue = list_backups(client, name, PREFIX)
-    elapsed = time.monotonic() - started
-    assert (len(pages), len(catalogue.objects)) == (10, 10_000)
-    assert catalogue.newest().key == keys[-1]
     assert [obj.key for obj in catalogue.objects] == keys
-    assert elapsed < floor * 1.3 + 1, f"listing 10,000 objects took {elapsed:.1f} s; the requests alone {floor:.1f} s"
-    assert elapsed < 20, f"listing 10,000 objects took {elapsed:.1f} s"
+    assert [obj.taken_at for obj in catalogue.objects] == [T0 + timedelta(minutes=i) for i in range(10_000)]
+    assert {(obj.size, obj.etag) for obj in catalogue.objects} == {(1, hashlib.md5(b"x").hexdigest())}
+    assert catalogue.newest().key == keys[-1]
 
 
 def test_manifests_and_companions_are_paired(bucket: tuple[Any, str]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -13,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.config import PROJECT_ROOT
-from harness.services.base import RUN_ENV
-from harness.services.sweeper import find_leftovers, sweep
+from harness.errors import ConfigError
+from harness.services.base import LABEL, RUN_ENV
+from harness.services.sweeper import check_run_id, find_leftovers, sweep
 
 CASE = PROJECT_ROOT / "tests" / "data" / "lifecycle" / "case_servers.py"
 
@@ -73,6 +76,40 @@ def test_a_killed_run_is_swept_by_the_next(tmp_path: Path) -> None:
     swept = sweep()
     assert swept.directories
     assert not find_leftovers(run), find_leftovers(run).describe()
+
+
+@pytest.mark.parametrize("run", ["nightly-42", "../etc", "a b", "", "x" * 65, "run.1"])
+def test_a_run_id_that_is_not_a_safe_token_is_refused(run: str) -> None:
+    with pytest.raises(ConfigError) as refusal:
+        check_run_id(run)
+    assert str(refusal.value) == (
+        f"{RUN_ENV}={run!r}: a run id may hold only letters, digits and underscores (1 to 64), because it names "
+        "the run's temp directories and owner files; choose one such as 'nightly_42' or unset it"
+    )
+    assert check_run_id("Nightly_42") == "Nightly_42"
+
+
+def test_dead_runs_of_any_id_are_swept_and_live_ones_kept() -> None:
+    # A dead non-hex run, a dead legacy run "<x>" and a live legacy run "<x>-b" (dashes predate the check):
+    # the dead "<x>" must not take the live "<x>-b"'s directory, whose name starts with "<x>-" too.
+    tag = uuid.uuid4().hex[:6]
+    dead_pid = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout.strip()
+    tmp = Path(tempfile.gettempdir())
+    runs = {"dead_Run_" + tag: dead_pid, "zz" + tag: dead_pid, f"zz{tag}-b": str(os.getpid())}
+    owners = [tmp / f"{LABEL}-{run}-{pid}.owner" for run, pid in runs.items()]
+    directories = {run: Path(tempfile.mkdtemp(prefix=f"{LABEL}-{run}-pg-staging-")) for run in runs}
+    try:
+        for owner in owners:
+            owner.write_text(owner.stem.rpartition("-")[2])
+        swept = sweep()
+        assert {directories["dead_Run_" + tag], directories["zz" + tag]} <= set(swept.directories)
+        assert [owner.exists() for owner in owners] == [False, False, True]
+        assert [directory.exists() for directory in directories.values()] == [False, False, True]
+    finally:
+        for owner in owners:
+            owner.unlink(missing_ok=True)
+        for directory in directories.values():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_server_standing_in_for_production_is_refused_by_the_guard(provider) -> None:  # type: ignore[no-untyped-def]

@@ -7,12 +7,12 @@ writes them. After every case no staging server or directory of that case may be
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import logging
 import os
 import re
-import signal
 import threading
 import uuid
 from collections.abc import Iterator
@@ -34,7 +34,7 @@ from harness.errors import CheckFailed, HarnessError, UnsafeTargetError
 from harness.integrity import check_amcheck
 from harness.measure import Stopwatch
 from harness.restore.staging import Staging, restore_logical
-from harness.services.base import LABEL, run_id
+from harness.services.base import LABEL, run_id, wait_until
 from harness.services.provider import Provider
 from harness.storage.catalogue import BackupObject
 from harness.storage.manifest import BackupManifest
@@ -218,34 +218,62 @@ def test_a_truncated_dump_with_a_matching_manifest_fails_with_pg_restores_messag
         production.restore(provider, bad, name=staging_name)
 
 
+_HOLD = """
+CREATE FUNCTION hold_restore() RETURNS event_trigger LANGUAGE plpgsql
+    AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); END $$;
+CREATE EVENT TRIGGER hold_restore ON ddl_command_start EXECUTE FUNCTION hold_restore();
+"""
+"""Makes the first DDL statement in the database (pg_restore's first CREATE) wait for advisory lock 4242."""
+
+_HELD = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore' "
+         "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")  # fmt: skip
+
+
 def test_staging_killed_during_pg_restore_fails_naming_the_cause(
-    provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, staging_name: str
+    provider: Provider, production: Production, staging_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    big = make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT - timedelta(minutes=1), orders=400_000)
+    # Deterministic: the restored database is made to hold pg_restore's first DDL statement on an advisory lock
+    # this test holds, set up synchronously when the harness creates that database (before pg_restore starts);
+    # the server is killed only once pg_stat_activity shows pg_restore waiting on it.
     killed = threading.Event()
+    errors: list[BaseException] = []
+    make_server = provider.postgres
 
-    def kill_when_restoring() -> None:
-        label = f"cluster_name={LABEL}-{run_id()}-{staging_name}"
-        while not killed.is_set():
-            for proc in psutil.process_iter(["cmdline"]):
-                cmdline = proc.info["cmdline"] or []
-                if cmdline and cmdline[0].endswith("pg_restore") and "--dbname" in cmdline:
-                    postmasters = [p for p in psutil.process_iter(["cmdline"]) if label in (p.info["cmdline"] or [])]
-                    for postmaster in postmasters:
-                        os.killpg(postmaster.pid, signal.SIGKILL)
-                    killed.set()
-                    return
+    def kill_once_held(server: Any, holder: psycopg.Connection[Any]) -> None:
+        try:
+            wait_until(lambda: holder.execute(_HELD).fetchone() == (1,), timeout=60, what="pg_restore held")
+            server.kill()
+            killed.set()
+        except BaseException as exc:  # reported by the test body, which would otherwise see only the restore
+            errors.append(exc)
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                holder.close()  # releases the lock, if the server still ran
 
-    killer = threading.Thread(target=kill_when_restoring, daemon=True)
-    killer.start()
+    def holding_postgres(name: str, **kwargs: Any) -> Any:
+        server = make_server(name, **kwargs)
+        create_database = server.create_database
+
+        def create_and_hold(dbname: str) -> str:
+            dsn = create_database(dbname)
+            holder = server.connect(dbname)
+            holder.execute("SELECT pg_advisory_lock(4242)")
+            holder.execute(_HOLD)
+            threading.Thread(target=kill_once_held, args=(server, holder), daemon=True).start()
+            return dsn
+
+        server.create_database = create_and_hold
+        return server
+
+    monkeypatch.setattr(provider, "postgres", holding_postgres)
     try:
-        with pytest.raises(
-            HarnessError, match=rf"^staging PostgreSQL {staging_name} died during pg_restore of {big.manifest.key}"
-        ):
-            big.restore(provider, name=staging_name)
-    finally:
-        killed.set()
-        killer.join(5)
+        production.restore(provider, name=staging_name).stop()
+        died = "the restore finished"
+    except HarnessError as exc:
+        died = str(exc)
+    assert not errors, errors
+    assert killed.is_set()
+    assert died.startswith(f"staging PostgreSQL {staging_name} died during pg_restore of {production.manifest.key}: ")
 
 
 def test_a_dump_without_a_manifest_restores_and_says_so(

@@ -9,7 +9,6 @@ its own server and checks it before ``pg_restore`` (``harness/restore/staging.py
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import uuid
@@ -56,25 +55,44 @@ def test_every_write_path_refuses_production(sandbox_world: World) -> None:
     assert _production_state(sandbox_world) == before
 
 
-def test_staging_settings_pointing_at_production_stop_the_drill(tmp_path: Path, sandbox_world: World) -> None:
-    production_url = f"postgresql+psycopg://app@{PRODUCTION_DB_HOST}:5432/codeblack"
-    config = write_drill_toml(
-        tmp_path, sandbox_world.deployment, app={"env": {"CODEBLACK_DATABASE_URL": production_url}}
-    )
+@pytest.mark.parametrize("bypass", [False, True], ids=["production-by-name", "loopback-production-by-port"])
+def test_staging_settings_pointing_at_production_stop_the_drill(
+    tmp_path: Path, sandbox_world: World, bypass: bool
+) -> None:
+    """Refused at start-up, before any server: production's audit trail gains no row from the config gates.
+
+    The bypass case is the one reproduced against the old denylist: ``database_host = "localhost"`` and the
+    app's URL naming production's real port on ``127.0.0.1``, which the denylist accepted.
+    """
+    before = _production_state(sandbox_world)
+    if bypass:
+        database_host, production_url = "localhost", sandbox_world.production_pg.sqlalchemy_url(sandbox_world.database)
+        why = "is a connection setting but not exactly one placeholder"
+    else:
+        database_host, production_url = (
+            PRODUCTION_DB_HOST,
+            f"postgresql+psycopg://app@{PRODUCTION_DB_HOST}:5432/codeblack",
+        )
+        why = f"names production's database host {PRODUCTION_DB_HOST} (as {PRODUCTION_DB_HOST!r})"
+    config = write_drill_toml(tmp_path, sandbox_world.deployment, storage={"database_host": database_host},
+                              app={"env": {"CODEBLACK_DATABASE_URL": production_url}})  # fmt: skip
+    run = f"rel{uuid.uuid4().hex[:7]}"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "features", "-q", f"--drill-config={config}", "-p", "no:randomly"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False,
-        env=drill_env(sandbox_world.deployment, f"rel{uuid.uuid4().hex[:7]}"),
+        env=drill_env(sandbox_world.deployment, run),
     )  # fmt: skip
     assert result.returncode == 4, result.stdout + result.stderr
     assert result.stderr.strip() == (
-        f"ERROR: {config}: [app] env.CODEBLACK_DATABASE_URL ({PRODUCTION_DB_HOST}): points the staging app at a "
-        "production endpoint; use {database_url} and {redis_url}, which name the throwaway copies"
+        f"ERROR: {config}: [app] env.CODEBLACK_DATABASE_URL {why}: the staging app may name a store only as "
+        "{database_url} or {redis_url} in [app] env, which the drill fills with its throwaway copies"
     )
     assert not TRACEBACK.search(result.stdout + result.stderr)
+    assert "started" not in result.stdout + result.stderr, "a server or the app started before the preflight"
+    assert _production_state(sandbox_world) == before
 
 
-def test_production_redis_in_the_app_command_is_refused_and_placeholders_pass(
+def test_production_redis_in_the_app_is_refused_and_placeholders_pass(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DRILL_TEST_PRODUCTION_REDIS", "redis://:pw@10.0.0.7:6380/0")
@@ -84,7 +102,12 @@ def test_production_redis_in_the_app_command_is_refused_and_placeholders_pass(
         '[app]\ncommand = ["app", "--redis", "redis://10.0.0.7:6380/1", "--db", "db.internal2"]\n'
         'env = {DB = "{database_url}", CACHE = "{redis_url}", OTHER = "redis://10.0.0.7:6381/0"}\n'
     )
-    with pytest.raises(ConfigError, match=re.escape(f"{config}: [app] command[2] (10.0.0.7:6380): points")):
+    with pytest.raises(ConfigError) as refusal:
         check_staging_isolated(load_config(config))
-    config.write_text(config.read_text().replace("redis://10.0.0.7:6380/1", "{redis_url}"))
+    assert str(refusal.value).startswith(
+        f"{config}: [app] env.OTHER names production's Redis 10.0.0.7:6380 (as '10.0.0.7'); command[2] names "
+        "production's Redis 10.0.0.7:6380 (as '10.0.0.7'): the staging app may name a store only as "
+    )
+    config.write_text(config.read_text().replace(', OTHER = "redis://10.0.0.7:6381/0"', "")
+                      .replace('"--redis", "redis://10.0.0.7:6380/1", ', ""))  # fmt: skip
     check_staging_isolated(load_config(config))
