@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Member", "build", "realpath_overflow_chain", "zeros"]
+__all__ = ["Member", "build", "realpath_overflow_chain", "rebuilt", "zeros"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,17 @@ def realpath_overflow_chain(dest: Path) -> list[Member]:
         Member("escape/newfile", data=b"new"),
     ]
     return chain
+
+
+def rebuilt(original: bytes, changed: dict[str, bytes | Member]) -> bytes:
+    """``original`` (a tarball the sandbox made, so trusted here) with the members named in ``changed`` replaced
+    (or added at the end): bytes for a file, a :class:`Member` for anything else."""
+    members: list[Member] = []
+    with tarfile.open(fileobj=io.BytesIO(original), mode="r:gz") as tar:
+        for info in tar:
+            if info.name in changed:
+                continue
+            source = tar.extractfile(info) if info.isfile() else None
+            members.append(Member(info.name, info.type, source.read() if source else b"", info.mode, info.linkname))
+    members += [value if isinstance(value, Member) else Member(name, data=value) for name, value in changed.items()]
+    return build(members)
