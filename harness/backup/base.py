@@ -5,7 +5,9 @@ point-in-time recovery, which is why the plan keeps both. ``pg_basebackup`` writ
 temporary directory (it cannot stream several files into one pipe; the WAL needed for consistency goes to
 ``pg_wal.tar.gz`` beside ``base.tar.gz``); each is then streamed to storage and the
 directory is removed whatever happens. The backup manifest with SHA-256 checksums lets ``pg_verifybackup``
-prove a downloaded copy is complete.
+prove a downloaded copy is complete. The manifest beside ``base.tar.gz`` records the sha256 and size of every
+other file (its ``companions``) and how many bytes each tarball expands to, so a restore verifies everything
+it downloads and caps what it unpacks (:mod:`harness.restore.tarball`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ import psycopg
 from harness.backup.postgres import libpq_target
 from harness.backup.store import backup_time, put_manifest
 from harness.errors import HarnessError
+from harness.restore.tarball import expanded_size
 from harness.services.base import run_tool
-from harness.storage.manifest import BackupManifest, format_timestamp
+from harness.storage.manifest import BackupManifest, Companion, format_timestamp
 from harness.storage.upload import upload_file
 
 __all__ = ["BASE_ARCHIVE", "backup_base"]
@@ -87,8 +90,9 @@ def backup_base(
             timeout=timeout_s,
             env=password_env,
         )  # fmt: skip
-        stored = {path.name: upload_file(client, bucket, f"{folder}{path.name}", path)
-                  for path in sorted(target.iterdir())}  # fmt: skip
+        files = sorted(target.iterdir())
+        expanded = {path.name: expanded_size(path) for path in files if path.name.endswith(".tar.gz")}
+        stored = {path.name: upload_file(client, bucket, f"{folder}{path.name}", path) for path in files}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     archive = stored.get(BASE_ARCHIVE)
@@ -103,6 +107,12 @@ def backup_base(
         sha256=archive.sha256,
         size=archive.size,
         server_version=str(version_row[0]),
+        expanded=expanded[BASE_ARCHIVE],
+        companions={
+            name: Companion(sha256=got.sha256, size=got.size, expanded=expanded.get(name))
+            for name, got in stored.items()
+            if name != BASE_ARCHIVE
+        },
     )
     put_manifest(client, bucket, manifest)
     log.info("base backup s3://%s/%s: %s", bucket, folder, ", ".join(f"{n} {r.size} B" for n, r in stored.items()))

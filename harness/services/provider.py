@@ -101,9 +101,14 @@ class Provider:
             return ContainerPostgres.create(name, image=self.postgres_image, binaries=self.binaries, settings=settings)
         return LocalPostgres.create(name, settings=settings, binaries=self.binaries, throwaway=throwaway)
 
-    def restored_postgres(self, name: str, data_dir: Path) -> LocalPostgres:
-        """A throwaway PostgreSQL on a restored data directory; local under every provider (the files are here)."""
-        return LocalPostgres.create(name, binaries=self.binaries, data_dir=data_dir)
+    def restored_postgres(
+        self, name: str, data_dir: Path, *, settings: Mapping[str, str] | None = None
+    ) -> LocalPostgres:
+        """A throwaway PostgreSQL on a restored data directory; local under every provider (the files are here).
+
+        ``settings`` go on its command line, where they override the data directory's configuration files.
+        """
+        return LocalPostgres.create(name, binaries=self.binaries, data_dir=data_dir, settings=settings)
 
     def redis(
         self,

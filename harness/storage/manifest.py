@@ -19,6 +19,7 @@ from harness.errors import HarnessError
 __all__ = [
     "MANIFEST_SUFFIX",
     "BackupManifest",
+    "Companion",
     "TableStats",
     "format_timestamp",
     "manifest_key",
@@ -39,6 +40,16 @@ class TableStats(BaseModel):
     newest: datetime | None = None
 
 
+class Companion(BaseModel):
+    """A file stored beside the object (a base backup's ``pg_wal.tar.gz``, ``backup_manifest``): verified like it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    expanded: int | None = Field(default=None, ge=0, description="a tarball: bytes of its uncompressed tar stream")
+
+
 class BackupManifest(BaseModel):
     """One backup object's manifest (logical dump, base backup or Redis RDB copy)."""
 
@@ -57,6 +68,8 @@ class BackupManifest(BaseModel):
     keys: int | None = Field(default=None, ge=0, description="Redis: number of keys in the RDB")
     heartbeat: datetime | None = None
     tool: str = "codeblack-drills"
+    expanded: int | None = Field(default=None, ge=0, description="a tarball: bytes of its uncompressed tar stream")
+    companions: dict[str, Companion] = Field(default_factory=dict, description="base: the other files, by name")
 
     def to_json(self) -> bytes:
         """The manifest as stored: UTF-8 JSON, stable key order."""
