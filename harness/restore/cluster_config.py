@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 
 from harness.errors import CheckFailed
+from harness.services.postgres import SESSION_OPTIONS
 
 __all__ = ["REMOVED", "SESSION_OPTIONS", "WRITTEN", "restored_settings", "take_over_config"]
 
@@ -33,8 +34,7 @@ REMOVED = ("postgresql.auto.conf", "recovery.signal", "standby.signal", "postmas
 WRITTEN = {
     "postgresql.conf": "# Written by codeblack-drills: a restored cluster never runs on the backup's configuration.\n"
     "# Its settings are on the server's command line.\n",
-    "pg_hba.conf": "# Written by codeblack-drills: only the harness, as postgres, from this host.\n"
-    "local all postgres trust\nhost all postgres 127.0.0.1/32 trust\n",
+    "pg_hba.conf": "# Written by codeblack-drills: no one, until the throwaway server writes who it admits.\n",
     "pg_ident.conf": "# Written by codeblack-drills: no user name maps.\n",
 }
 """The configuration files the harness writes in place of the backup's."""
@@ -59,19 +59,6 @@ _SETTINGS = {
 }
 #: Settings added by a PostgreSQL major version (an older server refuses an unknown one).
 _SINCE = {"archive_library": ("", 15), "event_triggers": ("off", 17)}
-
-SESSION_OPTIONS = " ".join(
-    f"-c {name}={value}"
-    for name, value in {
-        "session_preload_libraries": "",
-        "local_preload_libraries": "",
-        "jit": "off",
-        "row_security": "off",
-    }.items()
-)
-"""libpq ``options`` for the harness's own sessions: they override the catalog's role and database settings.
-
-(``event_triggers`` is off for the whole server, which also keeps login event triggers from firing.)"""
 
 
 def restored_settings(major: int) -> dict[str, str]:

@@ -65,6 +65,7 @@ from harness.services.base import (
 __all__ = [
     "OWNER_ROLE",
     "RESTORE_TUNED",
+    "SESSION_OPTIONS",
     "LocalPostgres",
     "PostgresBinaries",
     "PostgresServer",
@@ -93,6 +94,11 @@ RESTORE_TUNED: Mapping[str, str] = {
 #: The role that owns every restored database and runs ``pg_restore``: it can log in and own objects, nothing
 #: more (no superuser, no CREATEROLE, no CREATEDB), so what a dump holds runs with no power over the host.
 OWNER_ROLE = "drill_owner"
+
+SESSION_OPTIONS = "-c session_preload_libraries= -c local_preload_libraries= -c jit=off -c row_security=off"
+"""libpq ``options`` for the harness's sessions on a restored cluster: they override the role and database
+settings its catalog may carry (a library preloaded on connect would run as soon as the harness logs in).
+(``event_triggers`` is off for the whole server, which also keeps login event triggers from firing.)"""
 
 #: Servers of this run that the guard lets the drill write to: (host, port) -> cluster_name.
 _CREATED: dict[tuple[str, int], str] = {}
@@ -438,12 +444,14 @@ class LocalPostgres(PostgresServer):
         """
         self.passwords = {role: register_secret(secrets.token_urlsafe(24)) for role in ("postgres", OWNER_ROLE)}
         socket_dsn = f"host={self.workdir / 'sock'} port={self.port} user=postgres dbname=postgres"
-        with psycopg.connect(socket_dsn, autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(socket_dsn, autocommit=True, connect_timeout=5, options=SESSION_OPTIONS) as conn:
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (OWNER_ROLE,)).fetchone() is None:
                 conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER").format(sql.Identifier(OWNER_ROLE)))
             for role, password in self.passwords.items():
                 conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
-        self.passfile = self.workdir.with_name(self.workdir.name + ".pgpass")
+        # Its own labelled directory (mode 0700, the harness's user): the service user owns the workdir, and the
+        # sweeper removes labelled directories of killed runs.
+        self.passfile = label_dir(f"pgpass-{self.name}") / "pgpass"
         fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.writelines(f"{self.host}:{self.port}:*:{role}:{secret}\n" for role, secret in self.passwords.items())
@@ -471,7 +479,7 @@ class LocalPostgres(PostgresServer):
         self.process.stop(timeout)
         remove_dir(self.workdir)
         if self.passfile is not None:
-            self.passfile.unlink(missing_ok=True)
+            remove_dir(self.passfile.parent)
 
     def kill(self) -> None:
         """Kill the server at once (for fault-injection tests)."""

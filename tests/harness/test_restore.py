@@ -147,7 +147,11 @@ def leftovers(name: str) -> list[str]:
         for p in psutil.process_iter(["cmdline"])
         if any(f"cluster_name={label}{name}" == part.removeprefix("-c ") for part in p.info["cmdline"] or [])
     ]
-    dirs = glob.glob(f"/tmp/{label}pg-{name}-*") + glob.glob(f"/tmp/{label}dump-*")
+    dirs = (
+        glob.glob(f"/tmp/{label}pg-{name}-*")
+        + glob.glob(f"/tmp/{label}pgpass-{name}-*")
+        + glob.glob(f"/tmp/{label}dump-*")
+    )
     return procs + dirs
 
 
