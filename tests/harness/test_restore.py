@@ -258,8 +258,8 @@ def test_staging_killed_during_pg_restore_fails_naming_the_cause(
         server = make_server(name, **kwargs)
         create_database = server.create_database
 
-        def create_and_hold(dbname: str) -> str:
-            dsn = create_database(dbname)
+        def create_and_hold(dbname: str, owner: str | None = None) -> str:
+            dsn = create_database(dbname, owner)
             holder = server.connect(dbname)
             holder.execute("SELECT pg_advisory_lock(4242)")
             holder.execute(_HOLD)

@@ -63,6 +63,15 @@ def _faulty_run(tmp_path: Path, world: World, select: str, planted: dict[str, st
     return done
 
 
+def _signal(proc: psutil.Process, sig: int) -> bool:
+    """Send ``sig`` to ``proc``; false when it has already exited."""
+    try:
+        proc.send_signal(sig)
+    except psutil.NoSuchProcess:
+        return False
+    return True
+
+
 def test_staging_killed_in_the_middle_of_pg_restore(
     tmp_path: Path, sandbox_world: World, planted: dict[str, str]
 ) -> None:
@@ -70,17 +79,24 @@ def test_staging_killed_in_the_middle_of_pg_restore(
     killed: list[int] = []
 
     def kill_staging_when_restoring(run: str, child: subprocess.Popen[str]) -> None:
+        """Once pg_restore runs, hold it (SIGSTOP: it cannot finish meanwhile), kill staging, then let it go on."""
         label = f"cluster_name={LABEL}-{run}-staging"
         deadline = time.monotonic() + 120
         while child.poll() is None and time.monotonic() < deadline:
-            for proc in psutil.process_iter(["name", "cmdline", "environ"]):
-                if proc.info["name"] == "pg_restore" and "--dbname" in (proc.info["cmdline"] or []) \
-                        and (proc.info["environ"] or {}).get(RUN_ENV) == run:  # fmt: skip
-                    for server in psutil.process_iter(["cmdline"]):
-                        if label in (server.info["cmdline"] or []):
-                            os.killpg(server.pid, signal.SIGKILL)
-                            killed.append(server.pid)
-                    return
+            restoring = [
+                proc for proc in psutil.process_iter(["name", "cmdline", "environ"])
+                if proc.info["name"] == "pg_restore" and "--dbname" in (proc.info["cmdline"] or [])
+                and (proc.info["environ"] or {}).get(RUN_ENV) == run
+            ]  # fmt: skip
+            if restoring:
+                held = [proc for proc in restoring if _signal(proc, signal.SIGSTOP)]
+                for server in psutil.process_iter(["cmdline"]):
+                    if label in (server.info["cmdline"] or []):
+                        os.killpg(server.pid, signal.SIGKILL)
+                        killed.append(server.pid)
+                for proc in held:
+                    _signal(proc, signal.SIGCONT)
+                return
             time.sleep(0.02)
 
     done = _faulty_run(tmp_path, sandbox_world, "isolated_staging", planted, target=bulky,
