@@ -97,6 +97,18 @@ def test_upload_streams_in_parts_and_hashes_on_the_way(
     assert hashlib.sha256(_object(client, name, "big.bin")).hexdigest() == result.sha256
 
 
+def test_a_small_object_in_one_put_reports_its_real_bytes(
+    bucket: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    client, name = bucket
+    data = b"x" * 163_000  # below one part: a single PUT, no per-part progress line before the last
+    with caplog.at_level(logging.INFO, logger="harness.progress"):
+        result = upload_stream(client, name, "small.bin", io.BytesIO(data))
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "harness.progress"]
+    assert line.startswith(f"uploading s3://{name}/small.bin: done, 159.2 KiB in ")
+    assert result.size == len(data)
+
+
 def test_a_failing_source_aborts_the_multipart_upload(bucket: tuple[Any, str]) -> None:
     client, name = bucket
     with pytest.raises(OSError, match="source went away"):
