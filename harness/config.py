@@ -85,6 +85,17 @@ class StorageSettings(_Section):
     timestamp_format: str = "%Y%m%dT%H%M%SZ"
     database_host: str = ""
     allow_canary_write: bool = False
+    key_name: str = Field(
+        default="",
+        description="the name in backup keys, <prefix><key_name>-<timestamp>.dump; empty: the target's name",
+    )
+
+    @field_validator("key_name")
+    @classmethod
+    def _key_name_safe(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]*", value):
+            raise ValueError(f"{value!r}: only letters, digits, '.', '_' and '-' (it becomes part of object keys)")
+        return value
 
     @field_validator("timestamp_pattern")
     @classmethod
@@ -225,6 +236,10 @@ class DrillConfig(_Section):
                 f"{self.source}: [{section}] {field} names environment variable {env_name!r}, which is not set"
             )
         return SecretStr(value)
+
+    def backup_key_name(self) -> str:
+        """The name backups are stored under: ``[storage] key_name``, else the target's name made key-safe."""
+        return self.storage.key_name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.target.name).strip("-") or "backup"
 
     def resolve_path(self, relative: str) -> Path:
         """A path from the file, taken relative to the file's own directory."""

@@ -44,6 +44,7 @@ class DumpOptions:
     time_columns: Mapping[str, str] = field(default_factory=dict)
     heartbeat_table: str = ""
     heartbeat_column: str = "beat_at"
+    key_name: str = "backup"
     dump_format: str = "custom"
     compression: str = "gzip:6"
     timeout_s: float = 6 * 3600.0
@@ -61,6 +62,7 @@ def dump_options(config: DrillConfig) -> DumpOptions:
         time_columns=dict(database.time_columns),
         heartbeat_table=database.heartbeat_table,
         heartbeat_column=database.heartbeat_column,
+        key_name=config.backup_key_name(),
     )
 
 
@@ -104,7 +106,7 @@ def backup_postgres(
     taken_at: datetime | None = None,
     on_snapshot: Callable[[], None] | None = None,
 ) -> BackupManifest:
-    """Dump the database at ``dsn`` into ``bucket`` under ``<prefix>codeblack-<ts>.dump`` with its manifest.
+    """Dump the database at ``dsn`` into ``bucket`` under ``<prefix><key name>-<ts>.dump`` with its manifest.
 
     Args:
         dsn: libpq URL or conninfo of the database to back up (read only: nothing is written to it).
@@ -125,7 +127,7 @@ def backup_postgres(
         HarnessError: the database, a table or storage cannot be read or written; ``pg_dump`` failed.
     """
     moment = backup_time(taken_at)
-    key = timestamped_key(prefix, moment, ".dump")
+    key = timestamped_key(prefix, moment, ".dump", options.key_name)
     conninfo, password_env = libpq_target(dsn)
     try:
         conn = psycopg.connect(dsn, connect_timeout=10)

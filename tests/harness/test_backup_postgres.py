@@ -24,7 +24,7 @@ from harness.storage.manifest import parse_manifest
 from harness.storage.upload import PART_SIZE, upload_stream
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-OPTIONS = DumpOptions(critical_tables=("orders",), heartbeat_table="beats", heartbeat_column="beat_at")
+OPTIONS = DumpOptions(critical_tables=("orders",), heartbeat_table="beats", heartbeat_column="beat_at", key_name="shop")
 
 
 @pytest.fixture(name="bucket")
@@ -123,7 +123,7 @@ def test_manifest_numbers_equal_the_sql_counts_and_the_object(
     client, name = bucket
     manifest = backup_postgres(shop, client, name, "postgres/logical/", pg_dump=pg_server.binaries.tool("pg_dump"),
                                options=OPTIONS, taken_at=NOW)  # fmt: skip
-    assert manifest.key == f"postgres/logical/codeblack-{NOW:%Y%m%dT%H%M%SZ}.dump"
+    assert manifest.key == f"postgres/logical/shop-{NOW:%Y%m%dT%H%M%SZ}.dump"
     stats = manifest.tables["orders"]
     assert (stats.rows, stats.rows_last_24h) == (300, 40)  # the row exactly 24 h old is not "in the last 24 h"
     assert stats.newest == NOW - timedelta(minutes=1)
