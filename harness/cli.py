@@ -182,7 +182,7 @@ def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_ti
     config = _config(ctx)
     url = _from_env(url_env, "--url-env")
     manifest = backup_redis(url, _storage(config), config.storage.backup_bucket, config.storage.redis_prefix,
-                            bgsave=bgsave, wait_timeout=wait_timeout,
+                            bgsave=bgsave, wait_timeout=wait_timeout, key_name=config.backup_key_name(),
                             redis_check_rdb=find_redis_check_rdb(config.services.redis_server))  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 

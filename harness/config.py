@@ -14,10 +14,12 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from harness.errors import ConfigError
+from harness.identifiers import TableName, parse_column, parse_table
 
 __all__ = [
     "PROJECT_ROOT",
@@ -85,6 +87,17 @@ class StorageSettings(_Section):
     timestamp_format: str = "%Y%m%dT%H%M%SZ"
     database_host: str = ""
     allow_canary_write: bool = False
+    key_name: str = Field(
+        default="",
+        description="the name in backup keys, <prefix><key_name>-<timestamp>.dump; empty: the target's name",
+    )
+
+    @field_validator("key_name")
+    @classmethod
+    def _key_name_safe(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._-]*", value):
+            raise ValueError(f"{value!r}: only letters, digits, '.', '_' and '-' (it becomes part of object keys)")
+        return value
 
     @field_validator("timestamp_pattern")
     @classmethod
@@ -114,19 +127,97 @@ class Objectives(_Section):
 
 
 class DatabaseSettings(_Section):
-    """The production database and its critical tables."""
+    """The production database and its critical tables.
+
+    Tables are written as in SQL (``orders``, ``sales.order_lines``, ``"Sales"."OrderLines"``; no schema means
+    ``public``): :mod:`harness.identifiers`. Every critical table is counted exactly; the 24-hour inserts and
+    the newest-row checks apply only to a table with a time column: its entry in ``time_columns``, else
+    ``default_time_column``; an empty one means the table has none.
+    """
 
     name: str = "codeblack"
     critical_tables: list[str] = Field(default_factory=lambda: list(CRITICAL_TABLES))
+    count_all_tables: bool = Field(
+        default=False,
+        description="also count every other table of the database exactly (in the manifest and after restore)",
+    )
     time_columns: dict[str, str] = Field(default_factory=dict)
+    default_time_column: str = Field(
+        default="created_at", description="the time column of a critical table not in time_columns; empty: none"
+    )
+    time_zone: str = Field(
+        default="UTC", description="the zone a timestamp without time zone (or a date) of the database is read in"
+    )
+    require_recent_inserts: bool = Field(
+        default=True,
+        description="fail when a table had no inserts in the 24 h before the backup; false: a quiet database is "
+        "judged against its manifest, with a warning when nothing at all was written",
+    )
     audit_table: str = "config_change_history"
     heartbeat_table: str = ""
     heartbeat_column: str = "beat_at"
     minimum_rows: dict[str, int] = Field(default_factory=dict)
 
-    def time_column(self, table: str) -> str:
-        """The column holding a row's insert time (``created_at`` unless the file says otherwise)."""
-        return self.time_columns.get(table, "created_at")
+    @field_validator("critical_tables")
+    @classmethod
+    def _tables_parse(cls, value: list[str]) -> list[str]:
+        keys = [parse_table(table).key for table in value]
+        doubled = sorted({key for key in keys if keys.count(key) > 1})
+        if doubled:
+            raise ValueError(f"{', '.join(doubled)} listed twice")
+        return value
+
+    @field_validator("time_columns")
+    @classmethod
+    def _time_columns_parse(cls, value: dict[str, str]) -> dict[str, str]:
+        for table, column in value.items():
+            parse_table(table)
+            parse_column(column)
+        return value
+
+    @field_validator("default_time_column", "heartbeat_column")
+    @classmethod
+    def _column_parses(cls, value: str) -> str:
+        parse_column(value)
+        return value
+
+    @field_validator("heartbeat_table", "audit_table")
+    @classmethod
+    def _table_parses(cls, value: str) -> str:
+        if value.strip():
+            parse_table(value)
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+        return value
+
+    def tables(self) -> list[TableName]:
+        """The critical tables, parsed."""
+        return [parse_table(table) for table in self.critical_tables]
+
+    def time_column_of(self, table: str | TableName, *, critical: bool = True) -> tuple[str, str]:
+        """``table``'s time column (``""``: none) and the key of drill.toml naming it, for messages.
+
+        ``default_time_column`` applies to critical tables only; the other tables that ``count_all_tables``
+        counts have a time column only when ``time_columns`` names one.
+        """
+        key = table.key if isinstance(table, TableName) else parse_table(table).key
+        for written, column in self.time_columns.items():
+            if parse_table(written).key == key:
+                return parse_column(column), f"[database] time_columns.{written}"
+        if not critical:
+            return "", "[database] time_columns"
+        return parse_column(self.default_time_column), "[database] default_time_column"
+
+    def time_column(self, table: str | TableName) -> str:
+        """The column holding a row's insert time in critical table ``table``, or ``""`` when it has none."""
+        return self.time_column_of(table)[0]
 
 
 class RedisSettings(_Section):
@@ -225,6 +316,10 @@ class DrillConfig(_Section):
                 f"{self.source}: [{section}] {field} names environment variable {env_name!r}, which is not set"
             )
         return SecretStr(value)
+
+    def backup_key_name(self) -> str:
+        """The name backups are stored under: ``[storage] key_name``, else the target's name made key-safe."""
+        return self.storage.key_name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.target.name).strip("-") or "backup"
 
     def resolve_path(self, relative: str) -> Path:
         """A path from the file, taken relative to the file's own directory."""

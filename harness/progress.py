@@ -96,8 +96,15 @@ class Progress:
         percent = 100 * self.done / self.total
         return f"{self._amount(self.done)} of {self._amount(self.total)} ({percent:.0f}%), {per_s}, {eta}"
 
-    def finish(self, note: str = "") -> None:
-        """Log the final line: everything done, in how long, at what mean rate (and ``note``, e.g. parts)."""
+    def finish(self, note: str = "", *, done: int | None = None) -> None:
+        """Log the final line: everything done, in how long, at what mean rate (and ``note``, e.g. parts).
+
+        ``done`` is the final amount when the caller counts itself: a transfer that ended within one step
+        (a single PUT) never called :meth:`update`, and its line must still say the bytes it moved.
+        """
+        if done is not None:
+            with self._lock:
+                self.done = done
         now = self.clock()
         seconds = now - self.started
         tail = f", {note}" if note else ""

@@ -107,7 +107,8 @@ def expired_kept(days: float) -> Mutation:
         oldest = _dumps(ctx).objects[0]
         manifest = fetch_manifest(ctx.client, ctx.bucket, oldest)
         moment = (ctx.world.now - timedelta(days=days)).replace(minute=0, second=0)
-        key = timestamped_key(ctx.world.config.storage.logical_prefix, moment, ".dump")
+        config = ctx.world.config
+        key = timestamped_key(config.storage.logical_prefix, moment, ".dump", config.backup_key_name())
         ctx.client.copy_object(Bucket=ctx.bucket, Key=key, CopySource={"Bucket": ctx.bucket, "Key": oldest.key})
         put_manifest(ctx.client, ctx.bucket, manifest.model_copy(update={"key": key, "taken_at": moment}))
 

@@ -407,7 +407,7 @@ class World:
                 if mark in line.redis:
                     phase = time.monotonic()
                     backup_redis(self.production_redis.url, client, storage.backup_bucket, storage.redis_prefix,
-                                 taken_at=mark, wait_timeout=30)  # fmt: skip
+                                 taken_at=mark, wait_timeout=30, key_name=self.config.backup_key_name())  # fmt: skip
                     spent["redis"] += time.monotonic() - phase
             for dump in dumps:
                 dump.result()

@@ -60,8 +60,13 @@ def _row_counts(
 
 
 @then("each critical table holds the rows inserted in the 24 hours before the backup")
-def _recent_inserts(restored: Staging) -> None:
-    check_recent_inserts(restored.counts.tables, restored.dump, has_manifest=restored.has_manifest)
+def _recent_inserts(restored: Staging, deployment: Deployment, drill_record: DrillRecorder) -> None:
+    inserts = check_recent_inserts(restored.counts.tables, restored.dump, has_manifest=restored.has_manifest,
+                                   require=deployment.config.database.require_recent_inserts)  # fmt: skip
+    attach_table("inserts in the 24 h before the backup", list(inserts.header), inserts.rows)
+    if inserts.warning:
+        attach_text("warning", inserts.warning)
+        drill_record.action_item(inserts.warning, what="warning: no inserts in the 24 h before the backup")
 
 
 @then("the audit table holds records of the 24 hours before the backup")

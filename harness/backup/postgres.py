@@ -16,19 +16,20 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import psycopg
-from psycopg import sql
+from pydantic import ValidationError
 
 from harness.backup.store import backup_time, put_manifest, timestamped_key
-from harness.config import DrillConfig
+from harness.config import DatabaseSettings, DrillConfig
+from harness.counting import count_tables, heartbeat_spec, newest_time
 from harness.errors import HarnessError
 from harness.redact import register_secret
 from harness.services.base import RUN_ENV, run_id
-from harness.storage.manifest import BackupManifest, TableStats
+from harness.storage.manifest import BackupManifest
 from harness.storage.upload import upload_stream
 
 __all__ = ["DumpOptions", "backup_postgres", "dump_options", "libpq_target"]
@@ -38,29 +39,53 @@ log = logging.getLogger("harness.backup.postgres")
 
 @dataclass(frozen=True)
 class DumpOptions:
-    """What to dump and what to count; the defaults follow the plan (custom format, compressed)."""
+    """What to dump and what to count; the defaults follow the plan (custom format, compressed).
+
+    The counting keys mean what they mean in ``[database]`` of drill.toml (:class:`DatabaseSettings`).
+    """
 
     critical_tables: Sequence[str] = ()
     time_columns: Mapping[str, str] = field(default_factory=dict)
     heartbeat_table: str = ""
     heartbeat_column: str = "beat_at"
+    default_time_column: str = "created_at"
+    time_zone: str = "UTC"
+    count_all_tables: bool = False
+    key_name: str = "backup"
     dump_format: str = "custom"
     compression: str = "gzip:6"
     timeout_s: float = 6 * 3600.0
 
+    def database(self) -> DatabaseSettings:
+        """The counting keys as validated settings (a malformed name fails here, before any connection)."""
+        try:
+            return DatabaseSettings(
+                critical_tables=list(self.critical_tables), time_columns=dict(self.time_columns),
+                heartbeat_table=self.heartbeat_table, heartbeat_column=self.heartbeat_column,
+                default_time_column=self.default_time_column, time_zone=self.time_zone,
+                count_all_tables=self.count_all_tables,
+            )  # fmt: skip
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise HarnessError(f"[database] {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
     def time_column(self, table: str) -> str:
-        """The column holding a row's insert time (``created_at`` unless configured)."""
-        return self.time_columns.get(table, "created_at")
+        """The column holding a critical table's insert time (``""``: none)."""
+        return self.database().time_column(table)
 
 
 def dump_options(config: DrillConfig) -> DumpOptions:
-    """The dump options a drill configuration asks for (its critical tables, time columns, heartbeat)."""
+    """The dump options a drill configuration asks for (its tables, time columns, heartbeat, key name)."""
     database = config.database
     return DumpOptions(
         critical_tables=tuple(database.critical_tables),
         time_columns=dict(database.time_columns),
         heartbeat_table=database.heartbeat_table,
         heartbeat_column=database.heartbeat_column,
+        default_time_column=database.default_time_column,
+        time_zone=database.time_zone,
+        count_all_tables=database.count_all_tables,
+        key_name=config.backup_key_name(),
     )
 
 
@@ -78,21 +103,6 @@ def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
 
 
-def _stats(conn: psycopg.Connection[tuple[Any, ...]], table: str, column: str, since: datetime) -> TableStats:
-    query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {col} > %s), max({col}) FROM {table}").format(
-        col=sql.Identifier(column), table=sql.Identifier(table)
-    )
-    try:
-        row = conn.execute(query, (since,)).fetchone()
-    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
-        raise HarnessError(
-            f"critical table {table!r} (time column {column!r}) cannot be counted: {exc.diag.message_primary}; "
-            "fix [database] critical_tables / time_columns in drill.toml"
-        ) from None
-    assert row is not None
-    return TableStats(rows=row[0], rows_last_24h=row[1], newest=row[2])
-
-
 def backup_postgres(
     dsn: str,
     client: Any,
@@ -104,7 +114,7 @@ def backup_postgres(
     taken_at: datetime | None = None,
     on_snapshot: Callable[[], None] | None = None,
 ) -> BackupManifest:
-    """Dump the database at ``dsn`` into ``bucket`` under ``<prefix>codeblack-<ts>.dump`` with its manifest.
+    """Dump the database at ``dsn`` into ``bucket`` under ``<prefix><key name>-<ts>.dump`` with its manifest.
 
     Args:
         dsn: libpq URL or conninfo of the database to back up (read only: nothing is written to it).
@@ -112,7 +122,7 @@ def backup_postgres(
         bucket: the backup bucket.
         prefix: the logical-dump prefix, e.g. ``postgres/logical/``.
         pg_dump: the ``pg_dump`` program (same major version as the server, or newer).
-        options: tables to count, format and compression.
+        options: tables to count (:mod:`harness.counting`), the key's name, format and compression.
         taken_at: the time the key and the manifest carry (default now); the sandbox world passes the
             simulated time so its history spans days.
         on_snapshot: called once the snapshot is fixed and counted, before the dump streams; writes made
@@ -122,10 +132,12 @@ def backup_postgres(
         The manifest as stored.
 
     Raises:
-        HarnessError: the database, a table or storage cannot be read or written; ``pg_dump`` failed.
+        HarnessError: the database, a table or storage cannot be read or written; ``pg_dump`` failed; a
+            configured table or time column is missing or not a time (one line naming the key of drill.toml).
     """
     moment = backup_time(taken_at)
-    key = timestamped_key(prefix, moment, ".dump")
+    settings = options.database()
+    key = timestamped_key(prefix, moment, ".dump", options.key_name)
     conninfo, password_env = libpq_target(dsn)
     try:
         conn = psycopg.connect(dsn, connect_timeout=10)
@@ -138,11 +150,9 @@ def backup_postgres(
                                     "current_database()").fetchone()  # fmt: skip
         assert snapshot_row is not None
         snapshot, server_version, database = snapshot_row
-        since = moment - timedelta(hours=24)
-        tables = {t: _stats(conn, t, options.time_column(t), since) for t in options.critical_tables}
-        heartbeat = None
-        if options.heartbeat_table:
-            heartbeat = _stats(conn, options.heartbeat_table, options.heartbeat_column, since).newest
+        tables = count_tables(conn, settings, moment)
+        beat = heartbeat_spec(settings)
+        heartbeat = None if beat is None else newest_time(conn, beat, settings.time_zone)
         if on_snapshot is not None:
             on_snapshot()
         argv = [os.fspath(pg_dump), f"--format={options.dump_format}", f"--compress={options.compression}",
@@ -159,6 +169,7 @@ def backup_postgres(
         server_version=server_version,
         database=database,
         tables=tables,
+        all_tables=settings.count_all_tables,
         heartbeat=heartbeat,
     )
     put_manifest(client, bucket, manifest)

@@ -62,8 +62,9 @@ def backup_redis(
     wait_timeout: float = 600.0,
     taken_at: datetime | None = None,
     redis_check_rdb: Path | None = None,
+    key_name: str = "backup",
 ) -> BackupManifest:
-    """Copy the Redis at ``redis_url``'s RDB file to ``<prefix>codeblack-<ts>.rdb`` with its manifest.
+    """Copy the Redis at ``redis_url``'s RDB file to ``<prefix><key_name>-<ts>.rdb`` with its manifest.
 
     The file is read from the directory Redis reports (``CONFIG GET dir``), so this runs on the Redis host.
 
@@ -76,6 +77,7 @@ def backup_redis(
         wait_timeout: deadline for the save.
         taken_at: the time the key and the manifest carry (default now).
         redis_check_rdb: the tool that counts the copy's keys (default: beside ``redis-server`` or on PATH).
+        key_name: the name in the key (the target's: :meth:`harness.config.DrillConfig.backup_key_name`).
 
     Returns:
         The manifest as stored.
@@ -99,7 +101,7 @@ def backup_redis(
             f"{where}: RDB file {rdb} is not readable here; run `backup redis` on the Redis host "
             "(or mount its data directory) and make sure a save has happened"
         )
-    key = timestamped_key(prefix, moment, ".rdb")
+    key = timestamped_key(prefix, moment, ".rdb", key_name)
     work = label_dir("redis-copy")
     try:
         copy = work / filename

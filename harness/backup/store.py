@@ -21,9 +21,13 @@ def backup_time(taken_at: datetime | None) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
-def timestamped_key(prefix: str, taken_at: datetime, suffix: str) -> str:
-    """``<prefix>codeblack-<YYYYmmddTHHMMSSZ><suffix>``, the key layout of the storage contract."""
-    return f"{prefix}codeblack-{format_timestamp(taken_at)}{suffix}"
+def timestamped_key(prefix: str, taken_at: datetime, suffix: str, name: str) -> str:
+    """``<prefix><name>-<YYYYmmddTHHMMSSZ><suffix>``, the key layout of the storage contract.
+
+    ``name`` is the target's (:meth:`harness.config.DrillConfig.backup_key_name`); the catalogue reads keys
+    by their timestamp only, so a target may rename its backups without losing its history.
+    """
+    return f"{prefix}{name}-{format_timestamp(taken_at)}{suffix}"
 
 
 def put_manifest(client: Any, bucket: str, manifest: BackupManifest) -> str:

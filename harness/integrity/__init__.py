@@ -3,6 +3,7 @@
 from harness.integrity.amcheck import check_amcheck
 from harness.integrity.baseline import previous_rows
 from harness.integrity.rows import (
+    InsertCheck,
     RestoredCounts,
     RowBaseline,
     RowCheck,
@@ -13,6 +14,7 @@ from harness.integrity.rows import (
 )
 
 __all__ = [
+    "InsertCheck",
     "RestoredCounts",
     "RowBaseline",
     "RowCheck",

@@ -7,23 +7,29 @@ staging. The 24 h window is the one before the backup was taken (not before the 
 judged on its own day. A dump taken by other tools has no manifest: counts are then compared with the
 minimums of ``[database] minimum_rows`` or, for tables without one, with the counts the previous drill
 restored (:mod:`harness.integrity.baseline`), and the report says which basis it used.
+
+Every critical table (every table, with ``[database] count_all_tables``) is counted exactly, counted the same
+way as the manifest (:mod:`harness.counting`); the 24 h inserts are judged only for tables with a time column,
+and a quiet database is a warning rather than a failure unless ``require_recent_inserts`` says otherwise.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from harness.config import DatabaseSettings
+from harness.counting import CountSpec, count_table, count_tables
 from harness.errors import CheckFailed, HarnessError
+from harness.identifiers import parse_table
 from harness.measure.objectives import NewestData, newest_data
 from harness.storage.manifest import BackupManifest, TableStats
 
 __all__ = [
+    "InsertCheck",
     "RestoredCounts",
     "RowBaseline",
     "RowCheck",
@@ -35,33 +41,19 @@ __all__ = [
     "restored_stats",
 ]
 
-WINDOW = timedelta(hours=24)
-
 
 def restored_stats(
     conn: psycopg.Connection[Any], database: DatabaseSettings, taken_at: datetime
 ) -> dict[str, TableStats]:
-    """Count each critical table of the restored database: rows, rows in the 24 h before ``taken_at``, newest.
+    """Count the restored database as the manifest was counted: rows, rows of the 24 h before ``taken_at``, newest.
+
+    The critical tables, and every table with ``count_all_tables``, keyed like the manifest
+    (:func:`harness.counting.count_tables`); ``conn`` is the restore role's, so the counts see what it sees.
 
     Raises:
-        HarnessError: a configured table or time column does not exist in the restored database.
+        HarnessError: a configured table or time column is not in the restored database, or not a time.
     """
-    stats = {}
-    for table in database.critical_tables:
-        column = database.time_column(table)
-        query = sql.SQL("SELECT count(*), count(*) FILTER (WHERE {c} > %s AND {c} <= %s), max({c}) FROM {t}").format(
-            c=sql.Identifier(column), t=sql.Identifier(table)
-        )
-        try:
-            row = conn.execute(query, (taken_at - WINDOW, taken_at)).fetchone()
-        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
-            raise HarnessError(
-                f"critical table {table!r} (time column {column!r}) is not in the restored database: "
-                f"{exc.diag.message_primary}; fix [database] critical_tables / time_columns in drill.toml"
-            ) from None
-        assert row is not None
-        stats[table] = TableStats(rows=row[0], rows_last_24h=row[1], newest=row[2])
-    return stats
+    return count_tables(conn, database, taken_at)
 
 
 @dataclass(frozen=True)
@@ -110,16 +102,34 @@ def compare_row_counts(
     if manifest is None:
         return _compare_floors(restored, database, previous)
     rows, failures = [], []
+    if database.count_all_tables and not manifest.all_tables:
+        failures.append(f"[database] count_all_tables is set but the manifest of {manifest.key} counted only the "
+                        "critical tables; take the backup with the same drill.toml")  # fmt: skip
+    only_in_manifest = [t for t in manifest.tables if t not in restored] if manifest.all_tables else []
     for table, got in restored.items():
         expected = manifest.tables.get(table)
         if expected is None:
-            failures.append(f"{table}: not in the manifest of {manifest.key}")
+            if manifest.all_tables or table in _critical_keys(database):
+                failures.append(f"{table}: not in the manifest of {manifest.key}")
             continue
-        rows.append([table, expected.rows, got.rows, expected.rows_last_24h, got.rows_last_24h])
+        rows.append([table, expected.rows, got.rows, _shown(expected.rows_last_24h), _shown(got.rows_last_24h)])
         if got.rows != expected.rows:
             failures.append(f"{table}: restored {got.rows} rows, manifest {expected.rows}")
+    for table in only_in_manifest:
+        expected = manifest.tables[table]
+        rows.append([table, expected.rows, "missing", _shown(expected.rows_last_24h), ""])
+        failures.append(f"{table}: in the manifest ({expected.rows} rows) but not in the restored database")
     rule = f"row counts of {manifest.key} differ from its manifest"
     return RowCheck(f"manifest of {manifest.key}", rows, failures, rule)
+
+
+def _critical_keys(database: DatabaseSettings) -> set[str]:
+    return {table.key for table in database.tables()}
+
+
+def _shown(count: int | None) -> int | str:
+    """A 24 h count for the evidence table; a table without a time column has none."""
+    return "n/a (no time column)" if count is None else count
 
 
 def _compare_floors(
@@ -137,7 +147,7 @@ def _compare_floors(
             f"the dump has no manifest, and neither [database] minimum_rows nor a previous drill record of this "
             f"target gives a row count for {', '.join(missing)}; add them to minimum_rows in drill.toml"
         )
-    rows = [[t, f">= {floors[t][0]}", s.rows, "", s.rows_last_24h] for t, s in restored.items()]
+    rows = [[t, f">= {floors[t][0]}", s.rows, "", _shown(s.rows_last_24h)] for t, s in restored.items()]
     failures = [f"{t}: restored {s.rows} rows, {floors[t][1]}" for t, s in restored.items() if s.rows < floors[t][0]]
     bases = [
         *(["minimum_rows of drill.toml"] if any(t in database.minimum_rows for t in restored) else []),
@@ -147,34 +157,77 @@ def _compare_floors(
     return RowCheck(basis, rows, failures, f"row counts below {basis}")
 
 
+@dataclass(frozen=True)
+class InsertCheck:
+    """The 24 h inserts judged: the evidence table, the tables it does not apply to, and a warning if any."""
+
+    rows: list[list[Any]]
+    not_applicable: list[str]
+    warning: str = ""
+    header: tuple[str, ...] = ("table", "expected last 24 h", "restored last 24 h", "judged")
+
+
 def check_recent_inserts(
-    restored: dict[str, TableStats], manifest: BackupManifest, *, has_manifest: bool = True
-) -> None:
+    restored: dict[str, TableStats], manifest: BackupManifest, *, has_manifest: bool = True, require: bool = True
+) -> InsertCheck:
     """Rows inserted in the 24 h before the backup exist, as many as the manifest counted (if there is one).
 
+    Only tables with a time column are judged; the others are listed as not applicable. With ``require``
+    (``[database] require_recent_inserts``) a table without inserts in the window fails; without it a quiet
+    database is judged against its manifest alone, and a window without any insert at all is a warning.
+
     Raises:
-        CheckFailed: a table had no inserts in that window, or fewer/more than the manifest's.
+        CheckFailed: a table's inserts differ from the manifest's, or (``require``) a table had none.
     """
     window = f"24 h before {manifest.taken_at.isoformat()}"
-    failures = []
+    failures: list[str] = []
+    rows: list[list[Any]] = []
+    quiet: list[str] = []
+    not_applicable = [table for table, got in restored.items() if got.rows_last_24h is None]
     for table, got in restored.items():
-        expected = manifest.tables[table].rows_last_24h if table in manifest.tables else 0
+        if got.rows_last_24h is None:
+            rows.append([table, "", "", "not applicable: no time column declared"])
+            continue
+        known = manifest.tables.get(table) if has_manifest else None
+        expected = known.rows_last_24h if known is not None else None
+        basis = f"manifest {expected}" if expected is not None else _no_expectation(has_manifest)
+        rows.append([table, "" if expected is None else expected, got.rows_last_24h, basis])
         if got.rows_last_24h == 0:
-            failures.append(f"{table}: no rows inserted (manifest {expected})")
-        elif has_manifest and got.rows_last_24h != expected:
+            quiet.append(table)
+            if require:
+                failures.append(f"{table}: no rows inserted ({basis})")
+                continue
+        if expected is not None and got.rows_last_24h != expected:
             failures.append(f"{table}: {got.rows_last_24h} rows inserted, manifest {expected}")
     if failures:
         raise CheckFailed(f"inserts in the {window} in {manifest.key}: " + "; ".join(failures))
+    judged = len(restored) - len(not_applicable)
+    warning = ""
+    if judged and len(quiet) == judged:
+        warning = (f"no rows inserted in the {window} in {', '.join(quiet)}: a quiet database, or writes had "
+                   "stopped; [database] require_recent_inserts = true makes this a failure")  # fmt: skip
+    return InsertCheck(rows, not_applicable, warning)
+
+
+def _no_expectation(has_manifest: bool) -> str:
+    return "not in the manifest" if has_manifest else "the dump has no manifest to compare with"
 
 
 def audit_rows(conn: psycopg.Connection[Any], database: DatabaseSettings, taken_at: datetime) -> int:
-    """How many audit records the restored database holds for the 24 h before the backup."""
-    table, column = database.audit_table, database.time_column(database.audit_table)
-    query = sql.SQL("SELECT count(*) FROM {t} WHERE {c} > %s AND {c} <= %s").format(
-        t=sql.Identifier(table), c=sql.Identifier(column)
-    )
-    row = conn.execute(query, (taken_at - WINDOW, taken_at)).fetchone()
-    return int(row[0]) if row else 0
+    """How many audit records the restored database holds for the 24 h before the backup.
+
+    Raises:
+        HarnessError: the audit table or its time column is missing, not a time, or not declared.
+    """
+    if not database.audit_table.strip():
+        return 0
+    table = parse_table(database.audit_table)
+    column, column_key = database.time_column_of(table)
+    if not column:
+        raise HarnessError(f"{column_key}: the audit table {table.key} needs a time column to count the 24 h before "
+                           "the backup; declare it in [database] time_columns")  # fmt: skip
+    spec = CountSpec(table, column, "[database] audit_table", column_key)
+    return count_table(conn, spec, taken_at, database.time_zone).rows_last_24h or 0
 
 
 def check_audit_rows(counts: RestoredCounts, database: DatabaseSettings, taken_at: datetime) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 import redis
-from psycopg import sql
 
 from harness.config import DatabaseSettings, Objectives
+from harness.counting import count_specs, heartbeat_spec, newest_time
 from harness.measure.stopwatch import Stopwatch
 
 __all__ = ["Measure", "NewestData", "data_loss", "newest_data", "redis_heartbeat", "rpo_measure", "rto_measure"]
@@ -62,23 +62,28 @@ class NewestData:
 
 
 def newest_data(conn: psycopg.Connection[Any], database: DatabaseSettings) -> NewestData:
-    """Read the newest data of a restored database: the heartbeat when configured, else the critical tables."""
-    if database.heartbeat_table:
-        query = sql.SQL("SELECT max({}) FROM {}").format(
-            sql.Identifier(database.heartbeat_column), sql.Identifier(database.heartbeat_table)
+    """Read the newest data of a restored database: the heartbeat when configured, else the critical tables' times.
+
+    Only tables with a time column count; naive timestamps and dates are read as :mod:`harness.counting` says.
+
+    Raises:
+        HarnessError: a configured table or time column is missing or not a time (names the key).
+    """
+    zone = database.time_zone
+    beat = heartbeat_spec(database)
+    if beat is not None:
+        return NewestData(
+            newest_time(conn, beat, zone), f"heartbeat {database.heartbeat_table}.{database.heartbeat_column}"
         )
-        row = conn.execute(query).fetchone()
-        basis = f"heartbeat {database.heartbeat_table}.{database.heartbeat_column}"
-        return NewestData(row[0] if row else None, basis)
     newest: datetime | None = None
-    for table in database.critical_tables:
-        query = sql.SQL("SELECT max({}) FROM {}").format(
-            sql.Identifier(database.time_column(table)), sql.Identifier(table)
-        )
-        row = conn.execute(query).fetchone()
-        if row and row[0] is not None and (newest is None or row[0] > newest):
-            newest = row[0]
-    return NewestData(newest, f"newest row of {', '.join(database.critical_tables)} (no heartbeat configured)")
+    timed = [spec for spec in count_specs(conn, database, critical_only=True) if spec.time_column]
+    for spec in timed:
+        moment = newest_time(conn, spec, zone)
+        if moment is not None and (newest is None or moment > newest):
+            newest = moment
+    if not timed:
+        return NewestData(None, "no heartbeat and no critical table with a time column configured")
+    return NewestData(newest, f"newest row of {', '.join(s.table.key for s in timed)} (no heartbeat configured)")
 
 
 def rpo_measure(incident: datetime, newest: NewestData, backup_taken_at: datetime, objectives: Objectives) -> Measure:

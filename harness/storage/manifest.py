@@ -2,8 +2,10 @@
 
 The contract (DESIGN.md): a backup object's key carries its UTC timestamp; each logical dump has a JSON
 manifest beside it (``<key>.manifest.json``) with its time, format, sha256, size and, for the critical
-tables, the row count, the rows inserted in the 24 h before the backup and the newest row time, all read in
-the same snapshot as the dump. The drill compares what it restored with these numbers.
+tables (every table with ``all_tables``), the row count and, where a time column is declared, the rows
+inserted in the 24 h before the backup and the newest row time, all read in the same snapshot as the dump
+(:mod:`harness.counting`). Tables are keyed by :attr:`harness.identifiers.TableName.key`. The drill
+compares what it restored with these numbers.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ MANIFEST_SUFFIX = ".manifest.json"
 
 
 class TableStats(BaseModel):
-    """What one critical table held when the backup was taken."""
+    """What one table held when the backup was taken (``None``: the table has no time column)."""
 
     model_config = ConfigDict(extra="forbid")
 
     rows: int = Field(ge=0)
-    rows_last_24h: int = Field(default=0, ge=0)
+    rows_last_24h: int | None = Field(default=0, ge=0)
     newest: datetime | None = None
 
 
@@ -65,6 +67,7 @@ class BackupManifest(BaseModel):
     server_version: str = ""
     database: str = ""
     tables: dict[str, TableStats] = Field(default_factory=dict)
+    all_tables: bool = Field(default=False, description="logical: tables holds every table of the dump")
     keys: int | None = Field(default=None, ge=0, description="Redis: number of keys in the RDB")
     heartbeat: datetime | None = None
     tool: str = "codeblack-drills"

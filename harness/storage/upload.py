@@ -114,7 +114,7 @@ def upload_stream(
     except BaseException:
         _abort(client, bucket, key, upload_id)
         raise
-    progress.finish()
+    progress.finish(done=size)
     return UploadResult(key, digest.hexdigest(), size, answer.get("VersionId"))
 
 
