@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -27,11 +28,11 @@ from harness.backup.store import backup_time, put_manifest, timestamped_key
 from harness.config import DrillConfig
 from harness.errors import HarnessError
 from harness.redact import register_secret
-from harness.services.base import RUN_ENV, run_id
+from harness.services.base import RUN_ENV, run_id, run_tool
 from harness.storage.manifest import BackupManifest, TableStats
 from harness.storage.upload import upload_stream
 
-__all__ = ["DumpOptions", "backup_postgres", "dump_options", "libpq_target"]
+__all__ = ["DumpOptions", "backup_postgres", "compress_argument", "dump_options", "libpq_target"]
 
 log = logging.getLogger("harness.backup.postgres")
 
@@ -76,6 +77,39 @@ def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     password = params.pop("password", None)
     env = {"PGPASSWORD": register_secret(str(password))} if password else {}
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
+
+
+def _tool_major(tool: Path) -> int:
+    """The major version a client tool reports (``pg_dump (PostgreSQL) 15.18 (Debian ...)`` gives 15)."""
+    out = run_tool([tool, "--version"], what=f"{tool} --version", timeout=30)
+    match = re.search(r"\)\s*(\d+)", out.stdout.decode(errors="replace"))
+    if match is None:
+        raise HarnessError(f"{tool} --version does not name a PostgreSQL version: {out.stdout[:80]!r}")
+    return int(match[1])
+
+
+def compress_argument(pg_dump: Path, compression: str) -> str:
+    """``--compress`` as this ``pg_dump`` takes it: ``method:detail`` since PostgreSQL 16, a gzip level before.
+
+    PostgreSQL 13 to 15 take only ``-Z 0..9`` (gzip); ``gzip:6``, ``gzip:level=6`` and ``gzip`` become ``6``,
+    ``none`` becomes ``0``.
+
+    Raises:
+        HarnessError: an older ``pg_dump`` cannot compress with the method asked (lz4, zstd).
+    """
+    major = _tool_major(pg_dump)
+    if major >= 16 or compression.isdigit():
+        return f"--compress={compression}"
+    method, _, detail = compression.partition(":")
+    if method == "none":
+        return "--compress=0"
+    level = detail.removeprefix("level=") or "6"
+    if method != "gzip" or not level.isdigit():
+        raise HarnessError(
+            f"pg_dump {major} ({pg_dump}) cannot compress with {compression!r}: before PostgreSQL 16 it takes "
+            "only a gzip level 0-9; use gzip or a pg_dump of PostgreSQL 16 or newer"
+        )
+    return f"--compress={level}"
 
 
 def _stats(conn: psycopg.Connection[tuple[Any, ...]], table: str, column: str, since: datetime) -> TableStats:
@@ -145,7 +179,7 @@ def backup_postgres(
             heartbeat = _stats(conn, options.heartbeat_table, options.heartbeat_column, since).newest
         if on_snapshot is not None:
             on_snapshot()
-        argv = [os.fspath(pg_dump), f"--format={options.dump_format}", f"--compress={options.compression}",
+        argv = [os.fspath(pg_dump), f"--format={options.dump_format}", compress_argument(pg_dump, options.compression),
                 f"--snapshot={snapshot}", "--no-password", f"--dbname={conninfo}"]  # fmt: skip
         result = _stream_dump(argv, {**password_env, RUN_ENV: run_id()}, client, bucket, key, options.timeout_s)
     manifest = BackupManifest(
