@@ -29,10 +29,11 @@ from harness.config import DrillConfig
 from harness.errors import HarnessError
 from harness.redact import register_secret
 from harness.services.base import RUN_ENV, run_id, run_tool
+from harness.services.postgres import PostgresBinaries, find_binaries, installations
 from harness.storage.manifest import BackupManifest, TableStats
 from harness.storage.upload import upload_stream
 
-__all__ = ["DumpOptions", "backup_postgres", "compress_argument", "dump_options", "libpq_target"]
+__all__ = ["DumpOptions", "backup_postgres", "compress_argument", "dump_binaries", "dump_options", "libpq_target"]
 
 log = logging.getLogger("harness.backup.postgres")
 
@@ -77,6 +78,32 @@ def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     password = params.pop("password", None)
     env = {"PGPASSWORD": register_secret(str(password))} if password else {}
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
+
+
+def dump_binaries(dsn: str, configured: str = "") -> PostgresBinaries:
+    """The PostgreSQL whose ``pg_dump`` backs up the server at ``dsn``.
+
+    The configured directory when there is one; else the installation of the server's own major version, so
+    that the drill's staging of that major can read the dump (a newer ``pg_dump`` writes an archive an older
+    ``pg_restore`` refuses); else the newest installed, which can dump any older server.
+
+    Raises:
+        HarnessError: the server cannot be reached, or no PostgreSQL is installed.
+    """
+    if configured:
+        return find_binaries(configured)
+    with _connect(dsn) as conn:
+        row = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
+    found = sorted(installations(), key=lambda b: -int(b.major))  # stable: the preference within a major stays
+    exact = [b for b in found if row is not None and int(b.major) == row[0]]
+    return exact[0] if exact else found[0] if found else find_binaries()
+
+
+def _connect(dsn: str) -> psycopg.Connection[tuple[Any, ...]]:
+    try:
+        return psycopg.connect(dsn, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise HarnessError(f"cannot connect to the database to back up: {str(exc).strip().splitlines()[0]}") from None
 
 
 def _tool_major(tool: Path) -> int:
@@ -161,11 +188,7 @@ def backup_postgres(
     moment = backup_time(taken_at)
     key = timestamped_key(prefix, moment, ".dump")
     conninfo, password_env = libpq_target(dsn)
-    try:
-        conn = psycopg.connect(dsn, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        raise HarnessError(f"cannot connect to the database to back up: {str(exc).strip().splitlines()[0]}") from None
-    with conn:
+    with _connect(dsn) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         snapshot_row = conn.execute("SELECT pg_export_snapshot(), current_setting('server_version'), "

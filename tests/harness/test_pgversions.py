@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from harness.backup.postgres import compress_argument
+from harness.backup.postgres import compress_argument, dump_binaries
 from harness.config import DrillConfig
 from harness.deployment import Deployment
 from harness.errors import HarnessError, ServiceError
@@ -220,3 +220,12 @@ def test_pg_dump_before_16_takes_a_gzip_level() -> None:
     ]  # fmt: skip
     with pytest.raises(HarnessError, match=r"^pg_dump 15 \(.*\) cannot compress with 'zstd:3': before PostgreSQL 16"):
         compress_argument(pg_dump15, "zstd:3")
+
+
+@needs_pg15
+def test_backup_postgres_takes_the_pg_dump_of_the_servers_major(
+    production15: PostgresServer, pg_server: PostgresServer
+) -> None:
+    assert dump_binaries(production15.dsn("shop")).bin_dir == PG15
+    assert dump_binaries(pg_server.dsn()).major == pg_server.binaries.major
+    assert dump_binaries(production15.dsn("shop"), configured=str(pg_server.binaries.bin_dir)).major == pg_server.binaries.major
