@@ -10,7 +10,8 @@ When the dump needs an untrusted one, the restore goes in two passes: ``pg_resto
 schemas, the harness (superuser) creates every extension of the dump in the schema the dump names, and
 ``pg_restore`` restores the rest without those extensions and their comments. What the harness runs is its own
 ``CREATE EXTENSION``, never the dump's SQL, and an extension's code comes from the host's files, not from the
-dump; the dump only chooses which installed extension, by name.
+dump; the dump only chooses which installed extension, by name, and into which schema, which must still be
+empty (:func:`create_extensions`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from psycopg import sql
 
-from harness.errors import ServiceError
+from harness.errors import CheckFailed, ServiceError
 from harness.services.base import run_tool
 from harness.services.pgversions import StagingPostgres
-from harness.services.postgres import PostgresServer
+from harness.services.postgres import SESSION_OPTIONS, PostgresServer
 
 __all__ = ["Extension", "TocListing", "create_extensions", "needed_extensions", "prepare_extensions", "read_toc"]
 
@@ -115,7 +118,7 @@ def prepare_extensions(server: PostgresServer, dbname: str, names: list[str], ch
     """
     if not names:
         return []
-    with server.connect(dbname) as conn:
+    with _superuser(server, dbname) as conn:
         rows = conn.execute(
             "SELECT e.name, v.superuser AND NOT v.trusted FROM pg_available_extensions e "
             "JOIN pg_available_extension_versions v ON v.name = e.name AND v.version = e.default_version "
@@ -130,10 +133,48 @@ def prepare_extensions(server: PostgresServer, dbname: str, names: list[str], ch
     return [name for name in names if available[name]]
 
 
+_PLANTED = """
+SELECT o.kind || ' ' || n.nspname || '.' || o.name FROM (
+    SELECT 'relation' AS kind, relnamespace AS ns, relname::text AS name FROM pg_class
+    UNION ALL SELECT 'function', pronamespace, proname::text FROM pg_proc
+    UNION ALL SELECT 'type', typnamespace, typname::text FROM pg_type
+    UNION ALL SELECT 'operator', oprnamespace, oprname::text FROM pg_operator
+    UNION ALL SELECT 'collation', collnamespace, collname::text FROM pg_collation
+    UNION ALL SELECT 'conversion', connamespace, conname::text FROM pg_conversion
+) o JOIN pg_namespace n ON n.oid = o.ns
+WHERE n.nspname = ANY(%s) AND n.nspname <> 'pg_catalog'
+ORDER BY 1 LIMIT 1
+"""
+
+
+def _superuser(server: PostgresServer, dbname: str) -> psycopg.Connection[tuple[Any, ...]]:
+    """A superuser session on the staging database, with what runs on connecting switched off.
+
+    The first pass ran as the database's owner, who may set per-database settings.
+    """
+    return psycopg.connect(server.dsn(dbname), autocommit=True, connect_timeout=5, options=SESSION_OPTIONS)
+
+
 def create_extensions(server: PostgresServer, dbname: str, extensions: list[Extension]) -> None:
-    """Create the dump's extensions as superuser, in the dump's order and schemas (the first pass made them)."""
-    with server.connect(dbname) as conn:
-        for extension in extensions:
+    """Create the dump's extensions as superuser, in the dump's order and schemas (the first pass made them).
+
+    An extension's script runs with its schema first on the search path, so a function or operator planted
+    there could run as superuser. The first pass restored only the dump's schemas, so those are empty unless a
+    crafted entry did more than create a schema: then nothing is created.
+
+    Raises:
+        CheckFailed: a schema the extensions go into already holds an object (named).
+    """
+    with _superuser(server, dbname) as conn:
+        installed = {row[0] for row in conn.execute("SELECT extname FROM pg_extension")}
+        wanted = [extension for extension in extensions if extension.name not in installed]
+        planted = conn.execute(_PLANTED, ([extension.schema for extension in wanted],)).fetchone()
+        if planted is not None:
+            raise CheckFailed(
+                f"the dump's schemas pass left {planted[0]} before its extensions were created: a schema entry "
+                "did more than create a schema, so the harness does not create extensions there as superuser"
+            )
+        for extension in wanted:
             statement = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension.name))
             if extension.schema:
                 statement += sql.SQL(" WITH SCHEMA {}").format(sql.Identifier(extension.schema))

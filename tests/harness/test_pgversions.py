@@ -24,9 +24,10 @@ from pydantic import SecretStr
 from harness.backup.postgres import compress_argument, dump_binaries
 from harness.config import DrillConfig
 from harness.deployment import Deployment
-from harness.errors import HarnessError, ServiceError
+from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.measure import Stopwatch
 from harness.restore.dump_header import DumpHeader, parse_dump_header
+from harness.restore.extensions import Extension, create_extensions
 from harness.restore.staging import Staging, restore_logical
 from harness.services.pgversions import choose_staging
 from harness.services.postgres import OWNER_ROLE, LocalPostgres, PostgresServer, find_binaries
@@ -228,4 +229,26 @@ def test_backup_postgres_takes_the_pg_dump_of_the_servers_major(
 ) -> None:
     assert dump_binaries(production15.dsn("shop")).bin_dir == PG15
     assert dump_binaries(pg_server.dsn()).major == pg_server.binaries.major
-    assert dump_binaries(production15.dsn("shop"), configured=str(pg_server.binaries.bin_dir)).major == pg_server.binaries.major
+    assert (
+        dump_binaries(production15.dsn("shop"), configured=str(pg_server.binaries.bin_dir)).major
+        == pg_server.binaries.major
+    )
+
+
+def test_no_extension_is_made_as_superuser_in_a_schema_the_dump_already_filled(pg_server: PostgresServer) -> None:
+    """A crafted schema entry that also plants a function: the extension's script would find it on its path."""
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    pg_server.create_database(name, owner=OWNER_ROLE)
+    try:
+        with pg_server.connect(name, OWNER_ROLE) as conn:
+            conn.execute("CREATE SCHEMA tools; CREATE FUNCTION tools.trojan() RETURNS int LANGUAGE sql AS 'SELECT 1'")
+        with pytest.raises(CheckFailed) as failure:
+            create_extensions(pg_server, name, [Extension("pg_buffercache", "tools")])
+        assert str(failure.value) == (
+            "the dump's schemas pass left function tools.trojan before its extensions were created: a schema entry "
+            "did more than create a schema, so the harness does not create extensions there as superuser"
+        )
+        with pg_server.connect(name) as conn:
+            assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_buffercache'").fetchone() is None
+    finally:
+        pg_server.drop_database(name)
