@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from harness.backup.base import backup_base
-from harness.backup.postgres import backup_postgres, dump_options
+from harness.backup.postgres import backup_postgres, dump_binaries, dump_options
 from harness.backup.prune import prune
 from harness.backup.redis import backup_redis
 from harness.config import DrillConfig, load_config
@@ -131,11 +131,12 @@ def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
     """Stream a compressed pg_dump (custom format) to storage with its manifest.
 
     The manifest's row counts are read in the same snapshot as the dump. Memory stays flat: the dump goes
-    to storage in 8 MiB parts and never touches local disk.
+    to storage in 8 MiB parts and never touches local disk. pg_dump comes from services.postgres_bin_dir,
+    else from the installed PostgreSQL of the server's major version (PostgreSQL 13 to 18), else the newest.
     """
     config = _config(ctx)
     dsn = _from_env(dsn_env, "--dsn-env")
-    pg_dump = find_binaries(config.services.postgres_bin_dir).tool("pg_dump")
+    pg_dump = dump_binaries(dsn, config.services.postgres_bin_dir).tool("pg_dump")
     manifest = backup_postgres(dsn, _storage(config), config.storage.backup_bucket, config.storage.logical_prefix,
                                pg_dump=pg_dump, options=dump_options(config))  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))

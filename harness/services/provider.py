@@ -81,7 +81,11 @@ class Provider:
     @property
     def postgres_image(self) -> str:
         """The PostgreSQL image: as configured, or the local client tools' major version (``postgres:18``)."""
-        return self.settings.postgres_image or f"postgres:{self.binaries.major}"
+        return self.image_for(self.binaries)
+
+    def image_for(self, binaries: PostgresBinaries) -> str:
+        """The image whose server matches ``binaries`` (the client tools used against it), unless configured."""
+        return self.settings.postgres_image or f"postgres:{binaries.major}"
 
     def describe(self) -> str:
         """One line for the report: which provider, which images or binaries."""
@@ -94,12 +98,21 @@ class Provider:
         return f"local ({local}; redis-server; moto S3)"
 
     def postgres(
-        self, name: str, *, settings: Mapping[str, str] | None = None, throwaway: bool = True
+        self,
+        name: str,
+        *,
+        settings: Mapping[str, str] | None = None,
+        throwaway: bool = True,
+        binaries: PostgresBinaries | None = None,
     ) -> PostgresServer:
-        """A PostgreSQL the harness owns; ``throwaway=False`` for one standing in for production (always local)."""
+        """A PostgreSQL the harness owns; ``throwaway=False`` for one standing in for production (always local).
+
+        ``binaries`` choose another installation than the session's (a staging copy runs the dump's major).
+        """
+        binaries = binaries or self.binaries
         if self.kind == "docker" and throwaway:
-            return ContainerPostgres.create(name, image=self.postgres_image, binaries=self.binaries, settings=settings)
-        return LocalPostgres.create(name, settings=settings, binaries=self.binaries, throwaway=throwaway)
+            return ContainerPostgres.create(name, image=self.image_for(binaries), binaries=binaries, settings=settings)
+        return LocalPostgres.create(name, settings=settings, binaries=binaries, throwaway=throwaway)
 
     def restored_postgres(
         self, name: str, data_dir: Path, *, settings: Mapping[str, str] | None = None
