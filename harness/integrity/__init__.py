@@ -1,6 +1,6 @@
 """Integrity of a restored database: row counts, recent inserts, audit rows (against a manifest or a floor); amcheck."""
 
-from harness.integrity.amcheck import check_amcheck
+from harness.integrity.amcheck import check_amcheck, install_amcheck
 from harness.integrity.baseline import previous_rows
 from harness.integrity.rows import (
     InsertCheck,
@@ -23,5 +23,6 @@ __all__ = [
     "check_recent_inserts",
     "compare_row_counts",
     "count_restored",
+    "install_amcheck",
     "previous_rows",
 ]

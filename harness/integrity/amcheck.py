@@ -15,25 +15,29 @@ from harness.errors import CheckFailed, HarnessError
 from harness.services.base import minimal_env, run_id
 from harness.services.postgres import OWNER_ROLE, PostgresServer, ensure_throwaway
 
-__all__ = ["AMCHECK_TIMEOUT_S", "check_amcheck"]
+__all__ = ["AMCHECK_TIMEOUT_S", "check_amcheck", "install_amcheck"]
 
 AMCHECK_TIMEOUT_S = 3600.0
 
 
-def _install_amcheck(server: PostgresServer, dbname: str) -> None:
+_INSTALLED = (
+    "SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n "
+    "ON n.oid OPERATOR(pg_catalog.=) e.extnamespace WHERE e.extname OPERATOR(pg_catalog.=) 'amcheck'"
+)
+
+
+def install_amcheck(server: PostgresServer, dbname: str) -> None:
     """Install amcheck where restored data cannot reach it, and let the owner role run it.
 
-    amcheck needs superuser to install. Its functions go into a schema made now, under a name of this run,
-    so a function the dump planted (in ``public`` or a schema it created) can neither stand in for them nor
-    be replaced by its owner; ``pg_amcheck`` then runs as :data:`OWNER_ROLE`, never as superuser, so an index
-    expression or a view it evaluates runs with no more power than the restore had.
+    amcheck needs superuser to install, so the restore calls this on the empty database, before anything is
+    restored; on a database that already holds data the superuser session is hardened
+    (:meth:`~harness.services.postgres.PostgresServer.admin_connect`). Its functions go into a schema made now,
+    under a name of this run, so a function the dump plants can neither stand in for them nor replace them, and
+    ``pg_amcheck`` runs as :data:`OWNER_ROLE`: an index expression it evaluates has no more power than the restore.
     """
     owner = sql.Identifier(OWNER_ROLE)
-    with server.connect(dbname) as conn:
-        found = conn.execute(
-            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
-            "WHERE e.extname = 'amcheck'"
-        ).fetchone()
+    with server.admin_connect(dbname) as conn:
+        found = conn.execute(_INSTALLED).fetchone()
         # Only a superuser installs amcheck, so one found here is the harness's own from an earlier check.
         schema = sql.Identifier(found[0] if found else f"drill_amcheck_{run_id()}")
         if found is None:
@@ -50,8 +54,11 @@ def check_amcheck(server: PostgresServer, dbname: str) -> str:
         CheckFailed: corruption found; the message carries the first findings.
         HarnessError: the tool could not run (missing, timed out, cannot connect).
     """
-    ensure_throwaway(server.dsn(dbname))
-    _install_amcheck(server, dbname)
+    ensure_throwaway(server.dsn(dbname, OWNER_ROLE))
+    with server.connect(dbname, OWNER_ROLE) as conn:
+        installed = conn.execute(_INSTALLED).fetchone() is not None
+    if not installed:
+        install_amcheck(server, dbname)
     argv = [str(server.binaries.tool("pg_amcheck")), "--heapallindexed", "--no-password", dbname]
     try:
         result = subprocess.run(argv, capture_output=True, timeout=AMCHECK_TIMEOUT_S,

@@ -19,15 +19,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from harness.errors import CheckFailed, ServiceError
 from harness.services.base import run_tool
 from harness.services.pgversions import StagingPostgres
-from harness.services.postgres import SESSION_OPTIONS, PostgresServer
+from harness.services.postgres import PostgresServer
 
 __all__ = ["Extension", "TocListing", "create_extensions", "needed_extensions", "prepare_extensions", "read_toc"]
 
@@ -118,7 +116,7 @@ def prepare_extensions(server: PostgresServer, dbname: str, names: list[str], ch
     """
     if not names:
         return []
-    with _superuser(server, dbname) as conn:
+    with server.admin_connect(dbname) as conn:
         rows = conn.execute(
             "SELECT e.name, v.superuser AND NOT v.trusted FROM pg_available_extensions e "
             "JOIN pg_available_extension_versions v ON v.name = e.name AND v.version = e.default_version "
@@ -147,14 +145,6 @@ ORDER BY 1 LIMIT 1
 """
 
 
-def _superuser(server: PostgresServer, dbname: str) -> psycopg.Connection[tuple[Any, ...]]:
-    """A superuser session on the staging database, with what runs on connecting switched off.
-
-    The first pass ran as the database's owner, who may set per-database settings.
-    """
-    return psycopg.connect(server.dsn(dbname), autocommit=True, connect_timeout=5, options=SESSION_OPTIONS)
-
-
 def create_extensions(server: PostgresServer, dbname: str, extensions: list[Extension]) -> None:
     """Create the dump's extensions as superuser, in the dump's order and schemas (the first pass made them).
 
@@ -165,8 +155,8 @@ def create_extensions(server: PostgresServer, dbname: str, extensions: list[Exte
     Raises:
         CheckFailed: a schema the extensions go into already holds an object (named).
     """
-    with _superuser(server, dbname) as conn:
-        installed = {row[0] for row in conn.execute("SELECT extname FROM pg_extension")}
+    with server.admin_connect(dbname) as conn:  # the first pass ran as the owner, who may set database settings
+        installed = {row[0] for row in conn.execute("SELECT extname FROM pg_catalog.pg_extension")}
         wanted = [extension for extension in extensions if extension.name not in installed]
         planted = conn.execute(_PLANTED, ([extension.schema for extension in wanted],)).fetchone()
         if planted is not None:
@@ -176,6 +166,6 @@ def create_extensions(server: PostgresServer, dbname: str, extensions: list[Exte
             )
         for extension in wanted:
             statement = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension.name))
-            if extension.schema:
-                statement += sql.SQL(" WITH SCHEMA {}").format(sql.Identifier(extension.schema))
+            # The session's search path is the catalog's: an extension must be told its schema.
+            statement += sql.SQL(" WITH SCHEMA {}").format(sql.Identifier(extension.schema or "public"))
             conn.execute(statement)

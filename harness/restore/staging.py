@@ -22,10 +22,12 @@ from datetime import datetime
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
+from psycopg import sql
 
 from harness.config import DrillConfig, Objectives
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, ServiceError
+from harness.integrity.amcheck import install_amcheck
 from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.objectives import Measure, NewestData, data_loss
 from harness.measure.stopwatch import Stopwatch
@@ -261,6 +263,28 @@ def _died(server: PostgresServer, grace_s: float = 0.5) -> bool:
     return True
 
 
+def reset_session_defaults(server: PostgresServer, dbname: str) -> list[str]:
+    """Undo the session defaults the restore set (``ALTER DATABASE``/``ALTER ROLE ... SET``); return them.
+
+    ``pg_restore`` without ``--create`` restores no database or role settings, so any found here were set by
+    code the dump ran as the owner role, e.g. a ``search_path`` that puts a planted schema before the real
+    tables for every later session of the checks, Alembic and the app. They are logged and removed.
+    """
+    with server.connect() as conn:  # the maintenance database: nothing restored runs here
+        found = [f"{row[0]}: {', '.join(row[1])}" for row in conn.execute(
+            "SELECT coalesce(r.rolname, 'every role') || ' in ' || coalesce(d.datname, 'every database'), s.setconfig "
+            "FROM pg_catalog.pg_db_role_setting s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole "
+            "LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase "
+            "WHERE d.datname = %s OR r.rolname = %s", (dbname, OWNER_ROLE))]  # fmt: skip
+        if found:
+            log.warning("the restore of %s set session defaults, removed: %s", dbname, "; ".join(found))
+            database, owner = sql.Identifier(dbname), sql.Identifier(OWNER_ROLE)
+            conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(database))
+            conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(owner))
+            conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(owner, database))
+    return found
+
+
 def restore_logical(
     provider: Provider,
     deployment: Deployment,
@@ -297,9 +321,11 @@ def restore_logical(
                 ensure_throwaway(server.dsn())
                 dbname = config.database.name
                 server.create_database(dbname, owner=OWNER_ROLE)
+                install_amcheck(server, dbname)  # now, while the database is empty: no superuser on restored data
             downloaded, described = pending.result()
         with watch.phase("restore"):
             restore_log = _restore(server, dbname, described, downloaded.path, jobs, chosen)
+            reset_session_defaults(server, dbname)
         with watch.phase("checks"), server.connect(dbname, OWNER_ROLE) as conn:
             counts = count_restored(conn, config.database, described.taken_at)
     except BaseException:

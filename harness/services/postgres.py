@@ -67,6 +67,7 @@ __all__ = [
     "OWNER_ROLE",
     "RESTORE_TUNED",
     "SESSION_OPTIONS",
+    "SUPERUSER_OPTIONS",
     "LocalPostgres",
     "PostgresBinaries",
     "PostgresServer",
@@ -102,6 +103,12 @@ SESSION_OPTIONS = "-c session_preload_libraries= -c local_preload_libraries= -c 
 """libpq ``options`` for the harness's sessions on a restored cluster: they override the role and database
 settings its catalog may carry (a library preloaded on connect would run as soon as the harness logs in).
 (``event_triggers`` is off for the whole server, which also keeps login event triggers from firing.)"""
+
+SUPERUSER_OPTIONS = SESSION_OPTIONS + " -c search_path=pg_catalog,pg_temp"
+"""libpq ``options`` for a superuser session on a database that restored data has touched: beside
+:data:`SESSION_OPTIONS`, a search path of the catalog only, so no name the harness writes (``pg_extension``,
+``=``) can resolve to a view, function or operator the restore planted in another schema, whatever
+``ALTER DATABASE ... SET search_path`` the restore ran."""
 
 #: Servers of this run that the guard lets the drill write to: (host, port) -> cluster_name.
 _CREATED: dict[tuple[str, int], str] = {}
@@ -344,6 +351,14 @@ class PostgresServer(abc.ABC):
     def connect(self, dbname: str = "postgres", user: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
         """An autocommit connection to one database, as ``user``."""
         return psycopg.connect(self.dsn(dbname, user), autocommit=True, connect_timeout=5)
+
+    def admin_connect(self, dbname: str) -> psycopg.Connection[tuple[Any, ...]]:
+        """A superuser session on a database holding restored data, hardened by :data:`SUPERUSER_OPTIONS`.
+
+        Write every relation as ``pg_catalog.<name>`` anyway: a temporary object comes first on no path here,
+        but a reader should not have to know that.
+        """
+        return psycopg.connect(self.dsn(dbname), autocommit=True, connect_timeout=5, options=SUPERUSER_OPTIONS)
 
     def create_database(self, dbname: str, owner: str | None = None) -> str:
         """Create an empty database and return its DSN (the first one is the template's spare, renamed).

@@ -11,10 +11,14 @@ never does, and no server the drill starts holds a secret of the harness in its 
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
+import shutil
 import subprocess
+import tempfile
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,15 +40,15 @@ PLANTED = "planted-secret-" + uuid.uuid4().hex
 
 
 @pytest.fixture
-def canary_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory any server user could write a canary into (so only the privilege check stops it)."""
-    path = tmp_path_factory.mktemp("canary")
-    for part in (path, *path.parents):
-        if part == Path("/"):
-            break
-        os.chmod(part, part.stat().st_mode | 0o011)
+def canary_dir() -> Iterator[Path]:
+    """A directory any server user could write a canary into (so only the privilege check stops it).
+
+    Not under pytest's base temp: another pytest session on the machine resets that to mode 0700.
+    """
+    path = Path(tempfile.mkdtemp(prefix="hostile-dump-canary-"))
     path.chmod(0o777)
-    return path
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def payload(canary: Path) -> str:
@@ -139,6 +143,58 @@ def test_a_dump_with_an_event_trigger_is_refused_and_runs_nothing(
     finally:  # the trigger fires on the session server's DDL too: drop it before the next test creates anything
         with pg_server.connect(production.manifest.database) as conn:
             conn.execute("DROP EVENT TRIGGER pwn_on_ddl")
+
+
+def plant_search_path_trap(canary: Path) -> str:
+    """A dump whose restore re-points the database's search path at a view shadowing ``pg_extension``.
+
+    The index function runs ``ALTER DATABASE ... SET search_path = public, pg_catalog`` during the restore (the
+    owner role may), so every later session resolves an unqualified ``pg_extension`` to ``public.pg_extension``,
+    a view that calls ``pwn``. A superuser session of the harness that wrote ``pg_extension`` ran it (found by
+    a hostile-bucket review).
+    """
+    return (
+        payload(canary)
+        + """
+        CREATE FUNCTION public.set_path(x bigint) RETURNS bigint LANGUAGE sql VOLATILE AS 'SELECT x';
+        CREATE FUNCTION public.set_path_indexed(x bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS
+            $$ BEGIN RETURN public.set_path(x); END $$;
+        CREATE INDEX orders_set_path ON orders (public.set_path_indexed(id));
+        CREATE OR REPLACE FUNCTION public.set_path(x bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN
+            EXECUTE format('ALTER DATABASE %I SET search_path = public, pg_catalog', current_database());
+            RETURN x;
+        END $$;
+        CREATE FUNCTION public.shadow() RETURNS SETOF pg_catalog.pg_extension LANGUAGE plpgsql VOLATILE AS
+            $$ BEGIN PERFORM public.pwn(1); RETURN QUERY SELECT * FROM pg_catalog.pg_extension; END $$;
+        CREATE VIEW public.pg_extension AS SELECT * FROM public.shadow();
+    """
+    )
+
+
+def test_a_dump_that_repoints_the_search_path_runs_nothing_as_superuser(
+    provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    canary = canary_dir / "search-path"
+    production = make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT - timedelta(minutes=1),
+                                 extra_sql=plant_search_path_trap(canary))  # fmt: skip
+    with pg_server.connect(production.manifest.database) as conn:  # control: the shadow is live for a superuser
+        conn.execute("SET search_path = public, pg_catalog")
+        conn.execute("SELECT count(*) FROM pg_extension")
+    assert canary.exists(), "control: the shadowing view did not run even as superuser"
+    canary.unlink()
+    name = f"stg{uuid.uuid4().hex[:6]}"
+    with caplog.at_level(logging.WARNING, logger="harness.restore"):
+        staging = production.restore(provider, name=name)
+    try:
+        assert f"the restore of {staging.dbname} set session defaults, removed: every role in {staging.dbname}: " \
+            "search_path=public, pg_catalog" in caplog.messages  # fmt: skip
+        check_amcheck(staging.postgres, staging.dbname)  # its index check runs set_path again: only as the owner
+        assert not canary.exists(), canary.read_text()
+    finally:
+        staging.stop()
+    assert leftovers(name) == []
 
 
 def test_throwaway_servers_and_tools_start_with_no_secret_of_the_harness(
