@@ -28,6 +28,7 @@ from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.objectives import Measure, NewestData, data_loss
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
+from harness.restore.preflight import check_schema
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
 from harness.services.postgres import OWNER_ROLE, RESTORE_TUNED, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
@@ -234,6 +235,7 @@ def restore_logical(
 
     Raises:
         CheckFailed: the dump differs from its manifest or pg_restore refuses it (its message quoted).
+        ConfigError: a table or column drill.toml names is not in the restored database (the key named).
         HarnessError: the staging server died, the disk filled, or the server did not start.
     """
     base = Path(config.restore.work_dir) if config.restore.work_dir else None
@@ -254,6 +256,7 @@ def restore_logical(
         with watch.phase("restore"):
             restore_log = _pg_restore(server, dbname, described, downloaded.path, jobs)
         with watch.phase("checks"), server.connect(dbname, OWNER_ROLE) as conn:
+            check_schema(conn, config)  # every name drill.toml gives, before the first count reads it
             counts = count_restored(conn, config.database, described.taken_at)
     except BaseException:
         if server is not None:
