@@ -157,5 +157,11 @@ def test_a_name_the_restored_database_lacks_fails_naming_its_key(
     config = tmp_path / "drill.toml"
     line = f"harness.errors.ConfigError: {config}: {expected} (fix drill.toml or the backup)"
     assert set(done.failures.values()) == {line}, done.output[-3000:]
+    [record] = done.records()
+    statuses = {check["scenario"]: check["status"] for check in record["checks"]}
+    selected = {"The newest logical backup restores into isolated staging",
+                "Row counts of the critical tables match the backup's manifest"}  # fmt: skip
+    assert {statuses.pop(scenario) for scenario in selected} == {"failed"}
+    assert set(statuses.values()) == {"deselected"}  # neither "skipped" nor "not applicable"
     assert "Traceback" not in done.output
     assert "psycopg" not in done.output
