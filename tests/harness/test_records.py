@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli import _newest_results, main
 from harness.config import DrillConfig, Waiver
 from harness.errors import HarnessError
 from harness.integrity.baseline import previous_rows
@@ -364,3 +364,20 @@ def test_what_did_not_apply_is_listed_and_what_was_deselected_is_not_skipped(tmp
     assert "Drift" not in markdown.split("## Checks")[1].split("## Not applicable")[0]
     recorder.checks["features/test_r.py::d"] = PASSED.model_copy(update={"status": "deselected", "scenario": "RTO"})
     assert recorder.build(DrillConfig()).verdict.reasons == ["deselected: Restore drill: RTO"]
+
+
+def test_report_renders_the_newest_runs_results_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "drill.toml"
+    config.write_text(f'[target]\nsandbox = false\n\n[reports]\ndir = "{tmp_path / "reports"}"\n')
+    with pytest.raises(SystemExit) as exited:
+        main(["--config", str(config), "report"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'reports' / 'runs'}: no Allure results of a drill run here; run the drill or pass "
+        "--results\n"
+    )
+    older, newer = (tmp_path / "reports" / "runs" / run / "allure-results" for run in ("b-run", "a-run"))
+    for results, stamp in ((older, 1_000_000), (newer, 2_000_000)):
+        results.mkdir(parents=True)
+        os.utime(results, (stamp, stamp))
+    assert _newest_results(tmp_path / "reports") == newer
