@@ -1,4 +1,4 @@
-@predeploy @config_safety @staging @app
+@predeploy @config_safety @staging @app @config_api
 Feature: Change safety gates on the config API
   The plan's Change Safety Gates, checked over HTTP against the app started on a staging copy restored from
   the newest backup, never against production: critical config keys need two-step approval, sensitive keys

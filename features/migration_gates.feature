@@ -1,4 +1,4 @@
-@predeploy @migration_gates
+@predeploy @migration_gates @migrations
 Feature: Migration gates before each deploy
   The plan's Migration Workflow and Rollback policy, checked before every deploy with Alembic's own API:
   the history is one linear chain ending at the reviewed head, every schema change is tracked by a
@@ -37,7 +37,7 @@ Feature: Migration gates before each deploy
     Then the offline SQL of the pending migrations has no finding of a blocking lint rule
 
   @staging @app
-  Scenario: The deployment order is rehearsed on a staging copy restored from the newest backup
+  Scenario: The deployment order is rehearsed on a staging copy of the newest backup
     Given the revisions pending on the staging copy restored from the newest backup
     And the target app started against the staging copy
     When writes are put in maintenance mode if a pending migration is destructive

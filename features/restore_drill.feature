@@ -4,7 +4,9 @@ Feature: Monthly restore drill into isolated staging
   throwaway staging servers (never production), the restored data is checked against the manifest written
   when the backup was taken, the application is started against the copy and must answer its deep health
   check, recovery time and data loss are measured against the objectives, and cut-over is GO only when all
-  of this held.
+  of this held. What the target does not have (Redis, an application, base backups, an audit table; drill.toml
+  says which) is not applicable: reported as such, never failed, and the recovery time then stops at the last
+  step the target has.
 
   @staging
   Scenario: The newest logical backup restores into isolated staging
@@ -19,17 +21,21 @@ Feature: Monthly restore drill into isolated staging
     Then each critical table holds exactly the rows the backup's manifest counted
 
   @staging
-  Scenario: The last 24 hours of inserts and the audit records are present
+  Scenario: The last 24 hours of inserts are present
     Given the newest logical backup restored into isolated staging
     Then each critical table holds the rows inserted in the 24 hours before the backup
-    And the audit table holds records of the 24 hours before the backup
+
+  @staging @audit
+  Scenario: The audit records of the last 24 hours are present
+    Given the newest logical backup restored into isolated staging
+    Then the audit table holds records of the 24 hours before the backup
 
   @staging
   Scenario: The restored database has no corruption
     Given the newest logical backup restored into isolated staging
     Then pg_amcheck finds no corruption in the restored database
 
-  @staging
+  @staging @redis
   Scenario: The newest Redis copy restores with all its keys
     Given the newest logical backup restored into isolated staging
     Then the restored Redis holds as many keys as its copy's manifest counted
@@ -40,11 +46,11 @@ Feature: Monthly restore drill into isolated staging
     When the application is started against the staging copy
     Then GET /api/v1/system/health/deep answers healthy for every component
 
-  @staging @app
+  @staging
   Scenario: Recovery time and data loss are measured against the objectives
     Given the newest logical backup restored into isolated staging
-    When the application is started against the staging copy
-    Then the recovery time from the incident to a healthy application is within the RTO objective
+    When the recovery reaches its last applicable step: the application healthy, else the restored database verified
+    Then the recovery time from the incident to that step is within the RTO objective
     And the data lost since the newest restored data is within the RPO objective
 
   @staging
@@ -52,6 +58,7 @@ Feature: Monthly restore drill into isolated staging
     Given the newest logical backup restored into isolated staging
     Then the data lost by PostgreSQL and by Redis, counted in seconds up to their newest heartbeats, is within the RPO
 
+  @base_backups
   Scenario: The newest base backup restores physically and reaches consistency
     Given the newest base backup restored into its own throwaway server
     Then the restored cluster is consistent and answers queries on the critical tables

@@ -64,9 +64,18 @@ def _config(ctx: click.Context) -> DrillConfig:
 
 
 def _reports(ctx: click.Context) -> Path:
-    """The reports directory: ``[reports] dir`` of the configuration, relative to the file."""
-    config = _config(ctx)
-    return config.resolve_path(config.reports.dir)
+    """The reports directory: ``[reports] dir`` of the configuration, a relative one from the current directory."""
+    return _config(ctx).reports_dir()
+
+
+def _newest_results(reports: Path) -> Path:
+    """The Allure results of the newest run under ``reports/runs/`` (each run keeps its own)."""
+    runs = [path for path in reports.glob("runs/*/allure-results") if path.is_dir()]
+    if not runs:
+        raise HarnessError(
+            f"{reports / 'runs'}: no Allure results of a drill run here; run the drill or pass --results"
+        )
+    return max(runs, key=lambda path: path.stat().st_mtime)
 
 
 def _storage(config: DrillConfig) -> Any:
@@ -208,12 +217,12 @@ def prune_command(ctx: click.Context, dry_run: bool) -> None:
 @cli.command(
     "report",
     epilog=_examples(
-        "codeblack-drills report                        # reports/allure-results -> reports/allure-report",
+        "codeblack-drills report                        # the newest reports/runs/<run>/ -> reports/allure-report",
         "codeblack-drills report --results ci/allure-results --output ci/html",
     ),
 )
 @click.option("--results", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Allure results to render (default: allure-results under [reports] dir).")  # fmt: skip
+              help="Allure results to render (default: the newest run's, under [reports] dir/runs).")  # fmt: skip
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the HTML goes (default: allure-report under [reports] dir).")  # fmt: skip
 @click.pass_context
@@ -222,7 +231,7 @@ def report_command(ctx: click.Context, results: Path | None, output: Path | None
 
     Prints the path of the report's index.html; open it through a web server (it fetches its data).
     """
-    index = render_html(results or _reports(ctx) / "allure-results", output or _reports(ctx) / "allure-report")
+    index = render_html(results or _newest_results(_reports(ctx)), output or _reports(ctx) / "allure-report")
     click.echo(f"report: {index}")
 
 

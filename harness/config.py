@@ -84,7 +84,7 @@ class StorageSettings(_Section):
     access_key_env: str = "DRILL_S3_ACCESS_KEY_ID"
     secret_key_env: str = "DRILL_S3_SECRET_ACCESS_KEY"
     backup_bucket: str = "codeblack-backups"
-    uploads_bucket: str = "codeblack-uploads"
+    uploads_bucket: str = Field(default="codeblack-uploads", description="empty: the target has no uploads bucket")
     logical_prefix: str = "postgres/logical/"
     base_daily_prefix: str = "postgres/base/daily/"
     base_weekly_prefix: str = "postgres/base/weekly/"
@@ -104,6 +104,10 @@ class StorageSettings(_Section):
         if not re.fullmatch(r"[A-Za-z0-9._-]*", value):
             raise ValueError(f"{value!r}: only letters, digits, '.', '_' and '-' (it becomes part of object keys)")
         return value
+
+    base_backups: bool = Field(
+        default=True, description="the target takes daily and weekly base backups (pg_basebackup) under the prefixes"
+    )
 
     @field_validator("timestamp_pattern")
     @classmethod
@@ -159,7 +163,7 @@ class DatabaseSettings(_Section):
         description="fail when a table had no inserts in the 24 h before the backup; false: a quiet database is "
         "judged against its manifest, with a warning when nothing at all was written",
     )
-    audit_table: str = "config_change_history"
+    audit_table: str = Field(default="config_change_history", description="empty: the target has no audit table")
     heartbeat_table: str = ""
     heartbeat_column: str = "beat_at"
     minimum_rows: dict[str, int] = Field(default_factory=dict)
@@ -229,13 +233,16 @@ class DatabaseSettings(_Section):
 class RedisSettings(_Section):
     """The live production Redis, read only."""
 
+    enabled: bool = Field(default=True, description="the target has a Redis (persistence, RDB copies, restore)")
     url_env: str = ""
     heartbeat_key: str = ""
 
 
 class AppSettings(_Section):
-    """How to start the target application against a staging copy."""
+    """How to start the target application against a staging copy, and its config API."""
 
+    enabled: bool = Field(default=True, description="the target has an application the drill starts on staging")
+    config_api: bool = Field(default=True, description="the application serves the config API the gates probe")
     command: list[str] = Field(
         default_factory=lambda: [
             "{python}", "-m", "uvicorn", "sandbox.codeblack.app:create_app", "--factory",
@@ -257,6 +264,7 @@ class AppSettings(_Section):
 class MigrationSettings(_Section):
     """Where the Alembic history lives and what its head must be."""
 
+    enabled: bool = Field(default=True, description="the target's schema is managed by an Alembic project")
     script_location: str = "sandbox/migrations"
     expected_head: str = "b6e8dcb19a40"
     metadata: str = "sandbox.codeblack.models:Base.metadata"
@@ -287,7 +295,12 @@ class Waiver(_Section):
 
 
 class ReportSettings(_Section):
-    """Where results go."""
+    """Where results go: the drill records under ``drills/``, each run's Allure results under ``runs/<run id>/``.
+
+    A relative ``dir`` is taken from the project's root (pytest's rootdir; for the command line, the current
+    directory), not from the file's directory, so that every run of a project writes to one place whichever
+    ``drill.toml`` it was given.
+    """
 
     dir: str = "reports"
 
@@ -331,6 +344,15 @@ class DrillConfig(_Section):
         """A path from the file, taken relative to the file's own directory."""
         path = Path(relative)
         return path if path.is_absolute() else (self.source.parent / path).resolve()
+
+    def reports_dir(self, root: Path | None = None) -> Path:
+        """Where drill records and Allure results go: ``[reports] dir``, a relative one under ``root``.
+
+        Args:
+            root: the project's root (pytest's rootdir); default: the current directory.
+        """
+        path = Path(self.reports.dir).expanduser()
+        return path if path.is_absolute() else ((root or Path.cwd()) / path).resolve()
 
     def with_changes(self, **sections: dict[str, Any]) -> DrillConfig:
         """A copy with some keys of some sections replaced, validated like the file (used for variants)."""

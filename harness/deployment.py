@@ -7,6 +7,7 @@ so the same scenarios verify both.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
@@ -42,20 +43,29 @@ class Deployment:
         return self.config.storage.uploads_bucket
 
     @classmethod
-    def from_config(cls, config: DrillConfig) -> Deployment:
+    def from_config(cls, config: DrillConfig, keys: Collection[str] | None = None) -> Deployment:
         """A real deployment: endpoints from the file, secrets from the environment it names.
 
+        Args:
+            config: the drill configuration.
+            keys: the keys naming the secrets this run needs (:func:`harness.applicability.secret_keys`); the
+                others are left empty and never read. ``None``: every secret the file names.
+
         Raises:
-            ConfigError: a secret the file names is not set.
+            ConfigError: a needed secret is not set.
         """
+
+        def read(key: str) -> SecretStr:
+            return _registered(config.secret(key)) if keys is None or key in keys else SecretStr("")
+
         storage = S3Endpoint(
             url=config.storage.endpoint_url or None,
             region=config.storage.region,
-            access_key=_registered(config.secret("storage.access_key_env")),
-            secret_key=_registered(config.secret("storage.secret_key_env")),
+            access_key=read("storage.access_key_env"),
+            secret_key=read("storage.secret_key_env"),
         )
-        redis_url = _registered(config.secret("redis.url_env")).get_secret_value() if config.redis.url_env else None
-        app_secrets = {config.app.signing_key_env: _registered(config.secret("app.signing_key_env"))}
+        redis_url = read("redis.url_env").get_secret_value() or None if config.redis.url_env else None
+        app_secrets = {config.app.signing_key_env: read("app.signing_key_env")} if config.app.enabled else {}
         return cls(
             name=config.target.name,
             config=config,

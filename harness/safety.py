@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -63,15 +64,22 @@ _CONNINFO = re.compile(r"(?<![\w.-])(?:host|hostaddr|service|servicefile|passfil
 _SOCKET = re.compile(r"\.s\.PGSQL\.\d+|(?<![\w.-])(?:/var)?/run/postgresql\b|redis[\w.-]*\.sock\b", re.IGNORECASE)
 
 
-def check_secrets_set(config: DrillConfig) -> None:
+def check_secrets_set(config: DrillConfig, keys: Iterable[str] | None = None) -> None:
     """Every secret a real target's drill will read is set now, not discovered missing mid-drill.
+
+    Args:
+        config: the drill configuration.
+        keys: the keys naming the secrets this run needs (see :func:`harness.applicability.secret_keys`);
+            ``None``: every secret the file names.
 
     Raises:
         ConfigError: names the file, the key and the unset variable.
     """
     if config.target.sandbox:
         return
-    for key in (*SECRET_KEYS, *(("redis.url_env",) if config.redis.url_env else ())):
+    if keys is None:
+        keys = (*SECRET_KEYS, *(("redis.url_env",) if config.redis.url_env else ()))
+    for key in keys:
         config.secret(key)
 
 
@@ -154,11 +162,16 @@ def check_staging_isolated(config: DrillConfig) -> None:
         )
 
 
-def check_preflight(config: DrillConfig) -> None:
-    """Both checks above, in the order an operator would fix them.
+def check_preflight(config: DrillConfig, keys: Iterable[str] | None = None) -> None:
+    """Both checks above, in the order an operator would fix them (isolation only for a target with an app).
+
+    Args:
+        config: the drill configuration.
+        keys: the secrets this run needs, as for :func:`check_secrets_set`.
 
     Raises:
         ConfigError: the first problem found, in one line naming the file and the key.
     """
-    check_secrets_set(config)
-    check_staging_isolated(config)
+    check_secrets_set(config, keys)
+    if config.app.enabled:
+        check_staging_isolated(config)

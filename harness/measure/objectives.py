@@ -1,10 +1,12 @@
 """RPO and RTO as measures against the plan's objectives, the numbers the cut-over verdict is decided on.
 
 RPO is what a real incident would lose: the incident time minus the newest data the *restored* database
-holds (its heartbeat when the target writes one, else the newest row of the critical tables); the backup's
-age is reported beside it, because a fresh backup of stale data is still stale data. RTO is the incident
-to health green. The cut-over verdict (GO only when every step passed and both objectives are met) is
-decided from these measures by :func:`harness.records.decide`.
+holds: its heartbeat when one is declared, else the newest row of the critical tables' declared time columns,
+else (nothing declared to read it from) the backup's own time; the basis is named in the measure, and the
+backup's age is reported beside it, because a fresh backup of stale data is still stale data. RTO is the
+incident to the last step the target has: its app's health green, else the restored database verified.
+The cut-over verdict (GO only when every step passed and both objectives are met) is decided
+from these measures by :func:`harness.records.decide`.
 """
 
 from __future__ import annotations
@@ -55,10 +57,17 @@ class Measure:
 
 @dataclass(frozen=True)
 class NewestData:
-    """The newest moment the restored database holds, and what it was read from."""
+    """The newest moment the restored database holds, and what it was read from.
+
+    ``from_backup``: nothing is declared to read it from, so the backup's time stands for it.
+    """
 
     moment: datetime | None
     basis: str
+    from_backup: bool = False
+
+
+BACKUP_BASIS = "the backup's time (no heartbeat_table and no time column declared in [database])"
 
 
 def newest_data(conn: psycopg.Connection[Any], database: DatabaseSettings) -> NewestData:
@@ -82,7 +91,7 @@ def newest_data(conn: psycopg.Connection[Any], database: DatabaseSettings) -> Ne
         if moment is not None and (newest is None or moment > newest):
             newest = moment
     if not timed:
-        return NewestData(None, "no heartbeat and no critical table with a time column configured")
+        return NewestData(None, BACKUP_BASIS, from_backup=True)
     return NewestData(newest, f"newest row of {', '.join(s.table.key for s in timed)} (no heartbeat configured)")
 
 
@@ -92,6 +101,8 @@ def rpo_measure(incident: datetime, newest: NewestData, backup_taken_at: datetim
     A database with no data at all loses everything: its RPO is infinite and the objective is missed.
     """
     age_h = (incident - backup_taken_at).total_seconds() / 3600
+    if newest.from_backup:
+        return Measure("RPO", age_h, objectives.rpo_hours, "h", f"backup age {age_h:.2f} h from {newest.basis}")
     if newest.moment is None:
         return Measure("RPO", float("inf"), objectives.rpo_hours, "h", f"no data found ({newest.basis})")
     hours = (incident - newest.moment).total_seconds() / 3600
@@ -125,6 +136,9 @@ def data_loss(store: str, incident: datetime, newest: NewestData, backup_taken_a
     """
     objective = hours * 3600
     age = f"backup age {(incident - backup_taken_at).total_seconds():.0f} s"
+    if newest.from_backup:
+        seconds = (incident - backup_taken_at).total_seconds()
+        return Measure(f"data loss {store}", seconds, objective, "s", f"{age} from {newest.basis}")
     if newest.moment is None:
         return Measure(f"data loss {store}", float("inf"), objective, "s", f"no data found ({newest.basis}); {age}")
     seconds = (incident - newest.moment).total_seconds()
@@ -132,7 +146,8 @@ def data_loss(store: str, incident: datetime, newest: NewestData, backup_taken_a
     return Measure(f"data loss {store}", seconds, objective, "s", detail)
 
 
-def rto_measure(stopwatch: Stopwatch, objectives: Objectives) -> Measure:
-    """Incident to health green, in minutes, with the phases in the detail."""
+def rto_measure(stopwatch: Stopwatch, objectives: Objectives, stopped_at: str = "") -> Measure:
+    """Incident to the last applicable step, in minutes; the step (``stopped_at``) and the phases in the detail."""
     phases = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in stopwatch.phases.items())
-    return Measure("RTO", stopwatch.rto.total_seconds() / 60, objectives.rto_minutes, "min", phases)
+    detail = f"stopped at {stopped_at}; {phases}" if stopped_at else phases
+    return Measure("RTO", stopwatch.rto.total_seconds() / 60, objectives.rto_minutes, "min", detail)

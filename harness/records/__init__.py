@@ -8,7 +8,13 @@ from harness.records.controls import AREAS, CONTROLS, control_statuses
 from harness.records.markdown import render_markdown
 from harness.records.record import ActionItem, BackupUsed, Check, DrillRecord, Measure, Verdict, WaiverEntry
 from harness.records.recorder import DrillRecorder
-from harness.records.report import render_html, scrub_secrets, write_environment, write_verdict_result
+from harness.records.report import (
+    render_html,
+    scrub_secrets,
+    write_environment,
+    write_not_applicable,
+    write_verdict_result,
+)
 from harness.records.trend import plot_trend
 
 __all__ = [
@@ -34,5 +40,6 @@ __all__ = [
     "scrub_secrets",
     "verify_chain",
     "write_environment",
+    "write_not_applicable",
     "write_verdict_result",
 ]

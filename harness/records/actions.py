@@ -7,7 +7,7 @@ objective yields exactly one item, so nothing that broke the drill goes unanswer
 
 from __future__ import annotations
 
-from harness.records.record import ActionItem, Check, Measure, Verdict, format_number
+from harness.records.record import RAN, ActionItem, Check, Measure, Verdict, format_number
 
 __all__ = ["action_items", "decide", "unverified"]
 
@@ -52,7 +52,10 @@ def action_items(checks: list[Check], measures: list[Measure], phases: dict[str,
 
 
 def decide(checks: list[Check], measures: list[Measure]) -> Verdict:
-    """GO only when every check passed (or was skipped) and every measured objective was met."""
+    """GO only when every check that ran passed and every measured objective was met.
+
+    What did not apply to the target is listed among the reasons of a GO, so the verdict says what it covers.
+    """
     reasons = [
         f"{'could not run' if check.kind == 'setup' else 'failed'}: {check.feature}: {check.scenario}"
         for check in checks
@@ -64,8 +67,11 @@ def decide(checks: list[Check], measures: list[Measure]) -> Verdict:
     if reasons:
         return Verdict(decision="NO-GO", reasons=reasons)
     passed = sum(check.status == "passed" for check in checks)
+    ran = sum(check.status in RAN for check in checks)
     met = [f"{m.name} {m.against()}" for m in measures]
-    return Verdict(decision="GO", reasons=[f"{passed} of {len(checks)} scenarios passed", *met])
+    inapplicable = [f"{c.message or 'not applicable'}: {c.feature}: {c.scenario}" for c in checks
+                    if c.status == "not applicable"]  # fmt: skip
+    return Verdict(decision="GO", reasons=[f"{passed} of {ran} scenarios passed", *met, *inapplicable])
 
 
 def unverified(checks: list[Check], area: str = "restore_drill") -> list[str]:
@@ -75,6 +81,10 @@ def unverified(checks: list[Check], area: str = "restore_drill") -> list[str]:
     restore drill (``-k``, ``-m predeploy``) verified nothing, so its record must not say GO.
     """
     drill = [check for check in checks if check.area == area]
-    if not drill:
+    if not any(check.status in RAN for check in drill):
         return ["the restore drill did not run: staging is not verified"]
-    return [f"not run: {check.feature}: {check.scenario}" for check in drill if check.status == "skipped"]
+    return [
+        f"{'deselected' if check.status == 'deselected' else 'not run'}: {check.feature}: {check.scenario}"
+        for check in drill
+        if check.status in ("skipped", "deselected")
+    ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.records.record import Check, ControlStatus, Measure
+from harness.records.record import RAN, Check, ControlStatus, Measure
 
 __all__ = ["AREAS", "CONTROLS", "EPIC", "Area", "Control", "control_statuses"]
 
@@ -79,7 +79,7 @@ def _judge(control: Control, checks: list[Check], measures: list[Measure]) -> tu
     measured = next((m for m in measures if control.measure and m.name == control.measure), None)
     if measured is not None:
         return ("effective" if measured.met else "not effective"), [f"{measured.name} {measured.against()}"]
-    relevant = [check for check in checks if check.area in control.areas and check.status != "skipped"]
+    relevant = [check for check in checks if check.area in control.areas and check.status in RAN]
     evidence = [f"{check.scenario} ({check.status})" for check in relevant]
     if any(check.status == "failed" for check in relevant):
         return "not effective", evidence

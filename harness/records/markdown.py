@@ -56,8 +56,16 @@ def render_markdown(record: DrillRecord, *, trend_link: bool = True) -> str:
     lines += ["## Checks", ""]
     lines += _table(
         ["feature", "scenario", "status", "message"],
-        [[c.feature, c.scenario, c.status, c.message] for c in record.checks],
+        [[c.feature, c.scenario, c.status, c.message] for c in record.checks if c.status != "deselected"],
     )
+    inapplicable = [c for c in record.checks if c.status == "not applicable"]
+    if inapplicable:
+        lines += ["## Not applicable to this target", ""]
+        lines += _table(["feature", "scenario", "why"], [[c.feature, c.scenario, c.message] for c in inapplicable])
+    deselected = [c for c in record.checks if c.status == "deselected"]
+    if deselected:
+        lines += ["## Deselected (not part of this run)", ""]
+        lines += [f"- {c.feature}: {c.scenario}" for c in deselected] + [""]
     lines += ["## Action items", ""]
     lines += [f"{n}. {item.line()}" for n, item in enumerate(record.action_items, 1)] or ["None."]
     lines.append("")

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "RAN",
     "ActionItem",
     "BackupUsed",
     "Check",
@@ -29,7 +30,12 @@ __all__ = [
     "format_number",
 ]
 
-CheckStatus = Literal["passed", "failed", "skipped"]
+CheckStatus = Literal["passed", "failed", "skipped", "not applicable", "deselected"]
+"""``skipped``: selected but did not run (a skip, an interrupt); ``not applicable``: the target lacks the part it
+checks (``message`` says which setting says so); ``deselected``: left out of this run by ``-m`` or ``-k``."""
+
+RAN = ("passed", "failed")
+"""The statuses of a scenario that ran."""
 
 
 class _Part(BaseModel):

@@ -8,6 +8,7 @@ The HTML is rendered by the npm package ``allure`` (version 3), installed once u
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -29,6 +30,7 @@ __all__ = [
     "scrub_secrets",
     "verdict_title",
     "write_environment",
+    "write_not_applicable",
     "write_verdict_result",
 ]
 
@@ -123,6 +125,43 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend: Path | N
     globals_item = {"attachments": [{**a, "timestamp": stamp} for a in attachments], "errors": []}
     (results_dir / f"{uuid.uuid4()}-globals.json").write_text(json.dumps(globals_item, indent=2), encoding="utf-8")
     return path
+
+
+def write_not_applicable(results_dir: Path, record: DrillRecord) -> list[Path]:
+    """One skipped Allure result per scenario that did not apply to the target, its reason as the message.
+
+    Such a scenario is skipped before pytest-bdd starts it, so the Allure plugin writes nothing for it; without
+    these results the report would not show what the drill did not cover, nor why.
+    """
+    results_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    stamp = int(record.finished_at.timestamp() * 1000)
+    for check in record.checks:
+        if check.status != "not applicable":
+            continue
+        identity = hashlib.sha256(f"{check.feature}\n{check.scenario}".encode()).hexdigest()
+        result = {
+            "uuid": str(uuid.uuid4()),
+            "historyId": identity,
+            "testCaseId": identity,
+            "fullName": f"{check.feature}: {check.scenario}",
+            "name": check.scenario,
+            "status": "skipped",
+            "statusDetails": {"message": check.message},
+            "stage": "finished",
+            "start": stamp,
+            "stop": stamp,
+            "labels": [
+                {"name": "epic", "value": EPIC},
+                {"name": "feature", "value": check.feature},
+                {"name": "story", "value": check.scenario},
+                {"name": "tag", "value": "not applicable"},
+            ],
+        }
+        path = results_dir / f"{result['uuid']}-result.json"
+        path.write_text(redact(json.dumps(result, indent=2)), encoding="utf-8")
+        written.append(path)
+    return written
 
 
 def scrub_secrets(directory: Path, *, since: float = 0.0) -> list[Path]:

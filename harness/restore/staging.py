@@ -40,6 +40,7 @@ from harness.restore.extensions import (
     prepare_extensions,
     read_toc,
 )
+from harness.restore.preflight import check_schema
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
 from harness.services.pgversions import StagingPostgres, choose_staging
 from harness.services.postgres import OWNER_ROLE, RESTORE_TUNED, PostgresServer, ensure_throwaway
@@ -302,6 +303,7 @@ def restore_logical(
 
     Raises:
         CheckFailed: the dump differs from its manifest or pg_restore refuses it (its message quoted).
+        ConfigError: a table or column drill.toml names is not in the restored database (the key named).
         HarnessError: the staging server died, the disk filled, or the server did not start.
     """
     base = Path(config.restore.work_dir) if config.restore.work_dir else None
@@ -327,6 +329,7 @@ def restore_logical(
             restore_log = _restore(server, dbname, described, downloaded.path, jobs, chosen)
             reset_session_defaults(server, dbname)
         with watch.phase("checks"), server.connect(dbname, OWNER_ROLE) as conn:
+            check_schema(conn, config)  # every name drill.toml gives, before the first count reads it
             counts = count_restored(conn, config.database, described.taken_at)
     except BaseException:
         if server is not None:

@@ -96,13 +96,18 @@ def test_a_dump_missing_rows_of_one_table_fails_the_row_counts(tmp_path: Path, s
 
 def test_no_inserts_and_no_audit_rows_in_the_last_24_hours_fail(tmp_path: Path, sandbox_world: World) -> None:
     stalled = run_feature(tmp_path / "stalled", sandbox_world.variant("stalled", no_recent_inserts()), "24_hours")
-    [message] = stalled.values()
-    assert "applications: no rows inserted (manifest 0)" in message
+    assert "applications: no rows inserted (manifest 0)" in stalled["test_the_last_24_hours_of_inserts_are_present"]
     silent = run_feature(tmp_path / "silent", sandbox_world.variant("silent", no_audit_rows()), "24_hours")
-    [message] = silent.values()
-    # The audit table is also a critical table: its missing inserts are the scenario's first failed step.
+    # The audit table is also a critical table: its missing inserts fail the inserts scenario, and its own
+    # scenario fails on the audit records.
+    message = silent["test_the_last_24_hours_of_inserts_are_present"]
     assert message.endswith("in postgres/logical/codeblack-" + message.split("codeblack-")[1].split(":")[0]
                             + ": config_change_history: no rows inserted (manifest 0)")  # fmt: skip
+    assert re.fullmatch(
+        r"harness\.errors\.CheckFailed: audit table config_change_history: 0 rows in the 24 h before "
+        r"\S+; expected at least 1",
+        silent["test_the_audit_records_of_the_last_24_hours_are_present"],
+    )
 
 
 def test_a_newest_dump_older_than_the_rpo_misses_it_and_the_verdict_is_no_go(

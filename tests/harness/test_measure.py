@@ -74,3 +74,20 @@ def test_data_loss_per_store_is_in_seconds_beside_the_backup_age(redis_server: A
     missing = data_loss("PostgreSQL", INCIDENT, NewestData(None, "heartbeat heartbeats.beat_at"), INCIDENT, hours=6)
     assert not missing.met
     assert missing.detail == "no data found (heartbeat heartbeats.beat_at); backup age 0 s"
+
+
+def test_rpo_falls_back_to_the_backups_age_when_nothing_is_declared_and_rto_names_its_last_step() -> None:
+    database = DatabaseSettings(critical_tables=[], heartbeat_table="")
+    newest = newest_data(None, database)  # type: ignore[arg-type]  # nothing to read: no query is made
+    assert newest.from_backup
+    measure = rpo_measure(INCIDENT, newest, INCIDENT - timedelta(hours=2), Objectives(rpo_hours=6))
+    assert measure.describe() == (
+        "RPO 2.00 h (objective 6 h, met): backup age 2.00 h from the backup's time (no heartbeat_table and no time "
+        "column declared in [database])"
+    )
+    assert data_loss("PostgreSQL", INCIDENT, newest, INCIDENT - timedelta(seconds=90), 6).value == 90
+    watch = Stopwatch(incident=datetime.now(UTC))
+    watch.add("restore", 1.0)
+    watch.stop()
+    stopped = rto_measure(watch, Objectives(), stopped_at="the restored database verified ([app] enabled = false)")
+    assert stopped.detail == "stopped at the restored database verified ([app] enabled = false); restore 1.0 s"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from harness.cli import _newest_results, main
 from harness.config import DrillConfig, Waiver
 from harness.errors import HarnessError
 from harness.integrity.baseline import previous_rows
@@ -31,6 +31,7 @@ from harness.records import (
     verify_chain,
     write_environment,
 )
+from harness.records.markdown import render_markdown
 from harness.records.record import BackupUsed, content_hash
 from harness.records.report import verdict_title
 from harness.redact import register_secret
@@ -341,3 +342,42 @@ def test_scrubbing_redacts_this_sessions_files_and_skips_older_ones(tmp_path: Pa
     os.utime(old, (1_000_000, 1_000_000))  # an earlier session's file, already scrubbed by that session
     assert scrub_secrets(tmp_path, since=2_000_000) == [new]
     assert secret not in new.read_text()
+
+
+def test_what_did_not_apply_is_listed_and_what_was_deselected_is_not_skipped(tmp_path: Path) -> None:
+    """GO covers what applied; a not-applicable scenario is listed with its reason, a deselected one apart."""
+    recorder = DrillRecorder()
+    reason = "not applicable: the target has no Redis ([redis] enabled = false in drill.toml)"
+    recorder.checks["features/test_r.py::a"] = PASSED
+    recorder.checks["features/test_r.py::b"] = PASSED.model_copy(
+        update={"status": "not applicable", "scenario": "Redis", "message": reason}
+    )
+    recorder.checks["features/test_m.py::c"] = PASSED.model_copy(
+        update={"status": "deselected", "scenario": "Drift", "feature": "Migration gates", "area": "migration_gates"}
+    )
+    record = recorder.build(DrillConfig())
+    assert record.verdict.decision == "GO"
+    assert record.verdict.reasons == ["1 of 1 scenarios passed", f"{reason}: Restore drill: Redis"]
+    markdown = render_markdown(record)
+    assert f"| Restore drill | Redis | {reason} |" in markdown.split("## Not applicable to this target")[1]
+    assert "- Migration gates: Drift" in markdown.split("## Deselected (not part of this run)")[1]
+    assert "Drift" not in markdown.split("## Checks")[1].split("## Not applicable")[0]
+    recorder.checks["features/test_r.py::d"] = PASSED.model_copy(update={"status": "deselected", "scenario": "RTO"})
+    assert recorder.build(DrillConfig()).verdict.reasons == ["deselected: Restore drill: RTO"]
+
+
+def test_report_renders_the_newest_runs_results_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "drill.toml"
+    config.write_text(f'[target]\nsandbox = false\n\n[reports]\ndir = "{tmp_path / "reports"}"\n')
+    with pytest.raises(SystemExit) as exited:
+        main(["--config", str(config), "report"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'reports' / 'runs'}: no Allure results of a drill run here; run the drill or pass "
+        "--results\n"
+    )
+    older, newer = (tmp_path / "reports" / "runs" / run / "allure-results" for run in ("b-run", "a-run"))
+    for results, stamp in ((older, 1_000_000), (newer, 2_000_000)):
+        results.mkdir(parents=True)
+        os.utime(results, (stamp, stamp))
+    assert _newest_results(tmp_path / "reports") == newer

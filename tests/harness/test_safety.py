@@ -17,7 +17,7 @@ import pytest
 from harness.config import PROJECT_ROOT, load_config
 from harness.endpoints import normalise_host, resolve
 from harness.errors import ConfigError
-from harness.safety import check_staging_isolated
+from harness.safety import check_preflight, check_staging_isolated
 
 DEFAULT_COMMAND = load_config(PROJECT_ROOT / "drill.toml").app.command
 TAIL = (
@@ -124,3 +124,10 @@ def test_the_default_command_and_the_placeholders_pass(
 )  # fmt: skip
 def test_a_host_has_one_spelling(spelling: str, normal: str) -> None:
     assert normalise_host(spelling) == normal
+
+
+def test_a_loopback_production_database_accepts_the_app_the_user_never_wrote(tmp_path: Path) -> None:
+    """Issue 16 item 6: ``database_host = "127.0.0.1"`` and no ``[app]`` at all: the preflight passes."""
+    path = tmp_path / "drill.toml"
+    path.write_text('[target]\nsandbox = false\n\n[storage]\ndatabase_host = "127.0.0.1"\n')
+    check_preflight(load_config(path), keys=())

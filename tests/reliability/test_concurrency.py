@@ -39,7 +39,7 @@ def test_two_drills_at_once_share_nothing_and_both_pass(tmp_path: Path, sandbox_
     done = run_drill(tmp_path, sandbox_world.deployment, "isolated_staging or row_counts or 24_hours or corruption",
                      args=["-n", "2", "--dist", "load"], during=watch)  # fmt: skip
     assert done.returncode == 0, done.output[-3000:]
-    assert "4 passed" in done.output, done.output[-2000:]
+    assert "5 passed" in done.output, done.output[-2000:]
     ports = {port for port, _ in servers}
     directories = {directory for _, directory in servers}
     assert len(servers) == 2, servers  # one staging server per worker
