@@ -76,7 +76,9 @@ def _delete(ctx: VariantContext, objects: list[BackupObject], *, folder: bool = 
 
 def _rewrite_newest_manifest(ctx: VariantContext, change: Callable[[BackupManifest], BackupManifest]) -> None:
     newest = _dumps(ctx).newest()
-    put_manifest(ctx.client, ctx.bucket, change(fetch_manifest(ctx.client, ctx.bucket, newest)))
+    put_manifest(
+        ctx.client, ctx.bucket, change(fetch_manifest(ctx.client, ctx.bucket, newest)), ctx.world.manifest_signer
+    )
 
 
 def stale_newest(hours: float) -> Mutation:
@@ -109,7 +111,12 @@ def expired_kept(days: float) -> Mutation:
         moment = (ctx.world.now - timedelta(days=days)).replace(minute=0, second=0)
         key = timestamped_key(ctx.world.config.storage.logical_prefix, moment, ".dump")
         ctx.client.copy_object(Bucket=ctx.bucket, Key=key, CopySource={"Bucket": ctx.bucket, "Key": oldest.key})
-        put_manifest(ctx.client, ctx.bucket, manifest.model_copy(update={"key": key, "taken_at": moment}))
+        put_manifest(
+            ctx.client,
+            ctx.bucket,
+            manifest.model_copy(update={"key": key, "taken_at": moment}),
+            ctx.world.manifest_signer,
+        )
 
     return mutate
 
@@ -232,7 +239,7 @@ def _dump(ctx: VariantContext, dsn: str, taken_at: datetime, *, plain: bool = Fa
         options = replace(options, dump_format="plain", compression="none")
     return backup_postgres(dsn, ctx.client, ctx.bucket, world.config.storage.logical_prefix,
                            pg_dump=world.production_pg.binaries.tool("pg_dump"), options=options,
-                           taken_at=taken_at)  # fmt: skip
+                           taken_at=taken_at, signer=world.manifest_signer)  # fmt: skip
 
 
 def uncompressed_dump() -> Mutation:
@@ -260,7 +267,9 @@ def missing_rows(table: str, count: int) -> Mutation:
                 conn.execute(sql.SQL("DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY id DESC LIMIT %s)")
                              .format(t=sql.Identifier(table)), (count,))  # fmt: skip
             after = _dump(ctx, dsn, ctx.world.now)
-        put_manifest(ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}))
+        put_manifest(
+            ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}), ctx.world.manifest_signer
+        )
 
     return mutate
 

@@ -29,6 +29,7 @@ from harness.errors import HarnessError
 from harness.redact import register_secret
 from harness.services.base import RUN_ENV, run_id
 from harness.storage.manifest import BackupManifest, TableStats
+from harness.storage.signing import ManifestSigner
 from harness.storage.upload import upload_stream
 
 __all__ = ["DumpOptions", "backup_postgres", "dump_options", "libpq_target"]
@@ -103,6 +104,7 @@ def backup_postgres(
     options: DumpOptions,
     taken_at: datetime | None = None,
     on_snapshot: Callable[[], None] | None = None,
+    signer: ManifestSigner | None = None,
 ) -> BackupManifest:
     """Dump the database at ``dsn`` into ``bucket`` under ``<prefix>codeblack-<ts>.dump`` with its manifest.
 
@@ -117,6 +119,7 @@ def backup_postgres(
             simulated time so its history spans days.
         on_snapshot: called once the snapshot is fixed and counted, before the dump streams; writes made
             after it are in neither the dump nor the manifest (the sandbox world resumes its inserts there).
+        signer: signs the manifest (``[backup] signing_key_env``); ``None`` stores it unsigned.
 
     Returns:
         The manifest as stored.
@@ -161,7 +164,7 @@ def backup_postgres(
         tables=tables,
         heartbeat=heartbeat,
     )
-    put_manifest(client, bucket, manifest)
+    manifest = put_manifest(client, bucket, manifest, signer)
     log.info("logical backup s3://%s/%s: %d bytes, sha256 %s", bucket, key, manifest.size, manifest.sha256[:12])
     return manifest
 

@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.services.base import label_dir, remove_dir, wait_until
 from harness.services.redis import count_rdb_keys, find_redis_check_rdb
 from harness.storage.manifest import BackupManifest
+from harness.storage.signing import ManifestSigner
 from harness.storage.upload import upload_file
 
 __all__ = ["backup_redis"]
@@ -62,6 +63,7 @@ def backup_redis(
     wait_timeout: float = 600.0,
     taken_at: datetime | None = None,
     redis_check_rdb: Path | None = None,
+    signer: ManifestSigner | None = None,
 ) -> BackupManifest:
     """Copy the Redis at ``redis_url``'s RDB file to ``<prefix>codeblack-<ts>.rdb`` with its manifest.
 
@@ -76,6 +78,7 @@ def backup_redis(
         wait_timeout: deadline for the save.
         taken_at: the time the key and the manifest carry (default now).
         redis_check_rdb: the tool that counts the copy's keys (default: beside ``redis-server`` or on PATH).
+        signer: signs the manifest (``[backup] signing_key_env``); ``None`` stores it unsigned.
 
     Returns:
         The manifest as stored.
@@ -114,6 +117,6 @@ def backup_redis(
     manifest = BackupManifest(
         kind="redis", key=key, taken_at=moment, format="rdb", sha256=stored.sha256, size=stored.size, keys=keys
     )
-    put_manifest(client, bucket, manifest)
+    manifest = put_manifest(client, bucket, manifest, signer)
     log.info("redis copy s3://%s/%s: %d bytes, %d keys", bucket, key, stored.size, keys)
     return manifest

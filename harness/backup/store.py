@@ -9,6 +9,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from harness.errors import HarnessError
 from harness.storage.manifest import BackupManifest, format_timestamp, manifest_key
+from harness.storage.signing import ManifestSigner
 
 __all__ = ["backup_time", "put_manifest", "timestamped_key"]
 
@@ -26,15 +27,19 @@ def timestamped_key(prefix: str, taken_at: datetime, suffix: str) -> str:
     return f"{prefix}codeblack-{format_timestamp(taken_at)}{suffix}"
 
 
-def put_manifest(client: Any, bucket: str, manifest: BackupManifest) -> str:
-    """Store ``manifest`` beside its object and return the manifest's key.
+def put_manifest(
+    client: Any, bucket: str, manifest: BackupManifest, signer: ManifestSigner | None = None
+) -> BackupManifest:
+    """Store ``manifest`` beside its object, signed by ``signer`` when given; return it as stored.
 
     Raises:
         HarnessError: storage refused the write.
     """
+    if signer is not None:
+        manifest = signer.sign(manifest)
     key = manifest_key(manifest.key)
     try:
         client.put_object(Bucket=bucket, Key=key, Body=manifest.to_json(), ContentType="application/json")
     except (ClientError, BotoCoreError) as exc:
         raise HarnessError(f"s3://{bucket}/{key}: cannot store manifest: {exc}") from None
-    return key
+    return manifest

@@ -9,6 +9,7 @@ from harness.integrity.rows import (
     check_audit_rows,
     check_recent_inserts,
     compare_row_counts,
+    compare_with_previous,
     count_restored,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "check_audit_rows",
     "check_recent_inserts",
     "compare_row_counts",
+    "compare_with_previous",
     "count_restored",
     "previous_rows",
 ]
