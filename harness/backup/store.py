@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,8 @@ from harness.storage.manifest import BackupManifest, format_timestamp, manifest_
 from harness.storage.signing import ManifestSigner
 
 __all__ = ["backup_time", "put_manifest", "timestamped_key"]
+
+log = logging.getLogger("harness.backup.store")
 
 
 def backup_time(taken_at: datetime | None) -> datetime:
@@ -38,6 +41,9 @@ def put_manifest(
     if signer is not None:
         manifest = signer.sign(manifest)
     key = manifest_key(manifest.key)
+    if signer is None:
+        log.warning("s3://%s/%s: manifest stored unsigned ([backup] signing_key_env is not set); a drill that "
+                    "verifies manifests will refuse it", bucket, key)  # fmt: skip
     try:
         client.put_object(Bucket=bucket, Key=key, Body=manifest.to_json(), ContentType="application/json")
     except (ClientError, BotoCoreError) as exc:

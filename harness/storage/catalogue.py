@@ -272,7 +272,7 @@ def _read_capped(client: Any, bucket: str, key: str, where: str, trust: Manifest
     size = max(declared, len(raw))
     if size > limit:
         raise CheckFailed(
-            f"{where}: manifest is {'more than ' if declared <= limit else ''}{size} bytes, over "
+            f"{where}: manifest is {'at least ' if declared <= limit else ''}{size} bytes, over "
             f"storage.max_manifest_bytes = {limit}; not read"
         )
     return raw

@@ -43,15 +43,18 @@ class TransferLimits:
 
 
 def _shut(body: Any) -> None:
-    """Shut a response's socket down so that a read blocked on it returns at once (closing would not wake it)."""
+    """Shut a response's connection down so that a read blocked on it returns at once (closing would not wake it).
+
+    The socket is reached through its file descriptor (urllib3's public ``fileno()``), duplicated so that
+    closing the duplicate leaves the reader's own descriptor alone; a shutdown acts on the connection itself.
+    """
     raw = getattr(body, "_raw_stream", body)  # botocore's StreamingBody wraps urllib3's HTTPResponse
-    sock = getattr(getattr(raw, "connection", None), "sock", None)
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-        return
-    with contextlib.suppress(Exception):
-        body.close()
+    try:
+        with socket.fromfd(raw.fileno(), socket.AF_INET, socket.SOCK_STREAM) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
+    except (OSError, ValueError, AttributeError):  # already closed, or not a socket: nothing is blocked on it
+        with contextlib.suppress(Exception):
+            body.close()
 
 
 class Watchdog:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +34,6 @@ from harness.storage.manifest import BackupManifest, ManifestSignature, canonica
 from harness.storage.pace import TransferLimits
 
 __all__ = ["MAX_MANIFEST_BYTES", "ManifestSigner", "ManifestTrust", "public_key_b64", "signer_from_config"]
-
-log = logging.getLogger("harness.storage.signing")
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 """The default cap on a manifest's size: a real one is a few KiB."""
@@ -75,14 +72,12 @@ def public_key_b64(seed_b64: str) -> str:
 
 
 def signer_from_config(config: DrillConfig) -> ManifestSigner | None:
-    """The signer ``[backup] signing_key_env`` names, or ``None`` (with a warning) when it names none.
+    """The signer ``[backup] signing_key_env`` names, or ``None`` when it names none (manifests go unsigned).
 
     Raises:
         ConfigError: the variable is named but unset, or does not hold a seed.
     """
     if not config.backup.signing_key_env:
-        log.warning("[backup] signing_key_env is not set in %s: manifests are written unsigned, and a drill "
-                    "that verifies manifests will refuse them", config.source)  # fmt: skip
         return None
     seed = register_secret(config.secret("backup.signing_key_env").get_secret_value())
     return ManifestSigner(seed, source=f"{config.source}: the variable [backup] signing_key_env names")
