@@ -77,7 +77,7 @@ def _delete(ctx: VariantContext, objects: list[BackupObject], *, folder: bool = 
 def _rewrite_newest_manifest(ctx: VariantContext, change: Callable[[BackupManifest], BackupManifest]) -> None:
     newest = _dumps(ctx).newest()
     put_manifest(
-        ctx.client, ctx.bucket, change(fetch_manifest(ctx.client, ctx.bucket, newest)), ctx.world.manifest_signer
+        ctx.client, ctx.bucket, change(fetch_manifest(ctx.client, ctx.bucket, newest.key)), ctx.world.manifest_signer
     )
 
 
@@ -252,24 +252,27 @@ def uncompressed_dump() -> Mutation:
     return mutate
 
 
-def missing_rows(table: str, count: int) -> Mutation:
+def missing_rows(table: str, count: int, *, recounted: bool = False) -> Mutation:
     """Add a newest dump missing ``count`` rows of ``table`` whose manifest carries the full numbers.
 
     The dump is real (taken after the deletion), its sha256 and size are its own; only the row numbers in
     the manifest are those from before the deletion, as if rows were lost between counting and dumping.
+    With ``recounted`` the manifest is the one the backup wrote for that dump, consistent and signed: rows
+    deleted in production before a backup, which no manifest can reveal.
     """
 
     def mutate(ctx: VariantContext) -> None:
         with _scratch_copy(ctx) as dsn:
-            before = _dump(ctx, dsn, ctx.world.now)
+            before = None if recounted else _dump(ctx, dsn, ctx.world.now)
             with ctx.world.production_pg.connect(dsn.rsplit("/", 1)[1]) as conn:
                 conn.execute("SET session_replication_role = replica")  # keep referencing rows: only these go
                 conn.execute(sql.SQL("DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY id DESC LIMIT %s)")
                              .format(t=sql.Identifier(table)), (count,))  # fmt: skip
             after = _dump(ctx, dsn, ctx.world.now)
-        put_manifest(
-            ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}), ctx.world.manifest_signer
-        )
+        if before is not None:
+            put_manifest(
+                ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}), ctx.world.manifest_signer
+            )
 
     return mutate
 
