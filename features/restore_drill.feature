@@ -19,6 +19,7 @@ Feature: Monthly restore drill into isolated staging
   Scenario: Row counts of the critical tables match the backup's manifest
     Given the newest logical backup restored into isolated staging
     Then each critical table holds exactly the rows the backup's manifest counted
+    And no critical table holds fewer rows than the previous drill restored, beyond the shrink drill.toml allows
 
   @staging
   Scenario: The last 24 hours of inserts are present

@@ -1,7 +1,8 @@
 """``codeblack-drills``: the commands an operator and a cron job run beside the drill.
 
 The backup subcommands are the production side of the contract the drill verifies: they write every backup
-object with its manifest, so the drill has numbers to compare a restore with. ``report`` and ``records verify``
+object with its manifest, signed with the Ed25519 seed ``[backup] signing_key_env`` names, so the drill has
+numbers to compare a restore with that whoever writes the bucket cannot forge. ``report`` and ``records verify``
 serve the auditor (the HTML report, the drill records' hash chain), ``sweep`` removes what a killed run left,
 and ``world up`` starts the sandbox world for exploring by hand. Every command logs progress to stderr,
 prints results to stdout, and exits 0 (ok), 1 (a check failed) or 2 (usage or configuration error, one line
@@ -37,6 +38,7 @@ from harness.services.postgres import find_binaries
 from harness.services.redis import find_redis_check_rdb
 from harness.services.s3 import S3Endpoint
 from harness.services.sweeper import check_run_id, find_leftovers, sweep
+from harness.storage.signing import signer_from_config
 
 __all__ = ["cli", "main"]
 
@@ -145,9 +147,10 @@ def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
     """
     config = _config(ctx)
     dsn = _from_env(dsn_env, "--dsn-env")
+    signer = signer_from_config(config)
     pg_dump = dump_binaries(dsn, config.services.postgres_bin_dir).tool("pg_dump")
     manifest = backup_postgres(dsn, _storage(config), config.storage.backup_bucket, config.storage.logical_prefix,
-                               pg_dump=pg_dump, options=dump_options(config))  # fmt: skip
+                               pg_dump=pg_dump, options=dump_options(config), signer=signer)  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
 
@@ -169,10 +172,11 @@ def backup_base_command(ctx: click.Context, dsn_env: str, weekly: bool, work_dir
     """
     config = _config(ctx)
     dsn = _from_env(dsn_env, "--dsn-env")
+    signer = signer_from_config(config)
     tool = find_binaries(config.services.postgres_bin_dir).tool("pg_basebackup")
     prefix = config.storage.base_weekly_prefix if weekly else config.storage.base_daily_prefix
     manifest = backup_base(dsn, _storage(config), config.storage.backup_bucket, prefix, pg_basebackup=tool,
-                           work_dir=None if work_dir is None else Path(work_dir))  # fmt: skip
+                           work_dir=None if work_dir is None else Path(work_dir), signer=signer)  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
 
@@ -191,8 +195,9 @@ def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_ti
     """Copy Redis's RDB snapshot off-server with its manifest (run it on the Redis host)."""
     config = _config(ctx)
     url = _from_env(url_env, "--url-env")
+    signer = signer_from_config(config)
     manifest = backup_redis(url, _storage(config), config.storage.backup_bucket, config.storage.redis_prefix,
-                            bgsave=bgsave, wait_timeout=wait_timeout, key_name=config.backup_key_name(),
+                            bgsave=bgsave, wait_timeout=wait_timeout, key_name=config.backup_key_name(), signer=signer,
                             redis_check_rdb=find_redis_check_rdb(config.services.redis_server))  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 

@@ -24,6 +24,7 @@ from harness.identifiers import TableName, parse_column, parse_table
 __all__ = [
     "PROJECT_ROOT",
     "AppSettings",
+    "BackupSettings",
     "DatabaseSettings",
     "DrillConfig",
     "MigrationSettings",
@@ -109,6 +110,17 @@ class StorageSettings(_Section):
         default=True, description="the target takes daily and weekly base backups (pg_basebackup) under the prefixes"
     )
 
+    manifest_verify_key: str = Field(
+        default="",
+        description="base64 raw Ed25519 public key that signs the manifests; empty: manifests are read but NOT "
+        "authenticated, and the drill record says so",
+    )
+    max_manifest_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
+    download_deadline_s: float = Field(default=4 * 3600.0, gt=0)
+    download_min_bytes_per_s: float = Field(default=256 * 1024.0, ge=0)
+    download_rate_window_s: float = Field(default=60.0, gt=0)
+
     @field_validator("timestamp_pattern")
     @classmethod
     def _has_ts_group(cls, value: str) -> str:
@@ -167,6 +179,12 @@ class DatabaseSettings(_Section):
     heartbeat_table: str = ""
     heartbeat_column: str = "beat_at"
     minimum_rows: dict[str, int] = Field(default_factory=dict)
+    max_shrink_fraction: float = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="how much smaller than the previous drill's restored count a critical table may be (1: any)",
+    )
 
     @field_validator("critical_tables")
     @classmethod
@@ -276,6 +294,16 @@ class MigrationSettings(_Section):
     duration_budget_s: float = Field(default=60.0, gt=0)
 
 
+class BackupSettings(_Section):
+    """How ``codeblack-drills backup ...`` writes backups."""
+
+    signing_key_env: str = Field(
+        default="",
+        description="the variable holding the base64 32-byte Ed25519 seed that signs every manifest; empty: "
+        "manifests are written unsigned (a warning says so)",
+    )
+
+
 class RestoreSettings(_Section):
     """How the drill restores."""
 
@@ -316,6 +344,7 @@ class DrillConfig(_Section):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     app: AppSettings = Field(default_factory=AppSettings)
     migrations: MigrationSettings = Field(default_factory=MigrationSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     restore: RestoreSettings = Field(default_factory=RestoreSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     waivers: list[Waiver] = Field(default_factory=list)

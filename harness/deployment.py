@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from harness.config import DrillConfig
 from harness.redact import register_secret
 from harness.services.s3 import S3Endpoint
+from harness.storage.signing import ManifestTrust
 
 __all__ = ["Deployment"]
 
@@ -41,6 +42,14 @@ class Deployment:
     def uploads_bucket(self) -> str:
         """The bucket holding uploaded proofs and images."""
         return self.config.storage.uploads_bucket
+
+    def manifest_trust(self) -> ManifestTrust:
+        """How manifests are read: size cap and, when ``[storage] manifest_verify_key`` is set, the key.
+
+        Raises:
+            ConfigError: the verify key is malformed.
+        """
+        return ManifestTrust.from_config(self.config)
 
     @classmethod
     def from_config(cls, config: DrillConfig, keys: Collection[str] | None = None) -> Deployment:

@@ -76,7 +76,9 @@ def _delete(ctx: VariantContext, objects: list[BackupObject], *, folder: bool = 
 
 def _rewrite_newest_manifest(ctx: VariantContext, change: Callable[[BackupManifest], BackupManifest]) -> None:
     newest = _dumps(ctx).newest()
-    put_manifest(ctx.client, ctx.bucket, change(fetch_manifest(ctx.client, ctx.bucket, newest)))
+    put_manifest(
+        ctx.client, ctx.bucket, change(fetch_manifest(ctx.client, ctx.bucket, newest.key)), ctx.world.manifest_signer
+    )
 
 
 def stale_newest(hours: float) -> Mutation:
@@ -110,7 +112,12 @@ def expired_kept(days: float) -> Mutation:
         config = ctx.world.config
         key = timestamped_key(config.storage.logical_prefix, moment, ".dump", config.backup_key_name())
         ctx.client.copy_object(Bucket=ctx.bucket, Key=key, CopySource={"Bucket": ctx.bucket, "Key": oldest.key})
-        put_manifest(ctx.client, ctx.bucket, manifest.model_copy(update={"key": key, "taken_at": moment}))
+        put_manifest(
+            ctx.client,
+            ctx.bucket,
+            manifest.model_copy(update={"key": key, "taken_at": moment}),
+            ctx.world.manifest_signer,
+        )
 
     return mutate
 
@@ -234,7 +241,7 @@ def _dump(ctx: VariantContext, dbname: str, taken_at: datetime, *, plain: bool =
         options = replace(options, dump_format="plain", compression="none")
     return backup_postgres(dsn, ctx.client, ctx.bucket, world.config.storage.logical_prefix,
                            pg_dump=world.production_pg.binaries.tool("pg_dump"), options=options,
-                           taken_at=taken_at)  # fmt: skip
+                           taken_at=taken_at, signer=world.manifest_signer)  # fmt: skip
 
 
 def uncompressed_dump() -> Mutation:
@@ -247,22 +254,27 @@ def uncompressed_dump() -> Mutation:
     return mutate
 
 
-def missing_rows(table: str, count: int) -> Mutation:
+def missing_rows(table: str, count: int, *, recounted: bool = False) -> Mutation:
     """Add a newest dump missing ``count`` rows of ``table`` whose manifest carries the full numbers.
 
     The dump is real (taken after the deletion), its sha256 and size are its own; only the row numbers in
     the manifest are those from before the deletion, as if rows were lost between counting and dumping.
+    With ``recounted`` the manifest is the one the backup wrote for that dump, consistent and signed: rows
+    deleted in production before a backup, which no manifest can reveal.
     """
 
     def mutate(ctx: VariantContext) -> None:
         with _scratch_copy(ctx) as dbname:
-            before = _dump(ctx, dbname, ctx.world.now)
+            before = None if recounted else _dump(ctx, dbname, ctx.world.now)
             with ctx.world.production_pg.connect(dbname) as conn:
                 conn.execute("SET session_replication_role = replica")  # keep referencing rows: only these go
                 conn.execute(sql.SQL("DELETE FROM {t} WHERE id IN (SELECT id FROM {t} ORDER BY id DESC LIMIT %s)")
                              .format(t=sql.Identifier(table)), (count,))  # fmt: skip
             after = _dump(ctx, dbname, ctx.world.now)
-        put_manifest(ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}))
+        if before is not None:
+            put_manifest(
+                ctx.client, ctx.bucket, after.model_copy(update={"tables": before.tables}), ctx.world.manifest_signer
+            )
 
     return mutate
 

@@ -32,7 +32,8 @@ def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, 
     storage = target.config.storage
     settings = {"storage": {"endpoint_url": target.storage.url or "", "backup_bucket": storage.backup_bucket,
                             "uploads_bucket": storage.uploads_bucket, "access_key_env": ENV["access"],
-                            "secret_key_env": ENV["secret"], "database_host": target.database_host},
+                            "secret_key_env": ENV["secret"], "database_host": target.database_host,
+                            "manifest_verify_key": storage.manifest_verify_key},
                 "database": {"heartbeat_table": target.config.database.heartbeat_table},
                 "reports": {"dir": str(directory / "reports")}}  # fmt: skip
     for name, values in sections.items():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import logging
 import random
 import re
@@ -48,12 +49,14 @@ from harness.services.postgres import PostgresServer
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.services.s3 import S3Server
+from harness.storage.signing import ManifestSigner
 from sandbox.codeblack.revisions import alembic_config
 from sandbox.codeblack.seed import CRITICAL_KEYS, NORMAL_KEYS
 from sandbox.codeblack.signing import public_key_b64
 
 __all__ = [
     "HEARTBEAT_KEY",
+    "MANIFEST_SEED",
     "PRODUCTION_DB_HOST",
     "Mutation",
     "Timeline",
@@ -72,6 +75,13 @@ PRODUCTION_DB_HOST = "db.codeblack.internal"
 
 HEARTBEAT_KEY = "codeblack:heartbeat"
 """The Redis key production's app refreshes (the world sets it at every simulated midnight and at "now")."""
+MANIFEST_SEED = base64.b64encode(hashlib.sha256(b"codeblack-drills sandbox manifests: a published rehearsal key")
+                                 .digest()).decode()  # fmt: skip
+"""The seed the world signs its manifests with, published on purpose: the sandbox is a rehearsal whose records
+are never evidence, and the embedded ``drill.toml`` carries its public key so that the monthly drill on the
+sandbox authenticates manifests exactly as on a real target. A real target's seed lives only in the variable
+``[backup] signing_key_env`` names, and only on its backup hosts."""
+
 PRODUCTION_SETTINGS = {
     "wal_level": "replica",
     "max_wal_senders": "4",
@@ -278,6 +288,7 @@ class World:
     timeline: Timeline
     options: WorldOptions
     build_seconds: float = 0.0
+    manifest_signer: ManifestSigner = field(default_factory=lambda: ManifestSigner(MANIFEST_SEED), repr=False)
     provider: Provider | None = field(default=None, repr=False)
     _extra_redis: list[RedisServer] = field(default_factory=list, repr=False)
     _stopped: bool = False
@@ -391,7 +402,8 @@ class World:
                     fixed = threading.Event()
                     dumps.append(dumper.submit(backup_postgres, self.dsn, client, storage.backup_bucket,
                                                storage.logical_prefix, pg_dump=pg_dump, options=options,
-                                               taken_at=mark, on_snapshot=fixed.set))  # fmt: skip
+                                               taken_at=mark, on_snapshot=fixed.set,
+                                               signer=self.manifest_signer))  # fmt: skip
                     while not fixed.wait(0.01):
                         if dumps[-1].done():
                             dumps[-1].result()
@@ -400,14 +412,16 @@ class World:
                     if mark in marks:
                         phase = time.monotonic()
                         backup_base(self.dsn, client, storage.backup_bucket, prefix, pg_basebackup=pg_basebackup,
-                                    taken_at=mark, compression=self.options.base_compression)  # fmt: skip
+                                    taken_at=mark, compression=self.options.base_compression,
+                                    signer=self.manifest_signer)  # fmt: skip
                         spent["base"] += time.monotonic() - phase
                 if mark.hour == 0:
                     _touch_redis(rd, rng, mark)
                 if mark in line.redis:
                     phase = time.monotonic()
                     backup_redis(self.production_redis.url, client, storage.backup_bucket, storage.redis_prefix,
-                                 taken_at=mark, wait_timeout=30, key_name=self.config.backup_key_name())  # fmt: skip
+                                 taken_at=mark, wait_timeout=30, key_name=self.config.backup_key_name(),
+                                 signer=self.manifest_signer)  # fmt: skip
                     spent["redis"] += time.monotonic() - phase
             for dump in dumps:
                 dump.result()

@@ -97,7 +97,7 @@ def _dumps_compressed(deployment: Deployment, logical_backups: Catalogue) -> Non
 
 @then("every logical backup has a manifest whose sha256 and size match the object")
 def _dump_manifests(deployment: Deployment, logical_backups: Catalogue) -> None:
-    _attach(check_manifests(deployment.storage.client(), logical_backups, WHAT))
+    _attach(check_manifests(deployment.storage.client(), logical_backups, WHAT, trust=deployment.manifest_trust()))
 
 
 @then("the backup storage endpoint is a different host from the database server")
@@ -135,7 +135,7 @@ def _kept(deployment: Deployment, base_backups: tuple[Catalogue, Catalogue], dai
 def _verified(deployment: Deployment, base_backups: tuple[Catalogue, Catalogue], provider: Provider) -> None:
     assert provider.binaries is not None, "pg_verifybackup needs local PostgreSQL binaries"
     tool = provider.binaries.tool("pg_verifybackup")
-    _attach(verify_base_backup(deployment.storage.client(), base_backups, tool))
+    _attach(verify_base_backup(deployment.storage.client(), base_backups, tool, trust=deployment.manifest_trust()))
 
 
 @given("the persistence settings and status of the live Redis", target_fixture="redis_persistence")
@@ -170,7 +170,7 @@ def _copies(deployment: Deployment, redis_copies: Catalogue, days: int) -> None:
 @then("the newest Redis RDB copy passes redis-check-rdb")
 def _rdb_intact(deployment: Deployment, redis_copies: Catalogue) -> None:
     tool = find_redis_check_rdb(deployment.config.services.redis_server)
-    _attach(verify_rdb_copy(deployment.storage.client(), redis_copies, tool))
+    _attach(verify_rdb_copy(deployment.storage.client(), redis_copies, tool, trust=deployment.manifest_trust()))
 
 
 @then(parsers.parse("the {role:Bucket} bucket has versioning Enabled", extra_types=BUCKET))

@@ -9,7 +9,14 @@ from fixtures.drill_record import DrillRecorder
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError
-from harness.integrity import RowBaseline, check_amcheck, check_audit_rows, check_recent_inserts, compare_row_counts
+from harness.integrity import (
+    RowBaseline,
+    check_amcheck,
+    check_audit_rows,
+    check_recent_inserts,
+    compare_row_counts,
+    compare_with_previous,
+)
 from harness.measure import Stopwatch, cut_over_verdict, rpo_measure, rto_measure
 from harness.restore.base import BaseRestore
 from harness.restore.redis import check_key_count
@@ -22,7 +29,8 @@ from steps.evidence import attach_json, attach_table, attach_text
 @given("the newest logical backup restored into isolated staging", target_fixture="restored")
 def _restored(staging: Staging, drill_record: DrillRecorder) -> Staging:
     drill_record.backup_used(staging.dump, staging.counts.tables)
-    attach_json("backup restored", {**staging.download.evidence(), "manifest": staging.has_manifest})
+    attach_json("backup restored", {**staging.download.evidence(), "manifest": staging.has_manifest,
+                                    "manifest authenticity": drill_record.env.get("manifests", "")})  # fmt: skip
     return staging
 
 
@@ -56,6 +64,14 @@ def _row_counts(
                                     deployment.config.database, row_baseline)  # fmt: skip
     drill_record.environment("rows.basis", comparison.basis)
     attach_table(f"expected vs restored ({comparison.basis})", list(comparison.header), comparison.rows)
+    comparison.check()
+
+
+@then("no critical table holds fewer rows than the previous drill restored, beyond the shrink drill.toml allows")
+def _no_shrink(restored: Staging, deployment: Deployment, previous_drill: RowBaseline | None) -> None:
+    comparison = compare_with_previous(restored.counts.tables, previous_drill,
+                                       deployment.config.database.max_shrink_fraction)  # fmt: skip
+    attach_table(f"previous drill vs restored ({comparison.basis})", list(comparison.header), comparison.rows)
     comparison.check()
 
 

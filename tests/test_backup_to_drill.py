@@ -2,13 +2,16 @@
 
 A codeblack-shaped PostgreSQL, a Redis and a moto S3 bucket stand in for production. The command line takes
 the backups as cron would and prunes an expired copy; the restore drill (``pytest features/`` in a subprocess,
-as an operator runs it) restores them; then ``records verify`` checks the drill records and ``report`` renders
-them. Two more drills restore dumps taken without a manifest (as other tools take them): the first is judged
-against the rows the previous drill restored and passes, the second lost rows and fails naming the basis.
+as an operator runs it) restores them, verifying the manifests the backup commands signed; then ``records
+verify`` checks the drill records and ``report`` renders them. Two more drills restore dumps taken without a
+manifest (as other tools take them): the first is judged against the rows the previous drill restored and
+passes, the second lost rows and fails naming the basis.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ from harness.services.postgres import PostgresServer
 from harness.services.redis import RedisServer
 from harness.services.s3 import MotoS3
 from harness.storage.manifest import format_timestamp, manifest_key
+from harness.storage.signing import public_key_b64
 from sandbox.target import drill_env, write_drill_toml
 from tests.features.drill_run import DrillRun, leftovers, run_drill
 from tests.harness.test_restore import seed_production
@@ -49,10 +53,12 @@ def site_fixture(
     target = Deployment(name="b2d", config=drill_config.with_changes(storage={"backup_bucket": bucket}),
                         storage=s3_server.endpoint, redis_url=redis_server.url, database_host="db.production.invalid",
                         verify_key="", app_secrets={"CODEBLACK_SIGNING_KEY": SecretStr("B" * 43 + "=")})  # fmt: skip
-    env = drill_env(
-        target, f"b2d{uuid.uuid4().hex[:7]}", {"DATABASE_URL": pg_database.dsn, "REDIS_URL": redis_server.url}
-    )
-    sections = {"database": {"name": pg_database.name}}  # the base backup holds the whole cluster: name the database
+    seed = base64.b64encode(os.urandom(32)).decode()  # the backup host's signing key; the drill holds its public key
+    cron = {"DATABASE_URL": pg_database.dsn, "REDIS_URL": redis_server.url, "B2D_SIGNING_KEY": seed}
+    env = drill_env(target, f"b2d{uuid.uuid4().hex[:7]}", cron)
+    sections = {"database": {"name": pg_database.name},  # the base backup holds the whole cluster: name the database
+                "backup": {"signing_key_env": "B2D_SIGNING_KEY"},
+                "storage": {"manifest_verify_key": public_key_b64(seed)}}  # fmt: skip
     return {"config": write_drill_toml(tmp_path, target, **sections), "sections": sections, "env": env,
             "bucket": bucket, "client": client, "secret": s3_server.endpoint.secret_key.get_secret_value(),
             "target": target, "dir": tmp_path, "db": (pg_server, pg_database.name)}  # fmt: skip
@@ -103,6 +109,7 @@ def test_backup_prune_drill_verify_report(site: dict[str, Any]) -> None:
         "The newest base backup restores physically and reaches consistency",
     }
     assert record["environment"]["rows.basis"] == f"manifest of {dump}"
+    assert record["manifests_authenticated"] is True  # signed by `backup postgres`, verified by the drill
     orders = record["restored_rows"]["orders"]
     assert "pg_restore of " in first.output  # restore progress in the live log
 

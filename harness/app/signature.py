@@ -27,6 +27,7 @@ __all__ = [
     "SIGNATURE_KEY_ID_HEADER",
     "SignatureCheck",
     "VerifyKey",
+    "decode_key",
 ]
 
 ALGORITHM = "ed25519"
@@ -34,6 +35,21 @@ SIGNATURE_HEADER = "X-Signature"
 SIGNATURE_ALG_HEADER = "X-Signature-Alg"
 SIGNATURE_KEY_ID_HEADER = "X-Signature-Key-Id"
 _RULE = "rule: every config API response is signed over its exact body with the target's key"
+
+
+def decode_key(value: str, source: str, what: str = "raw Ed25519 public key") -> bytes:
+    """The 32 bytes of a base64 Ed25519 key (public key or seed); ``source`` names where it came from.
+
+    Raises:
+        ConfigError: not base64, or not 32 bytes; the value itself is never quoted.
+    """
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except binascii.Error:
+        raise ConfigError(f"{source} is not valid base64: expected a base64 {what}") from None
+    if len(raw) != 32:
+        raise ConfigError(f"{source} decodes to {len(raw)} bytes; a {what} has 32")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -58,12 +74,7 @@ class VerifyKey:
         """
         if not public_b64.strip():
             raise ConfigError(f"{source} is empty: set [app] verify_key to the base64 Ed25519 public key")
-        try:
-            raw = base64.b64decode(public_b64.strip(), validate=True)
-        except binascii.Error:
-            raise ConfigError(f"{source} is not valid base64: expected a base64 raw Ed25519 public key") from None
-        if len(raw) != 32:
-            raise ConfigError(f"{source} decodes to {len(raw)} bytes; a raw Ed25519 public key has 32")
+        raw = decode_key(public_b64, source)
         self._key = Ed25519PublicKey.from_public_bytes(raw)
         self.key_id = hashlib.sha256(raw).hexdigest()[:16]
 

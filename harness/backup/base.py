@@ -27,6 +27,7 @@ from harness.errors import HarnessError
 from harness.restore.tarball import expanded_size
 from harness.services.base import run_tool
 from harness.storage.manifest import BackupManifest, Companion, format_timestamp
+from harness.storage.signing import ManifestSigner
 from harness.storage.upload import upload_file
 
 __all__ = ["BASE_ARCHIVE", "backup_base"]
@@ -48,6 +49,7 @@ def backup_base(
     compression: str = "gzip",
     work_dir: Path | None = None,
     timeout_s: float = 6 * 3600.0,
+    signer: ManifestSigner | None = None,
 ) -> BackupManifest:
     """Take a base backup of the cluster at ``dsn`` and store it under ``<prefix><ts>/``.
 
@@ -64,6 +66,7 @@ def backup_base(
         compression: ``pg_basebackup --compress`` for the tar files (gzip, as the ``.tar.gz`` names say).
         work_dir: where the temporary copy goes (default the system temp directory); needs room for it.
         timeout_s: deadline for ``pg_basebackup``.
+        signer: signs the manifest (``[backup] signing_key_env``); ``None`` stores it unsigned.
 
     Returns:
         The manifest of ``base.tar.gz`` as stored.
@@ -114,6 +117,6 @@ def backup_base(
             if name != BASE_ARCHIVE
         },
     )
-    put_manifest(client, bucket, manifest)
+    manifest = put_manifest(client, bucket, manifest, signer)
     log.info("base backup s3://%s/%s: %s", bucket, folder, ", ".join(f"{n} {r.size} B" for n, r in stored.items()))
     return manifest

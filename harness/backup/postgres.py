@@ -32,6 +32,7 @@ from harness.redact import register_secret
 from harness.services.base import RUN_ENV, run_id, run_tool
 from harness.services.postgres import PostgresBinaries, find_binaries, installations
 from harness.storage.manifest import BackupManifest
+from harness.storage.signing import ManifestSigner
 from harness.storage.upload import upload_stream
 
 __all__ = ["DumpOptions", "backup_postgres", "compress_argument", "dump_binaries", "dump_options", "libpq_target"]
@@ -174,6 +175,7 @@ def backup_postgres(
     options: DumpOptions,
     taken_at: datetime | None = None,
     on_snapshot: Callable[[], None] | None = None,
+    signer: ManifestSigner | None = None,
 ) -> BackupManifest:
     """Dump the database at ``dsn`` into ``bucket`` under ``<prefix><key name>-<ts>.dump`` with its manifest.
 
@@ -188,6 +190,7 @@ def backup_postgres(
             simulated time so its history spans days.
         on_snapshot: called once the snapshot is fixed and counted, before the dump streams; writes made
             after it are in neither the dump nor the manifest (the sandbox world resumes its inserts there).
+        signer: signs the manifest (``[backup] signing_key_env``); ``None`` stores it unsigned.
 
     Returns:
         The manifest as stored.
@@ -229,7 +232,7 @@ def backup_postgres(
         all_tables=settings.count_all_tables,
         heartbeat=heartbeat,
     )
-    put_manifest(client, bucket, manifest)
+    manifest = put_manifest(client, bucket, manifest, signer)
     log.info("logical backup s3://%s/%s: %d bytes, sha256 %s", bucket, key, manifest.size, manifest.sha256[:12])
     return manifest
 

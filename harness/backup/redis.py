@@ -22,6 +22,7 @@ from harness.errors import HarnessError
 from harness.services.base import label_dir, remove_dir, wait_until
 from harness.services.redis import count_rdb_keys, find_redis_check_rdb
 from harness.storage.manifest import BackupManifest
+from harness.storage.signing import ManifestSigner
 from harness.storage.upload import upload_file
 
 __all__ = ["backup_redis"]
@@ -63,6 +64,7 @@ def backup_redis(
     taken_at: datetime | None = None,
     redis_check_rdb: Path | None = None,
     key_name: str = "backup",
+    signer: ManifestSigner | None = None,
 ) -> BackupManifest:
     """Copy the Redis at ``redis_url``'s RDB file to ``<prefix><key_name>-<ts>.rdb`` with its manifest.
 
@@ -78,6 +80,7 @@ def backup_redis(
         taken_at: the time the key and the manifest carry (default now).
         redis_check_rdb: the tool that counts the copy's keys (default: beside ``redis-server`` or on PATH).
         key_name: the name in the key (the target's: :meth:`harness.config.DrillConfig.backup_key_name`).
+        signer: signs the manifest (``[backup] signing_key_env``); ``None`` stores it unsigned.
 
     Returns:
         The manifest as stored.
@@ -116,6 +119,6 @@ def backup_redis(
     manifest = BackupManifest(
         kind="redis", key=key, taken_at=moment, format="rdb", sha256=stored.sha256, size=stored.size, keys=keys
     )
-    put_manifest(client, bucket, manifest)
+    manifest = put_manifest(client, bucket, manifest, signer)
     log.info("redis copy s3://%s/%s: %d bytes, %d keys", bucket, key, stored.size, keys)
     return manifest

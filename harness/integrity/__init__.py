@@ -10,6 +10,7 @@ from harness.integrity.rows import (
     check_audit_rows,
     check_recent_inserts,
     compare_row_counts,
+    compare_with_previous,
     count_restored,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "check_audit_rows",
     "check_recent_inserts",
     "compare_row_counts",
+    "compare_with_previous",
     "count_restored",
     "install_amcheck",
     "previous_rows",

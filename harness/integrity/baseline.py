@@ -5,7 +5,9 @@ drill records do: every record keeps the row counts its drill restored (``restor
 of this plan only grow (applications, orders, audit rows are never deleted in normal operation), so a newer dump
 that restores fewer rows than an older one did has lost data. The basis is the newest record of the same target
 whose backup is not newer than the dump being judged (re-running an old dump must not be held to a newer
-one's counts), read only from an intact chain: a forged record must not lower the bar.
+one's counts), read only from an intact chain: a forged record must not lower the bar. A record whose own
+row-count check failed is skipped too: a drill that restored a shrunken dump must not make it the next
+drill's bar.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.integrity.rows import RowBaseline
+from harness.integrity.rows import ROW_RULES, RowBaseline
 from harness.records.chain import load_chain, verify_chain
 
 __all__ = ["previous_rows"]
@@ -22,6 +24,8 @@ __all__ = ["previous_rows"]
 
 def previous_rows(directory: Path, target: str, taken_at: datetime) -> RowBaseline | None:
     """The restored row counts of the newest earlier drill of ``target`` on a backup taken at or before ``taken_at``.
+
+    Records whose row-count check failed are passed over.
 
     Returns ``None`` when no such record exists (a first drill, or records older than ``restored_rows``).
 
@@ -32,8 +36,9 @@ def previous_rows(directory: Path, target: str, taken_at: datetime) -> RowBaseli
     if not result.ok:
         raise HarnessError(f"{result.problem}; the previous drill's row counts cannot serve as the basis")
     for record in reversed(load_chain(directory)):
+        failed = any(c.status == "failed" and c.message.startswith(ROW_RULES) for c in record.checks)
         if (record.target == target and record.restored_rows and record.backup is not None
-                and record.backup.taken_at <= taken_at):  # fmt: skip
+                and record.backup.taken_at <= taken_at and not failed):  # fmt: skip
             source = (f"the previous drill's restored rows (run {record.run_id} of {record.finished_at:%Y-%m-%d %H:%M} "
                       f"UTC, backup {record.backup.key})")  # fmt: skip
             return RowBaseline(source, dict(record.restored_rows))

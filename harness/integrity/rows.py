@@ -11,6 +11,11 @@ restored (:mod:`harness.integrity.baseline`), and the report says which basis it
 Every critical table (every table, with ``[database] count_all_tables``) is counted exactly, counted the same
 way as the manifest (:mod:`harness.counting`); the 24 h inserts are judged only for tables with a time column,
 and a quiet database is a warning rather than a failure unless ``require_recent_inserts`` says otherwise.
+
+A manifest written by the real backup tool can still describe a dump that lost rows (deleted in production,
+or by whoever could run the tool): the manifest is then consistent and proves nothing. So every drill also
+compares each critical table with the count the previous drill restored (:func:`compare_with_previous`); a
+table that shrank by more than ``[database] max_shrink_fraction`` fails, naming both counts and that drill.
 """
 
 from __future__ import annotations
@@ -37,9 +42,13 @@ __all__ = [
     "check_audit_rows",
     "check_recent_inserts",
     "compare_row_counts",
+    "compare_with_previous",
     "count_restored",
     "restored_stats",
 ]
+
+ROW_RULES = "row counts"
+"""How every row-count rule's failure begins: a drill record with such a failure is no baseline for the next."""
 
 
 def restored_stats(
@@ -119,7 +128,7 @@ def compare_row_counts(
         expected = manifest.tables[table]
         rows.append([table, expected.rows, "missing", _shown(expected.rows_last_24h), ""])
         failures.append(f"{table}: in the manifest ({expected.rows} rows) but not in the restored database")
-    rule = f"row counts of {manifest.key} differ from its manifest"
+    rule = f"{ROW_RULES} of {manifest.key} differ from its manifest"
     return RowCheck(f"manifest of {manifest.key}", rows, failures, rule)
 
 
@@ -154,7 +163,32 @@ def _compare_floors(
         *([previous.source] if previous is not None and any(t not in database.minimum_rows for t in restored) else []),
     ]
     basis = " and ".join(bases) + " (the dump has no manifest)"
-    return RowCheck(basis, rows, failures, f"row counts below {basis}")
+    return RowCheck(basis, rows, failures, f"{ROW_RULES} below {basis}")
+
+
+def compare_with_previous(
+    restored: dict[str, TableStats], previous: RowBaseline | None, max_shrink_fraction: float
+) -> RowCheck:
+    """No critical table holds more than ``max_shrink_fraction`` fewer rows than the previous drill restored.
+
+    The critical tables of this plan only grow; a manifest, even a signed one, only says what the dump holds,
+    not that nothing was lost before it was taken. Tables the previous drill did not count are not judged.
+    """
+    if previous is None:
+        return RowCheck("no earlier drill record of this target", [], [], "")
+    rows, failures = [], []
+    for table, got in restored.items():
+        before = previous.rows.get(table)
+        if before is None:
+            continue
+        shrink = (before - got.rows) / before if before else 0.0
+        rows.append([table, before, got.rows, f"{-shrink:+.1%}"])
+        if shrink > max_shrink_fraction:
+            failures.append(
+                f"{table}: restored {got.rows} rows, {shrink:.1%} fewer than the {before} of {previous.source}"
+            )
+    rule = f"{ROW_RULES} shrank by more than [database] max_shrink_fraction = {max_shrink_fraction:g}"
+    return RowCheck(previous.source, rows, failures, rule, ("table", "previous drill", "restored", "change"))
 
 
 @dataclass(frozen=True)

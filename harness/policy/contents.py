@@ -24,6 +24,7 @@ from harness.errors import CheckFailed, HarnessError
 from harness.policy.evidence import Evidence
 from harness.storage.catalogue import BackupObject, Catalogue, fetch_manifest, storage_errors
 from harness.storage.manifest import BackupManifest
+from harness.storage.signing import ManifestTrust
 
 __all__ = ["HEADER_BYTES", "check_compressed", "check_manifests", "check_off_server", "describe_header"]
 
@@ -94,27 +95,27 @@ def _sha256(client: Any, bucket: str, key: str) -> str:
     return digest.hexdigest()
 
 
-def _manifest(client: Any, catalogue: Catalogue, obj: BackupObject, what: str) -> BackupManifest:
+def _manifest(client: Any, catalogue: Catalogue, obj: BackupObject, what: str, trust: ManifestTrust) -> BackupManifest:
     if catalogue.manifest_for(obj) is None:
         raise CheckFailed(f"{what} {obj.key} has no manifest ({obj.key}.manifest.json is missing)")
-    manifest = fetch_manifest(client, catalogue.bucket, obj)
-    if manifest.key != obj.key:
-        raise CheckFailed(f"{what} {obj.key}: its manifest describes another object, {manifest.key}")
-    if manifest.size != obj.size:
-        raise CheckFailed(f"{what} {obj.key} is {obj.size} bytes but its manifest says {manifest.size} bytes")
-    return manifest
+    return fetch_manifest(client, catalogue.bucket, obj, trust)
 
 
-def check_manifests(client: Any, catalogue: Catalogue, what: str, *, hash_newest: int | None = None) -> Evidence:
+def check_manifests(
+    client: Any, catalogue: Catalogue, what: str, *, hash_newest: int | None = None, trust: ManifestTrust | None = None
+) -> Evidence:
     """Every object has a manifest naming it, with its size; the sha256 matches for the newest N (default all).
 
+    Under ``trust`` every manifest is size-capped and, when a verify key is configured, its signature verified.
+
     Raises:
-        CheckFailed: names the object and which of manifest, key, size or sha256 is wrong, with both values.
+        CheckFailed: names the object and which of manifest, key, size, signature or sha256 is wrong.
         HarnessError: a manifest is malformed or an object cannot be read.
     """
     bucket = catalogue.bucket
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="manifest") as pool:
-        manifests = list(pool.map(lambda obj: _manifest(client, catalogue, obj, what), catalogue.objects))
+        manifests = list(pool.map(lambda obj: _manifest(client, catalogue, obj, what, trust or ManifestTrust()),
+                                  catalogue.objects))  # fmt: skip
         hashed = catalogue.objects if hash_newest is None else catalogue.objects[len(catalogue.objects) - hash_newest :]
         digests = list(pool.map(lambda obj: _sha256(client, bucket, obj.key), hashed))
     by_key = {manifest.key: manifest for manifest in manifests}

@@ -22,6 +22,7 @@ from harness.policy.timeline import Schedule, check_schedule
 from harness.services.base import label_dir, remove_dir, run_tool
 from harness.storage.catalogue import Catalogue, fetch_manifest
 from harness.storage.download import download_object, verify_against
+from harness.storage.signing import ManifestTrust
 
 __all__ = [
     "RedisPersistence",
@@ -129,9 +130,18 @@ def _first_error(output: str) -> str:
 
 
 def verify_rdb_copy(
-    client: Any, catalogue: Catalogue, redis_check_rdb: Path, *, work_dir: Path | None = None, timeout_s: float = 600
+    client: Any,
+    catalogue: Catalogue,
+    redis_check_rdb: Path,
+    *,
+    work_dir: Path | None = None,
+    timeout_s: float = 600,
+    trust: ManifestTrust | None = None,
 ) -> Evidence:
     """Download the newest RDB copy and check it with ``redis-check-rdb`` (and against its manifest, if any).
+
+    The manifest (read under ``trust``) is checked before the download, so a copy whose listed size is not
+    the manifest's is never fetched.
 
     Raises:
         CheckFailed: the copy differs from its manifest, or ``redis-check-rdb`` finds it corrupt (its error
@@ -141,9 +151,11 @@ def verify_rdb_copy(
     obj = catalogue.newest()
     scratch = label_dir("checkrdb", work_dir)
     try:
-        copy = download_object(client, catalogue.bucket, obj.key, scratch)
-        if catalogue.manifest_for(obj) is not None:
-            verify_against(copy, fetch_manifest(client, catalogue.bucket, obj))
+        manifest = fetch_manifest(client, catalogue.bucket, obj, trust) if catalogue.manifest_for(obj) else None
+        copy = download_object(client, catalogue.bucket, obj.key, scratch,
+                               expected_size=None if manifest is None else manifest.size)  # fmt: skip
+        if manifest is not None:
+            verify_against(copy, manifest)
         report = scratch / "redis-check-rdb.log"
         with report.open("wb") as out:  # the tool reports on stdout, which run_tool does not quote
             try:

@@ -25,6 +25,7 @@ from harness.policy.timeline import Schedule, check_count, check_schedule
 from harness.services.base import label_dir, remove_dir, run_tool
 from harness.storage.catalogue import BackupObject, Catalogue, fetch_manifest
 from harness.storage.download import download_object, verify_against
+from harness.storage.signing import ManifestTrust
 
 __all__ = [
     "check_daily_snapshots",
@@ -97,6 +98,7 @@ def verify_base_backup(
     *,
     work_dir: Path | None = None,
     timeout_s: float = 1800.0,
+    trust: ManifestTrust | None = None,
 ) -> Evidence:
     """Download the newest base backup of ``catalogues`` (daily and weekly) and prove it complete.
 
@@ -117,7 +119,7 @@ def verify_base_backup(
         downloads.mkdir()
         base = download_object(client, catalogue.bucket, obj.key, downloads)
         if catalogue.manifest_for(obj) is not None:
-            verify_against(base, fetch_manifest(client, catalogue.bucket, obj))
+            verify_against(base, fetch_manifest(client, catalogue.bucket, obj, trust))
         wal = download_object(client, catalogue.bucket, wal_key, downloads)
         backup_manifest = download_object(client, catalogue.bucket, manifest_key, downloads)
         data = scratch / "data"

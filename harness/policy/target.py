@@ -13,7 +13,7 @@ from typing import Literal
 from harness.backup.base import BASE_ARCHIVE
 from harness.deployment import Deployment
 from harness.errors import ConfigError
-from harness.storage.catalogue import Catalogue, list_backups
+from harness.storage.catalogue import Catalogue, list_configured
 
 __all__ = ["BackupKind", "catalogue_of", "stated_objective"]
 
@@ -25,6 +25,7 @@ def catalogue_of(deployment: Deployment, kind: BackupKind) -> Catalogue:
 
     Raises:
         HarnessError: nothing under the prefix, unparseable keys, or storage refused the listing.
+        CheckFailed: a key is dated in the future (beyond ``storage.max_clock_skew_s``) or cannot name a file.
     """
     storage = deployment.config.storage
     prefix, suffix = {
@@ -33,8 +34,7 @@ def catalogue_of(deployment: Deployment, kind: BackupKind) -> Catalogue:
         "weekly": (storage.base_weekly_prefix, BASE_ARCHIVE),
         "redis": (storage.redis_prefix, ""),
     }[kind]
-    return list_backups(deployment.storage.client(), deployment.backup_bucket, prefix, storage.timestamp_pattern,
-                        storage.timestamp_format, suffix=suffix)  # fmt: skip
+    return list_configured(deployment.storage.client(), deployment.backup_bucket, prefix, storage, suffix=suffix)
 
 
 def stated_objective(deployment: Deployment, name: str, stated: float) -> float:

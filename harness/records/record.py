@@ -129,8 +129,10 @@ class ControlStatus(_Part):
 class DrillRecord(_Part):
     """One drill run, hash-chained to the record before it.
 
-    ``restored_rows`` holds each critical table's row count as restored: a later drill whose dump has no
-    manifest compares its own counts with them (see :mod:`harness.integrity.baseline`).
+    ``restored_rows`` holds each critical table's row count as restored: a later drill compares its own
+    counts with them (see :mod:`harness.integrity.baseline`). ``manifests_authenticated`` says whether the
+    restored backup's manifest was verified against ``[storage] manifest_verify_key``; without it, whoever
+    can write the bucket could have written the numbers the drill compared with.
     """
 
     run_id: str
@@ -142,6 +144,7 @@ class DrillRecord(_Part):
     environment: dict[str, str] = Field(default_factory=dict)
     backup: BackupUsed | None = None
     restored_rows: dict[str, int] = Field(default_factory=dict)
+    manifests_authenticated: bool = False
     checks: list[Check] = Field(default_factory=list)
     measures: list[Measure] = Field(default_factory=list)
     rto_phases: dict[str, float] = Field(default_factory=dict)

@@ -20,6 +20,7 @@ from harness.records.controls import control_statuses
 from harness.records.record import ActionItem, BackupUsed, Check, DrillRecord, Measure, Verdict, WaiverEntry
 from harness.services.base import run_id
 from harness.storage.manifest import BackupManifest, TableStats
+from harness.storage.signing import ManifestTrust
 
 __all__ = ["DrillRecorder"]
 
@@ -48,6 +49,7 @@ class DrillRecorder:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     backup: BackupUsed | None = None
     restored_rows: dict[str, int] = field(default_factory=dict)
+    manifests_authenticated: bool = False
     measures: list[Measure] = field(default_factory=list)
     rto_phases: dict[str, float] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -68,6 +70,15 @@ class DrillRecorder:
         if tables is not None:
             self.restored_rows = {table: stats.rows for table, stats in tables.items()}
         self.env.update({"backup.key": manifest.key, "backup.sha256": manifest.sha256})
+
+    def manifests(self, trust: ManifestTrust, *, has_manifest: bool) -> None:
+        """Record whether the restored backup's manifest was authenticated; if not, an action item says why."""
+        self.manifests_authenticated = trust.authenticated and has_manifest
+        detail = trust.describe() if has_manifest else "NOT authenticated: no manifest beside the restored dump"
+        self.env["manifests"] = detail
+        if not trust.authenticated:
+            self.action_item("sign manifests ([backup] signing_key_env) and set [storage] manifest_verify_key so "
+                             "the drill can tell a forged manifest from a real one", what="manifests")  # fmt: skip
 
     def measure(self, name: str, value: float, objective: float, unit: str, detail: str = "") -> Measure:
         """Record a figure against its objective (replacing an earlier one of the same name)."""
@@ -105,6 +116,7 @@ class DrillRecorder:
             environment={"target": config.target.name, **self.env},
             backup=self.backup,
             restored_rows=self.restored_rows,
+            manifests_authenticated=self.manifests_authenticated,
             checks=checks,
             measures=self.measures,
             rto_phases=self.rto_phases,

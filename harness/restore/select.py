@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from harness.deployment import Deployment
 from harness.errors import HarnessError
-from harness.storage.catalogue import BackupObject, fetch_manifest, list_backups
+from harness.storage.catalogue import BackupObject, fetch_manifest, list_configured
 from harness.storage.manifest import BackupManifest
 
 __all__ = ["Chosen", "newest_backup"]
@@ -22,8 +22,13 @@ Chosen = tuple[BackupObject, BackupManifest | None]
 def newest_backup(deployment: Deployment, prefixes: Sequence[str], *, suffix: str = "", named: str = "") -> Chosen:
     """The newest backup under any of ``prefixes`` (or the one whose key is ``named``) and its manifest.
 
+    The manifest must name the chosen key and its listed size and, when a verify key is configured, be
+    signed (:func:`harness.storage.catalogue.fetch_manifest`); keys dated in the future are refused.
+
     Raises:
         HarnessError: nothing under the prefixes, or ``named`` is not among them (one line naming it).
+        CheckFailed: a future-dated or unusable key, or a manifest that is too large, names another object
+            or size, or is not signed by the verify key.
     """
     storage = deployment.config.storage
     client = deployment.storage.client()
@@ -31,8 +36,7 @@ def newest_backup(deployment: Deployment, prefixes: Sequence[str], *, suffix: st
     empty: list[HarnessError] = []
     for prefix in prefixes:
         try:
-            catalogue = list_backups(client, deployment.backup_bucket, prefix, storage.timestamp_pattern,
-                                     storage.timestamp_format, suffix=suffix)  # fmt: skip
+            catalogue = list_configured(client, deployment.backup_bucket, prefix, storage, suffix=suffix)
         except HarnessError as exc:
             if not str(exc).startswith("no backups under"):
                 raise
@@ -52,7 +56,7 @@ def newest_backup(deployment: Deployment, prefixes: Sequence[str], *, suffix: st
     else:
         chosen = max(objects, key=lambda obj: (obj.taken_at, obj.key))
     try:
-        manifest = fetch_manifest(client, deployment.backup_bucket, chosen)
+        manifest = fetch_manifest(client, deployment.backup_bucket, chosen, deployment.manifest_trust())
     except HarnessError as exc:
         if "no such object" not in str(exc):
             raise

@@ -47,7 +47,7 @@ from harness.services.postgres import OWNER_ROLE, RESTORE_TUNED, PostgresServer,
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.storage.catalogue import BackupObject
-from harness.storage.download import Downloaded, download_object, verify_against
+from harness.storage.download import Downloaded, TransferLimits, download_object, verify_against
 from harness.storage.manifest import BackupManifest
 
 __all__ = ["RESTORE_TIMEOUT_S", "Staging", "fetch_verified", "restore_logical"]
@@ -134,12 +134,22 @@ class Staging:
 def fetch_verified(deployment: Deployment, manifest: BackupManifest, directory: Path) -> Downloaded:
     """Download a backup object and refuse it unless its size and sha256 match its manifest.
 
+    An object of another size than the manifest's is refused before the download starts; the download keeps
+    ``[storage]``'s deadline and minimum rate.
+
     Raises:
         CheckFailed: size or hash differ (names the key, expected and actual).
+        HarnessError: the download missed its deadline or minimum rate, or storage failed.
     """
-    got = download_object(deployment.storage.client(), deployment.backup_bucket, manifest.key, directory)
+    got = _download(deployment, manifest.key, directory, manifest.size)
     verify_against(got, manifest)
     return got
+
+
+def _download(deployment: Deployment, key: str, directory: Path, size: int | None = None) -> Downloaded:
+    limits = TransferLimits.from_settings(deployment.config.storage)
+    client = deployment.storage.client()
+    return download_object(client, deployment.backup_bucket, key, directory, expected_size=size, limits=limits)
 
 
 def _timed_fetch(
@@ -149,7 +159,7 @@ def _timed_fetch(
     with watch.phase("download"):
         if manifest is not None:
             return fetch_verified(deployment, manifest, directory), manifest
-        got = download_object(deployment.storage.client(), deployment.backup_bucket, dump.key, directory)
+        got = _download(deployment, dump.key, directory)
         log.warning("%s has no manifest: its size and hash cannot be verified", dump.key)
         made = BackupManifest(kind="logical", key=dump.key, taken_at=dump.taken_at, format="custom",
                               sha256=got.sha256, size=got.size, tool="none (no manifest beside the dump)")  # fmt: skip

@@ -18,6 +18,13 @@ how many keys and the first one, because it nearly always means the pattern in `
 the target's naming, and a silently skipped backup would make every age and gap check lie. With
 ``strict=False`` such keys are kept in :attr:`Catalogue.unparsed` as evidence instead.
 
+The bucket is untrusted (DESIGN.md, "Targets and trust"). A key whose time is later than now plus
+``storage.max_clock_skew_s`` is refused, naming it and its date: a future-dated copy would otherwise pass
+every age check and be restored as "the newest". A key that cannot name a local file (ends with ``/``,
+``..``, an over-long name, control characters) is refused in one line. A manifest is read only up to
+``storage.max_manifest_bytes``, must name the very object it sits beside and that object's listed size,
+and, when a verify key is configured, must be signed (:mod:`harness.storage.signing`).
+
 Storage problems (unreachable endpoint, refused credentials, missing bucket) become one-line
 :class:`~harness.errors.HarnessError` s naming the endpoint or bucket, never a botocore traceback; use
 :func:`storage_errors` around any other S3 call for the same translation.
@@ -28,13 +35,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from harness.errors import HarnessError
-from harness.storage.manifest import MANIFEST_SUFFIX, BackupManifest, parse_manifest, parse_timestamp
+from harness.config import StorageSettings
+from harness.errors import CheckFailed, HarnessError
+from harness.storage.manifest import (
+    MANIFEST_SUFFIX,
+    BackupManifest,
+    backup_file_name,
+    parse_manifest,
+    parse_timestamp,
+    shown_key,
+)
+from harness.storage.pace import Watchdog
+from harness.storage.signing import ManifestTrust
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -43,6 +60,7 @@ __all__ = [
     "Catalogue",
     "fetch_manifest",
     "list_backups",
+    "list_configured",
     "storage_errors",
 ]
 
@@ -161,6 +179,8 @@ def list_backups(
     suffix: str = "",
     strict: bool = True,
     page_size: int = 1000,
+    now: datetime | None = None,
+    max_skew_s: float = 300.0,
 ) -> Catalogue:
     """List the backups under ``prefix``, paginated, with their times, manifests and companions.
 
@@ -173,9 +193,12 @@ def list_backups(
         suffix: only keys ending with this are backups (``base.tar.gz`` among a base backup's files).
         strict: refuse keys whose timestamp does not parse; when false, keep them in ``unparsed``.
         page_size: keys per request (S3's maximum and default is 1,000; smaller only to test paging).
+        now: the time no backup may be later than (plus ``max_skew_s``); default the current time.
+        max_skew_s: how far a key's time may run ahead of ``now`` (``storage.max_clock_skew_s``).
 
     Raises:
         HarnessError: nothing under the prefix, a key does not parse (strict), or storage refused the listing.
+        CheckFailed: a backup's key is dated in the future or cannot name a file.
     """
     location = f"s3://{bucket}/{prefix}"
     objects: list[BackupObject] = []
@@ -195,6 +218,7 @@ def list_backups(
                 elif (taken_at := parse_timestamp(key, pattern, fmt)) is None:
                     unparsed.append(key)
                 else:
+                    backup_file_name(key)
                     objects.append(BackupObject(key, taken_at, int(entry["Size"]), str(entry["ETag"]).strip('"')))
     if unparsed and (strict or not objects):
         raise HarnessError(
@@ -204,18 +228,86 @@ def list_backups(
     if not objects:
         raise HarnessError(f"no backups under {location}{' ending with ' + repr(suffix) if suffix else ''}")
     objects.sort(key=lambda obj: (obj.taken_at, obj.key))
+    _refuse_future(location, objects[-1], now or datetime.now(UTC), max_skew_s)
     manifests = {obj.key: obj.key + MANIFEST_SUFFIX for obj in objects if obj.key + MANIFEST_SUFFIX in manifest_keys}
     return Catalogue(bucket, prefix, tuple(objects), manifests, frozenset(companions), tuple(unparsed))
 
 
-def fetch_manifest(client: Any, bucket: str, obj: BackupObject | str) -> BackupManifest:
-    """Read and parse the manifest beside a backup (``<key>.manifest.json``).
+def _refuse_future(location: str, newest: BackupObject, now: datetime, max_skew_s: float) -> None:
+    ahead = (newest.taken_at - now).total_seconds()
+    if ahead > max_skew_s:
+        raise CheckFailed(
+            f"{location}: {shown_key(newest.key)} is dated {newest.taken_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"{ahead / 3600:,.1f} h in the future, beyond storage.max_clock_skew_s = {max_skew_s:g} s; a backup "
+            "cannot be newer than now: remove the object or fix the clock of the host that wrote it"
+        )
+
+
+def list_configured(client: Any, bucket: str, prefix: str, storage: StorageSettings, *, suffix: str = "") -> Catalogue:
+    """:func:`list_backups` with the ``[storage]`` settings: timestamp pattern and format, clock skew.
+
+    Raises:
+        HarnessError: as :func:`list_backups`.
+        CheckFailed: as :func:`list_backups`.
+    """
+    return list_backups(client, bucket, prefix, storage.timestamp_pattern, storage.timestamp_format,
+                        suffix=suffix, max_skew_s=storage.max_clock_skew_s)  # fmt: skip
+
+
+def _read_capped(client: Any, bucket: str, key: str, where: str, trust: ManifestTrust) -> bytes:
+    """The object's bytes, refused unread when it declares more than the cap, and never read past the cap."""
+    limit = trust.max_bytes
+    watchdog = Watchdog(f"{where}: read", None, trust.limits)
+    try:
+        with watchdog, storage_errors(client, where):
+            response = client.get_object(Bucket=bucket, Key=key)
+            declared = int(response.get("ContentLength") or 0)
+            with watchdog.track(response["Body"]) as body:
+                raw = b"" if declared > limit else body.read(limit + 1)
+                body.close()
+    except Exception:
+        watchdog.check()
+        raise
+    watchdog.check()
+    size = max(declared, len(raw))
+    if size > limit:
+        raise CheckFailed(
+            f"{where}: manifest is {'at least ' if declared <= limit else ''}{size} bytes, over "
+            f"storage.max_manifest_bytes = {limit}; not read"
+        )
+    return raw
+
+
+def _check_beside(where: str, obj: BackupObject | str, manifest: BackupManifest) -> None:
+    key = obj.key if isinstance(obj, BackupObject) else obj
+    if manifest.key != key:
+        raise CheckFailed(
+            f"{where}: the manifest names {shown_key(manifest.key)}, not the object it sits beside, {shown_key(key)}"
+        )
+    if isinstance(obj, BackupObject) and obj.size != manifest.size:
+        raise CheckFailed(
+            f"{where}: storage lists {obj.key} at {obj.size} bytes but its manifest says {manifest.size} bytes"
+        )
+
+
+def fetch_manifest(
+    client: Any, bucket: str, obj: BackupObject | str, trust: ManifestTrust | None = None
+) -> BackupManifest:
+    """Read, parse and check the manifest beside a backup (``<key>.manifest.json``).
+
+    The manifest must name the backup's key and, given a listed :class:`BackupObject`, its size (so a huge
+    object is refused before a byte of it is downloaded); under ``trust`` it is read up to its size cap and
+    its signature is verified when a key is configured.
 
     Raises:
         HarnessError: the manifest is missing or malformed; one line naming its key.
+        CheckFailed: it is too large, names another object or size, or its signature is missing or wrong.
     """
+    trust = trust or ManifestTrust()
     key = (obj.key if isinstance(obj, BackupObject) else obj) + MANIFEST_SUFFIX
     where = f"s3://{bucket}/{key}"
-    with storage_errors(client, where):
-        raw = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return parse_manifest(raw, where=where)
+    raw = _read_capped(client, bucket, key, where, trust)
+    manifest = parse_manifest(raw, where=where)
+    trust.verify(raw, manifest, where)
+    _check_beside(where, obj, manifest)
+    return manifest

@@ -5,6 +5,12 @@ in chunks through sha256; large ones are fetched as parallel ranged GETs written
 ``os.pwrite`` (the download is usually network-bound, and one TCP stream rarely fills the link), then hashed
 by streaming the file in order. Size and hash are compared with the manifest before anything restores from
 the file, so a truncated or altered dump is refused with the key, the expected and the actual value.
+
+The bucket is untrusted: the local file name is the key's last part only when it is a plain file name
+(:func:`harness.storage.manifest.backup_file_name`), so no key chooses a path outside the download
+directory; given the manifest's size, an object of another size is refused before a byte is fetched and
+never read past that size; and a :class:`harness.storage.pace.Watchdog` stops a transfer that misses its
+deadline or trickles under the minimum rate.
 """
 
 from __future__ import annotations
@@ -23,9 +29,18 @@ from typing import Any
 from harness.errors import CheckFailed, HarnessError
 from harness.progress import Progress
 from harness.storage.catalogue import storage_errors
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import BackupManifest, backup_file_name
+from harness.storage.pace import TransferLimits, Watchdog
 
-__all__ = ["MIN_PART_SIZE", "PARALLEL_THRESHOLD", "WORKERS", "Downloaded", "download_object", "verify_against"]
+__all__ = [
+    "MIN_PART_SIZE",
+    "PARALLEL_THRESHOLD",
+    "WORKERS",
+    "Downloaded",
+    "TransferLimits",
+    "download_object",
+    "verify_against",
+]
 
 PARALLEL_THRESHOLD = 64 * 1024 * 1024
 MIN_PART_SIZE = 8 * 1024 * 1024
@@ -52,23 +67,32 @@ class Downloaded:
                 "parts": self.parts}  # fmt: skip
 
 
-def _stream(body: Any) -> Iterator[bytes]:
-    while chunk := body.read(_CHUNK):
-        yield chunk
+def _stream(body: Any, watchdog: Watchdog, limit: int) -> Iterator[bytes]:
+    """The body's chunks, counted by the watchdog; refused as soon as more than ``limit`` bytes arrive."""
+    received = 0
+    with watchdog.track(body):
+        while chunk := body.read(_CHUNK):
+            received += len(chunk)
+            if received > limit:
+                raise CheckFailed(f"{watchdog.where}: more than the {limit} bytes announced arrived; not read further")
+            watchdog.add(len(chunk))
+            yield chunk
 
 
-def _fetch_whole(client: Any, bucket: str, key: str, path: Path, progress: Progress) -> str:
+def _fetch_whole(client: Any, bucket: str, key: str, path: Path, progress: Progress, watchdog: Watchdog) -> str:
     digest = hashlib.sha256()
     response = client.get_object(Bucket=bucket, Key=key)
     with path.open("wb") as out:
-        for chunk in _stream(response["Body"]):
+        for chunk in _stream(response["Body"], watchdog, watchdog.total or 0):
             digest.update(chunk)
             out.write(chunk)
             progress.add(len(chunk))
     return digest.hexdigest()
 
 
-def _fetch_parts(client: Any, bucket: str, key: str, path: Path, size: int, progress: Progress) -> int:
+def _fetch_parts(
+    client: Any, bucket: str, key: str, path: Path, size: int, progress: Progress, watchdog: Watchdog
+) -> int:
     # One range per worker: as fast on S3 as many small ranges, and a server that re-reads the whole object
     # for every range request (moto does) copies it WORKERS times instead of size / 8 MiB times (1 GB: 5 s, not 94).
     part = max(MIN_PART_SIZE, -(-size // WORKERS))
@@ -79,7 +103,7 @@ def _fetch_parts(client: Any, bucket: str, key: str, path: Path, size: int, prog
         start, end = byte_range
         body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"]
         offset = start
-        for chunk in _stream(body):
+        for chunk in _stream(body, watchdog, end - start + 1):
             os.pwrite(fd, chunk, offset)
             offset += len(chunk)
             progress.add(len(chunk))
@@ -102,28 +126,50 @@ def _hash_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def download_object(client: Any, bucket: str, key: str, directory: Path) -> Downloaded:
+def download_object(
+    client: Any,
+    bucket: str,
+    key: str,
+    directory: Path,
+    *,
+    expected_size: int | None = None,
+    limits: TransferLimits | None = None,
+) -> Downloaded:
     """Download ``key`` into ``directory`` (its base name), hashing it; ranged and parallel when large.
 
+    Args:
+        client: a boto3 S3 client.
+        bucket: the bucket.
+        key: the object; its last part must be a plain file name.
+        directory: where the file goes.
+        expected_size: the size the manifest gives; another size is refused before the download starts.
+        limits: the overall deadline and minimum rate (default :class:`TransferLimits`'s).
+
     Raises:
-        HarnessError: the disk filled up (the message names the directory and the size needed) or the object
-            cannot be read (storage errors, after the client's bounded retries).
+        CheckFailed: the key cannot name a file, or storage holds another size than ``expected_size``.
+        HarnessError: the disk filled up (the message names the directory and the size needed), the object
+            cannot be read (storage errors, after the client's bounded retries), or the transfer missed its
+            deadline or minimum rate (names the object, the bytes received and the limit).
     """
     started = time.monotonic()
-    path = directory / key.rsplit("/", 1)[-1]
+    path = directory / backup_file_name(key)
     where = f"cannot read s3://{bucket}/{key}"
     with storage_errors(client, where):
         size = int(client.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    if expected_size is not None and size != expected_size:
+        raise CheckFailed(f"{key}: storage holds {size} bytes but its manifest says {expected_size}; not downloaded")
     progress = Progress(f"downloading {key}", size)
+    watchdog = Watchdog(f"s3://{bucket}/{key}: download", size, limits or TransferLimits())
     try:
-        with storage_errors(client, where):
+        with watchdog, storage_errors(client, where):
             if size >= PARALLEL_THRESHOLD:
-                parts = _fetch_parts(client, bucket, key, path, size, progress)
+                parts = _fetch_parts(client, bucket, key, path, size, progress, watchdog)
                 sha256 = _hash_file(path)
             else:
                 parts = 1
-                sha256 = _fetch_whole(client, bucket, key, path, progress)
+                sha256 = _fetch_whole(client, bucket, key, path, progress, watchdog)
     except OSError as exc:
+        watchdog.check()
         if exc.errno in _DISK_FULL:
             path.unlink(missing_ok=True)
             free = shutil.disk_usage(directory).free
@@ -132,6 +178,10 @@ def download_object(client: Any, bucket: str, key: str, directory: Path) -> Down
                 f"{size} bytes, {free} are free; free space or point restore.work_dir at a larger disk"
             ) from None
         raise
+    except Exception:
+        watchdog.check()
+        raise
+    watchdog.check()
     seconds = time.monotonic() - started
     progress.finish(f"{parts} part{'' if parts == 1 else 's'}")
     return Downloaded(key, path, path.stat().st_size, sha256, seconds, parts)

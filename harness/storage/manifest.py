@@ -6,30 +6,47 @@ tables (every table with ``all_tables``), the row count and, where a time column
 inserted in the 24 h before the backup and the newest row time, all read in the same snapshot as the dump
 (:mod:`harness.counting`). Tables are keyed by :attr:`harness.identifiers.TableName.key`. The drill
 compares what it restored with these numbers.
+
+Whoever can write the bucket can write a manifest, so a manifest may carry a ``signature``: Ed25519 over its
+canonical JSON without that field (:meth:`BackupManifest.signed_bytes`, see :mod:`harness.storage.signing`).
+The signature sits inside the manifest rather than in a detached ``.sig`` object so that the pair is written
+in one PUT and read in one GET: no window in which a manifest exists without its signature, no second object
+to list, pair and cap. Canonical JSON (sorted keys, no whitespace) makes it independent of how a writer
+indents the document.
+
+Keys are untrusted too: :func:`backup_file_name` refuses a key that cannot name a local file (it ends with
+``/``, its last part is ``.`` or ``..``, is longer than a file name may be, or holds control characters).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.errors import HarnessError
+from harness.errors import CheckFailed, HarnessError
 
 __all__ = [
     "MANIFEST_SUFFIX",
     "BackupManifest",
     "Companion",
+    "ManifestSignature",
     "TableStats",
+    "backup_file_name",
+    "canonical_json",
     "format_timestamp",
     "manifest_key",
     "parse_manifest",
     "parse_timestamp",
+    "shown_key",
 ]
 
 MANIFEST_SUFFIX = ".manifest.json"
+_NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class TableStats(BaseModel):
@@ -50,6 +67,16 @@ class Companion(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=0)
     expanded: int | None = Field(default=None, ge=0, description="a tarball: bytes of its uncompressed tar stream")
+
+
+class ManifestSignature(BaseModel):
+    """Who signed a manifest and the signature itself (base64), over :meth:`BackupManifest.signed_bytes`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alg: Literal["ed25519"] = "ed25519"
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    value: str = Field(max_length=128)
 
 
 class BackupManifest(BaseModel):
@@ -73,15 +100,51 @@ class BackupManifest(BaseModel):
     tool: str = "codeblack-drills"
     expanded: int | None = Field(default=None, ge=0, description="a tarball: bytes of its uncompressed tar stream")
     companions: dict[str, Companion] = Field(default_factory=dict, description="base: the other files, by name")
+    signature: ManifestSignature | None = None
 
     def to_json(self) -> bytes:
         """The manifest as stored: UTF-8 JSON, stable key order."""
         return self.model_dump_json(indent=2).encode()
 
+    def signed_bytes(self) -> bytes:
+        """What a signature covers: the canonical JSON of every field but ``signature``."""
+        return canonical_json(self.model_dump(mode="json", exclude={"signature"}))
+
+
+def canonical_json(document: object) -> bytes:
+    """JSON with sorted keys, no whitespace and UTF-8 text: the same bytes whoever wrote the document."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
 
 def manifest_key(object_key: str) -> str:
     """Where the manifest of ``object_key`` lives."""
     return object_key + MANIFEST_SUFFIX
+
+
+def shown_key(key: str, limit: int = 120) -> str:
+    """A key as a message shows it: quoted (control characters escaped), long ones cut with their length."""
+    return repr(key) if len(key) <= limit else f"{key[:limit]!r}… ({len(key)} characters)"
+
+
+def backup_file_name(key: str) -> str:
+    """The local file name a backup object's key gives: its last part, refused unless a plain file name.
+
+    Raises:
+        CheckFailed: the key ends with ``/``, its last part is ``.`` or ``..``, is longer than 255 bytes, or
+            the key holds a control character; one line naming the key.
+    """
+    name = key.rsplit("/", 1)[-1]
+    if _CONTROL.search(key):
+        reason = "it holds a control character"
+    elif not name:
+        reason = "it ends with '/'"
+    elif name in (".", ".."):
+        reason = f"its last part is {name!r}"
+    elif len(name.encode()) > _NAME_MAX:
+        reason = f"its last part is {len(name.encode())} bytes, more than the {_NAME_MAX} a file name may have"
+    else:
+        return name
+    raise CheckFailed(f"{shown_key(key)} cannot name a backup object: {reason}; rename or remove the object")
 
 
 def parse_manifest(raw: bytes, *, where: str) -> BackupManifest:

@@ -46,7 +46,7 @@ def no_audit_rows() -> Mutation:
                 )
             backup_postgres(server.dsn(name), ctx.client, ctx.bucket, world.config.storage.logical_prefix,
                             pg_dump=server.binaries.tool("pg_dump"), options=world.dump_options(),
-                            taken_at=world.now)  # fmt: skip
+                            taken_at=world.now, signer=world.manifest_signer)  # fmt: skip
         finally:
             server.drop_database(name)
 
@@ -68,8 +68,9 @@ RESTORE = "test_the_newest_logical_backup_restores_into_isolated_staging"
     [
         (
             truncated_dump(),
-            r"harness\.errors\.CheckFailed: postgres/logical/codeblack-\d{8}T\d{6}Z\.dump: size \d+ "
-            r"bytes differs from the manifest's \d+ bytes",
+            # refused before the download: storage lists another size than the manifest's
+            r"harness\.errors\.CheckFailed: s3://\S+/(postgres/logical/codeblack-\d{8}T\d{6}Z\.dump)\.manifest\.json: "
+            r"storage lists (\1) at \d+ bytes but its manifest says \d+ bytes$",
         ),
         (
             hash_mismatch(),

@@ -13,11 +13,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from harness.errors import HarnessError
+from harness.errors import CheckFailed, HarnessError
 from harness.services.base import free_port
 from harness.services.s3 import MotoS3, S3Endpoint
 from harness.storage.catalogue import fetch_manifest, list_backups
 from harness.storage.manifest import BackupManifest, format_timestamp
+from harness.storage.signing import ManifestTrust
 
 PREFIX = "postgres/logical/"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -172,3 +173,24 @@ def test_fetch_manifest_parses_or_names_the_key(bucket: tuple[Any, str]) -> None
         fetch_manifest(client, name, key)
     with pytest.raises(HarnessError, match=rf"^s3://{name}/{PREFIX}other.dump.manifest.json: no such object$"):
         fetch_manifest(client, name, f"{PREFIX}other.dump")
+
+
+class _EndlessBody:
+    """A body that never ends, whatever length its response declared (as a lying endpoint's would)."""
+
+    def read(self, amount: int) -> bytes:
+        return b"{" + b" " * (amount - 1)
+
+    def close(self) -> None:
+        pass
+
+
+class _LyingClient:
+    def get_object(self, **_: Any) -> dict[str, Any]:
+        return {"Body": _EndlessBody(), "ContentLength": 10}
+
+
+def test_a_manifest_is_read_no_further_than_its_cap_whatever_length_it_declares() -> None:
+    with pytest.raises(CheckFailed, match=r"^s3://b/k\.dump\.manifest\.json: manifest is at least 101 bytes, over "
+                                          r"storage\.max_manifest_bytes = 100; not read$"):  # fmt: skip
+        fetch_manifest(_LyingClient(), "b", "k.dump", ManifestTrust(max_bytes=100))

@@ -24,6 +24,7 @@ from harness.integrity import (
     check_audit_rows,
     check_recent_inserts,
     compare_row_counts,
+    compare_with_previous,
     count_restored,
 )
 from harness.restore.staging import Staging
@@ -142,6 +143,25 @@ def test_without_a_manifest_fewer_rows_than_the_previous_drill_restored_fail(
     with pytest.raises(CheckFailed, match=rf": applications: restored {applications} rows, the previous drill "
                                           rf"restored {applications + 2}$"):  # fmt: skip
         mixed.check()
+
+
+def test_a_table_that_shrank_since_the_previous_drill_fails_even_with_a_manifest(
+    restored: tuple[Production, Staging],
+) -> None:
+    _, staging = restored
+    counts = {t: staging.counts.tables[t] for t in ("orders", "applications")}
+    orders = counts["orders"].rows
+    assert compare_with_previous(counts, None, 0.1).failures == []  # a first drill: nothing to compare with
+    last = RowBaseline("the previous drill's restored rows (run r1)", {"orders": orders * 2, "applications": 1})
+    comparison = compare_with_previous(counts, last, 0.1)
+    assert comparison.rows[0] == ["orders", orders * 2, orders, "-50.0%"]
+    with pytest.raises(CheckFailed) as caught:
+        comparison.check()
+    assert str(caught.value) == (
+        f"row counts shrank by more than [database] max_shrink_fraction = 0.1: orders: restored {orders} rows, "
+        f"50.0% fewer than the {orders * 2} of the previous drill's restored rows (run r1)"
+    )
+    compare_with_previous(counts, last, 0.5).check()  # exactly the allowed fraction passes
 
 
 def test_amcheck_passes_a_clean_restore_and_finds_a_corrupted_page(restored: tuple[Production, Staging]) -> None:

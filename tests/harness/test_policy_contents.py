@@ -97,7 +97,10 @@ def test_a_truncated_dump_or_a_missing_manifest_fails(
     client.put_object(Bucket=name, Key=dump.key, Body=body[:100])
     with pytest.raises(CheckFailed) as caught:
         check_manifests(client, list_backups(client, name, LOGICAL), "logical backup")
-    assert str(caught.value) == f"logical backup {dump.key} is 100 bytes but its manifest says {dump.size} bytes"
+    assert str(caught.value) == (
+        f"s3://{name}/{dump.key}.manifest.json: storage lists {dump.key} at 100 bytes but its manifest says "
+        f"{dump.size} bytes"
+    )
     client.delete_object(Bucket=name, Key=dump.key + ".manifest.json")
     with pytest.raises(CheckFailed) as caught:
         check_manifests(client, list_backups(client, name, LOGICAL), "logical backup")

@@ -317,11 +317,23 @@ def test_the_previous_drills_rows_are_the_basis_for_a_dump_without_manifest(tmp_
                                                    "target": target})  # fmt: skip
 
     assert previous_rows(tmp_path, "codeblack-sandbox", START) is None  # a first drill has no basis
-    for record in (drilled(0, 100), drilled(1, 120), drilled(2, 999, target="elsewhere")):
+    shrunk = drilled(2, 60).model_copy(
+        update={
+            "checks": [
+                PASSED.model_copy(
+                    update={
+                        "status": "failed",
+                        "message": "row counts shrank by more than [database] max_shrink_fraction = 0.1: …",
+                    }
+                )
+            ]
+        }
+    )
+    for record in (drilled(0, 100), drilled(1, 120), drilled(2, 999, target="elsewhere"), shrunk):
         append_record(tmp_path, record)
     newest = previous_rows(tmp_path, "codeblack-sandbox", START + timedelta(days=90))
     assert newest is not None
-    assert newest.rows == {"orders": 120}
+    assert newest.rows == {"orders": 120}  # a drill whose own row counts failed is never the bar
     assert newest.source.startswith("the previous drill's restored rows (run run1 of ")
     assert newest.source.endswith(", backup postgres/logical/day1.dump)")
     # Restoring an older dump again is judged by the drill of a dump no newer than it.

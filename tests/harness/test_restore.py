@@ -205,7 +205,8 @@ def test_a_truncated_dump_is_refused_by_its_size(provider: Provider, production:
     body = production.body()
     bad = production.variant(body[: len(body) // 2])
     with pytest.raises(
-        CheckFailed, match=rf"^{bad.key}: size {len(body) // 2} bytes differs from the manifest's {len(body)} bytes$"
+        CheckFailed,
+        match=rf"^{bad.key}: storage holds {len(body) // 2} bytes but its manifest says {len(body)}; not downloaded$",
     ):
         production.restore(provider, bad, name=staging_name)
 

@@ -1,1 +1,1 @@
-"""Hostile backups: whoever can write to the bucket must not write outside the drill, run commands or pass."""
+"""Attacks by whoever can write the backup bucket, each built for real and answered with the safe outcome."""
