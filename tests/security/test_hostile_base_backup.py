@@ -1,8 +1,9 @@
 """Hostile base backups in the sandbox's real bucket: refused in one line, or restored without obeying them.
 
-Each test rewrites the newest base backup the way someone with write access to the bucket can: replace a
-file and "re-seal" its manifest (sha256, size, expanded size) so the hashes agree. The hashes then prove
-nothing, so what must hold is what the restore does with the content.
+Each test rewrites the newest base backup the way a compromised backup host can: replace a file and "re-seal"
+its manifest (sha256, size, expanded size), signed with the backup's own signing key, so hashes and signature
+agree. They then prove nothing, so what must hold is what the restore does with the content. (Someone who can
+only write the bucket cannot re-sign: ``tests/security/test_hostile_bucket.py``.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 import harness.restore.base as restore_module
 from harness.backup.base import BASE_ARCHIVE
+from harness.backup.store import put_manifest
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError
 from harness.restore.base import restore_base
@@ -66,7 +68,7 @@ def _reseal(
         manifest = manifest.model_copy(update=sealed)
     else:
         manifest.companions[name] = Companion(**sealed)
-    ctx.client.put_object(Bucket=ctx.bucket, Key=manifest_key(backup.key), Body=manifest.to_json())
+    put_manifest(ctx.client, ctx.bucket, manifest, ctx.world.manifest_signer)
 
 
 def _variant(world: World, name: str, mutate: Callable[[VariantContext, BackupManifest], None]) -> Deployment:
@@ -213,7 +215,7 @@ def test_a_companion_that_differs_from_its_hash_is_refused_before_unpacking(
 def test_a_base_backup_without_companion_hashes_is_refused(provider: Provider, sandbox_world: World) -> None:
     def strip(ctx: VariantContext, backup: BackupManifest) -> None:
         old = backup.model_copy(update={"companions": {}, "expanded": None})
-        ctx.client.put_object(Bucket=ctx.bucket, Key=manifest_key(backup.key), Body=old.to_json())
+        put_manifest(ctx.client, ctx.bucket, old, ctx.world.manifest_signer)
 
     broken = _variant(sandbox_world, "old manifest", strip)
     _restore_refused(provider, broken, "old", CheckFailed,
