@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
 from psycopg import sql
 
 from harness.config import DrillConfig, Objectives
@@ -49,6 +48,7 @@ from harness.services.redis import RedisServer
 from harness.storage.catalogue import BackupObject
 from harness.storage.download import Downloaded, TransferLimits, download_object, verify_against
 from harness.storage.manifest import BackupManifest
+from harness.storage.pace import Watchdog
 
 __all__ = ["RESTORE_TIMEOUT_S", "Staging", "fetch_verified", "restore_logical"]
 
@@ -251,14 +251,29 @@ def _restore(
 
 
 def _dump_header(deployment: Deployment, key: str) -> DumpHeader | None:
-    """The dump's header, read with a ranged GET while nothing else waits (``None`` if it cannot be read)."""
-    try:
-        response = deployment.storage.client().get_object(
-            Bucket=deployment.backup_bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}"
-        )
-        return parse_dump_header(bytes(response["Body"].read()))
-    except (BotoCoreError, ClientError):  # the download then reports the storage error in full
-        return None
+    """The dump's header, read with a ranged GET while nothing else waits (``None`` if it cannot be read).
+
+    Bounded like every read from the bucket (:class:`~harness.storage.pace.Watchdog`): an endpoint that
+    trickles the header fails here, naming the object, instead of holding the drill.
+
+    Raises:
+        HarnessError: the read missed the download deadline or minimum rate.
+    """
+    limits = TransferLimits.from_settings(deployment.config.storage)
+    where = f"s3://{deployment.backup_bucket}/{key}: header"
+    with Watchdog(where, HEADER_BYTES, limits) as watch:
+        try:
+            response = deployment.storage.client().get_object(
+                Bucket=deployment.backup_bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}"
+            )
+            with watch.track(response["Body"]) as body:
+                data = bytes(body.read(HEADER_BYTES))
+            watch.add(len(data))
+        except Exception:
+            watch.check()
+            return None  # the download then reports the storage error in full
+    watch.check()
+    return parse_dump_header(data)
 
 
 def _died(server: PostgresServer, grace_s: float = 0.5) -> bool:
@@ -316,13 +331,14 @@ def restore_logical(
         ConfigError: a table or column drill.toml names is not in the restored database (the key named).
         HarnessError: the staging server died, the disk filled, or the server did not start.
     """
-    base = Path(config.restore.work_dir) if config.restore.work_dir else None
-    directory = label_dir("dump", base)
     jobs = config.restore.jobs or os.cpu_count() or 1
     server: PostgresServer | None = None
     services = config.services
-    chosen = choose_staging(_dump_header(deployment, dump.key), provider.binaries,
+    with watch.phase("download"):
+        header = _dump_header(deployment, dump.key)
+    chosen = choose_staging(header, provider.binaries,
                             configured_dir=services.postgres_bin_dir, forced=services.postgres_major)  # fmt: skip
+    directory = label_dir("dump", Path(config.restore.work_dir) if config.restore.work_dir else None)
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="dump-download") as pool:
             pending: Future[tuple[Downloaded, BackupManifest]] = pool.submit(
