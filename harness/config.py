@@ -163,6 +163,15 @@ class MigrationSettings(_Section):
     script_location: str = "sandbox/migrations"
     expected_head: str = "b6e8dcb19a40"
     metadata: str = "sandbox.codeblack.models:Base.metadata"
+    ini: str = Field(default="", description="the project's alembic.ini (env.py sees it as config.config_file_name)")
+    python: str = Field(default="", description="the project's interpreter that runs Alembic; empty: the drill's")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="variables for the migration child, e.g. APP_DB_URL = '{database_url}' (also {database_host}, "
+        "{database_port}, {database_name}, {database_user}, {database_password}); DATABASE_URL is always set",
+    )
+    pythonpath: list[str] = Field(default_factory=list, description="directories put on the child's PYTHONPATH")
+    driver: str = Field(default="psycopg", description="the SQLAlchemy driver of the throwaway's URL in the child")
     checkpoint_max_age_hours: float = Field(default=24.0, gt=0)
     lint_blocking_rules: list[str] = Field(
         default_factory=lambda: ["ban-drop-column", "ban-drop-table", "adding-not-nullable-field"]

@@ -20,8 +20,9 @@ from harness.app.runner import AppProcess
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import RevisionGraph
+from harness.migrations.isolation import MigrationFailed
 from harness.migrations.locks import LockWatcher, RevisionTiming
-from harness.migrations.project import Database, MigrationFailed, MigrationProject, connected, current_revision
+from harness.migrations.project import Database, MigrationProject, connected, current_revision
 from harness.services.base import wait_until
 
 __all__ = [
@@ -67,14 +68,13 @@ class DeployRehearsal:
         Raises:
             CheckFailed: naming the revision that fails on the restored data and the database's error.
         """
-        with connected(self.database) as connection:
-            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            connection.commit()
-            for revision in self.pending():
+        pending = self.pending()
+        with self.project.child(self.database) as child:
+            for revision in pending:
                 started = time.monotonic()
                 try:
-                    with LockWatcher(self.database.dsn, pid) as watcher:
-                        self.project.upgrade(connection, revision)
+                    with LockWatcher(self.database.dsn) as watcher:
+                        child.upgrade(revision)
                 except MigrationFailed as failed:
                     raise CheckFailed(
                         f"revision {revision} fails on the restored production data: {failed.error} "

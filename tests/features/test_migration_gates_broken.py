@@ -38,6 +38,7 @@ def _run_feature(
         "script_location": str(project),
         "expected_head": "b6e8dcb19a40",
         "metadata": SANDBOX_METADATA,
+        "pythonpath": [str(PROJECT_ROOT)],  # the drift case's models live under tests/
         **migrations,
     }
     config = tmp_path / "drill.toml"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,12 @@ def test_a_model_column_with_no_migration_is_drift_naming_the_column_and_the_hea
         ("sandbox.codeblack.models:Base", "is a DeclarativeAttributeIntercept, not a SQLAlchemy MetaData"),
     ],
 )
-def test_a_bad_metadata_path_is_a_setup_error_naming_the_key(sandbox: MigrationProject, path: str, reason: str) -> None:
-    project = MigrationProject(sandbox.script_location, sandbox.expected_head, path)
+def test_a_bad_metadata_path_is_a_setup_error_naming_the_key(
+    sandbox: MigrationProject, path: str, reason: str, pg_database: Any
+) -> None:
+    project = dataclasses.replace(sandbox, metadata_path=path)
     with pytest.raises(ConfigError, match=rf"\[migrations\] metadata = '{path}': {reason}"):
-        project.metadata()
+        check_drift(project, pg_database)
 
 
 def test_every_sandbox_revision_round_trips_to_an_identical_catalogue(
