@@ -181,8 +181,10 @@ class _Child:
 
         from alembic.autogenerate import compare_metadata
         from alembic.migration import MigrationContext
+        from alembic.script import ScriptDirectory
         from sqlalchemy import MetaData
 
+        ScriptDirectory.from_config(self.config())  # applies the ini's prepend_sys_path, as env.py's import had
         module_name, _, attribute = metadata_path.partition(":")
         try:
             value: Any = importlib.import_module(module_name)

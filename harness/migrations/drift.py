@@ -8,12 +8,19 @@ migration tracks, or a migration the models forgot.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from harness.errors import CheckFailed
 from harness.migrations.child import describe_difference
 from harness.migrations.isolation import MigrationFailed
 from harness.migrations.project import Database, MigrationProject
 
 __all__ = ["check_drift", "describe_difference"]
+
+
+def _named(project: MigrationProject, head: str | None) -> str:
+    script = project.scripts().get_revision(head) if head else None
+    return f"{head} ({Path(script.path).name})" if script is not None else str(head)
 
 
 def check_drift(project: MigrationProject, database: Database) -> list[str]:
@@ -33,7 +40,8 @@ def check_drift(project: MigrationProject, database: Database) -> list[str]:
         differences = child.compare(project.metadata_path)
     if differences:
         raise CheckFailed(
-            f"schema drift: the migrations up to head {head} and the models ({project.metadata_path}) differ in "
+            f"schema drift: the migrations up to head {_named(project, head)} and the models "
+            f"({project.metadata_path}) differ in "
             f"{len(differences)} place(s): " + "; ".join(differences) + "; add a migration (alembic revision "
             "--autogenerate) or fix the models"
         )

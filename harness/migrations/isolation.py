@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -147,6 +148,8 @@ class MigrationChild:
         return minimal_env(extra)
 
     def _start(self) -> None:
+        if shutil.which(self.python) is None:
+            raise ConfigError(f"[migrations] python: {self.python} is not an executable (the project's interpreter)")
         url, port, way_out = self._url_and_way_out()
         assert self._workdir is not None
         isolate = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]

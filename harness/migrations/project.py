@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,10 +82,10 @@ class MigrationProject:
         if ini is not None and not ini.is_file():
             raise ConfigError(f"{config.source}: [migrations] ini: {ini} does not exist")
         python = default_python()
-        if settings.python:
-            python = str(config.resolve_path(settings.python)) if "/" in settings.python else settings.python
-            if shutil.which(python) is None:
-                raise ConfigError(f"{config.source}: [migrations] python: {python} is not an executable")
+        if settings.python:  # checked when a child starts: recording checksums needs no interpreter
+            # Not resolved: a virtual environment's python is a symlink, and only its own path finds pyvenv.cfg.
+            relative = os.path.join(config.source.parent, settings.python)
+            python = os.path.abspath(relative) if "/" in settings.python else settings.python
         return cls(
             location,
             settings.expected_head,

@@ -34,10 +34,11 @@ class RoundTrip:
     revision: str
     objects_changed: int
     reversed: bool
+    exemption: str = ""
 
     def row(self) -> list[object]:
         """A row for the report's table."""
-        return [self.revision, self.objects_changed, "identical" if self.reversed else "exempt (destructive or waived)"]
+        return [self.revision, self.objects_changed, "identical" if self.reversed else f"exempt: {self.exemption}"]
 
 
 def _snapshot(connection: Connection) -> Snapshot:
@@ -76,33 +77,42 @@ def check_roundtrip(
         before = _snapshot(connection)
         previous = "base"
         for revision in graph.order:
+            named = graph.named(revision)
             try:
                 child.upgrade(revision)
             except MigrationFailed as failed:
-                raise CheckFailed(f"revision {revision}: upgrade of an empty database raises {failed.error}") from None
+                raise CheckFailed(
+                    f"revision {graph.named(revision)}: upgrade of an empty database raises {failed.error}"
+                ) from None
             after = _snapshot(connection)
             changed = len(diff_snapshots(before, after))
-            if revision in exempt or waivers.find(REVERSIBLE, revision):
-                results.append(RoundTrip(revision, changed, reversed=False))
+            waiver = waivers.find(REVERSIBLE, revision)
+            if revision in exempt or waiver:
+                why = (
+                    "destructive, judged by the backup checkpoint gate instead"
+                    if revision in exempt
+                    else f"waived by {waiver.approved_by if waiver else ''}"
+                )
+                results.append(RoundTrip(revision, changed, reversed=False, exemption=why))
                 before, previous = after, revision
                 continue
             try:
                 child.downgrade(previous)
             except MigrationFailed as failed:
                 raise CheckFailed(
-                    f"revision {revision}: downgrade raises {failed.error}; "
+                    f"revision {graph.named(revision)}: downgrade raises {failed.error}; "
                     "the plan requires reversible migrations for non-destructive changes"
                 ) from None
             lines = diff_snapshots(before, _snapshot(connection))
             if lines:
                 raise CheckFailed(
-                    f"revision {revision}: " + _differences("downgrade does not restore the schema before it", lines)
+                    f"revision {named}: " + _differences("downgrade does not restore the schema before it", lines)
                 )
             child.upgrade(revision)
             lines = diff_snapshots(after, _snapshot(connection))
             if lines:
                 raise CheckFailed(
-                    f"revision {revision}: " + _differences("upgrade after downgrade builds another schema", lines)
+                    f"revision {named}: " + _differences("upgrade after downgrade builds another schema", lines)
                 )
             results.append(RoundTrip(revision, changed, reversed=True))
             before, previous = after, revision

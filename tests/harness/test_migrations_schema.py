@@ -42,7 +42,8 @@ def test_a_model_column_with_no_migration_is_drift_naming_the_column_and_the_hea
     )
     with pytest.raises(
         CheckFailed,
-        match=r"schema drift: the migrations up to head b6e8dcb19a40 and the models \(tests.data.migration_sets."
+        match=r"schema drift: the migrations up to head b6e8dcb19a40 \(b6e8dcb19a40_orders_currency\.py\) and the "
+        r"models \(tests.data.migration_sets."
         r"column_without_migration.models:metadata\) differ in 1 place\(s\): column orders.note is in the models, "
         r"but no migration adds it",
     ):
@@ -77,7 +78,8 @@ def test_a_downgrade_that_raises_fails_naming_the_revision(tmp_path: Path, pg_da
     project = _project("downgrade_fails", tmp_path)
     with pytest.raises(
         CheckFailed,
-        match=r'revision d0d0d0d0d001: downgrade raises ProgrammingError: .*index "ix_order_status" does not exist',
+        match=r"revision d0d0d0d0d001 \(d0d0d0d0d001_orders_status_index\.py\): downgrade raises ProgrammingError: "
+        r'.*index "ix_order_status" does not exist',
     ):
         check_roundtrip(project, load_graph(project), pg_database)
 
@@ -87,7 +89,9 @@ def test_a_downgrade_that_does_nothing_fails_naming_what_it_left(tmp_path: Path,
     with pytest.raises(CheckFailed) as failure:
         check_roundtrip(project, load_graph(project), pg_database)
     message = str(failure.value)
-    assert message.startswith("revision d0d0d0d0d002: downgrade does not restore the schema before it (")
+    assert message.startswith(
+        "revision d0d0d0d0d002 (d0d0d0d0d002_review_marks.py): downgrade does not restore the schema before it ("
+    )
     assert "relation public.review_marks was left behind (table)" in message
 
 
@@ -95,7 +99,8 @@ def test_a_downgrade_that_leaves_a_trace_fails_naming_the_object(tmp_path: Path,
     project = _project("downgrade_trace", tmp_path)
     with pytest.raises(
         CheckFailed,
-        match=r"revision d0d0d0d0d003: downgrade does not restore the schema before it \(1 difference\(s\)\): "
+        match=r"revision d0d0d0d0d003 \(d0d0d0d0d003_orders_note\.py\): downgrade does not restore the schema "
+        r"before it \(1 difference\(s\)\): "
         r"constraint public.orders.ck_orders_amount_positive was left behind \(CHECK \(\(amount > \(0\)::numeric\)\)\)",
     ):
         check_roundtrip(project, load_graph(project), pg_database)
@@ -104,7 +109,7 @@ def test_a_downgrade_that_leaves_a_trace_fails_naming_the_object(tmp_path: Path,
 def test_an_exempt_revision_is_upgraded_without_a_round_trip(tmp_path: Path, pg_database: Any) -> None:
     project = _project("downgrade_fails", tmp_path)
     results = check_roundtrip(project, load_graph(project), pg_database, exempt={"d0d0d0d0d001"})
-    assert results[-1].row() == ["d0d0d0d0d001", 1, "exempt (destructive or waived)"]
+    assert results[-1].row() == ["d0d0d0d0d001", 1, "exempt: destructive, judged by the backup checkpoint gate instead"]
 
 
 def test_the_snapshot_sees_enums_sequences_defaults_and_nullability(pg_database: Any) -> None:
