@@ -176,6 +176,12 @@ class MigrationSettings(_Section):
     lint_blocking_rules: list[str] = Field(
         default_factory=lambda: ["ban-drop-column", "ban-drop-table", "adding-not-nullable-field"]
     )
+    deployed_head: str = Field(
+        default="",
+        description="the revision production runs, for a target without backups to restore (gates-only): the "
+        "revisions after it are pending, those up to it applied; empty: every revision is pending, and every "
+        "revision recorded in versions.sha256 counts as applied",
+    )
     lock_budget_s: float = Field(default=5.0, gt=0)
     duration_budget_s: float = Field(default=60.0, gt=0)
 
@@ -219,6 +225,15 @@ class DrillConfig(_Section):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     waivers: list[Waiver] = Field(default_factory=list)
     source: Path = Field(default=DEFAULT_CONFIG, exclude=True)
+    declared: frozenset[str] = Field(default=frozenset(), exclude=True)
+
+    @property
+    def gates_only(self) -> bool:
+        """The file declares ``[migrations]`` and none of a deployment's parts: only the migration gates apply.
+
+        Such a target has no backups to restore, no app to start, no storage or signing secret to ask for.
+        """
+        return "migrations" in self.declared and not self.declared & _DEPLOYMENT_PARTS and not self.target.sandbox
 
     def secret(self, dotted_key: str) -> SecretStr:
         """Read the secret whose environment variable the file names at ``dotted_key``.
@@ -245,12 +260,22 @@ class DrillConfig(_Section):
         data = self.model_dump(mode="python")
         for section, values in sections.items():
             data[section] = {**data[section], **values}
-        return _validate(data, self.source)
+        return _validate(data, self.source, self.declared | set(sections))
 
 
-def _validate(data: dict[str, Any], source: Path) -> DrillConfig:
+#: The sections that describe a deployment beyond its migrations (their absence makes a gates-only target).
+_DEPLOYMENT_PARTS = frozenset({"storage", "redis", "app", "database", "restore"})
+
+
+def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | None = None) -> DrillConfig:
+    if declared is None:  # read from a file: what it declares decides which parts the target has
+        declared = frozenset(data)
+        if "migrations" in declared and not declared & _DEPLOYMENT_PARTS:
+            target = data.get("target")
+            if not isinstance(target, dict) or "sandbox" not in target:  # no world to build for it
+                data = {**data, "target": {**(target if isinstance(target, dict) else {}), "sandbox": False}}
     try:
-        config = DrillConfig.model_validate({**data, "source": source})
+        config = DrillConfig.model_validate({**data, "source": source, "declared": declared})
     except ValidationError as exc:
         first = exc.errors()[0]
         location = [str(part) for part in first["loc"]]
