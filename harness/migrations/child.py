@@ -254,6 +254,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _classify(exc: BaseException, location: str) -> dict[str, Any]:
     where, in_migration = _where(exc.__traceback__, location)
+    if isinstance(exc, SyntaxError) and exc.filename:  # the file that does not parse, not the importer's frame
+        where = f"{exc.filename}:{exc.lineno}"
     error = f"{type(exc).__name__}: {_first_line(exc)}"
     if in_migration or type(exc).__name__ == "CommandError":  # a migration raised, or Alembic refused the history
         kind = "migration"

@@ -10,6 +10,7 @@ throwaway's ``alembic_version`` did not move.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,23 @@ def test_an_env_py_that_migrates_something_else_is_caught_by_the_throwaways_alem
     ):
         check_roundtrip(project, load_graph(project), pg_database)
     assert elsewhere.exists()
+
+
+def test_the_migration_child_holds_no_secret_of_the_harness(
+    tmp_path: Path, pg_database: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planted = "planted-secret-" + tmp_path.name
+    monkeypatch.setenv("DRILL_S3_SECRET_ACCESS_KEY", planted)
+    monkeypatch.setenv("CODEBLACK_SIGNING_KEY", planted)
+    seen = tmp_path / "environment.json"
+    env_py = build_project("env_dump", tmp_path) / "env.py"
+    env_py.write_text(
+        env_py.read_text() + f"\nimport json, os\nopen({str(seen)!r}, 'w').write(json.dumps(dict(os.environ)))\n"
+    )
+    project = MigrationProject(env_py.parent, "b6e8dcb19a40", METADATA)
+    project.upgrade(pg_database, "head")
+    environment = json.loads(seen.read_text())
+    assert planted not in seen.read_text()
+    assert {"DRILL_S3_SECRET_ACCESS_KEY", "CODEBLACK_SIGNING_KEY"}.isdisjoint(environment)
+    assert environment["DATABASE_URL"].startswith("postgresql+psycopg://drill_owner:")
+    assert "@127.0.0.1:" in environment["DATABASE_URL"]
