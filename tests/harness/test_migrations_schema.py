@@ -138,3 +138,11 @@ def test_two_heads_cannot_build_the_schema_to_compare(tmp_path: Path, pg_databas
         r"Multiple head revisions",
     ):
         check_drift(_project("two_heads", tmp_path), pg_database)
+
+
+def test_a_missing_project_interpreter_is_a_setup_error_naming_the_key(
+    sandbox: MigrationProject, pg_database: Any
+) -> None:
+    project = dataclasses.replace(sandbox, python="/no/such/python")
+    with pytest.raises(ConfigError, match=r"^\[migrations\] python: /no/such/python is not an executable"):
+        check_drift(project, pg_database)
