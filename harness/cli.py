@@ -2,7 +2,8 @@
 
 The backup subcommands are the production side of the contract the drill verifies: they write every backup
 object with its manifest, signed with the Ed25519 seed ``[backup] signing_key_env`` names, so the drill has
-numbers to compare a restore with that whoever writes the bucket cannot forge. ``report`` and ``records verify``
+numbers to compare a restore with that whoever writes the bucket cannot forge. ``migrations record-checksums``
+records the reviewed migration files for the gates. ``report`` and ``records verify``
 serve the auditor (the HTML report, the drill records' hash chain), ``sweep`` removes what a killed run left,
 and ``world up`` starts the sandbox world for exploring by hand. Every command logs progress to stderr,
 prints results to stdout, and exits 0 (ok), 1 (a check failed) or 2 (usage or configuration error, one line
@@ -31,6 +32,7 @@ from harness.backup.prune import prune
 from harness.backup.redis import backup_redis
 from harness.config import DrillConfig, load_config
 from harness.errors import CheckFailed, ConfigError, HarnessError
+from harness.migrations.checksums import record_checksums
 from harness.records.chain import verify_chain
 from harness.records.report import render_html
 from harness.redact import RedactingFilter, redact, register_secret
@@ -263,6 +265,25 @@ def records_verify(ctx: click.Context, directory: Path | None) -> None:
     if not result.ok:
         raise CheckFailed(result.problem)
     click.echo(str(result))
+
+
+@cli.group(epilog=EXIT_CODES)
+def migrations() -> None:
+    """The target's Alembic migrations: record what was reviewed, for the migration gates."""
+
+
+@migrations.command(
+    "record-checksums",
+    epilog=_examples(
+        "codeblack-drills migrations record-checksums                      # the drill.toml of the project",
+        "codeblack-drills --config ci/drill.toml migrations record-checksums",
+    ),
+)
+@click.pass_context
+def migrations_record_checksums(ctx: click.Context) -> None:
+    """Write versions.sha256 beside migrations/versions (after review); commit it with the migrations."""
+    path, count = record_checksums(_config(ctx))
+    click.echo(f"wrote {path} ({count} revisions)")
 
 
 @cli.command(

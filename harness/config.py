@@ -286,9 +286,24 @@ class MigrationSettings(_Section):
     script_location: str = "sandbox/migrations"
     expected_head: str = "b6e8dcb19a40"
     metadata: str = "sandbox.codeblack.models:Base.metadata"
+    ini: str = Field(default="", description="the project's alembic.ini (env.py sees it as config.config_file_name)")
+    python: str = Field(default="", description="the project's interpreter that runs Alembic; empty: the drill's")
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="variables for the migration child, e.g. APP_DB_URL = '{database_url}' (also {database_host}, "
+        "{database_port}, {database_name}, {database_user}, {database_password}); DATABASE_URL is always set",
+    )
+    pythonpath: list[str] = Field(default_factory=list, description="directories put on the child's PYTHONPATH")
+    driver: str = Field(default="psycopg", description="the SQLAlchemy driver of the throwaway's URL in the child")
     checkpoint_max_age_hours: float = Field(default=24.0, gt=0)
     lint_blocking_rules: list[str] = Field(
         default_factory=lambda: ["ban-drop-column", "ban-drop-table", "adding-not-nullable-field"]
+    )
+    deployed_head: str = Field(
+        default="",
+        description="the revision production runs, for a target without backups to restore (gates-only): the "
+        "revisions after it are pending, those up to it applied; empty: every revision is pending, and every "
+        "revision recorded in versions.sha256 counts as applied",
     )
     lock_budget_s: float = Field(default=5.0, gt=0)
     duration_budget_s: float = Field(default=60.0, gt=0)
@@ -349,6 +364,15 @@ class DrillConfig(_Section):
     reports: ReportSettings = Field(default_factory=ReportSettings)
     waivers: list[Waiver] = Field(default_factory=list)
     source: Path = Field(default=DEFAULT_CONFIG, exclude=True)
+    declared: frozenset[str] = Field(default=frozenset(), exclude=True)
+
+    @property
+    def gates_only(self) -> bool:
+        """The file declares ``[migrations]`` and none of a deployment's parts: only the migration gates apply.
+
+        Such a target has no backups to restore, no app to start, no storage or signing secret to ask for.
+        """
+        return "migrations" in self.declared and not self.declared & _DEPLOYMENT_PARTS and not self.target.sandbox
 
     def secret(self, dotted_key: str) -> SecretStr:
         """Read the secret whose environment variable the file names at ``dotted_key``.
@@ -388,12 +412,22 @@ class DrillConfig(_Section):
         data = self.model_dump(mode="python")
         for section, values in sections.items():
             data[section] = {**data[section], **values}
-        return _validate(data, self.source)
+        return _validate(data, self.source, self.declared | set(sections))
 
 
-def _validate(data: dict[str, Any], source: Path) -> DrillConfig:
+#: The sections that describe a deployment beyond its migrations (their absence makes a gates-only target).
+_DEPLOYMENT_PARTS = frozenset({"storage", "redis", "app", "database", "restore"})
+
+
+def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | None = None) -> DrillConfig:
+    if declared is None:  # read from a file: what it declares decides which parts the target has
+        declared = frozenset(data)
+        if "migrations" in declared and not declared & _DEPLOYMENT_PARTS:
+            target = data.get("target")
+            if not isinstance(target, dict) or "sandbox" not in target:  # no world to build for it
+                data = {**data, "target": {**(target if isinstance(target, dict) else {}), "sandbox": False}}
     try:
-        config = DrillConfig.model_validate({**data, "source": source})
+        config = DrillConfig.model_validate({**data, "source": source, "declared": declared})
     except ValidationError as exc:
         first = exc.errors()[0]
         location = [str(part) for part in first["loc"]]

@@ -75,7 +75,7 @@ def check_secrets_set(config: DrillConfig, keys: Iterable[str] | None = None) ->
     Raises:
         ConfigError: names the file, the key and the unset variable.
     """
-    if config.target.sandbox:
+    if config.target.sandbox or config.gates_only:  # a gates-only target reads no storage and starts no app
         return
     if keys is None:
         keys = (*SECRET_KEYS, *(("redis.url_env",) if config.redis.url_env else ()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,6 @@ from pytest_bdd import given, then, when
 
 from harness.app.runner import AppProcess
 from harness.config import DrillConfig, Waiver
-from harness.deployment import Deployment
 from harness.migrations.checkpoint import newest_checkpoint
 from harness.migrations.checksums import FileChecksum, check_checksums, compare_checksums
 from harness.migrations.deploy import DeployRehearsal, MaintenanceWindow, WriteSwitch, wait_listening
@@ -19,6 +19,7 @@ from harness.migrations.destructive import (
     check_checkpoint,
     destructive_revisions,
     find_destructive,
+    judgement,
 )
 from harness.migrations.drift import check_drift
 from harness.migrations.history import RevisionGraph, check_linear_history, check_tracked, load_graph
@@ -30,6 +31,8 @@ from harness.migrations.waivers import Waivers
 from harness.records.recorder import DrillRecorder
 from harness.restore.staging import Staging
 from steps.evidence import attach_json, attach_table, attach_text
+
+log = logging.getLogger("steps.migration_gates")
 
 
 @given("the target's Alembic migrations named in the drill configuration", target_fixture="migrations")
@@ -82,12 +85,21 @@ def _reversible(
 ) -> None:
     exempt = destructive_revisions(migrations, revision_graph.order)
     results = check_roundtrip(migrations, revision_graph, pg_database, exempt=exempt, waivers=waivers)
+    for result in results:  # an exemption is never silent: the scenario's log and the table say why
+        if not result.reversed:
+            log.info("revision %s not round-tripped: %s", result.revision, result.exemption)
     attach_table("round trips", RoundTrip.HEADER, [result.row() for result in results])
 
 
 @given("the revisions pending on the staging copy restored from the newest backup", target_fixture="rehearsal")
-def _rehearsal(migrations: MigrationProject, revision_graph: RevisionGraph, staging: Staging) -> DeployRehearsal:
-    rehearsal = DeployRehearsal(migrations, revision_graph, staging)
+def _rehearsal(
+    migrations: MigrationProject, revision_graph: RevisionGraph, drill_config: DrillConfig, request: Any
+) -> DeployRehearsal:
+    # A gates-only target has no backups: its deployed revision is [migrations] deployed_head (or none known).
+    copy: Staging | None = None if drill_config.gates_only else request.getfixturevalue("staging")
+    rehearsal = DeployRehearsal(
+        migrations, revision_graph, copy, deployed=drill_config.migrations.deployed_head or None
+    )
     pending = rehearsal.pending()
     attach_json("pending revisions", {"deployed": rehearsal.deployed, "pending": pending})
     return rehearsal
@@ -95,7 +107,8 @@ def _rehearsal(migrations: MigrationProject, revision_graph: RevisionGraph, stag
 
 @then("every migration file up to the deployed revision is unchanged since its checksum was recorded")
 def _history_unedited(rehearsal: DeployRehearsal) -> None:
-    report = compare_checksums(rehearsal.project, rehearsal.graph, rehearsal.deployed)
+    report = compare_checksums(rehearsal.project, rehearsal.graph, rehearsal.deployed,
+                               recorded_are_applied=rehearsal.database is None)  # fmt: skip
     attach_table(
         f"checksums against the deployed head {report.deployed}", FileChecksum.HEADER, [f.row() for f in report.files]
     )
@@ -107,16 +120,21 @@ def _history_unedited(rehearsal: DeployRehearsal) -> None:
     "of at most the configured age"
 )
 def _checkpoint(
-    rehearsal: DeployRehearsal,
-    deployment: Deployment,
-    waivers: Waivers,
-    drill_config: DrillConfig,
-    drill_record: DrillRecorder,
+    rehearsal: DeployRehearsal, waivers: Waivers, drill_config: DrillConfig, drill_record: DrillRecorder, request: Any
 ) -> None:
     found = find_destructive(rehearsal.project, rehearsal.pending())
     attach_table("destructive operations", DestructiveOperation.HEADER, [op.row() for op in found])
-    max_age, now = drill_config.migrations.checkpoint_max_age_hours, datetime.now(UTC)
-    used = check_checkpoint(found, newest_checkpoint(deployment), max_age_hours=max_age, now=now, waivers=waivers)
+    max_age, now, backups = (
+        drill_config.migrations.checkpoint_max_age_hours,
+        datetime.now(UTC),
+        not drill_config.gates_only,
+    )
+    checkpoint = newest_checkpoint(request.getfixturevalue("deployment")) if backups and found else None
+    attach_text(
+        "how each destructive revision was judged",
+        "\n".join(judgement(found, checkpoint, now=now, backups=backups)) or "none pending",
+    )
+    used = check_checkpoint(found, checkpoint, max_age_hours=max_age, now=now, waivers=waivers, backups=backups)
     _report_waivers(used, drill_record)
 
 

@@ -5,36 +5,37 @@ database (staging, a new region, the restore drill) differ from production witho
 ``<script_location>/versions.sha256`` holds one line per revision file (sha256, revision, file name) and a
 sum over all of them; the gate recomputes them and fails, naming the file, when a revision at or below the
 deployed head no longer matches. Revisions above the deployed head are still under review and may change.
-After a reviewed change, regenerate the file with ``python -m harness.migrations.checksums`` (``--drill-config``
-for another target) and commit it with the change.
+After a reviewed change, regenerate the file with :data:`RECORD_COMMAND` and commit it with the change.
+A project without the file fails the gate, with that command in the message.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from harness.config import load_config
+from harness.config import DrillConfig
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.history import RevisionGraph, load_graph
 from harness.migrations.project import MigrationProject
 
 __all__ = [
     "CHECKSUM_FILE",
+    "RECORD_COMMAND",
     "ChecksumReport",
     "FileChecksum",
     "check_checksums",
     "compare_checksums",
     "compute_checksums",
-    "main",
+    "record_checksums",
     "render_checksums",
 ]
 
 CHECKSUM_FILE = "versions.sha256"
+RECORD_COMMAND = "codeblack-drills --config drill.toml migrations record-checksums"
+"""How an operator records the checksum file (the gate's message quotes it)."""
 _TOTAL = "*total*"
 
 
@@ -64,8 +65,9 @@ def _recorded(path: Path) -> dict[str, tuple[str, str]]:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise HarnessError(
-            f"{path}: no checksum file of the migrations; review them and run `python -m harness.migrations.checksums`"
+        raise CheckFailed(
+            f"{path}: no checksum file of the migrations, so an edit of an applied migration would pass unseen; "
+            f"review them, run `{RECORD_COMMAND}` and commit {CHECKSUM_FILE}"
         ) from None
     recorded: dict[str, tuple[str, str]] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -127,18 +129,25 @@ class ChecksumReport:
     files: tuple[FileChecksum, ...]
 
 
-def compare_checksums(project: MigrationProject, graph: RevisionGraph, deployed: str | None) -> ChecksumReport:
+def compare_checksums(
+    project: MigrationProject, graph: RevisionGraph, deployed: str | None, *, recorded_are_applied: bool = False
+) -> ChecksumReport:
     """Compare each file of ``migrations/versions`` with its line of the checksum file.
 
     ``deployed`` is the revision the deployed database is at (``alembic current`` of a copy restored from its
-    newest backup): it and the revisions below it are applied; ``None`` means none is.
+    newest backup): it and the revisions below it are applied; ``None`` means none is, unless
+    ``recorded_are_applied`` (a target without backups that names no ``deployed_head``): then every revision the
+    checksum file records counts as applied.
 
     Raises:
-        HarnessError: the checksum file is missing or malformed.
+        CheckFailed: the checksum file is missing.
+        HarnessError: the checksum file is malformed.
     """
     recorded = _recorded(project.script_location / CHECKSUM_FILE)
     order = graph.order
     applied = set(order[: order.index(deployed) + 1] if deployed in order else [])
+    if deployed is None and recorded_are_applied:
+        applied = set(recorded)
     files = [
         FileChecksum(revision, file, revision in applied, recorded[revision][0] if revision in recorded else None, sha)
         for revision, (sha, file) in compute_checksums(project, graph).items()
@@ -170,22 +179,14 @@ def check_checksums(report: ChecksumReport) -> list[str]:
     return [file.revision for file in report.files if file.applied]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Regenerate the checksum file of the configured migrations (after the change was reviewed)."""
-    parser = argparse.ArgumentParser(prog="python -m harness.migrations.checksums", description=main.__doc__)
-    parser.add_argument("--drill-config", metavar="PATH", default=None, help="drill.toml of the target")
-    args = parser.parse_args(argv)
-    try:
-        project = MigrationProject.from_config(load_config(args.drill_config))
-        text = render_checksums(project, load_graph(project))
-    except (HarnessError, CheckFailed) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def record_checksums(config: DrillConfig) -> tuple[Path, int]:
+    """Write the checksum file of the configured migrations (after the change was reviewed).
+
+    Returns:
+        The file written and how many revisions it records.
+    """
+    project = MigrationProject.from_config(config)
+    text = render_checksums(project, load_graph(project))
     path = project.script_location / CHECKSUM_FILE
     path.write_text(text)
-    print(f"wrote {path} ({text.count(chr(10)) - 1} revisions)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return path, text.count("\n") - 1

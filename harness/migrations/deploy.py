@@ -20,8 +20,9 @@ from harness.app.runner import AppProcess
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import RevisionGraph
+from harness.migrations.isolation import MigrationFailed
 from harness.migrations.locks import LockWatcher, RevisionTiming
-from harness.migrations.project import Database, MigrationFailed, MigrationProject, connected, current_revision
+from harness.migrations.project import Database, MigrationProject, connected, current_revision
 from harness.services.base import wait_until
 
 __all__ = [
@@ -43,21 +44,39 @@ class DeployRehearsal:
 
     project: MigrationProject
     graph: RevisionGraph
-    database: Database
+    database: Database | None
     deployed: str | None = None
     applied: list[str] = field(default_factory=list)
     timings: list[RevisionTiming] = field(default_factory=list)
 
     def pending(self) -> list[str]:
-        """The revisions ``alembic upgrade head`` would apply to this copy, oldest first."""
-        with connected(self.database) as connection:
-            self.deployed = current_revision(connection)
+        """The revisions ``alembic upgrade head`` would apply to this copy, oldest first.
+
+        Without a copy (a target with no backups), :attr:`deployed` is the configured ``deployed_head``.
+        """
+        where = "the staging copy is at"
+        if self.database is not None:
+            with connected(self.database) as connection:
+                self.deployed = current_revision(connection)
+        else:
+            where = "[migrations] deployed_head is"
         if self.deployed is not None and self.deployed not in self.graph.order:
             raise CheckFailed(
-                f"the staging copy is at revision {self.deployed}, which the migration history does not contain; "
+                f"{where} revision {self.deployed}, which the migration history does not contain; "
                 "production runs a revision this code does not know"
             )
         return self.graph.after(self.deployed)
+
+    @property
+    def copy(self) -> Database:
+        """The staging copy the rehearsal migrates.
+
+        Raises:
+            HarnessError: the target has no backups, so there is no copy (its scenario is not applicable).
+        """
+        if self.database is None:
+            raise HarnessError("no staging copy: the target configures no backups to restore")
+        return self.database
 
     def upgrade(self) -> list[str]:
         """Apply the pending revisions one by one (``alembic upgrade head``) and return them.
@@ -67,14 +86,13 @@ class DeployRehearsal:
         Raises:
             CheckFailed: naming the revision that fails on the restored data and the database's error.
         """
-        with connected(self.database) as connection:
-            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            connection.commit()
-            for revision in self.pending():
+        pending = self.pending()
+        with self.project.child(self.copy) as child:
+            for revision in pending:
                 started = time.monotonic()
                 try:
-                    with LockWatcher(self.database.dsn, pid) as watcher:
-                        self.project.upgrade(connection, revision)
+                    with LockWatcher(self.copy.dsn) as watcher:
+                        child.upgrade(revision)
                 except MigrationFailed as failed:
                     raise CheckFailed(
                         f"revision {revision} fails on the restored production data: {failed.error} "
@@ -90,7 +108,7 @@ class DeployRehearsal:
         Raises:
             CheckFailed: naming the revision found and the expected one.
         """
-        with connected(self.database) as connection:
+        with connected(self.copy) as connection:
             current = current_revision(connection)
         if current != self.project.expected_head:
             raise CheckFailed(

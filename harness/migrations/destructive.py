@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import ClassVar
 
 import sqlalchemy as sa
@@ -34,6 +35,7 @@ __all__ = [
     "check_checkpoint",
     "destructive_revisions",
     "find_destructive",
+    "judgement",
     "narrowing",
 ]
 
@@ -47,6 +49,12 @@ class DestructiveOperation:
     revision: str
     statement: str
     reason: str
+    file: str = ""
+
+    @property
+    def named(self) -> str:
+        """The revision with its file, as messages name it."""
+        return f"{self.revision} ({self.file})" if self.file else self.revision
 
     def row(self) -> list[str]:
         """A row for the report's table."""
@@ -112,10 +120,11 @@ def _statements(sql: str) -> list[str]:
     return [" ".join(part.split()) for part in "\n".join(lines).split(";") if part.strip()]
 
 
-def _render(project: MigrationProject, revision: str) -> tuple[str, list[MigrateOperation], str | None]:
-    """Run one revision's ``upgrade()`` offline: its SQL, the operations it invokes, and why it could not run."""
+def _render(project: MigrationProject, revision: str) -> tuple[str, list[MigrateOperation], str | None, str]:
+    """Run one revision's ``upgrade()`` offline: its SQL, the operations it invokes, why it could not run, its file."""
     script = project.scripts().get_revision(revision)
     assert script is not None, revision
+    file = Path(script.path).name
     module = script.module
     output = io.StringIO()
     context = MigrationContext.configure(
@@ -133,17 +142,17 @@ def _render(project: MigrationProject, revision: str) -> tuple[str, list[Migrate
         try:
             module.upgrade()
         except Exception as exc:  # a migration that needs a live connection cannot be judged offline
-            return output.getvalue(), recorded, f"{type(exc).__name__}: {exc}"
-    return output.getvalue(), recorded, None
+            return output.getvalue(), recorded, f"{type(exc).__name__}: {exc}", file
+    return output.getvalue(), recorded, None, file
 
 
 def find_destructive(project: MigrationProject, revisions: Iterable[str]) -> list[DestructiveOperation]:
     """Every statement of ``revisions`` that can lose data, in revision order."""
     found: list[DestructiveOperation] = []
     for revision in revisions:
-        sql, recorded, unrenderable = _render(project, revision)
+        sql, recorded, unrenderable, file = _render(project, revision)
         if unrenderable is not None:
-            found.append(DestructiveOperation(revision, "upgrade()", f"{_UNRENDERABLE} ({unrenderable})"))
+            found.append(DestructiveOperation(revision, "upgrade()", f"{_UNRENDERABLE} ({unrenderable})", file))
         alters = {
             (op.table_name, op.column_name): op
             for op in recorded
@@ -157,8 +166,20 @@ def find_destructive(project: MigrationProject, revisions: Iterable[str]) -> lis
                 op = alters.get((table, column))
                 why = narrowing(op.existing_type, op.modify_type) if op and op.modify_type else _RAW_TYPE_CHANGE
                 reasons += [why] if why else []
-            found += [DestructiveOperation(revision, statement, reason) for reason in reasons]
+            found += [DestructiveOperation(revision, statement, reason, file) for reason in reasons]
     return found
+
+
+def judgement(
+    found: list[DestructiveOperation], checkpoint: Checkpoint | None, *, now: datetime, backups: bool = True
+) -> list[str]:
+    """How each destructive revision is judged, for the report: the checkpoint found and its age, or why none."""
+    if checkpoint is not None:
+        age = f"{(now - checkpoint.taken_at).total_seconds() / 3600:.1f} h old"
+        basis = f"checkpoint {checkpoint.key} taken {checkpoint.taken_at.isoformat()}, {age}"
+    else:
+        basis = "no full backup checkpoint found" if backups else "no backup configured for this target"
+    return [f"revision {revision}: destructive; {basis}" for revision in dict.fromkeys(op.revision for op in found)]
 
 
 def destructive_revisions(project: MigrationProject, revisions: Iterable[str]) -> set[str]:
@@ -173,8 +194,12 @@ def check_checkpoint(
     max_age_hours: float,
     now: datetime,
     waivers: Waivers = NO_WAIVERS,
+    backups: bool = True,
 ) -> list[Waiver]:
     """A destructive pending revision passes only after a full backup newer than ``max_age_hours``.
+
+    ``backups`` is false for a target that configures no backup storage: a destructive revision then fails
+    unless waived, saying so.
 
     Returns:
         The waivers (rule ``destructive-checkpoint``, subject the revision) that excused a revision.
@@ -186,7 +211,13 @@ def check_checkpoint(
     if not found:
         return used
     first = found[0]
-    subject = f"revision {first.revision}: {first.statement!r} {first.reason}"
+    subject = f"revision {first.named}: {first.statement!r} {first.reason}"
+    if checkpoint is None and not backups:
+        raise CheckFailed(
+            f"{subject}, and this target configures no backup ([storage] is not in its drill.toml), so no full "
+            "backup checkpoint can be shown; the plan requires one before a destructive migration: take one, or "
+            f'waive it ([[waivers]] rule = "{DESTRUCTIVE}", subject = "{first.revision}", with approver and reason)'
+        )
     if checkpoint is None:
         raise CheckFailed(
             f"{subject}, and there is no full backup checkpoint at all; the plan requires one newer than "

@@ -1,57 +1,26 @@
 """Gate 1, the schema half: the migrations build exactly what the models declare (no drift).
 
-An empty throwaway database is upgraded to head, then Alembic's autogenerate comparison
-(``alembic.autogenerate.compare_metadata``, types and server defaults included) runs against the models'
-``MetaData``. Any difference is a schema change that no migration tracks, or a migration the models forgot.
+An empty throwaway database is upgraded to head by the isolated migration child, then Alembic's autogenerate
+comparison (``alembic.autogenerate.compare_metadata``, types and server defaults included) runs there against
+the models' ``MetaData``, imported as the project itself imports it. Any difference is a schema change that no
+migration tracks, or a migration the models forgot.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
+from pathlib import Path
 
 from harness.errors import CheckFailed
-from harness.migrations.project import COMPARE_OPTIONS, Database, MigrationFailed, MigrationProject, connected
+from harness.migrations.child import describe_difference
+from harness.migrations.isolation import MigrationFailed
+from harness.migrations.project import Database, MigrationProject
 
 __all__ = ["check_drift", "describe_difference"]
 
-_TABLE_LEVEL = {
-    "add_table": "table {0.name} is in the models, but no migration creates it",
-    "remove_table": "table {0.name} is built by the migrations, but the models do not declare it",
-    "add_index": "index {0.name} on {0.table.name} is in the models, but no migration creates it",
-    "remove_index": "index {0.name} on {0.table.name} is built by the migrations, but not in the models",
-    "add_constraint": "constraint {0.name} on {0.table.name} is in the models, but no migration creates it",
-    "remove_constraint": "constraint {0.name} on {0.table.name} is built by the migrations, but not in the models",
-    "add_fk": "foreign key {0.name} on {0.parent.name} is in the models, but no migration creates it",
-    "remove_fk": "foreign key {0.name} on {0.parent.name} is built by the migrations, but not in the models",
-}
-_COLUMN_LEVEL = {
-    "add_column": "column {1}.{2.name} is in the models, but no migration adds it",
-    "remove_column": "column {1}.{2.name} is built by the migrations, but the models do not declare it",
-}
-_MODIFY = {
-    "modify_type": "type",
-    "modify_nullable": "nullable",
-    "modify_default": "server default",
-    "modify_comment": "comment",
-}
 
-
-def describe_difference(entry: Any) -> str:
-    """One autogenerate difference as a sentence naming the table or column (``repr`` for unknown kinds)."""
-    if isinstance(entry, list):  # modify_* entries come grouped per column
-        return "; ".join(describe_difference(item) for item in entry)
-    kind = entry[0]
-    if kind in _TABLE_LEVEL:
-        return _TABLE_LEVEL[kind].format(entry[1])
-    if kind in _COLUMN_LEVEL:
-        return _COLUMN_LEVEL[kind].format(*entry[1:])
-    if kind in _MODIFY:
-        _, _, table, column, _, migrated, modelled = entry
-        return f"column {table}.{column}: {_MODIFY[kind]} is {migrated} after the migrations, {modelled} in the models"
-    return repr(entry)
+def _named(project: MigrationProject, head: str | None) -> str:
+    script = project.scripts().get_revision(head) if head else None
+    return f"{head} ({Path(script.path).name})" if script is not None else str(head)
 
 
 def check_drift(project: MigrationProject, database: Database) -> list[str]:
@@ -63,18 +32,16 @@ def check_drift(project: MigrationProject, database: Database) -> list[str]:
     Raises:
         CheckFailed: naming the head, the models and every difference.
     """
-    metadata = project.metadata()
-    with connected(database) as connection:
+    with project.child(database) as child:
         try:
-            project.upgrade(connection, "head")
+            head = child.upgrade("head")
         except MigrationFailed as failed:
             raise CheckFailed(f"the migrations cannot build the schema to compare: {failed}") from None
-        context = MigrationContext.configure(connection, opts=dict(COMPARE_OPTIONS))
-        head = context.get_current_revision()
-        differences = [describe_difference(entry) for entry in compare_metadata(context, metadata)]
+        differences = child.compare(project.metadata_path)
     if differences:
         raise CheckFailed(
-            f"schema drift: the migrations up to head {head} and the models ({project.metadata_path}) differ in "
+            f"schema drift: the migrations up to head {_named(project, head)} and the models "
+            f"({project.metadata_path}) differ in "
             f"{len(differences)} place(s): " + "; ".join(differences) + "; add a migration (alembic revision "
             "--autogenerate) or fix the models"
         )

@@ -57,6 +57,11 @@ class RevisionGraph:
         """Revision ids from base to head (the order ``alembic upgrade`` applies them)."""
         return [revision.revision for revision in self.revisions]
 
+    def named(self, revision: str) -> str:
+        """A revision with its file, as messages name it: ``b7c8d9e0f1a2 (b7c8d9e0f1a2_books.py)``."""
+        files = {known.revision: known.file for known in self.revisions}
+        return f"{revision} ({files[revision]})" if revision in files else revision
+
     def after(self, current: str | None) -> list[str]:
         """The revisions an upgrade from ``current`` (``None``: an empty database) to head would apply."""
         order = self.order
@@ -159,8 +164,8 @@ def check_linear_history(
     """
     if len(graph.heads) != 1:
         raise CheckFailed(
-            f"the migration history has {len(graph.heads)} heads ({', '.join(graph.heads)}); the plan needs "
-            "one linear chain: rebase the newer revision onto the other (edit its down_revision)"
+            f"the migration history has {len(graph.heads)} heads ({', '.join(map(graph.named, graph.heads))}); "
+            "the plan needs one linear chain: rebase the newer revision onto the other (edit its down_revision)"
         )
     children: dict[str, list[str]] = defaultdict(list)
     for revision in graph.revisions:

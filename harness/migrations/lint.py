@@ -117,9 +117,10 @@ def lint_revisions(
         return LintReport()
     order = graph.order
     sql: dict[str, str] = {}
-    for revision in revisions:
-        position = order.index(revision)
-        sql[revision] = project.offline_sql(f"{order[position - 1]}:{revision}" if position else revision)
+    with project.child() as child:
+        for revision in revisions:
+            position = order.index(revision)
+            sql[revision] = child.offline_sql(f"{order[position - 1]}:{revision}" if position else revision)
     with tempfile.TemporaryDirectory(prefix="codeblack-drills-lint-") as tmp:
         files = []
         for revision, text in sql.items():

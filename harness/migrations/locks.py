@@ -2,7 +2,8 @@
 
 A migration that holds an ACCESS EXCLUSIVE lock on a busy table for longer than a few seconds queues every
 query of the live app behind it, whatever its SQL looks like on paper. While one revision runs on the staging
-copy, a second connection samples ``pg_locks`` for the migrating backend every ``interval`` seconds and keeps,
+copy, a second connection samples ``pg_locks`` of that database (the migration child's backends: ``env.py`` may
+open its own connection) every ``interval`` seconds and keeps,
 per table, the time between the first and the last sample that saw the lock granted (a lock is held until the
 revision's transaction ends, so that span is the hold time, to the sampling resolution). Tables the revision
 itself creates are invisible to the observer until commit and are left out: nobody else can be waiting on them.
@@ -24,7 +25,8 @@ __all__ = ["LockWatcher", "RevisionTiming", "check_budgets"]
 
 _LOCKS = """
     SELECT c.relname FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-    WHERE l.pid = %s AND l.granted AND l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation'
+    WHERE l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.granted AND l.mode = 'AccessExclusiveLock' AND l.locktype = 'relation'
       AND c.relkind IN ('r', 'p') AND c.relname <> 'alembic_version'
 """
 
@@ -47,10 +49,9 @@ class RevisionTiming:
 
 @dataclass
 class LockWatcher:
-    """Samples the ACCESS EXCLUSIVE locks one backend holds, from a connection of its own, in a thread."""
+    """Samples the ACCESS EXCLUSIVE locks held in one database (by the migration), from a connection of its own."""
 
     dsn: str
-    pid: int
     interval: float = 0.01
     seen: dict[str, tuple[float, float]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -62,7 +63,7 @@ class LockWatcher:
             with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as observer:
                 while not self._stop.is_set():
                     now = time.monotonic()
-                    for (table,) in observer.execute(_LOCKS, (self.pid,)).fetchall():
+                    for (table,) in observer.execute(_LOCKS).fetchall():
                         first, _ = self.seen.get(table, (now, now))
                         self.seen[table] = (first, now)
                     self._stop.wait(self.interval)
@@ -70,7 +71,7 @@ class LockWatcher:
             self._error = exc
 
     def __enter__(self) -> LockWatcher:
-        self._thread = threading.Thread(target=self._run, name=f"lock-watcher-{self.pid}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="lock-watcher", daemon=True)
         self._thread.start()
         return self
 
@@ -88,7 +89,7 @@ class LockWatcher:
             HarnessError: the observer connection failed, so the holds were not measured.
         """
         if self._error is not None:
-            raise HarnessError(f"could not watch the locks of backend {self.pid}: {self._error}")
+            raise HarnessError(f"could not watch the locks of the migration: {self._error}")
         if not self.seen:
             return 0.0, None
         table, (first, last) = max(self.seen.items(), key=lambda item: item[1][1] - item[1][0])

@@ -1,49 +1,37 @@
 """The target's Alembic project: where its scripts live, which head they must reach, which models they build.
 
 Every gate starts from a :class:`MigrationProject` resolved once from ``[migrations]`` of ``drill.toml``, so the
-gates agree on one script directory and one metadata object. Alembic's own objects (``Config``,
-``ScriptDirectory``, ``MigrationContext``) do the work; nothing parses Alembic's console output.
+gates agree on one script directory, one metadata path and one way to run the project's own Alembic: an
+isolated :class:`~harness.migrations.isolation.MigrationChild` with the project's interpreter, ``alembic.ini``
+and settings, which can reach only the throwaway it is given. Alembic's own objects do the work; nothing parses
+Alembic's console output.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import MetaData, create_engine, pool
+from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from harness.config import DrillConfig
-from harness.errors import CheckFailed, ConfigError, HarnessError
+from harness.errors import ConfigError
+from harness.migrations.isolation import MigrationChild, MigrationFailed, Throwaway, default_python
 from harness.services.postgres import ensure_throwaway
 
-__all__ = ["COMPARE_OPTIONS", "Database", "MigrationFailed", "MigrationProject", "connected", "current_revision"]
-
-#: What the drift comparison looks at besides tables and columns (types and server defaults).
-COMPARE_OPTIONS = {"compare_type": True, "compare_server_default": True}
+__all__ = ["Database", "MigrationFailed", "MigrationProject", "connected", "current_revision"]
 
 
-class Database(Protocol):
-    """A throwaway database the gates may write to (``pg_database``, the staging copy)."""
-
-    @property
-    def dsn(self) -> str:
-        """A libpq URL, checked with ``ensure_throwaway`` before any write."""
-
-    @property
-    def sqlalchemy_url(self) -> str:
-        """The same database as a SQLAlchemy URL."""
+Database = Throwaway
+"""A throwaway database the gates may write to (``pg_database``, the staging copy)."""
 
 
 @contextlib.contextmanager
@@ -60,18 +48,28 @@ def connected(database: Database) -> Iterator[Connection]:
 
 @dataclass(frozen=True)
 class MigrationProject:
-    """One Alembic script directory with its expected head and the models it must build."""
+    """One Alembic script directory with its expected head, the models it must build, and how to run it.
+
+    Alembic itself (``env.py``, the models, the migrations' ``upgrade()`` against a database) runs only in a
+    :class:`~harness.migrations.isolation.MigrationChild` (see :meth:`child`), never in the harness.
+    """
 
     script_location: Path
     expected_head: str
     metadata_path: str
+    ini: Path | None = None
+    python: str = field(default_factory=default_python)
+    env: Mapping[str, str] = field(default_factory=dict)
+    pythonpath: tuple[Path, ...] = ()
+    driver: str = "psycopg"
+    cwd: Path | None = None
 
     @classmethod
     def from_config(cls, config: DrillConfig) -> MigrationProject:
-        """The project named by ``[migrations]``, with ``script_location`` taken relative to the file.
+        """The project named by ``[migrations]``, with its paths taken relative to the file.
 
         Raises:
-            ConfigError: the script directory or its ``env.py`` is missing.
+            ConfigError: the script directory, its ``env.py``, the ini file or the interpreter is missing.
         """
         settings = config.migrations
         location = config.resolve_path(settings.script_location)
@@ -80,94 +78,69 @@ class MigrationProject:
                 f"{config.source}: [migrations] script_location: {location} has no env.py; "
                 "point it at the directory holding env.py and versions/"
             )
-        return cls(location, settings.expected_head, settings.metadata)
+        ini = config.resolve_path(settings.ini) if settings.ini else None
+        if ini is not None and not ini.is_file():
+            raise ConfigError(f"{config.source}: [migrations] ini: {ini} does not exist")
+        python = default_python()
+        if settings.python:  # checked when a child starts: recording checksums needs no interpreter
+            # Not resolved: a virtual environment's python is a symlink, and only its own path finds pyvenv.cfg.
+            relative = os.path.join(config.source.parent, settings.python)
+            python = os.path.abspath(relative) if "/" in settings.python else settings.python
+        return cls(
+            location,
+            settings.expected_head,
+            settings.metadata,
+            ini=ini,
+            python=python,
+            env=dict(settings.env),
+            pythonpath=tuple(config.resolve_path(path) for path in settings.pythonpath),
+            driver=settings.driver,
+            cwd=ini.parent if ini is not None else config.source.parent,
+        )
 
     @property
     def versions_dir(self) -> Path:
         """The directory every migration file must live in."""
         return self.script_location / "versions"
 
-    def alembic_config(self, connection: Connection | None = None, *, output: io.StringIO | None = None) -> Config:
-        """An Alembic ``Config`` for this project, migrating ``connection`` or rendering SQL into ``output``."""
-        config = Config(stdout=output or io.StringIO())
+    def alembic_config(self) -> Config:
+        """An Alembic ``Config`` for reading the script directory (no ``env.py`` runs through it)."""
+        config = Config(stdout=io.StringIO())
         config.set_main_option("script_location", str(self.script_location))
         config.set_main_option("path_separator", "os")
-        if connection is not None:
-            config.attributes["connection"] = connection
-        if output is not None:
-            config.output_buffer = output
         return config
 
     def scripts(self) -> ScriptDirectory:
-        """The script directory, loaded by Alembic.
-
-        Raises:
-            HarnessError: Alembic cannot build the revision graph (the message is Alembic's, one line).
-        """
+        """The script directory, loaded by Alembic."""
         return ScriptDirectory.from_config(self.alembic_config())
 
-    def metadata(self) -> MetaData:
-        """Import the models' ``MetaData`` named ``module:attribute`` (attributes may be dotted).
+    def child(self, database: Database | None = None) -> MigrationChild:
+        """An isolated child that runs this project's Alembic against ``database`` (``None``: offline only)."""
+        return MigrationChild(
+            python=self.python,
+            script_location=self.script_location,
+            env_py=self.script_location / "env.py",
+            ini=self.ini,
+            cwd=self.cwd,
+            env=dict(self.env),
+            pythonpath=self.pythonpath,
+            driver=self.driver,
+            database=database,
+        )
+
+    def upgrade(self, database: Database, revision: str) -> str | None:
+        """``alembic upgrade <revision>`` of a throwaway in a child of its own; returns the revision reached.
 
         Raises:
-            ConfigError: the path is malformed, the module does not import, or the object is no MetaData.
+            MigrationFailed: the migration raised (see :meth:`MigrationChild.upgrade` for the rest).
         """
-        module_name, _, attribute = self.metadata_path.partition(":")
-        where = f"[migrations] metadata = {self.metadata_path!r}"
-        if not module_name or not attribute:
-            raise ConfigError(f"{where}: expected 'package.module:attribute', e.g. 'app.models:Base.metadata'")
-        try:
-            value: object = importlib.import_module(module_name)
-            for part in attribute.split("."):
-                value = getattr(value, part)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"{where}: cannot import it: {exc}") from None
-        if not isinstance(value, MetaData):
-            raise ConfigError(f"{where}: is a {type(value).__name__}, not a SQLAlchemy MetaData")
-        return value
-
-    def upgrade(self, connection: Connection, revision: str) -> None:
-        """Upgrade the connection's database to ``revision`` and commit (``alembic upgrade <revision>``).
-
-        Raises:
-            MigrationFailed: the migration raised; its transaction is rolled back.
-        """
-        self._run(command.upgrade, "upgrade", connection, revision)
-
-    def downgrade(self, connection: Connection, revision: str) -> None:
-        """Downgrade the connection's database to ``revision`` and commit (``alembic downgrade <revision>``).
-
-        Raises:
-            MigrationFailed: the migration raised; its transaction is rolled back.
-        """
-        self._run(command.downgrade, "downgrade", connection, revision)
-
-    def _run(self, step: Callable[[Config, str], None], verb: str, connection: Connection, revision: str) -> None:
-        try:
-            step(self.alembic_config(connection), revision)
-        except Exception as exc:  # whatever a migration raises (database error, CommandError, a bug in it)
-            connection.rollback()
-            orig = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
-            lines = str(orig).strip().splitlines()
-            raise MigrationFailed(verb, revision, f"{type(exc).__name__}: {lines[0] if lines else ''}") from None
-        connection.commit()
+        with self.child(database) as child:
+            return child.upgrade(revision)
 
     def offline_sql(self, revision_range: str) -> str:
-        """The SQL ``alembic upgrade <range> --sql`` prints, captured through the config's output buffer."""
-        output = io.StringIO()
-        try:
-            command.upgrade(self.alembic_config(output=output), revision_range, sql=True)
-        except CommandError as exc:
-            raise HarnessError(f"{self.script_location}: cannot render {revision_range} offline: {exc}") from None
-        return output.getvalue()
-
-
-class MigrationFailed(CheckFailed):
-    """An Alembic upgrade or downgrade raised; the message names the target and the first line of the error."""
-
-    def __init__(self, verb: str, target: str, error: str) -> None:
-        super().__init__(f"alembic {verb} {target} raises {error}")
-        self.error = error
+        """The SQL ``alembic upgrade <range> --sql`` prints, rendered by an isolated child."""
+        with self.child() as child:
+            return child.offline_sql(revision_range)
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -38,11 +38,13 @@ def _run_feature(
         "script_location": str(project),
         "expected_head": "b6e8dcb19a40",
         "metadata": SANDBOX_METADATA,
+        "pythonpath": [str(PROJECT_ROOT)],  # the drift case's models live under tests/
         **migrations,
     }
     config = tmp_path / "drill.toml"
     config.write_text(
-        f'[target]\nname = "broken-{case}"\n\n[reports]\ndir = "{tmp_path / "reports"}"\n\n[migrations]\n'
+        f'[target]\nname = "broken-{case}"\nsandbox = true\n\n'
+        f'[reports]\ndir = "{tmp_path / "reports"}"\n\n[migrations]\n'
         + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
     )
     junit = tmp_path / "junit.xml"
@@ -79,7 +81,8 @@ def _run_feature(
             "downgrade_trace",
             SANDBOX_METADATA,
             "reversible",
-            "revision d0d0d0d0d003: downgrade does not restore the schema before it (1 difference(s)): "
+            "revision d0d0d0d0d003 (d0d0d0d0d003_orders_note.py): downgrade does not restore the schema before it "
+            "(1 difference(s)): "
             "constraint public.orders.ck_orders_amount_positive was left behind",
         ),
     ],
@@ -107,7 +110,10 @@ def test_the_staging_rehearsal_catches_a_destructive_pending_migration_and_a_fai
         next(message for name, message in failures.items() if key in name)
         for key in ("checkpoint", "linter", "rehearsed")
     )
-    assert "revision dd0000000001: 'ALTER TABLE blacklist_entries DROP COLUMN reason' drops a column" in checkpoint
+    assert (
+        "revision dd0000000001 (dd0000000001_drop_blacklist_reason.py): "
+        "'ALTER TABLE blacklist_entries DROP COLUMN reason' drops a column" in checkpoint
+    )
     assert "older than the 0.001 h allowed" in checkpoint
     assert "1 blocking lint finding(s) in the pending migrations: revision dd0000000001 line" in lint
     assert "ban-drop-column: Dropping a column may break existing clients." in lint

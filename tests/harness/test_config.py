@@ -85,3 +85,22 @@ def test_pytest_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 4
     assert f"ERROR: {path}: [objectives] rpo_hour: unknown key" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "gates_only", "sandbox"),
+    [
+        ('[target]\nname = "shelf"\n\n[migrations]\nexpected_head = "b7c8d9e0f1a2"\n', True, False),
+        ('[migrations]\nexpected_head = "b7c8d9e0f1a2"\n\n[storage]\nbackup_bucket = "b"\n', False, True),
+        ('[target]\nsandbox = true\n\n[migrations]\nexpected_head = "b7c8d9e0f1a2"\n', False, True),
+    ],
+    ids=["only-migrations", "with-storage", "sandbox-said-so"],
+)
+def test_a_file_declaring_only_migrations_is_a_gates_only_target(
+    tmp_path: Path, text: str, gates_only: bool, sandbox: bool
+) -> None:
+    path = tmp_path / "drill.toml"
+    path.write_text(text)
+    config = load_config(path)
+    assert (config.gates_only, config.target.sandbox) == (gates_only, sandbox)
+    assert config.with_changes(migrations={"lock_budget_s": 1.0}).gates_only == gates_only

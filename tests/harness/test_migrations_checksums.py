@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CheckFailed, HarnessError
-from harness.migrations.checksums import CHECKSUM_FILE, FileChecksum, check_checksums, compare_checksums, main
+from harness.cli import main
+from harness.errors import CheckFailed
+from harness.migrations.checksums import CHECKSUM_FILE, FileChecksum, check_checksums, compare_checksums
 from harness.migrations.history import load_graph
 from harness.migrations.project import MigrationProject
 from tests.data.migration_sets import DEPLOYED_EDIT, build_project, edit_deployed_migration
@@ -21,7 +22,7 @@ def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> MigrationProj
     root = build_project("reviewed", tmp_path)
     config = tmp_path / "drill.toml"
     config.write_text(f'[migrations]\nscript_location = "{root}"\n')
-    assert main(["--drill-config", str(config)]) == 0
+    main(["--config", str(config), "migrations", "record-checksums"])
     assert capsys.readouterr().out == f"wrote {root / CHECKSUM_FILE} (5 revisions)\n"
     return MigrationProject(root, "b6e8dcb19a40", "sandbox.codeblack.models:Base.metadata")
 
@@ -47,15 +48,28 @@ def test_an_applied_migration_edited_after_the_fact_is_named(project: MigrationP
         _check(project, "b6e8dcb19a40")
 
 
+def test_without_a_deployed_head_every_recorded_revision_counts_as_applied(project: MigrationProject) -> None:
+    edit_deployed_migration(project.script_location)
+    report = compare_checksums(project, load_graph(project), None, recorded_are_applied=True)
+    with pytest.raises(
+        CheckFailed, match=rf"{DEPLOYED_EDIT} \(revision 7a2d4e6b8c21\) was edited after it was applied"
+    ):
+        check_checksums(report)
+
+
 def test_a_pending_migration_may_still_change(project: MigrationProject) -> None:
     script = project.versions_dir / HEAD_FILE
     script.write_text(script.read_text() + "\n# reviewed wording\n")
     _check(project, "d2a7c3e9f165")
 
 
-def test_a_missing_checksum_file_says_how_to_create_it(project: MigrationProject) -> None:
+def test_a_missing_checksum_file_fails_saying_how_to_record_it(project: MigrationProject) -> None:
     (project.script_location / CHECKSUM_FILE).unlink()
-    with pytest.raises(HarnessError, match=r"no checksum file of the migrations; review them and run `python -m"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"versions.sha256: no checksum file of the migrations, so an edit of an applied migration would pass "
+        r"unseen; review them, run `codeblack-drills --config drill.toml migrations record-checksums` and commit",
+    ):
         _check(project, "b6e8dcb19a40")
 
 

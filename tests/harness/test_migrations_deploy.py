@@ -28,8 +28,8 @@ def sandbox() -> MigrationProject:
 
 def _with_orders(project: MigrationProject, database: Any) -> None:
     """Production-like data: the sandbox at head with one application and its order."""
+    project.upgrade(database, "head")
     with connected(database) as connection:
-        project.upgrade(connection, "head")
         connection.execute(
             text("INSERT INTO applications (applicant_name, email, amount) VALUES ('Ada', 'ada@example.org', 10)")
         )
@@ -38,8 +38,7 @@ def _with_orders(project: MigrationProject, database: Any) -> None:
 
 
 def test_a_copy_behind_head_is_upgraded_to_the_expected_head(sandbox: MigrationProject, pg_database: Any) -> None:
-    with connected(pg_database) as connection:
-        sandbox.upgrade(connection, "d2a7c3e9f165")
+    sandbox.upgrade(pg_database, "d2a7c3e9f165")
     rehearsal = DeployRehearsal(sandbox, load_graph(sandbox), pg_database)
     assert rehearsal.pending() == ["b6e8dcb19a40"]
     assert rehearsal.deployed == "d2a7c3e9f165"
@@ -75,8 +74,8 @@ def test_a_migration_that_fails_on_real_data_is_named_with_the_database_error(
 
 
 def test_a_copy_at_a_revision_the_code_does_not_know_fails(sandbox: MigrationProject, pg_database: Any) -> None:
+    sandbox.upgrade(pg_database, "head")
     with connected(pg_database) as connection:
-        sandbox.upgrade(connection, "head")
         connection.execute(text("UPDATE alembic_version SET version_num = 'feedfacecafe'"))
         connection.commit()
     with pytest.raises(CheckFailed, match=r"the staging copy is at revision feedfacecafe, which the migration"):

@@ -20,8 +20,8 @@ ORDERS = 100_000
 
 def _rehearse(case: str, head: str, tmp_path: Path, database: Any) -> DeployRehearsal:
     project = MigrationProject(build_project(case, tmp_path), head, "sandbox.codeblack.models:Base.metadata")
+    project.upgrade(database, "b6e8dcb19a40")
     with connected(database) as connection:
-        project.upgrade(connection, "b6e8dcb19a40")
         connection.execute(text("INSERT INTO applications (applicant_name, email, amount) VALUES ('A', 'a@x', 1)"))
         connection.execute(
             text(f"INSERT INTO orders (application_id, amount) SELECT 1, 1 FROM generate_series(1, {ORDERS})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def test_a_model_column_with_no_migration_is_drift_naming_the_column_and_the_hea
     )
     with pytest.raises(
         CheckFailed,
-        match=r"schema drift: the migrations up to head b6e8dcb19a40 and the models \(tests.data.migration_sets."
+        match=r"schema drift: the migrations up to head b6e8dcb19a40 \(b6e8dcb19a40_orders_currency\.py\) and the "
+        r"models \(tests.data.migration_sets."
         r"column_without_migration.models:metadata\) differ in 1 place\(s\): column orders.note is in the models, "
         r"but no migration adds it",
     ):
@@ -56,10 +58,12 @@ def test_a_model_column_with_no_migration_is_drift_naming_the_column_and_the_hea
         ("sandbox.codeblack.models:Base", "is a DeclarativeAttributeIntercept, not a SQLAlchemy MetaData"),
     ],
 )
-def test_a_bad_metadata_path_is_a_setup_error_naming_the_key(sandbox: MigrationProject, path: str, reason: str) -> None:
-    project = MigrationProject(sandbox.script_location, sandbox.expected_head, path)
+def test_a_bad_metadata_path_is_a_setup_error_naming_the_key(
+    sandbox: MigrationProject, path: str, reason: str, pg_database: Any
+) -> None:
+    project = dataclasses.replace(sandbox, metadata_path=path)
     with pytest.raises(ConfigError, match=rf"\[migrations\] metadata = '{path}': {reason}"):
-        project.metadata()
+        check_drift(project, pg_database)
 
 
 def test_every_sandbox_revision_round_trips_to_an_identical_catalogue(
@@ -74,7 +78,8 @@ def test_a_downgrade_that_raises_fails_naming_the_revision(tmp_path: Path, pg_da
     project = _project("downgrade_fails", tmp_path)
     with pytest.raises(
         CheckFailed,
-        match=r'revision d0d0d0d0d001: downgrade raises ProgrammingError: .*index "ix_order_status" does not exist',
+        match=r"revision d0d0d0d0d001 \(d0d0d0d0d001_orders_status_index\.py\): downgrade raises ProgrammingError: "
+        r'.*index "ix_order_status" does not exist',
     ):
         check_roundtrip(project, load_graph(project), pg_database)
 
@@ -84,7 +89,9 @@ def test_a_downgrade_that_does_nothing_fails_naming_what_it_left(tmp_path: Path,
     with pytest.raises(CheckFailed) as failure:
         check_roundtrip(project, load_graph(project), pg_database)
     message = str(failure.value)
-    assert message.startswith("revision d0d0d0d0d002: downgrade does not restore the schema before it (")
+    assert message.startswith(
+        "revision d0d0d0d0d002 (d0d0d0d0d002_review_marks.py): downgrade does not restore the schema before it ("
+    )
     assert "relation public.review_marks was left behind (table)" in message
 
 
@@ -92,7 +99,8 @@ def test_a_downgrade_that_leaves_a_trace_fails_naming_the_object(tmp_path: Path,
     project = _project("downgrade_trace", tmp_path)
     with pytest.raises(
         CheckFailed,
-        match=r"revision d0d0d0d0d003: downgrade does not restore the schema before it \(1 difference\(s\)\): "
+        match=r"revision d0d0d0d0d003 \(d0d0d0d0d003_orders_note\.py\): downgrade does not restore the schema "
+        r"before it \(1 difference\(s\)\): "
         r"constraint public.orders.ck_orders_amount_positive was left behind \(CHECK \(\(amount > \(0\)::numeric\)\)\)",
     ):
         check_roundtrip(project, load_graph(project), pg_database)
@@ -101,7 +109,7 @@ def test_a_downgrade_that_leaves_a_trace_fails_naming_the_object(tmp_path: Path,
 def test_an_exempt_revision_is_upgraded_without_a_round_trip(tmp_path: Path, pg_database: Any) -> None:
     project = _project("downgrade_fails", tmp_path)
     results = check_roundtrip(project, load_graph(project), pg_database, exempt={"d0d0d0d0d001"})
-    assert results[-1].row() == ["d0d0d0d0d001", 1, "exempt (destructive or waived)"]
+    assert results[-1].row() == ["d0d0d0d0d001", 1, "exempt: destructive, judged by the backup checkpoint gate instead"]
 
 
 def test_the_snapshot_sees_enums_sequences_defaults_and_nullability(pg_database: Any) -> None:
@@ -130,3 +138,11 @@ def test_two_heads_cannot_build_the_schema_to_compare(tmp_path: Path, pg_databas
         r"Multiple head revisions",
     ):
         check_drift(_project("two_heads", tmp_path), pg_database)
+
+
+def test_a_missing_project_interpreter_is_a_setup_error_naming_the_key(
+    sandbox: MigrationProject, pg_database: Any
+) -> None:
+    project = dataclasses.replace(sandbox, python="/no/such/python")
+    with pytest.raises(ConfigError, match=r"^\[migrations\] python: /no/such/python is not an executable"):
+        check_drift(project, pg_database)

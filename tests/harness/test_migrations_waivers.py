@@ -34,7 +34,11 @@ def test_a_waived_destructive_revision_passes_and_the_waiver_is_returned(destruc
     found = find_destructive(destructive, ["de1e7e000001", "de1e7e000002"])
     first = _waiver(DESTRUCTIVE, "de1e7e000001")
     now = datetime.now(UTC)
-    with pytest.raises(CheckFailed, match=r"^revision de1e7e000002: .* narrows TEXT to VARCHAR\(16\)"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"^revision de1e7e000002 \(de1e7e000002_narrow_application_status\.py\): "
+        r".* narrows TEXT to VARCHAR\(16\)",
+    ):
         check_checkpoint(found, None, max_age_hours=24, now=now, waivers=Waivers.of([first]))
     both = Waivers.of([first, _waiver(DESTRUCTIVE, "de1e7e000002")])
     assert check_checkpoint(found, None, max_age_hours=24, now=now, waivers=both) == list(both.entries)

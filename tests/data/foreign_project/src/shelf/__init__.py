@@ -1,0 +1,1 @@
+"""shelf: a small library catalogue backend (a foreign Alembic project for the drill's self-tests)."""
