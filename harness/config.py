@@ -24,6 +24,7 @@ from harness.identifiers import TableName, parse_column, parse_table
 __all__ = [
     "PROJECT_ROOT",
     "AppSettings",
+    "BackupSettings",
     "DatabaseSettings",
     "DrillConfig",
     "MigrationSettings",
@@ -252,6 +253,22 @@ class AppSettings(_Section):
     approver: str = "ops-bob"
     critical_keys: list[str] = Field(default_factory=list)
     sensitive_keys: list[str] = Field(default_factory=list)
+    database_role: str = Field(
+        default="",
+        description="the role production's app connects as; staging gives it a password of the run and the app "
+        "connects as it, with production's grants (it must be a role of the backup's globals); empty: the "
+        "restore role",
+    )
+
+
+class BackupSettings(_Section):
+    """What ``codeblack-drills backup`` stores besides the data."""
+
+    globals: bool = Field(
+        default=True,
+        description="store the cluster's roles and memberships (pg_dumpall --globals-only --no-role-passwords) "
+        "beside each logical dump, so the drill restores owners and grants",
+    )
 
 
 class MigrationSettings(_Section):
@@ -304,6 +321,7 @@ class DrillConfig(_Section):
     app: AppSettings = Field(default_factory=AppSettings)
     migrations: MigrationSettings = Field(default_factory=MigrationSettings)
     restore: RestoreSettings = Field(default_factory=RestoreSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     waivers: list[Waiver] = Field(default_factory=list)
     source: Path = Field(default=DEFAULT_CONFIG, exclude=True)

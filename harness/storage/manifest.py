@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import HarnessError
 
 __all__ = [
+    "GLOBALS_SUFFIX",
     "MANIFEST_SUFFIX",
     "BackupManifest",
     "Companion",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 MANIFEST_SUFFIX = ".manifest.json"
+GLOBALS_SUFFIX = ".globals.sql"
+"""A logical dump's roles and memberships (``pg_dumpall --globals-only``) are stored at ``<key>.globals.sql``."""
 
 
 class TableStats(BaseModel):
@@ -73,6 +76,9 @@ class BackupManifest(BaseModel):
     tool: str = "codeblack-drills"
     expanded: int | None = Field(default=None, ge=0, description="a tarball: bytes of its uncompressed tar stream")
     companions: dict[str, Companion] = Field(default_factory=dict, description="base: the other files, by name")
+    globals: Companion | None = Field(
+        default=None, description="logical: the cluster's roles (pg_dumpall --globals-only), at <key>.globals.sql"
+    )
 
     def to_json(self) -> bytes:
         """The manifest as stored: UTF-8 JSON, stable key order."""
