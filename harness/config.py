@@ -277,6 +277,27 @@ class AppSettings(_Section):
     approver: str = "ops-bob"
     critical_keys: list[str] = Field(default_factory=list)
     sensitive_keys: list[str] = Field(default_factory=list)
+    database_role: str = Field(
+        default="",
+        description="the role production's app connects as; staging gives it a password of the run and the app "
+        "connects as it, with production's grants (it must be a role of the backup's globals); empty: the "
+        "restore role",
+    )
+
+
+class BackupSettings(_Section):
+    """How ``codeblack-drills backup ...`` writes backups, and what it stores besides the data."""
+
+    signing_key_env: str = Field(
+        default="",
+        description="the variable holding the base64 32-byte Ed25519 seed that signs every manifest; empty: "
+        "manifests are written unsigned (a warning says so)",
+    )
+    globals: bool = Field(
+        default=True,
+        description="store the cluster's roles and memberships (pg_dumpall --globals-only --no-role-passwords) "
+        "beside each logical dump, so the drill restores owners and grants",
+    )
 
 
 class MigrationSettings(_Section):
@@ -307,16 +328,6 @@ class MigrationSettings(_Section):
     )
     lock_budget_s: float = Field(default=5.0, gt=0)
     duration_budget_s: float = Field(default=60.0, gt=0)
-
-
-class BackupSettings(_Section):
-    """How ``codeblack-drills backup ...`` writes backups."""
-
-    signing_key_env: str = Field(
-        default="",
-        description="the variable holding the base64 32-byte Ed25519 seed that signs every manifest; empty: "
-        "manifests are written unsigned (a warning says so)",
-    )
 
 
 class RestoreSettings(_Section):

@@ -9,6 +9,7 @@ upload part, so a backup host needs no room for the database.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from harness.backup.store import backup_time, put_manifest, timestamped_key
@@ -31,7 +33,7 @@ from harness.errors import HarnessError
 from harness.redact import register_secret
 from harness.services.base import RUN_ENV, run_id, run_tool
 from harness.services.postgres import PostgresBinaries, find_binaries, installations
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import GLOBALS_SUFFIX, BackupManifest, Companion
 from harness.storage.signing import ManifestSigner
 from harness.storage.upload import upload_stream
 
@@ -58,6 +60,7 @@ class DumpOptions:
     dump_format: str = "custom"
     compression: str = "gzip:6"
     timeout_s: float = 6 * 3600.0
+    globals: bool = True
 
     def database(self) -> DatabaseSettings:
         """The counting keys as validated settings (a malformed name fails here, before any connection)."""
@@ -89,6 +92,7 @@ def dump_options(config: DrillConfig) -> DumpOptions:
         time_zone=database.time_zone,
         count_all_tables=database.count_all_tables,
         key_name=config.backup_key_name(),
+        globals=config.backup.globals,
     )
 
 
@@ -179,6 +183,10 @@ def backup_postgres(
 ) -> BackupManifest:
     """Dump the database at ``dsn`` into ``bucket`` under ``<prefix><key name>-<ts>.dump`` with its manifest.
 
+    With ``options.globals`` the cluster's roles and memberships (``pg_dumpall --globals-only
+    --no-role-passwords``, from ``pg_dump``'s installation) are stored beside it at ``<key>.globals.sql``, their
+    sha256 and size in the manifest, so a restore can give objects their owners and roles their grants.
+
     Args:
         dsn: libpq URL or conninfo of the database to back up (read only: nothing is written to it).
         client: a boto3 S3 client.
@@ -203,6 +211,7 @@ def backup_postgres(
     settings = options.database()
     key = timestamped_key(prefix, moment, ".dump", options.key_name)
     conninfo, password_env = libpq_target(dsn)
+    roles = _dump_globals(pg_dump, conninfo, password_env, key) if options.globals else None
     with _connect(dsn) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
@@ -231,10 +240,47 @@ def backup_postgres(
         tables=tables,
         all_tables=settings.count_all_tables,
         heartbeat=heartbeat,
+        globals=None if roles is None else _put_globals(client, bucket, key, roles),
     )
     manifest = put_manifest(client, bucket, manifest, signer)
     log.info("logical backup s3://%s/%s: %d bytes, sha256 %s", bucket, key, manifest.size, manifest.sha256[:12])
     return manifest
+
+
+def _dump_globals(pg_dump: Path, conninfo: str, password_env: dict[str, str], key: str) -> bytes:
+    """The cluster's roles and memberships as ``pg_dumpall --globals-only --no-role-passwords`` writes them.
+
+    Taken before the dump, so a backup user that cannot read them fails the backup before anything is stored.
+
+    Raises:
+        HarnessError: ``pg_dumpall`` failed (one line naming ``[backup] globals``, which turns it off).
+    """
+    argv: list[str | os.PathLike[str]] = [pg_dump.parent / "pg_dumpall", "--globals-only", "--no-role-passwords",
+                                          "--no-password", f"--dbname={conninfo}"]  # fmt: skip
+    try:
+        out = subprocess.run([os.fspath(a) for a in argv], capture_output=True, timeout=600, check=False,
+                             env={**os.environ, **password_env, RUN_ENV: run_id()})  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise HarnessError(f"cannot run {argv[0]} for the roles beside {key}: {exc}") from None
+    if out.returncode != 0:
+        lines = out.stderr.decode(errors="replace").strip().splitlines()
+        cause = next((line for line in lines if "error:" in line), lines[-1] if lines else f"exit {out.returncode}")
+        raise HarnessError(
+            f"cannot store the roles beside {key}: {cause.strip()}; the backup user must be able to read the "
+            "cluster's roles (pg_roles, pg_auth_members), or set [backup] globals = false in drill.toml (the drill "
+            "then cannot verify owners and grants)"
+        )
+    return out.stdout
+
+
+def _put_globals(client: Any, bucket: str, key: str, roles: bytes) -> Companion:
+    """Store the globals at ``<key>.globals.sql`` and describe them for the manifest."""
+    where = key + GLOBALS_SUFFIX
+    try:
+        client.put_object(Bucket=bucket, Key=where, Body=roles, ContentType="text/plain")
+    except (ClientError, BotoCoreError) as exc:
+        raise HarnessError(f"s3://{bucket}/{where}: cannot store the roles: {exc}") from None
+    return Companion(sha256=hashlib.sha256(roles).hexdigest(), size=len(roles))
 
 
 def _stream_dump(

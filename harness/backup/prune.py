@@ -4,7 +4,8 @@ The plan keeps 14 days of logical dumps, 7 daily and 4 weekly base backups, and 
 more costs money, keeping less breaks the recovery point the drill promises. Time-based rules allow
 ``retention_grace_hours`` so a dump taken a little late is not deleted a cycle early. The newest backup of
 each kind is never deleted, whatever its age: if backups stopped, pruning must not erase the last one left.
-Each object goes with its manifest; a base backup goes as a whole folder (archive, WAL, backup manifest).
+Each object goes with its manifest (and a dump with its globals); a base backup goes as a whole folder
+(archive, WAL, backup manifest).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from harness.backup.base import BASE_ARCHIVE
 from harness.config import DrillConfig
 from harness.errors import HarnessError
 from harness.storage.catalogue import BackupObject, Catalogue, list_backups, storage_errors
+from harness.storage.manifest import GLOBALS_SUFFIX
 
 __all__ = ["prune"]
 
@@ -51,6 +53,8 @@ def _with_manifests(catalogue: Catalogue | None, objects: Iterable[BackupObject]
         keys.append(obj.key)
         if catalogue is not None and (manifest := catalogue.manifest_for(obj)) is not None:
             keys.append(manifest)
+        if catalogue is not None and obj.key + GLOBALS_SUFFIX in catalogue.companions:
+            keys.append(obj.key + GLOBALS_SUFFIX)
     return keys
 
 

@@ -67,6 +67,10 @@ class TocListing:
         """The first pass of a two-pass restore: the dump's schemas."""
         return TocListing(tuple(line for line in self.lines if _SCHEMA.match(line)))
 
+    def without_schemas(self) -> TocListing:
+        """Everything but the schemas (the restore of owners and grants restores them first)."""
+        return TocListing(tuple(line for line in self.lines if not _SCHEMA.match(line)))
+
     def without_schemas_and_extensions(self) -> TocListing:
         """The second pass: everything but the schemas, the extensions and the extensions' comments."""
         skip = (_SCHEMA, _EXTENSION, _EXTENSION_COMMENT)

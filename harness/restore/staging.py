@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from psycopg import sql
 
@@ -40,6 +41,7 @@ from harness.restore.extensions import (
     read_toc,
 )
 from harness.restore.preflight import check_schema
+from harness.restore.roles import Roles, check_owners, fetch_globals, missing_role, pass_lists, restore_roles
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
 from harness.services.pgversions import StagingPostgres, choose_staging
 from harness.services.postgres import OWNER_ROLE, RESTORE_TUNED, PostgresServer, ensure_throwaway
@@ -47,7 +49,7 @@ from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.storage.catalogue import BackupObject
 from harness.storage.download import Downloaded, TransferLimits, download_object, verify_against
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import GLOBALS_SUFFIX, BackupManifest
 from harness.storage.pace import Watchdog
 
 __all__ = ["RESTORE_TIMEOUT_S", "Staging", "fetch_verified", "restore_logical"]
@@ -77,6 +79,8 @@ class Staging:
         has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
         jobs: how many parallel jobs pg_restore used.
         postgres_choice: which PostgreSQL staging runs and why (the dump's major, or what stood in for it).
+        roles: the roles restored from the dump's globals, with owners and grants (``None``: the dump has none).
+        roles_warning: why owners and grants were not restored (empty when they were).
         on_stop: what to do once both servers are stopped (e.g. let the thread that started one end).
     """
 
@@ -94,6 +98,8 @@ class Staging:
     has_manifest: bool = True
     jobs: int = 1
     postgres_choice: StagingPostgres | None = None
+    roles: Roles | None = None
+    roles_warning: str = ""
     on_stop: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
@@ -107,9 +113,19 @@ class Staging:
         return self.postgres.sqlalchemy_url(self.dbname, OWNER_ROLE)
 
     @property
+    def app_role(self) -> str:
+        """The role the target's app connects as: ``[app] database_role`` when it was restored, else the owner role."""
+        return self.roles.app_role if self.roles is not None and self.roles.app_role else OWNER_ROLE
+
+    @property
     def app_database_url(self) -> str:
-        """The URL the target's app gets: the owner role with its password (the app cannot read the passfile)."""
-        return self.postgres.sqlalchemy_url(self.dbname, OWNER_ROLE, with_password=True)
+        """The URL the target's app gets: its role with its password of this run (the app cannot read the passfile)."""
+        role = self.app_role
+        password = self.postgres.passwords.get(role)
+        if password is None:  # a server without per-role passwords (a container's trust)
+            return self.postgres.sqlalchemy_url(self.dbname, role, with_password=True)
+        return (f"postgresql+psycopg://{quote(role, safe='')}:{quote(password, safe='')}@{self.postgres.host}:"
+                f"{self.postgres.port}/{self.dbname}")  # fmt: skip
 
     def data_loss_windows(self, incident: datetime, objectives: Objectives) -> list[Measure]:
         """The data-loss window of each restored store, in seconds (Redis only when its heartbeat is configured).
@@ -181,6 +197,8 @@ class _RestoreProgress:
         self.entries = None if toc is None else toc.entry_ids
         self.seen: set[str] = set()
         self.errors: list[str] = []
+        self.commands: list[str] = []
+        self.log: list[str] = []
         self.progress = Progress(what, None if self.entries is None else len(self.entries), unit="items")
 
     def finish(self, note: str) -> None:
@@ -190,8 +208,12 @@ class _RestoreProgress:
         self.progress.finish(note)
 
     def line(self, text: str) -> None:
+        self.log.append(text)
         if text.startswith("pg_restore: error:") and "worker process died" not in text:
             self.errors.append(text)
+            self.commands.append("")
+        elif text.startswith("Command was: ") and self.commands and not self.commands[-1]:
+            self.commands[-1] = text
         match = _ITEM.match(text)
         if match and (self.entries is None or match[1] in self.entries) and match[1] not in self.seen:
             self.seen.add(match[1])
@@ -200,12 +222,15 @@ class _RestoreProgress:
 
 def _pg_restore(
     server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int, toc: TocListing | None,
-    *, use_list: Path | None = None, what: str = "",
+    *, use_list: Path | None = None, what: str = "", roles: Roles | None = None,
 ) -> str:  # fmt: skip
+    """Run pg_restore as the owner role: with ``roles``, owners and grants too (and its tolerated refusals)."""
     chosen: list[str | os.PathLike[str]] = ["--use-list", use_list] if use_list is not None else []
+    # Without roles: no owners, no grants, stop at the first error. With roles, pg_restore goes on past an error so
+    # that an ownership change to a superuser name (refused, tolerated) leaves the object with the owner role.
+    how = ["--no-owner", "--no-privileges", "--exit-on-error"] if roles is None else []
     argv: list[str | os.PathLike[str]] = [
-        server.binaries.tool("pg_restore"), "--verbose", "--jobs", str(jobs), "--no-owner", "--no-privileges",
-        "--exit-on-error", "--dbname", dbname, *chosen, path,
+        server.binaries.tool("pg_restore"), "--verbose", "--jobs", str(jobs), *how, "--dbname", dbname, *chosen, path,
     ]  # fmt: skip
     what = what or f"pg_restore of {dump.key}"
     progress = _RestoreProgress(toc, what)
@@ -217,8 +242,15 @@ def _pg_restore(
             raise HarnessError(
                 f"staging PostgreSQL {server.name} died during pg_restore of {dump.key}: {server.log_tail(3)}"
             ) from None
+        failed = [error for error, command in zip(progress.errors, progress.commands, strict=True)
+                  if roles is None or not roles.tolerated(error, command)]  # fmt: skip
+        if roles is not None and progress.errors and not failed:
+            progress.finish(f"{jobs} jobs")
+            return "\n".join(progress.log) + "\n"
         # The first error is the cause; in a parallel restore the last line only says a worker died of it.
-        cause = f"{what} failed: {progress.errors[0]}" if progress.errors else str(exc)
+        cause = f"{what} failed: {failed[0]}" if failed else str(exc)
+        if roles is not None:
+            cause = missing_role(cause, roles.source)
         hint = ""
         if "must be superuser" in cause or "permission denied" in cause:
             hint = (f" (the drill restores as {OWNER_ROLE}, a role without superuser power, so that nothing a "
@@ -229,25 +261,51 @@ def _pg_restore(
 
 
 def _restore(
-    server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int, chosen: StagingPostgres
-) -> str:
+    server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int, chosen: StagingPostgres,
+    roles: Roles | None = None,
+) -> str:  # fmt: skip
     """Check the dump's extensions, then restore it: in one pass, or in two around the extensions it needs made.
+
+    With ``roles``, owners and grants are restored too, in three passes (:mod:`harness.restore.roles`): the
+    schemas; everything else, while the restored roles may own objects anywhere; the schemas' own grants.
 
     Raises:
         ServiceError: the staging server lacks an extension the dump needs (named, with how to provide it).
+        CheckFailed: an object's owner is not among the restored roles, or pg_restore refused the dump.
     """
     pg_restore = server.binaries.tool("pg_restore")
     toc = read_toc(pg_restore, path, f"pg_restore --list of {dump.key}")
-    if toc is None or not prepare_extensions(server, dbname, toc.extensions(), chosen):
-        return _pg_restore(server, dbname, dump, path, jobs, toc)
-    log.info("%s needs extensions only a superuser can create: restoring its schemas, creating its extensions "
-             "as the harness, then restoring the rest", dump.key)  # fmt: skip
-    schemas = toc.schemas_only().write(path.parent / "schemas.list")
-    first = _pg_restore(server, dbname, dump, path, 1, toc.schemas_only(), use_list=schemas,
-                        what=f"pg_restore of {dump.key} (its schemas)")  # fmt: skip
-    create_extensions(server, dbname, needed_extensions(pg_restore, path, toc, path.parent))
-    rest = toc.without_schemas_and_extensions()
-    return first + _pg_restore(server, dbname, dump, path, jobs, rest, use_list=rest.write(path.parent / "rest.list"))
+    superuser_extensions = toc is not None and prepare_extensions(server, dbname, toc.extensions(), chosen)
+    if toc is None or (roles is None and not superuser_extensions):
+        return _pg_restore(server, dbname, dump, path, jobs, toc, roles=roles)
+    if roles is not None:
+        check_owners(server, toc, dump=dump.key, source=roles.source)
+        roles.grant_create(server, dbname, schemas=False)
+    if superuser_extensions:
+        log.info("%s needs extensions only a superuser can create: restoring its schemas, creating its extensions "
+                 "as the harness, then restoring the rest", dump.key)  # fmt: skip
+    schemas, first = toc.schemas_only(), ""
+    if schemas.lines or superuser_extensions:
+        listed = schemas.write(path.parent / "schemas.list")
+        first = _pg_restore(server, dbname, dump, path, 1, schemas, use_list=listed,
+                            what=f"pg_restore of {dump.key} (its schemas)", roles=roles)  # fmt: skip
+    if superuser_extensions:
+        create_extensions(server, dbname, needed_extensions(pg_restore, path, toc, path.parent))
+    rest = toc.without_schemas_and_extensions() if superuser_extensions else toc.without_schemas()
+    if roles is None:
+        return first + _pg_restore(
+            server, dbname, dump, path, jobs, rest, use_list=rest.write(path.parent / "rest.list")
+        )
+    roles.grant_create(server, dbname, schemas=True)
+    rest, grants = pass_lists(rest, roles)
+    second = _pg_restore(server, dbname, dump, path, jobs, rest, use_list=rest.write(path.parent / "rest.list"),
+                         roles=roles)  # fmt: skip
+    roles.revoke_create(server, dbname)
+    if not grants.lines:
+        return first + second
+    return first + second + _pg_restore(server, dbname, dump, path, 1, grants, roles=roles,
+                                        use_list=grants.write(path.parent / "grants.list"),
+                                        what=f"pg_restore of {dump.key} (its schemas' grants)")  # fmt: skip
 
 
 def _dump_header(deployment: Deployment, key: str) -> DumpHeader | None:
@@ -352,7 +410,14 @@ def restore_logical(
                 install_amcheck(server, dbname)  # now, while the database is empty: no superuser on restored data
             downloaded, described = pending.result()
         with watch.phase("restore"):
-            restore_log = _restore(server, dbname, described, downloaded.path, jobs, chosen)
+            found, roles_warning = fetch_globals(deployment, described, directory)
+            roles = None if found is None else restore_roles(server, found, source=described.key + GLOBALS_SUFFIX,
+                                                             app_role=config.app.database_role)  # fmt: skip
+            if roles is not None and roles.app_role:
+                server.set_password(roles.app_role)
+            if roles_warning:
+                log.warning("%s", roles_warning)
+            restore_log = _restore(server, dbname, described, downloaded.path, jobs, chosen, roles)
             reset_session_defaults(server, dbname)
         with watch.phase("checks"), server.connect(dbname, OWNER_ROLE) as conn:
             check_schema(conn, config)  # every name drill.toml gives, before the first count reads it
@@ -365,4 +430,5 @@ def restore_logical(
         remove_dir(directory)
     log.info("restored %s into %s/%s with %d jobs", dump.key, server.name, dbname, jobs)
     return Staging(server, dbname, described, downloaded, restore_log, watch, counts,
-                   has_manifest=manifest is not None, jobs=jobs, postgres_choice=chosen)  # fmt: skip
+                   has_manifest=manifest is not None, jobs=jobs, postgres_choice=chosen, roles=roles,
+                   roles_warning=roles_warning)  # fmt: skip

@@ -380,6 +380,20 @@ class PostgresServer(abc.ABC):
         with self.connect() as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
 
+    def set_password(self, role: str) -> str:
+        """Give ``role`` a fresh password of this run (registered for redaction, added to the passfile).
+
+        For a restored role a program that is not the harness logs in as (the target's app).
+        """
+        password = register_secret(secrets.token_urlsafe(24))
+        with self.connect() as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        self.passwords = {**self.passwords, role: password}
+        if self.passfile is not None:
+            self.passfile.write_text("".join(f"{self.host}:{self.port}:*:{_passfile_field(name)}:{secret}\n"
+                                             for name, secret in self.passwords.items()))  # fmt: skip
+        return password
+
     def tool_env(self, user: str = "postgres") -> dict[str, str]:
         """Environment for client tools (pg_restore, pg_amcheck) pointed at this server as ``user``."""
         env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user}
@@ -534,6 +548,11 @@ class LocalPostgres(PostgresServer):
             os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.process.wait(5)  # type: ignore[union-attr]
+
+
+def _passfile_field(value: str) -> str:
+    """A value as a passfile line holds it (colons and backslashes escaped with a backslash)."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
 def _admit_only_the_harness(data: Path) -> None:

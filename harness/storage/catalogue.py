@@ -11,7 +11,8 @@ Keys are sorted into three kinds:
   with ``storage.timestamp_pattern``/``timestamp_format``;
 * manifests: ``<key>.manifest.json``, paired with the backup they describe;
 * companions: any other key (e.g. ``pg_wal.tar.gz`` and ``backup_manifest`` beside a base backup's
-  ``base.tar.gz``), found with :meth:`Catalogue.companion`.
+  ``base.tar.gz``), found with :meth:`Catalogue.companion`, and a logical dump's roles, ``<key>.globals.sql``
+  (never a backup of its own, though its key carries the dump's timestamp).
 
 A backup-looking key whose timestamp does not parse is refused by default (``strict=True``): one line names
 how many keys and the first one, because it nearly always means the pattern in ``drill.toml`` does not match
@@ -43,6 +44,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from harness.config import StorageSettings
 from harness.errors import CheckFailed, HarnessError
 from harness.storage.manifest import (
+    GLOBALS_SUFFIX,
     MANIFEST_SUFFIX,
     BackupManifest,
     backup_file_name,
@@ -213,7 +215,7 @@ def list_backups(
                 key: str = entry["Key"]
                 if key.endswith(MANIFEST_SUFFIX):
                     manifest_keys.add(key)
-                elif suffix and not key.endswith(suffix):
+                elif (suffix and not key.endswith(suffix)) or key.endswith(GLOBALS_SUFFIX):
                     companions.add(key)
                 elif (taken_at := parse_timestamp(key, pattern, fmt)) is None:
                     unparsed.append(key)

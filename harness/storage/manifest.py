@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.errors import CheckFailed, HarnessError
 
 __all__ = [
+    "GLOBALS_SUFFIX",
     "MANIFEST_SUFFIX",
     "BackupManifest",
     "Companion",
@@ -47,6 +48,9 @@ __all__ = [
 MANIFEST_SUFFIX = ".manifest.json"
 _NAME_MAX = 255  # bytes in one file name (Linux, macOS)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+GLOBALS_SUFFIX = ".globals.sql"
+"""A logical dump's roles and memberships (``pg_dumpall --globals-only``) are stored at ``<key>.globals.sql``."""
 
 
 class TableStats(BaseModel):
@@ -101,6 +105,9 @@ class BackupManifest(BaseModel):
     expanded: int | None = Field(default=None, ge=0, description="a tarball: bytes of its uncompressed tar stream")
     companions: dict[str, Companion] = Field(default_factory=dict, description="base: the other files, by name")
     signature: ManifestSignature | None = None
+    globals: Companion | None = Field(
+        default=None, description="logical: the cluster's roles (pg_dumpall --globals-only), at <key>.globals.sql"
+    )
 
     def to_json(self) -> bytes:
         """The manifest as stored: UTF-8 JSON, stable key order."""

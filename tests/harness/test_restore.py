@@ -37,7 +37,7 @@ from harness.restore.staging import Staging, restore_logical
 from harness.services.base import LABEL, run_id, wait_until
 from harness.services.provider import Provider
 from harness.storage.catalogue import BackupObject
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import GLOBALS_SUFFIX, BackupManifest
 from sandbox.codeblack.revisions import alembic_config
 
 TAKEN_AT = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -98,6 +98,10 @@ class Production:
         key = self.manifest.key.replace(".dump", f"-{uuid.uuid4().hex[:6]}.dump")
         stored = body if data is None else data
         self.client.put_object(Bucket=self.deployment.backup_bucket, Key=key, Body=stored)
+        if self.manifest.globals is not None:  # the roles go with the dump
+            bucket, roles = self.deployment.backup_bucket, self.manifest.key + GLOBALS_SUFFIX
+            source = {"Bucket": bucket, "Key": roles}
+            self.client.copy_object(Bucket=bucket, Key=key + GLOBALS_SUFFIX, CopySource=source)
         return self.manifest.model_copy(update={"key": key, **manifest_changes})
 
 
@@ -225,10 +229,14 @@ def test_a_truncated_dump_with_a_matching_manifest_fails_with_pg_restores_messag
 
 _HOLD = """
 CREATE FUNCTION hold_restore() RETURNS event_trigger LANGUAGE plpgsql
-    AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); END $$;
+    AS $$ BEGIN
+        IF current_setting('application_name') = 'pg_restore' THEN  -- not the harness's own grants between passes
+            PERFORM pg_advisory_xact_lock_shared(4242);
+        END IF;
+    END $$;
 CREATE EVENT TRIGGER hold_restore ON ddl_command_start EXECUTE FUNCTION hold_restore();
 """
-"""Makes the first DDL statement in the database (pg_restore's first CREATE) wait for advisory lock 4242."""
+"""Makes pg_restore's first DDL statement in the database wait for advisory lock 4242."""
 
 _HELD = ("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore' "
          "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")  # fmt: skip
