@@ -337,6 +337,9 @@ class RestoreSettings(_Section):
     dump_key: str = ""
     work_dir: str = ""
     incident_time: str = ""
+    redis_memory_mb: int = Field(
+        default=4096, gt=0, description="the address space a restored Redis may take while loading its RDB copy"
+    )
 
 
 class Waiver(_Section):

@@ -33,7 +33,7 @@ from sqlalchemy.engine import make_url
 from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations import child as child_module
 from harness.migrations.child import Forwarder
-from harness.services.base import _child_setup, label_dir, minimal_env, remove_dir
+from harness.services.base import child_setup, label_dir, minimal_env, remove_dir
 from harness.services.postgres import ensure_throwaway
 
 __all__ = ["EnvEscaped", "MigrationChild", "MigrationFailed", "MigrationSetupError", "Throwaway"]
@@ -159,7 +159,7 @@ class MigrationChild:
         try:
             self._process = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                env=self._child_env(url), pass_fds=(write_end,), preexec_fn=_child_setup(False, signal.SIGKILL),
+                env=self._child_env(url), pass_fds=(write_end,), preexec_fn=child_setup(None, signal.SIGKILL),
                 start_new_session=True,
             )  # fmt: skip
         except FileNotFoundError as exc:

@@ -36,13 +36,20 @@ def restore_redis(
     """Download (verified) and load an RDB copy into a new throwaway Redis with ``appendonly yes``.
 
     Raises:
-        CheckFailed: the file's size or hash differ from the copy's manifest.
+        CheckFailed: the file's size or hash differ from the copy's manifest, or loading it needs more memory
+            than ``[restore] redis_memory_mb`` (a crafted RDB expands a few MB into gigabytes).
         ServiceError: Redis refused to load the file (its log quoted), or its AOF rewrite did not finish.
     """
     directory = label_dir("rdb")
+    limit_mb = deployment.config.restore.redis_memory_mb
     try:
         got = fetch_verified(deployment, copy, directory)
-        server = provider.redis(name, rdb_file=got.path)
+        server = provider.redis(name, rdb_file=got.path, memory_limit=limit_mb * 2**20)
+    except ServiceError as exc:
+        if "memory" not in str(exc).lower():
+            raise
+        raise CheckFailed(f"{copy.key}: loading it takes more than [restore] redis_memory_mb = {limit_mb} "
+                          f"(a {copy.size}-byte copy): {exc}") from None  # fmt: skip
     finally:
         remove_dir(directory)
     try:

@@ -14,6 +14,7 @@ import ctypes
 import logging
 import os
 import pwd
+import resource
 import shutil
 import signal
 import socket
@@ -34,6 +35,8 @@ __all__ = [
     "LABEL",
     "RUN_ENV",
     "ManagedProcess",
+    "ServiceUser",
+    "child_setup",
     "free_port",
     "label_dir",
     "minimal_env",
@@ -114,9 +117,9 @@ def service_user() -> ServiceUser | None:
     return ServiceUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
-def give_to_service_user(path: Path) -> None:
-    """Hand a directory tree to the service user, so a server started as that user can write it."""
-    user = service_user()
+def give_to_service_user(path: Path, user: ServiceUser | None = None) -> None:
+    """Hand a directory tree to ``user`` (default: the shared service user), so a server run by it can write it."""
+    user = user or service_user()
     if user is None:
         return
     for root, dirs, files in os.walk(path):
@@ -125,18 +128,21 @@ def give_to_service_user(path: Path) -> None:
             os.lchown(os.path.join(root, name), user.uid, user.gid)
 
 
-def _child_setup(as_service_user: bool, death_signal: int) -> Callable[[], None]:
-    """The child's first acts: die with the harness, drop root.
+def child_setup(user: ServiceUser | None, death_signal: int, memory_limit: int | None = None) -> Callable[[], None]:
+    """The child's first acts: die with the harness, drop root to ``user``, cap its address space.
+
+    ``user`` ``None`` keeps the harness's user; ``memory_limit`` is in bytes (``None``: no cap).
 
     The parent-death signal fires when the *thread* that forked exits, so it is armed only for children of
     the main thread and of a :class:`~harness.services.keeper.Keeper`; a child started from another worker
     thread relies on the stop in ``finally`` and the sweeper.
     """
-    user = service_user() if as_service_user else None
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     arm = keeps_children()
 
     def setup() -> None:
+        if memory_limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
         if user is not None:
             os.setgroups([])
             os.setgid(user.gid)
@@ -211,7 +217,7 @@ def run_tool(
     """
     args = [os.fspath(a) for a in argv]
     full_env = {**os.environ, RUN_ENV: _RUN_ID, **(env or {})} if inherit_env else minimal_env(env)
-    setup = _child_setup(as_service_user, signal.SIGKILL)
+    setup = child_setup(service_user() if as_service_user else None, signal.SIGKILL)
     try:
         if on_stderr is None:
             result = subprocess.run(args, input=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout,
@@ -242,7 +248,8 @@ class ManagedProcess:
     argv: list[str]
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
-    as_service_user: bool = False
+    user: ServiceUser | None = None
+    memory_limit: int | None = None
     stop_signal: int = signal.SIGTERM
     death_signal: int = signal.SIGKILL
     cwd: Path | None = None
@@ -250,7 +257,9 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         """Start the process in its own session, with the run label in its environment."""
-        log_file = self.log_path.open("ab")
+        # Never through a link: the harness may be root, and the log's directory is one a server can write.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+        log_file = os.fdopen(os.open(self.log_path, flags, 0o644), "ab")
         try:
             self.process = subprocess.Popen(
                 self.argv,
@@ -260,7 +269,7 @@ class ManagedProcess:
                 env=minimal_env(self.env),
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_child_setup(self.as_service_user, self.death_signal),
+                preexec_fn=child_setup(self.user, self.death_signal, self.memory_limit),
             )
         except FileNotFoundError:
             raise ServiceError(f"{self.name}: executable {self.argv[0]!r} not found") from None
@@ -281,8 +290,8 @@ class ManagedProcess:
 
     def log_tail(self, lines: int = 5) -> str:
         """The last lines of the process's log, to quote in an error."""
-        with contextlib.suppress(OSError):
-            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        with contextlib.suppress(OSError), os.fdopen(os.open(self.log_path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as log:
+            text = log.read().decode(errors="replace").strip().splitlines()
             return " | ".join(text[-lines:])
         return ""
 

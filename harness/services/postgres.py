@@ -50,6 +50,7 @@ from psycopg import sql
 
 from harness.errors import ServiceError, UnsafeTargetError
 from harness.redact import register_secret
+from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import (
     LABEL,
     ManagedProcess,
@@ -426,6 +427,7 @@ class LocalPostgres(PostgresServer):
     host: str = "127.0.0.1"
     passfile: Path | None = None
     passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
+    account: ServiceAccount | None = field(default=None, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -452,6 +454,8 @@ class LocalPostgres(PostgresServer):
             ServiceError: it did not become ready in ``timeout`` seconds; the message quotes its log.
         """
         binaries = binaries or find_binaries()
+        account = acquire_account()
+        user = account.user if account is not None else None
         workdir = label_dir(f"pg-{name}")
         data = workdir / "data"
         try:  # a Ctrl-C while the data directory is copied must not leave it behind
@@ -463,16 +467,22 @@ class LocalPostgres(PostgresServer):
                 shutil.move(data_dir, data)
             (workdir / "sock").mkdir(mode=0o700)
             os.chmod(data, 0o700)
-            _admit_only_the_harness(data)
-            give_to_service_user(workdir)
+            # The workdir stays the harness's (its logs and authentication files); the server's account owns
+            # only what it writes, and may pass through the workdir to reach it.
+            workdir.chmod(0o711)
+            hba = _admit_only_the_harness(workdir)
+            give_to_service_user(data, user)
+            give_to_service_user(workdir / "sock", user)
         except BaseException:
             remove_dir(workdir)
+            if account is not None:
+                account.release()
             raise
         port = free_port()
-        merged = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(workdir / "sock"),
+        merged = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(workdir / "sock"), **hba,
                   **dict(settings or {})}  # fmt: skip
         server = cls(name, binaries, port, workdir, ManagedProcess(name=f"postgres {name}", argv=[],
-                     log_path=workdir / "postgres.log"), merged)  # fmt: skip
+                     log_path=workdir / "postgres.log"), merged, account=account)  # fmt: skip
         argv = [str(binaries.tool("postgres")), "-D", str(data), "-p", str(port),
                 "-c", f"cluster_name={server.cluster_name}"]  # fmt: skip
         for key, value in merged.items():
@@ -481,12 +491,11 @@ class LocalPostgres(PostgresServer):
             name=f"postgres {name}",
             argv=argv,
             log_path=workdir / "postgres.log",
-            as_service_user=service_user() is not None,
+            user=user,
             stop_signal=signal.SIGINT,
             death_signal=signal.SIGQUIT,
         )
         try:
-            give_to_service_user(workdir)
             server.process.start()
             wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {port}")
             server._set_passwords()
@@ -538,6 +547,8 @@ class LocalPostgres(PostgresServer):
         """Fast shutdown, then remove the data directory. Safe to call twice."""
         self._forbid_writes()
         self.process.stop(timeout)
+        if self.account is not None:  # and whatever the server's account still runs (a restore's leftovers)
+            self.account.release()
         remove_dir(self.workdir)
         if self.passfile is not None:
             remove_dir(self.passfile.parent)
@@ -555,21 +566,26 @@ def _passfile_field(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
-def _admit_only_the_harness(data: Path) -> None:
+def _admit_only_the_harness(workdir: Path) -> dict[str, str]:
     """Authentication of a local server: the harness's OS user on the private socket, passwords over TCP.
 
-    Replaces whatever ``pg_hba.conf`` and ``pg_ident.conf`` the data directory held (a restored base backup
-    brings production's). ``peer`` checks the connecting process's uid, so another local account (the service
-    user's other processes included) cannot use the socket even when it can reach it.
+    The files are written in the harness's own workdir, not the data directory (a restored base backup brings
+    production's there, and the server's account could rewrite them); the returned settings point the server
+    at them. ``peer`` checks the connecting process's uid, so another local account (the service user's other
+    processes included) cannot use the socket even when it can reach it.
     """
     harness_user = pwd.getpwuid(os.geteuid()).pw_name
-    (data / "pg_hba.conf").write_text(
+    hba, ident = workdir / "pg_hba.conf", workdir / "pg_ident.conf"
+    hba.write_text(
         "# codeblack-drills: only the harness (peer, private socket) and per-server passwords (TCP)\n"
         "local all all peer map=harness\n"
         "host all all 127.0.0.1/32 scram-sha-256\n"
         "host replication all 127.0.0.1/32 scram-sha-256\n"
     )
-    (data / "pg_ident.conf").write_text(f"harness {harness_user} postgres\nharness {harness_user} {OWNER_ROLE}\n")
+    ident.write_text(f"harness {harness_user} postgres\nharness {harness_user} {OWNER_ROLE}\n")
+    for path in (hba, ident):
+        path.chmod(0o644)
+    return {"hba_file": str(hba), "ident_file": str(ident)}
 
 
 def ensure_throwaway(dsn: str) -> None:

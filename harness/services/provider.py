@@ -130,11 +130,16 @@ class Provider:
         settings: Mapping[str, str] | None = None,
         rdb_file: Path | None = None,
         throwaway: bool = True,
+        memory_limit: int | None = None,
     ) -> RedisServer:
-        """A Redis the harness owns; ``throwaway=False`` for one standing in for production (always local)."""
+        """A Redis the harness owns; ``throwaway=False`` for one standing in for production (always local).
+
+        ``memory_limit`` (bytes) caps a local server's address space; a container has the engine's limits.
+        """
         if self.kind == "docker" and throwaway:
             return ContainerRedis.create(name, image=self.settings.redis_image, settings=settings, rdb_file=rdb_file)
-        return LocalRedis.create(name, settings=settings, rdb_file=rdb_file, executable=self.settings.redis_server)
+        return LocalRedis.create(name, settings=settings, rdb_file=rdb_file, executable=self.settings.redis_server,
+                                 memory_limit=memory_limit)  # fmt: skip
 
     def s3(self) -> S3Server:
         """A throwaway S3 endpoint: moto here, MinIO in a container."""

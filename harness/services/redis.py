@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -21,6 +22,7 @@ import redis
 
 from harness.errors import ServiceError
 from harness.redact import register_secret
+from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import (
     ManagedProcess,
     free_port,
@@ -28,7 +30,6 @@ from harness.services.base import (
     label_dir,
     remove_dir,
     run_tool,
-    service_user,
     wait_until,
 )
 
@@ -130,6 +131,7 @@ class LocalRedis(RedisServer):
     provider: str = "local"
     host: str = "127.0.0.1"
     password: str = field(default="", repr=False)
+    account: ServiceAccount | None = field(default=None, repr=False)
 
     @property
     def data_dir(self) -> Path:
@@ -145,17 +147,21 @@ class LocalRedis(RedisServer):
         rdb_file: Path | None = None,
         executable: str = "",
         timeout: float = 15.0,
+        memory_limit: int | None = None,
     ) -> LocalRedis:
         """Start a server; ``rdb_file`` is loaded at start (a restore), ``settings`` are redis.conf lines.
 
         The RDB comes from the bucket, so it is untrusted: the server runs as the service user (when the harness
         is root), answers only with its per-server password, and checks every payload it loads
-        (``sanitize-dump-payload yes``); DEBUG and MODULE stay disabled.
+        (``sanitize-dump-payload yes``); DEBUG and MODULE stay disabled. ``memory_limit`` (bytes of address
+        space) bounds what loading a crafted RDB can take: LZF runs expand a few MB into hundreds.
 
         Raises:
             ServiceError: it did not answer PING in ``timeout`` seconds; the message quotes its log.
         """
         program = find_redis_server(executable)
+        account = acquire_account()
+        user = account.user if account is not None else None
         workdir = label_dir(f"redis-{name}")
         data = workdir / "data"
         data.mkdir()
@@ -164,6 +170,8 @@ class LocalRedis(RedisServer):
                 shutil.copyfile(rdb_file, data / "dump.rdb")
             except BaseException:
                 remove_dir(workdir)
+                if account is not None:
+                    account.release()
                 raise
         port = free_port()
         password = register_secret(secrets.token_urlsafe(24))
@@ -172,19 +180,25 @@ class LocalRedis(RedisServer):
                 "sanitize-dump-payload": "yes", "enable-debug-command": "no", "enable-module-command": "no",
                 **THROWAWAY_PERSISTENCE, **dict(settings or {})}  # fmt: skip
         lines = [f'{key} "{value}"' if key == "save" else f"{key} {value}" for key, value in conf.items()]
+        # The workdir and the config (its password) stay the harness's: the server's account may read the
+        # config through its group and write only its data directory.
+        workdir.chmod(0o711)
         conf_path = workdir / "redis.conf"
         conf_path.write_text("\n".join(lines) + "\n")
-        conf_path.chmod(0o600)
-        give_to_service_user(workdir)
+        conf_path.chmod(0o640)
+        if user is not None:
+            os.chown(conf_path, 0, user.gid)
+        give_to_service_user(data, user)
         process = ManagedProcess(
             name=f"redis {name}",
             argv=[str(program), str(conf_path)],
             log_path=workdir / "redis.log",
-            as_service_user=service_user() is not None,
+            user=user,
             stop_signal=signal.SIGTERM,
             death_signal=signal.SIGKILL,
+            memory_limit=memory_limit,
         )
-        server = cls(name, port, workdir, process, password=password)
+        server = cls(name, port, workdir, process, password=password, account=account)
         try:
             process.start()
             wait_until(server._ready, timeout=timeout, what=f"Redis {name} on port {port}")
@@ -207,4 +221,6 @@ class LocalRedis(RedisServer):
     def stop(self, timeout: float = 10.0) -> None:
         """Stop without saving and remove the directory. Safe to call twice."""
         self.process.stop(timeout)
+        if self.account is not None:
+            self.account.release()
         remove_dir(self.workdir)

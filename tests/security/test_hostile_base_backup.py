@@ -123,7 +123,10 @@ def test_a_restore_command_planted_in_the_backup_never_runs(
         data = restored.postgres.data_dir
         assert not (data / "postgresql.auto.conf").exists()
         assert not (data / "recovery.signal").exists()
-        assert "local all all peer map=harness" in (data / "pg_hba.conf").read_text()  # the harness's, not the backup's
+        with restored.postgres.connect() as conn:  # the harness's authentication, not the backup's
+            hba = Path(str(conn.execute("SHOW hba_file").fetchone()[0]))  # type: ignore[index]
+        assert hba.parent == restored.postgres.workdir
+        assert "local all all peer map=harness" in hba.read_text()
     finally:
         restored.postgres.stop()
     assert not canary.exists(), "the backup's restore_command or archive_command ran on the host"

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -23,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 import redis
@@ -30,7 +31,7 @@ import redis
 from harness.config import DrillConfig
 from harness.errors import CheckFailed
 from harness.integrity import check_amcheck
-from harness.services.base import RUN_ENV, ManagedProcess, run_tool, service_user
+from harness.services.base import RUN_ENV, ManagedProcess, ServiceUser, child_setup, run_tool, service_user
 from harness.services.postgres import OWNER_ROLE, LocalPostgres
 from harness.services.provider import Provider
 from harness.services.redis import LocalRedis
@@ -213,36 +214,47 @@ def test_throwaway_servers_and_tools_start_with_no_secret_of_the_harness(
         assert PLANTED not in environment
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another local user (CI runs as root)")
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as other local users (CI runs as root)")
+
+
+def _as(user: ServiceUser, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` as ``user`` (a stranger, or a server's own account), with a bare environment."""
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
+                          preexec_fn=child_setup(user, signal.SIGKILL), check=False)  # fmt: skip
+
+
+@ROOT_ONLY
 def test_another_local_user_cannot_connect_to_a_throwaway_postgres(provider: Provider) -> None:
     server = LocalPostgres.create(f"uid{uuid.uuid4().hex[:6]}", binaries=provider.binaries)
-    user = service_user()
-    assert user is not None
+    stranger, own = service_user(), server.account
+    assert stranger is not None
+    assert own is not None
+    assert own.dedicated, "the server runs under an account of its own"
     psql = str(server.binaries.tool("psql"))
 
-    def as_other_user(*argv: str) -> str:
-        def drop() -> None:
-            os.setgroups([])
-            os.setgid(user.gid)
-            os.setuid(user.uid)
-
-        result = subprocess.run([psql, *argv, "-w", "-c", "SELECT 1"], capture_output=True, text=True, timeout=30,
-                                preexec_fn=drop, env={"PATH": "/usr/bin:/bin"}, check=False)  # fmt: skip
+    def refused(user: ServiceUser, *argv: str) -> str:
+        result = _as(user, [psql, *argv, "-w", "-c", "SELECT 1"])
         assert result.returncode != 0, f"{user.name} connected: {result.stdout}"
         return result.stderr
 
     try:
-        # The server's own account, not only strangers: its socket is reachable to it, peer auth still says no.
-        assert pwd.getpwuid(user.uid).pw_name == user.name
-        socket_error = as_other_user("-h", str(server.workdir / "sock"), "-p", str(server.port), "-U", "postgres")
-        assert "Peer authentication failed" in socket_error
-        for role in ("postgres", OWNER_ROLE):
-            tcp_error = as_other_user("-h", "127.0.0.1", "-p", str(server.port), "-U", role, "postgres")
-            assert "no password supplied" in tcp_error
+        socket = ("-h", str(server.workdir / "sock"), "-p", str(server.port), "-U", "postgres")
+        assert "Permission denied" in refused(stranger, *socket)  # it cannot even reach the socket
+        # The server's own account reaches its socket; peer authentication still says no.
+        assert "Peer authentication failed" in refused(own.user, *socket)
+        for user in (stranger, own.user):
+            for role in ("postgres", OWNER_ROLE):
+                tcp = refused(user, "-h", "127.0.0.1", "-p", str(server.port), "-U", role, "postgres")
+                assert "no password supplied" in tcp
         with psycopg.connect(server.dsn(), connect_timeout=5) as conn:  # the harness itself still can
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         server.stop()
+
+
+def _uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
 
 
 def test_a_throwaway_redis_needs_its_password_and_sanitizes_what_it_loads() -> None:
@@ -255,9 +267,38 @@ def test_a_throwaway_redis_needs_its_password_and_sanitizes_what_it_loads() -> N
             stranger.ping()
         with store.client() as client:
             assert client.config_get("sanitize-dump-payload") == {"sanitize-dump-payload": "yes"}
-        status = Path(f"/proc/{store.process.pid}/status").read_text()
-        uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
-        user = service_user()
-        assert int(uid) == (user.uid if user is not None else os.geteuid())
+        expected = store.account.user.uid if store.account is not None else os.geteuid()
+        assert _uid(store.process.pid) == expected
     finally:
         store.stop()
+
+
+@ROOT_ONLY
+def test_one_servers_account_cannot_reach_another_server_and_leaves_nothing_running(provider: Provider) -> None:
+    # What code a restored cluster runs as its server's OS user (the hostile-bucket review did it through a
+    # base backup's catalog): read another Redis's password, rewrite another PostgreSQL's pg_hba, signal its
+    # postmaster, plant a link where the harness writes, outlive the drill.
+    victim_pg = LocalPostgres.create(f"vic{uuid.uuid4().hex[:6]}", binaries=provider.binaries)
+    victim_redis = LocalRedis.create(f"vic{uuid.uuid4().hex[:6]}")
+    attacker = LocalPostgres.create(f"atk{uuid.uuid4().hex[:6]}", binaries=provider.binaries)
+    try:
+        assert attacker.account is not None
+        assert victim_pg.account is not None
+        assert victim_redis.account is not None
+        assert len({attacker.account.user.uid, victim_pg.account.user.uid, victim_redis.account.user.uid}) == 3
+        own = attacker.account.user
+        assert _as(own, ["cat", str(victim_redis.workdir / "redis.conf")]).returncode != 0
+        assert _as(own, ["sh", "-c", f"echo 'host all all 127.0.0.1/32 trust' >> {victim_pg.workdir}/pg_hba.conf"]
+                   ).returncode != 0  # fmt: skip
+        assert _as(own, ["sh", "-c", f"echo x >> {victim_pg.data_dir}/postgresql.auto.conf"]).returncode != 0
+        assert _as(own, ["kill", "-HUP", str(victim_pg.process.pid)]).returncode != 0
+        assert _as(own, ["ln", "-s", "/root/.bashrc", str(attacker.workdir / "planted.log")]).returncode != 0
+        lingering = subprocess.Popen(["sleep", "300"], preexec_fn=child_setup(own, signal.SIGKILL),
+                                     start_new_session=True)  # fmt: skip
+    finally:
+        attacker.stop()
+        victim_pg.stop()
+        victim_redis.stop()
+    # Reaped by the harness's kill (it waits for what it kills), so it is gone rather than our zombie.
+    lingering.wait(10)
+    assert not psutil.pid_exists(lingering.pid), "a process of the server's account outlived its server"
