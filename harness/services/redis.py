@@ -202,6 +202,13 @@ class LocalRedis(RedisServer):
         try:
             process.start()
             wait_until(server._ready, timeout=timeout, what=f"Redis {name} on port {port}")
+        except ServiceError as exc:
+            oom = "OOM loading DB" in process.log_tail(200)
+            server.stop()
+            if oom and memory_limit is not None:
+                raise ServiceError(f"Redis {name} ran out of memory loading its RDB within its limit of "
+                                   f"{memory_limit // 2**20} MB (Short read or OOM loading DB)") from None  # fmt: skip
+            raise
         except BaseException:
             server.stop()
             raise
