@@ -202,7 +202,7 @@ class LocalRedis(RedisServer):
         try:
             process.start()
             wait_until(server._ready, timeout=timeout, what=f"Redis {name} on port {port}")
-        except ServiceError as exc:
+        except ServiceError:
             oom = "OOM loading DB" in process.log_tail(200)
             server.stop()
             if oom and memory_limit is not None:
