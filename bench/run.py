@@ -251,11 +251,14 @@ def _pytest_features(
 def _drill_toml_in(reports: Path) -> str:
     """The project's drill.toml for a copy in ``reports`` that writes its reports there.
 
-    The copy lives elsewhere, so ``script_location``, which the file gives relative to itself, becomes absolute.
+    The copy lives elsewhere, so the paths the file gives relative to itself (``script_location``, ``ini``)
+    become absolute.
     """
     sections = tomllib.loads((ROOT / "drill.toml").read_text())
     migrations = sections.setdefault("migrations", {})
     migrations["script_location"] = str(ROOT / migrations.get("script_location", "sandbox/migrations"))
+    if "ini" in migrations:
+        migrations["ini"] = str(ROOT / migrations["ini"])
     sections["reports"] = {"dir": str(reports)}
     # json.dumps writes TOML's strings, numbers and booleans too; the file has nothing else.
     return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"

@@ -82,6 +82,9 @@ def plant_index_and_view(canary: Path) -> str:
             $$ BEGIN RETURN public.pwn(x); END $$;
         CREATE INDEX orders_pwn ON orders (public.pwn_indexed(id));
         CREATE MATERIALIZED VIEW pwned AS SELECT public.pwn(1) AS one;
+        -- Production's autovacuum would ANALYZE orders, evaluate the index expression as its superuser owner
+        -- and write the canary after the control removed it: only the drill's own acts may be observed.
+        ALTER TABLE orders SET (autovacuum_enabled = false);
     """ + payload(canary)
 
 
@@ -161,6 +164,7 @@ def plant_search_path_trap(canary: Path) -> str:
         CREATE FUNCTION public.set_path_indexed(x bigint) RETURNS bigint LANGUAGE plpgsql IMMUTABLE AS
             $$ BEGIN RETURN public.set_path(x); END $$;
         CREATE INDEX orders_set_path ON orders (public.set_path_indexed(id));
+        ALTER TABLE orders SET (autovacuum_enabled = false);  -- see plant_index_and_view
         CREATE OR REPLACE FUNCTION public.set_path(x bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
         BEGIN
             EXECUTE format('ALTER DATABASE %I SET search_path = public, pg_catalog', current_database());
