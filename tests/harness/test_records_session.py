@@ -221,6 +221,6 @@ def test_a_broken_chain_fails_the_session_without_a_traceback(failing_drill: Dri
     oldest = sorted((failing_drill.reports / "drills").glob("drill-*.json"))[0]
     oldest.write_text(oldest.read_text().replace('"value": 7.5', '"value": 5.5'))
     broken = run_drill(failing_drill.root)
-    assert f"drill record NOT written: {oldest}: altered" in broken.output
+    assert f"drill record NOT kept: {oldest}: altered" in broken.output
     assert "Traceback" not in broken.output
     assert broken.returncode == 1
