@@ -20,6 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from harness.config import DrillConfig
 from harness.errors import HarnessError
+from harness.records.chain import ALLURE_SUFFIX
+from harness.records.trend import TREND_SUFFIX
 
 __all__ = ["RecordStore"]
 
@@ -91,17 +93,24 @@ class RecordStore:
         return f"{len(paths)} files kept at {self.where} ({mode})"
 
     def digests(self) -> dict[str, str]:
-        """The sha256 of every stored file under the prefix, by file name.
+        """The sha256 of every stored file under the prefix, by file name, as first written.
+
+        The oldest version of each key is read: it is the one locked when the record was kept, so a newer
+        version put over it (a versioned bucket accepts one) or a delete marker cannot stand in for it.
 
         Raises:
             HarnessError: the storage cannot be listed or read.
         """
-        found: dict[str, str] = {}
+        first: dict[str, str] = {}
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-                for entry in page.get("Contents", []):
-                    body = self.client.get_object(Bucket=self.bucket, Key=entry["Key"])["Body"].read()
-                    found[entry["Key"][len(self.prefix) :]] = hashlib.sha256(body).hexdigest()
+            pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            for page in pages:
+                for version in page.get("Versions", []):  # newest first per key: the last one seen is the oldest
+                    first[version["Key"]] = version["VersionId"]
+            found = {}
+            for key, version_id in first.items():
+                body = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)["Body"].read()
+                found[key[len(self.prefix) :]] = hashlib.sha256(body).hexdigest()
         except (BotoCoreError, ClientError) as exc:
             raise HarnessError(f"{self.where}: cannot read the stored drill records: {_error(exc)}") from None
         return found
@@ -109,18 +118,26 @@ class RecordStore:
     def compare(self, directory: Path, local: list[Path]) -> str:
         """The first file that differs between the local records and the stored copy, as one line ("" if none).
 
-        A file the stored copy holds but the directory lacks was removed here; one that differs was altered or
-        re-sealed here; a local file the stored copy lacks was never kept off the machine.
+        Files are taken in chain order, each record's JSON before the files it covers. A file the stored copy
+        holds but the directory lacks was removed here; one that differs was altered or re-sealed here; a local
+        file the stored copy lacks was never kept off the machine.
         """
         stored = self.digests()
         here = {path.name: path for path in local}
-        for name in sorted(set(stored) | set(here)):
+        for name in sorted(set(stored) | set(here), key=_chain_order):
             path = here.get(name, directory / name)
             if name not in here:
                 return f"{path}: missing: removed here, but the stored copy at {self.where} holds it"
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if name not in stored:
                 return f"{path}: not in the stored copy at {self.where} (never kept off the machine, or added here)"
-            if digest != stored[name]:
+            if hashlib.sha256(path.read_bytes()).hexdigest() != stored[name]:
                 return f"{path}: altered or re-sealed here: it differs from the stored copy at {self.where}"
         return ""
+
+
+def _chain_order(name: str) -> tuple[str, bool]:
+    """A stored file's record stem, then the record's JSON before the files it covers."""
+    stem = name
+    for suffix in (ALLURE_SUFFIX, TREND_SUFFIX, ".json", ".md"):
+        stem = stem.removesuffix(suffix)
+    return stem, not name.endswith(".json")
