@@ -38,6 +38,7 @@ from harness.storage.signing import ManifestSigner, signature_valid
 __all__ = [
     "ALLURE_SUFFIX",
     "HEAD_FILE",
+    "VERDICT_CASE",
     "ChainResult",
     "RecordKey",
     "append_record",
@@ -230,6 +231,28 @@ def _covered_file_problem(directory: Path, record: DrillRecord, path: Path) -> s
     return ""
 
 
+VERDICT_CASE = "codeblack-drills.verdict"
+"""The Allure test case id of the verdict result a drill session writes beside its scenarios."""
+
+
+def _stray_verdict(directory: Path, run_ids: set[str]) -> str:
+    """A run under ``<reports>/runs/`` whose verdict reached Allure but whose record is not in this chain."""
+    for results in sorted((directory.parent / "runs").glob("*/allure-results")):
+        if results.parent.name in run_ids:
+            continue
+        for result in sorted(results.glob("*-result.json")):
+            try:
+                case = json.loads(result.read_bytes()).get("testCaseId")
+            except (ValueError, AttributeError):
+                continue  # not a result of ours: Allure's own problem, not the chain's
+            if case == VERDICT_CASE:
+                return (
+                    f"{result}: a drill verdict whose record is not in {directory} (written to another records "
+                    "directory, never written, or removed)"
+                )
+    return ""
+
+
 def _signature_problem(path: Path, record: DrillRecord, key: RecordKey | None, signed_before: bool) -> str:
     if key is None:
         return ""
@@ -259,6 +282,7 @@ def verify_chain(directory: Path, key: RecordKey | None = None) -> ChainResult:
     files = _record_files(directory) if directory.is_dir() else []
     previous_hash = ""
     unsigned = signed = 0
+    run_ids: set[str] = set()
     for index, path in enumerate(files):
         try:
             record, stored = _read(path)
@@ -275,6 +299,7 @@ def verify_chain(directory: Path, key: RecordKey | None = None) -> ChainResult:
             return ChainResult(index, problem)
         signed, unsigned = (signed + 1, unsigned) if record.signature else (signed, unsigned + 1)
         previous_hash = record.hash
+        run_ids.add(record.run_id)
     head = directory / HEAD_FILE
     if head.exists():
         name, _, expected = head.read_text(encoding="utf-8").strip().partition(" ")
@@ -282,6 +307,9 @@ def verify_chain(directory: Path, key: RecordKey | None = None) -> ChainResult:
             return ChainResult(
                 len(files), f"{directory / name}: the newest record was removed or replaced (HEAD names it)"
             )
+    stray = _stray_verdict(directory, run_ids)
+    if stray:
+        return ChainResult(len(files), stray)
     warnings = []
     if unsigned:
         warnings.append(

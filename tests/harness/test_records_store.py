@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 from harness.cli import main
 from harness.config import load_config
 from harness.errors import HarnessError
-from harness.records import append_record
+from harness.records import append_record, write_verdict_result
 from harness.records.chain import record_files
 from harness.records.record import content_hash
 from harness.records.store import RecordStore
@@ -155,6 +155,18 @@ def test_editing_an_allure_result_is_named(site: dict[str, Any], capsys: Any) ->
     assert verify(site, capsys) == (
         1, "", f"check failed: {result}: altered or removed (its sha256 differs from the one "
         f"{site['chain'][1].name} lists)\n",
+    )  # fmt: skip
+
+
+def test_a_drill_whose_verdict_left_the_chain_is_named(site: dict[str, Any], capsys: Any) -> None:
+    runs = site["drills"].parent / "runs"
+    (runs / "run-without-verdict" / "allure-results").mkdir(parents=True)  # a run that decided nothing
+    stray = runs / "run-elsewhere" / "allure-results" / "v-result.json"
+    stray.parent.mkdir(parents=True)
+    write_verdict_result(stray.parent, make_record(7, rpo=7.5)).rename(stray)
+    assert verify(site, capsys) == (
+        1, "", f"check failed: {stray}: a drill verdict whose record is not in {site['drills']} (written to another "
+        "records directory, never written, or removed)\n",
     )  # fmt: skip
 
 
