@@ -33,14 +33,15 @@ from harness.backup.redis import backup_redis
 from harness.config import DrillConfig, load_config
 from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations.checksums import record_checksums
-from harness.records.chain import verify_chain
+from harness.records.chain import RecordKey, record_files, verify_chain
 from harness.records.report import render_html
+from harness.records.store import RecordStore
 from harness.redact import RedactingFilter, redact, register_secret
 from harness.services.postgres import find_binaries
 from harness.services.redis import find_redis_check_rdb
 from harness.services.s3 import S3Endpoint
 from harness.services.sweeper import check_run_id, find_leftovers, sweep
-from harness.storage.signing import signer_from_config
+from harness.storage.signing import load_verify_key, signer_from_config
 
 __all__ = ["cli", "main"]
 
@@ -257,13 +258,30 @@ def records() -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.pass_context
 def records_verify(ctx: click.Context, directory: Path | None) -> None:
-    """Check the drill records' hash chain; exit 1 naming the first record altered, removed or reordered."""
+    """Check the records' signatures, chain and stored copy; exit 1 naming the first missing, altered or re-sealed."""
+    config = _config(ctx)
     directory = directory or _reports(ctx) / "drills"
     if not directory.is_dir():
         raise HarnessError(f"{directory}: no drill records here; run the monthly drill or pass the directory")
-    result = verify_chain(directory)
+    key = None
+    if config.reports.verify_key:
+        key = RecordKey(*load_verify_key(config.reports.verify_key, f"{config.source}: [reports] verify_key"))
+    result = verify_chain(directory, key)
     if not result.ok:
         raise CheckFailed(result.problem)
+    for warning in result.warnings:
+        click.echo(warning, err=True)
+    if not config.reports.storage_prefix:
+        click.echo("WARNING: no stored copy to compare with: [reports] storage_prefix is not set", err=True)
+    elif config.target.sandbox:
+        click.echo("WARNING: stored copy not compared: the sandbox's storage lives only during its drill", err=True)
+    else:
+        store = RecordStore.from_config(config, _storage(config))
+        assert store is not None  # storage_prefix is set
+        problem = store.compare(directory, record_files(directory))
+        if problem:
+            raise CheckFailed(problem)
+        click.echo(f"stored copy at {store.where} matches")
     click.echo(str(result))
 
 

@@ -360,6 +360,23 @@ class ReportSettings(_Section):
     """
 
     dir: str = "reports"
+    signing_key_env: str = Field(
+        default="",
+        description="the variable holding the base64 32-byte Ed25519 seed that signs each drill record; empty: "
+        "records are written unsigned and `records verify` says so",
+    )
+    verify_key: str = Field(default="", description="base64 raw Ed25519 public key the drill records must be signed by")
+    storage_bucket: str = Field(
+        default="",
+        description="the bucket (of [storage]) each record is copied to at the end of the drill; empty: "
+        "[storage] backup_bucket",
+    )
+    storage_prefix: str = Field(
+        default="", description="where in the bucket the records go, e.g. 'drill-records/'; empty: no copy is kept"
+    )
+    retention_days: int = Field(
+        default=400, gt=0, description="how long the stored copy is locked (S3 Object Lock, compliance mode)"
+    )
 
 
 class DrillConfig(_Section):

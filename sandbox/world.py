@@ -82,6 +82,12 @@ are never evidence, and the embedded ``drill.toml`` carries its public key so th
 sandbox authenticates manifests exactly as on a real target. A real target's seed lives only in the variable
 ``[backup] signing_key_env`` names, and only on its backup hosts."""
 
+RECORDS_SEED = base64.b64encode(hashlib.sha256(b"codeblack-drills sandbox drill records: a published rehearsal key")
+                                .digest()).decode()  # fmt: skip
+"""The seed the sandbox signs its drill records with, published like :data:`MANIFEST_SEED` (the embedded
+``drill.toml`` carries its public key as ``[reports] verify_key``): a rehearsal's records prove the mechanism,
+never a recovery. A real target's records seed lives only in the variable ``[reports] signing_key_env`` names."""
+
 PRODUCTION_SETTINGS = {
     "wal_level": "replica",
     "max_wal_senders": "4",
@@ -289,6 +295,7 @@ class World:
     options: WorldOptions
     build_seconds: float = 0.0
     manifest_signer: ManifestSigner = field(default_factory=lambda: ManifestSigner(MANIFEST_SEED), repr=False)
+    records_signer: ManifestSigner = field(default_factory=lambda: ManifestSigner(RECORDS_SEED), repr=False)
     provider: Provider | None = field(default=None, repr=False)
     _extra_redis: list[RedisServer] = field(default_factory=list, repr=False)
     _stopped: bool = False
@@ -440,6 +447,10 @@ class World:
             client.create_bucket(Bucket=bucket)
             client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         set_noncurrent_rule(client, storage.uploads_bucket, self.config.objectives.noncurrent_days)
+        records = self.config.reports.storage_bucket
+        if records and records not in (storage.backup_bucket, storage.uploads_bucket):
+            # Write-once: Object Lock (which turns versioning on) lets each drill record be locked in compliance mode.
+            client.create_bucket(Bucket=records, ObjectLockEnabledForBucket=True)
         uploads = storage.uploads_bucket
         jpeg = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) + b"\xff\xd9"
         client.put_object(Bucket=uploads, Key="proofs/applications/1/id-front.jpg", Body=jpeg + b"v1")

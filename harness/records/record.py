@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.storage.manifest import ManifestSignature
+
 __all__ = [
     "RAN",
     "ActionItem",
@@ -133,6 +135,11 @@ class DrillRecord(_Part):
     counts with them (see :mod:`harness.integrity.baseline`). ``manifests_authenticated`` says whether the
     restored backup's manifest was verified against ``[storage] manifest_verify_key``; without it, whoever
     can write the bucket could have written the numbers the drill compared with.
+
+    ``trend_sha256`` and ``markdown_sha256`` cover the chart and the Markdown twin; ``allure_digest`` names the
+    file beside the record that lists the sha256 of each of the run's Allure results, and ``allure_sha256`` is
+    that list's own sha256. ``signature`` is an Ed25519 signature over ``hash`` by ``[reports]
+    signing_key_env``'s seed, so that a record re-sealed with the harness's own functions is told apart.
     """
 
     run_id: str
@@ -153,9 +160,13 @@ class DrillRecord(_Part):
     waivers: list[WaiverEntry] = Field(default_factory=list)
     controls: list[ControlStatus] = Field(default_factory=list)
     trend_image: str = ""
+    trend_sha256: str = ""
+    allure_digest: str = ""
+    allure_sha256: str = ""
     markdown_sha256: str = ""
     previous_hash: str = ""
     hash: str = ""
+    signature: ManifestSignature | None = None
 
     def measure(self, name: str) -> Measure | None:
         """The measure called ``name`` (case-insensitive), if the drill took it."""
@@ -181,9 +192,10 @@ def canonical_json(data: Any) -> bytes:
 
 
 def content_hash(stored: dict[str, Any]) -> str:
-    """The sha256 of a stored record's canonical JSON without its ``hash`` field.
+    """The sha256 of a stored record's canonical JSON without its ``hash`` and ``signature`` fields.
 
     It is computed over the document as stored, not as this version of the model would write it, so records
     written before a field was added still verify.
     """
-    return hashlib.sha256(canonical_json({k: v for k, v in stored.items() if k != "hash"})).hexdigest()
+    sealed = {k: v for k, v in stored.items() if k not in ("hash", "signature")}
+    return hashlib.sha256(canonical_json(sealed)).hexdigest()

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.records.chain import VERDICT_CASE
 from harness.records.controls import AREAS, EPIC
 from harness.records.markdown import render_markdown
 from harness.records.record import DrillRecord, format_number
@@ -94,8 +95,8 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend: Path | N
     drill = AREAS["restore_drill"]
     result = {
         "uuid": str(uuid.uuid4()),
-        "historyId": "codeblack-drills.verdict",
-        "testCaseId": "codeblack-drills.verdict",
+        "historyId": VERDICT_CASE,
+        "testCaseId": VERDICT_CASE,
         "fullName": "codeblack-drills: drill verdict",
         "name": verdict_title(record),
         "status": "failed" if failed else "passed",

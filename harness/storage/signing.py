@@ -33,7 +33,15 @@ from harness.redact import register_secret
 from harness.storage.manifest import BackupManifest, ManifestSignature, canonical_json
 from harness.storage.pace import TransferLimits
 
-__all__ = ["MAX_MANIFEST_BYTES", "ManifestSigner", "ManifestTrust", "public_key_b64", "signer_from_config"]
+__all__ = [
+    "MAX_MANIFEST_BYTES",
+    "ManifestSigner",
+    "ManifestTrust",
+    "load_verify_key",
+    "public_key_b64",
+    "signature_valid",
+    "signer_from_config",
+]
 
 MAX_MANIFEST_BYTES = 1024 * 1024
 """The default cap on a manifest's size: a real one is a few KiB."""
@@ -60,10 +68,13 @@ class ManifestSigner:
         """The base64 raw public key that verifies this signer's manifests (``[storage] manifest_verify_key``)."""
         return base64.b64encode(self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
+    def sign_bytes(self, data: bytes) -> ManifestSignature:
+        """A detached signature over ``data`` (the drill records sign their hash with it)."""
+        return ManifestSignature(key_id=self.key_id, value=base64.b64encode(self._key.sign(data)).decode())
+
     def sign(self, manifest: BackupManifest) -> BackupManifest:
         """A copy of ``manifest`` carrying this signer's signature over its other fields."""
-        value = base64.b64encode(self._key.sign(manifest.signed_bytes())).decode()
-        return manifest.model_copy(update={"signature": ManifestSignature(key_id=self.key_id, value=value)})
+        return manifest.model_copy(update={"signature": self.sign_bytes(manifest.signed_bytes())})
 
 
 def public_key_b64(seed_b64: str) -> str:
@@ -71,16 +82,38 @@ def public_key_b64(seed_b64: str) -> str:
     return ManifestSigner(seed_b64).public_key_b64()
 
 
-def signer_from_config(config: DrillConfig) -> ManifestSigner | None:
-    """The signer ``[backup] signing_key_env`` names, or ``None`` when it names none (manifests go unsigned).
+def signer_from_config(config: DrillConfig, setting: str = "backup.signing_key_env") -> ManifestSigner | None:
+    """The signer the variable at ``setting`` names, or ``None`` when it names none (nothing is signed).
+
+    ``[backup] signing_key_env`` signs manifests; ``[reports] signing_key_env`` signs the drill records.
 
     Raises:
         ConfigError: the variable is named but unset, or does not hold a seed.
     """
-    if not config.backup.signing_key_env:
+    section, _, key = setting.partition(".")
+    if not getattr(getattr(config, section), key):
         return None
-    seed = register_secret(config.secret("backup.signing_key_env").get_secret_value())
-    return ManifestSigner(seed, source=f"{config.source}: the variable [backup] signing_key_env names")
+    seed = register_secret(config.secret(setting).get_secret_value())
+    return ManifestSigner(seed, source=f"{config.source}: the variable [{section}] {key} names")
+
+
+def load_verify_key(value: str, source: str) -> tuple[Ed25519PublicKey, str]:
+    """An Ed25519 public key from base64 and its key id; ``source`` names the file and key it came from.
+
+    Raises:
+        ConfigError: not base64 of 32 bytes.
+    """
+    key = Ed25519PublicKey.from_public_bytes(decode_key(value, source))
+    return key, _key_id(key)
+
+
+def signature_valid(key: Ed25519PublicKey, signature: ManifestSignature, data: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s signature over ``data`` (a bad encoding is simply not valid)."""
+    try:
+        key.verify(base64.b64decode(signature.value, validate=True), data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -110,9 +143,8 @@ class ManifestTrust:
         limits = TransferLimits.from_settings(storage)
         if not storage.manifest_verify_key:
             return cls(storage.max_manifest_bytes, limits=limits)
-        raw = decode_key(storage.manifest_verify_key, f"{config.source}: {_VERIFY_KEY}")
-        key = Ed25519PublicKey.from_public_bytes(raw)
-        return cls(storage.max_manifest_bytes, key, _key_id(key), limits)
+        key, key_id = load_verify_key(storage.manifest_verify_key, f"{config.source}: {_VERIFY_KEY}")
+        return cls(storage.max_manifest_bytes, key, key_id, limits)
 
     @property
     def authenticated(self) -> bool:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,11 @@ import pytest
 
 from harness.config import PROJECT_ROOT
 from harness.records import load_chain, verify_chain
+from harness.records.chain import record_files
+from harness.services.s3 import MotoS3
+from harness.storage.signing import ManifestSigner
 
+RECORDS_SEED = "c2Vzc2lvbiByZWNvcmRzIHRlc3Qgc2lnbmluZyBrZXk="  # base64 of 32 bytes: a test key
 SECRETS = ("s3cr3t-db-password-7731", "signing-key-QmFzZTY0U2VjcmV0")
 
 FEATURE = """\
@@ -221,6 +226,54 @@ def test_a_broken_chain_fails_the_session_without_a_traceback(failing_drill: Dri
     oldest = sorted((failing_drill.reports / "drills").glob("drill-*.json"))[0]
     oldest.write_text(oldest.read_text().replace('"value": 7.5', '"value": 5.5'))
     broken = run_drill(failing_drill.root)
-    assert f"drill record NOT written: {oldest}: altered" in broken.output
+    assert f"drill record NOT kept: {oldest}: altered" in broken.output
     assert "Traceback" not in broken.output
     assert broken.returncode == 1
+
+
+def _with_records_storage(root: Path, s3_server: MotoS3, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the tiny drill's records at ``bucket`` of the throwaway S3, signed with a key from the environment."""
+    monkeypatch.setenv("T_S3_KEY", s3_server.endpoint.access_key.get_secret_value())
+    monkeypatch.setenv("T_S3_SECRET", s3_server.endpoint.secret_key.get_secret_value())
+    monkeypatch.setenv("T_RECORDS_SEED", RECORDS_SEED)
+    (root / "drill.toml").write_text(
+        f'[target]\nname = "tiny-target"\nsandbox = false\n[storage]\nendpoint_url = "{s3_server.endpoint.url}"\n'
+        'access_key_env = "T_S3_KEY"\nsecret_key_env = "T_S3_SECRET"\n'
+        f'[reports]\ndir = "reports"\nsigning_key_env = "T_RECORDS_SEED"\nstorage_bucket = "{bucket}"\n'
+        'storage_prefix = "drill-records/"\n'
+    )
+
+
+def test_the_session_signs_its_record_and_keeps_it_write_once(
+    tmp_path: Path, s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = f"records-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    root = write_drill_project(tmp_path)
+    _with_records_storage(root, s3_server, bucket, monkeypatch)
+    run = run_drill(root)
+    (record,) = load_chain(run.reports / "drills")
+    assert record.signature is not None
+    assert record.signature.key_id == ManifestSigner(RECORDS_SEED).key_id
+    assert f"drill record copy: 4 files kept at s3://{bucket}/drill-records/ (write-once until " in run.output
+    stored = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="drill-records/")["Contents"]
+    assert sorted(entry["Key"].removeprefix("drill-records/") for entry in stored) == sorted(
+        path.name for path in record_files(run.reports / "drills")
+    )
+
+
+def test_a_record_that_cannot_be_kept_makes_the_run_no_go(
+    tmp_path: Path, s3_server: MotoS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_drill_project(tmp_path)
+    _with_records_storage(root, s3_server, "no-such-records-bucket", monkeypatch)
+    run = run_drill(root)
+    (record,) = load_chain(run.reports / "drills")
+    kept = next(check for check in record.checks if check.scenario == "The drill record is kept off the drill machine")
+    message = ("evidence not kept: s3://no-such-records-bucket/drill-records/: cannot read the bucket's Object Lock "
+               "setting: NoSuchBucket: The specified bucket does not exist")  # fmt: skip
+    assert (kept.status, kept.kind, kept.message) == ("failed", "setup", message)
+    assert record.verdict.decision == "NO-GO"
+    assert "drill record copy" not in run.output
+    assert run.returncode == 1
+    assert "Traceback" not in run.output
