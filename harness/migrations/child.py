@@ -74,8 +74,19 @@ class Forwarder:
             except OSError:
                 client.close()
                 continue
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+            threading.Thread(target=_bridge, args=(client, upstream), daemon=True).start()
+
+
+def _bridge(client: socket.socket, upstream: socket.socket) -> None:
+    """Pump both ways until both sides are done, then close both sockets (left open, GC warns at a random time)."""
+    back = threading.Thread(target=_pump, args=(upstream, client), daemon=True)
+    back.start()
+    try:
+        _pump(client, upstream)
+        back.join()
+    finally:
+        client.close()
+        upstream.close()
 
 
 def _pump(source: socket.socket, sink: socket.socket) -> None:
