@@ -56,7 +56,13 @@ PARTS = (
 
 
 def not_applicable(config: DrillConfig, tags: Collection[str]) -> str | None:
-    """Why a scenario with these tags does not apply to the target (``not applicable: …``), or ``None``."""
+    """Why a scenario with these tags does not apply to the target (``not applicable: …``), or ``None``.
+
+    A gates-only target (:attr:`DrillConfig.gates_only`) has no backups and no app: only the migration gates
+    that need no app apply to it.
+    """
+    if config.gates_only and ("migration_gates" not in tags or "app" in tags):
+        return f"{NOT_APPLICABLE}{config.source} declares only [migrations] (no backups in [storage], no [app])"
     for part in PARTS:
         if part.tag in tags and not part.present(config):
             return f"{NOT_APPLICABLE}the target has {part.what} ({part.absent_when} in {config.source.name})"

@@ -403,7 +403,8 @@ class DrillConfig(_Section):
 
         Such a target has no backups to restore, no app to start, no storage or signing secret to ask for.
         """
-        return "migrations" in self.declared and not self.declared & _DEPLOYMENT_PARTS and not self.target.sandbox
+        declared_only_migrations = "migrations" in self.declared and not self.declared & _DEPLOYMENT_PARTS
+        return declared_only_migrations and self.migrations.enabled and not self.target.sandbox
 
     def secret(self, dotted_key: str) -> SecretStr:
         """Read the secret whose environment variable the file names at ``dotted_key``.
