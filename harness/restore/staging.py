@@ -20,7 +20,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import quote
 
 from psycopg import sql
 
@@ -120,12 +119,7 @@ class Staging:
     @property
     def app_database_url(self) -> str:
         """The URL the target's app gets: its role with its password of this run (the app cannot read the passfile)."""
-        role = self.app_role
-        password = self.postgres.passwords.get(role)
-        if password is None:  # a server without per-role passwords (a container's trust)
-            return self.postgres.sqlalchemy_url(self.dbname, role, with_password=True)
-        return (f"postgresql+psycopg://{quote(role, safe='')}:{quote(password, safe='')}@{self.postgres.host}:"
-                f"{self.postgres.port}/{self.dbname}")  # fmt: skip
+        return self.postgres.sqlalchemy_url(self.dbname, self.app_role, with_password=True)
 
     def data_loss_windows(self, incident: datetime, objectives: Objectives) -> list[Measure]:
         """The data-loss window of each restored store, in seconds (Redis only when its heartbeat is configured).

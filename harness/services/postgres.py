@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 from psycopg import sql
@@ -345,8 +346,9 @@ class PostgresServer(abc.ABC):
         not the harness (the target's app), which must not read the harness's passfile and may not use libpq.
         """
         password = self.passwords.get(user) if with_password else None
-        if password is not None:
-            return f"postgresql+psycopg://{user}:{password}@{self.host}:{self.port}/{dbname}"
+        if password is not None:  # a restored role's name may hold any character
+            credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+            return f"postgresql+psycopg://{credentials}@{self.host}:{self.port}/{dbname}"
         return f"postgresql+psycopg://{user}@{self.host}:{self.port}/{dbname}{self._query()}"
 
     def connect(self, dbname: str = "postgres", user: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
@@ -390,10 +392,17 @@ class PostgresServer(abc.ABC):
         with self.connect() as conn:
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
         self.passwords = {**self.passwords, role: password}
-        if self.passfile is not None:
-            self.passfile.write_text("".join(f"{self.host}:{self.port}:*:{_passfile_field(name)}:{secret}\n"
-                                             for name, secret in self.passwords.items()))  # fmt: skip
+        self._write_passfile()
         return password
+
+    def _write_passfile(self) -> None:
+        """Write every role's password to :attr:`passfile` (mode 0600, never through a link), when there is one."""
+        if self.passfile is None:
+            return
+        fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.writelines(f"{self.host}:{self.port}:*:{_passfile_field(role)}:{secret}\n"
+                           for role, secret in self.passwords.items())  # fmt: skip
 
     def tool_env(self, user: str = "postgres") -> dict[str, str]:
         """Environment for client tools (pg_restore, pg_amcheck) pointed at this server as ``user``."""
@@ -522,9 +531,7 @@ class LocalPostgres(PostgresServer):
         # Its own labelled directory (mode 0700, the harness's user): the service user owns the workdir, and the
         # sweeper removes labelled directories of killed runs.
         self.passfile = label_dir(f"pgpass-{self.name}") / "pgpass"
-        fd = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.writelines(f"{self.host}:{self.port}:*:{role}:{secret}\n" for role, secret in self.passwords.items())
+        self._write_passfile()
 
     def _ready(self) -> bool:
         self.process.ensure_alive()
