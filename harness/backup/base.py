@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from harness.backup.postgres import libpq_target
 from harness.backup.store import backup_time, put_manifest
 from harness.errors import HarnessError
 from harness.restore.tarball import expanded_size
-from harness.services.base import run_tool
+from harness.services.base import label_dir, run_tool
 from harness.storage.manifest import BackupManifest, Companion, format_timestamp
 from harness.storage.signing import ManifestSigner
 from harness.storage.upload import upload_file
@@ -83,7 +82,7 @@ def backup_base(
     except psycopg.OperationalError as exc:
         raise HarnessError(f"cannot connect to the cluster to back up: {str(exc).strip().splitlines()[0]}") from None
     assert version_row is not None
-    scratch = Path(tempfile.mkdtemp(prefix="codeblack-base-", dir=work_dir))
+    scratch = label_dir("base-backup", work_dir)  # labelled: a killed backup's copy is swept like a drill's
     try:
         target = scratch / "backup"
         run_tool(
