@@ -8,6 +8,7 @@ pytest_plugins = [
     "fixtures.app",
     "fixtures.staging",
     "fixtures.drill_record",
+    "fixtures.step_parameters",
     "steps.common",
     "steps.backup_policy",
     "steps.restore_drill",

@@ -9,6 +9,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from harness.storage.signing import ManifestSigner
 
 RECORDS_SEED = "c2Vzc2lvbiByZWNvcmRzIHRlc3Qgc2lnbmluZyBrZXk="  # base64 of 32 bytes: a test key
 SECRETS = ("s3cr3t-db-password-7731", "signing-key-QmFzZTY0U2VjcmV0")
+UNREGISTERED = "unregistered-aws-secret-9QxZ"  # a credential in a fixture that no one registered as a secret
 
 FEATURE = """\
 Feature: Restore drill
@@ -44,13 +46,14 @@ Feature: Restore drill
 CONFTEST = """\
 from datetime import UTC, datetime
 
+import pytest
 from pytest_bdd import given, parsers, then
 
 from harness.errors import CheckFailed, HarnessError
 from harness.redact import register_secret
 from harness.storage.manifest import BackupManifest, TableStats
 
-pytest_plugins = ["fixtures.config", "fixtures.drill_record"]
+pytest_plugins = ["fixtures.config", "fixtures.drill_record", "fixtures.step_parameters"]
 SECRETS = {secrets!r}
 for secret in SECRETS:
     register_secret(secret)
@@ -73,8 +76,13 @@ def _app():
     raise HarnessError("drill.toml: [app] command: executable 'uvicorn' not found; install the app's dependencies")
 
 
+@pytest.fixture
+def app_environment():
+    return {{"AWS_SECRET_ACCESS_KEY": {unregistered!r}}}
+
+
 @then("the restored database answers")
-def _answers():
+def _answers(app_environment, drill_record):
     pass
 
 
@@ -117,7 +125,7 @@ def write_drill_project(root: Path, *, rpo: float = 1.5, rto: float = 12.0, rows
     (root / "features" / "test_restore_drill.py").write_text(
         'from pytest_bdd import scenarios\n\nscenarios("restore_drill.feature")\n'
     )
-    (root / "conftest.py").write_text(CONFTEST.format(secrets=SECRETS))
+    (root / "conftest.py").write_text(CONFTEST.format(secrets=SECRETS, unregistered=UNREGISTERED))
     (root / "pytest.ini").write_text(INI)
     (root / "drill.toml").write_text('[target]\nname = "tiny-target"\n\n[reports]\ndir = "reports"\n')
     return root
@@ -211,6 +219,23 @@ def test_no_planted_secret_appears_in_any_report_file(failing_drill: DrillRun) -
     failed = next(r for r in _results(failing_drill) if r["name"] == "The restored rows match the manifest")
     assert "(signed with ***)" in failed["statusDetails"]["message"]  # type: ignore[index]  # the plant reached it
     leaks = [(path.name, secret) for path in files for secret in SECRETS if secret.encode() in path.read_bytes()]
+    assert leaks == []
+
+
+def _steps(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(result.get("steps", []))
+
+
+def test_step_parameters_are_the_parsed_arguments_never_fixtures(failing_drill: DrillRun) -> None:
+    shown = {(step["name"], str(param["name"]), str(param["value"])) for result in _results(failing_drill)
+             for step in _steps(result) for param in step.get("parameters", [])}  # fmt: skip
+    assert shown == {
+        ("Given the drill restored the newest dump in 12 minutes with data 7.5 hours old", "rto", "12.0"),
+        ("Given the drill restored the newest dump in 12 minutes with data 7.5 hours old", "rpo", "7.5"),
+        ('Then the row count of "orders" matches 11', "table", "'orders'"),
+        ('Then the row count of "orders" matches 11', "rows", "11"),
+    }
+    leaks = [path.name for path in failing_drill.results.rglob("*") if UNREGISTERED.encode() in path.read_bytes()]
     assert leaks == []
 
 
