@@ -28,6 +28,7 @@ __all__ = [
     "DatabaseSettings",
     "DrillConfig",
     "MigrationSettings",
+    "ObjectiveApproval",
     "Objectives",
     "RedisSettings",
     "RestoreSettings",
@@ -342,6 +343,27 @@ class RestoreSettings(_Section):
     )
 
 
+class ObjectiveApproval(_Section):
+    """An objective changed on purpose: its new value, who approved it and why.
+
+    The drill record compares each objective with the previous drill's; a change is stated in the record with
+    the approval that matches it (same objective, same new value), and without one it is an action item, and a
+    NO-GO when the change loosens the objective (see :mod:`harness.records.attribution`).
+    """
+
+    objective: str
+    value: float
+    approved_by: str = Field(min_length=1)
+    reason: str = Field(min_length=10)
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str) -> str:
+        if value not in Objectives.model_fields:
+            raise ValueError(f"{value!r} is not a key of [objectives] ({', '.join(Objectives.model_fields)})")
+        return value
+
+
 class Waiver(_Section):
     """A gate bypassed on purpose: who approved it and why."""
 
@@ -377,6 +399,10 @@ class ReportSettings(_Section):
     retention_days: int = Field(
         default=400, gt=0, description="how long the stored copy is locked (S3 Object Lock, compliance mode)"
     )
+    action_owner: str = Field(
+        default="", description="who owns the drill's action items; empty: the operator who ran the drill"
+    )
+    action_due_days: int = Field(default=14, gt=0, description="days from the drill to each action item's due date")
 
 
 class DrillConfig(_Section):
@@ -394,6 +420,7 @@ class DrillConfig(_Section):
     restore: RestoreSettings = Field(default_factory=RestoreSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     waivers: list[Waiver] = Field(default_factory=list)
+    objective_approvals: list[ObjectiveApproval] = Field(default_factory=list)
     source: Path = Field(default=DEFAULT_CONFIG, exclude=True)
     declared: frozenset[str] = Field(default=frozenset(), exclude=True)
 

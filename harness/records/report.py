@@ -19,7 +19,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.records.chain import VERDICT_CASE
 from harness.records.controls import AREAS, EPIC
-from harness.records.markdown import render_markdown
+from harness.records.markdown import SANDBOX_BANNER, render_markdown
 from harness.records.record import DrillRecord, format_number
 from harness.redact import redact
 from harness.services.base import run_tool
@@ -27,6 +27,7 @@ from harness.services.base import run_tool
 __all__ = [
     "ALLURE_CACHE",
     "allure_cli",
+    "attribution_properties",
     "render_html",
     "scrub_secrets",
     "verdict_title",
@@ -58,9 +59,21 @@ def write_environment(results_dir: Path, mapping: Mapping[str, str]) -> Path:
     return path
 
 
+def attribution_properties(record: DrillRecord) -> dict[str, str]:
+    """The overview's lines that say whose drill this was and whether it is evidence at all."""
+    found = {"drill.sandbox": f"true: {SANDBOX_BANNER}" if record.sandbox else "false"}
+    a = record.attribution
+    if a is not None:
+        found |= {"drill.operator": f"{a.operator} (from {a.operator_source})", "drill.host": a.host,
+                  "harness.commit": f"{a.harness_commit} ({a.harness_commit_source})",
+                  "config.path": a.config_path, "config.sha256": a.config_sha256}  # fmt: skip
+        found |= {f"objective.{o.name}": f"{format_number(o.value)} ({o.source})" for o in a.objectives}
+    return found
+
+
 def verdict_title(record: DrillRecord) -> str:
-    """One line with the verdict and the RPO/RTO figures against their objectives."""
-    parts = [f"Drill verdict {record.verdict.decision}"]
+    """One line with the verdict and the RPO/RTO figures against their objectives (a rehearsal says so first)."""
+    parts = [f"{'Sandbox rehearsal, not evidence: ' if record.sandbox else ''}Drill verdict {record.verdict.decision}"]
     for measure in record.measures:
         parts.append(f"{measure.name} {measure.against()}")
     return ", ".join(parts)

@@ -6,7 +6,7 @@ import shutil
 import uuid
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from harness.config import DrillConfig, Waiver
 from harness.errors import HarnessError
 from harness.integrity.baseline import previous_rows
 from harness.records import (
+    ActionItem,
     Check,
     DrillRecord,
     DrillRecorder,
@@ -31,6 +32,7 @@ from harness.records import (
     verify_chain,
     write_environment,
 )
+from harness.records.actions import assign, follow_up
 from harness.records.markdown import render_markdown
 from harness.records.record import BackupUsed, content_hash
 from harness.records.report import verdict_title
@@ -119,12 +121,103 @@ def test_verdict_is_go_only_without_failures_and_missed_objectives() -> None:
     assert decide([], []).reasons == ["no scenario ran"]
 
 
-def test_controls_follow_scenarios_and_the_rto_measure() -> None:
+def test_controls_say_what_this_drill_collected_never_effective() -> None:
     statuses = {c.control: c for c in control_statuses([FAILED], [measure("RTO", 12, 60, "min")])}
-    assert statuses["ISO/IEC 27001:2022 A.8.13"].status == "not effective"
-    assert statuses["SOC 2 CC8.1"].status == "not tested"
-    restore_time = statuses["AWS Backup Audit Manager: restore-time-for-resources-meet-target"]
-    assert (restore_time.status, restore_time.evidence) == ("effective", ["RTO 12 min (objective 60 min)"])
+    assert statuses["ISO/IEC 27001:2022 A.8.13"].status == "failed in this drill"
+    assert statuses["SOC 2 CC8.1"].status == "not tested in this drill"
+    tested = statuses["SOC 2 A1.3"]
+    assert (tested.status, tested.evidence) == (
+        "failed in this drill",
+        ["Rows match the manifest (failed)", "RTO 12 min (objective 60 min)"],
+    )
+    passed = {c.control: c.status for c in control_statuses([PASSED], [measure("RTO", 12, 60, "min")])}
+    assert passed["SOC 2 A1.2"] == passed["SOC 2 A1.3"] == "evidence collected in this drill"
+    assert "effective" not in passed.values()
+
+
+def test_aws_backup_audit_manager_controls_are_not_mapped_to_dumps_in_object_storage() -> None:
+    assert not [c.control for c in control_statuses([PASSED], []) if "AWS Backup" in c.control]
+
+
+def test_on_the_sandbox_every_control_is_a_rehearsal_not_evidence() -> None:
+    statuses = control_statuses([PASSED, FAILED], [measure("RTO", 12, 60, "min")], sandbox=True)
+    assert {c.status for c in statuses} == {"rehearsal, not evidence"}
+
+
+RPO_MISSED = measure("RPO", 7.5, 6, "h")
+
+
+def _failed(scenario: str, message: str) -> Check:
+    return FAILED.model_copy(update={"scenario": scenario, "message": message})
+
+
+def test_one_missed_objective_is_one_item_with_its_own_remedy() -> None:
+    symptoms = [
+        _failed("Recovery time and data loss are measured", "RPO 7.50 h (objective 6 h, MISSED): newest data ..."),
+        _failed("Cut-over is decided after staging verification", "NO-GO: RPO 7.5 h exceeds objective 6 h"),
+    ]
+    (item,) = action_items(symptoms, [RPO_MISSED, measure("RTO", 12, 60, "min")], {})
+    assert (item.what, item.cause) == ("RPO", "measure:RPO")
+    assert item.number == "7.5 h exceeds objective 6 h (failed: Recovery time and data loss are measured)"
+    assert item.todo == "increase pg_dump frequency or check the backup cron"
+
+
+def test_a_store_named_rpo_gets_its_stores_remedy() -> None:
+    redis = measure("RPO Redis", 30, 24, "h")
+    check = _failed("Data loss per store", "RPO Redis 30.00 h (objective 24 h, MISSED)")
+    (item,) = action_items([check], [RPO_MISSED.model_copy(update={"met": True, "value": 1}), redis], {})
+    assert (item.cause, item.todo.startswith("take Redis RDB copies more often")) == ("measure:RPO Redis", True)
+
+
+def test_a_verdict_restating_other_failures_adds_no_item_of_its_own() -> None:
+    cut_over = _failed("Cut-over", "NO-GO: failed: Restore drill: Rows match the manifest")
+    assert [item.what for item in action_items([FAILED, cut_over], [], {})] == [
+        "Restore drill: Rows match the manifest"
+    ]
+    assert [item.what for item in action_items([cut_over], [], {})] == ["Restore drill: Cut-over"]
+
+
+def test_items_get_an_owner_a_due_date_and_one_per_cause() -> None:
+    items = action_items([FAILED], [RPO_MISSED], {})
+    note = ActionItem(what="manifests", number="", todo="sign manifests")
+    assigned = assign([*items, note, note], "ops-carol", date(2026, 12, 15))
+    assert [(i.cause, i.owner, i.due) for i in assigned] == [
+        ("check:Restore drill: Rows match the manifest", "ops-carol", date(2026, 12, 15)),
+        ("measure:RPO", "ops-carol", date(2026, 12, 15)),
+        ("note:manifests: sign manifests", "ops-carol", date(2026, 12, 15)),
+    ]
+    assert "(owner: ops-carol; due 2026-12-15)" in render_markdown(
+        make_record(checks=[FAILED]).model_copy(update={"action_items": assigned})
+    )
+
+
+def test_the_previous_drills_items_are_re_evaluated_against_this_drill() -> None:
+    previous = make_record(checks=[FAILED], rpo=7.5, rto=75)
+    previous = previous.model_copy(update={"action_items": [
+        *previous.action_items, ActionItem(what="manifests", number="", todo="sign manifests", cause="note:sign")
+    ]})  # fmt: skip
+    now_checks = [FAILED.model_copy(update={"status": "passed", "message": ""})]
+    now_measures = [measure("RPO", 1, 6, "h")]  # RTO not measured this time
+    notes = [ActionItem(what="manifests", number="", todo="sign manifests", cause="note:sign")]
+    done = follow_up(previous, notes, now_checks, now_measures)
+    assert [(f.cause, f.status, f.since) for f in done] == [
+        ("check:Restore drill: Rows match the manifest", "closed", "run0"),
+        ("measure:RPO", "closed", "run0"),
+        ("measure:RTO", "not re-tested", "run0"),
+        ("note:sign", "open", "run0"),
+    ]
+    failing_again = follow_up(previous, [], [FAILED], [RPO_MISSED])
+    assert [f.status for f in failing_again[:2]] == ["open", "open"]
+
+
+def test_items_of_records_written_before_causes_are_followed_up_by_their_title() -> None:
+    old = make_record(checks=[FAILED], rpo=7.5)
+    old = old.model_copy(update={"action_items": [i.model_copy(update={"cause": ""}) for i in old.action_items]})
+    done = follow_up(old, [], [FAILED], [measure("RPO", 1, 6, "h")])
+    assert [(f.cause, f.status) for f in done] == [
+        ("check:Restore drill: Rows match the manifest", "open"),
+        ("measure:RPO", "closed"),
+    ]
 
 
 def test_record_json_and_markdown_hold_everything(tmp_path: Path) -> None:
@@ -291,6 +384,7 @@ def test_recorder_builds_the_record_from_what_the_session_reported() -> None:
         "RPO",
         "operator note",
     ]
+    assert {item.owner for item in record.action_items} == {record.attribution.operator}  # type: ignore[union-attr]
     assert len(record.waivers) == 1  # the same waiver from drill.toml and a step is listed once
     assert record.environment["target"] == "codeblack-sandbox"
 
