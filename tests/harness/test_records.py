@@ -334,6 +334,35 @@ def test_records_written_before_a_field_existed_still_verify(tmp_path: Path) -> 
     assert verify_chain(tmp_path).ok
 
 
+NEW_FIELDS = ("sandbox", "attribution", "restored", "staging", "rto_timeline", "follow_up")
+
+
+def test_records_of_the_format_before_attribution_verify_and_the_chain_goes_on(tmp_path: Path) -> None:
+    _, path = append_record(tmp_path, make_record(checks=[FAILED], rpo=7.5))
+    stored = json.loads(path.read_text())
+    for name in NEW_FIELDS:
+        del stored[name]
+    for item in stored["action_items"]:
+        del item["cause"], item["owner"], item["due"]
+    stored["controls"][0]["status"] = "not effective"  # the old wording
+    stored["hash"] = content_hash(stored)
+    path.write_text(json.dumps(stored))
+    (tmp_path / "HEAD").write_text(f"{path.name} {stored['hash']}\n")
+    assert verify_chain(tmp_path).ok
+    (old,) = load_chain(tmp_path)
+    assert (old.sandbox, old.attribution, old.controls[0].status) == (False, None, "not effective")
+    recorder = DrillRecorder()
+    recorder.checks["a"] = FAILED.model_copy(update={"status": "passed", "message": ""})
+    recorder.measure("RPO", 1, 6, "h")
+    append_record(tmp_path, recorder.build(DrillConfig(), old))
+    assert str(verify_chain(tmp_path)) == "drill record chain OK: 2 records"
+    assert [(f.cause, f.status) for f in load_chain(tmp_path)[-1].follow_up] == [
+        ("check:Restore drill: Rows match the manifest", "closed"),
+        ("measure:RPO", "closed"),
+    ]
+    assert "- Attribution: not recorded" in render_markdown(old)
+
+
 def test_waivers_are_listed_with_who_approved_and_why(tmp_path: Path) -> None:
     waiver = WaiverEntry(
         rule="ban-drop-table", subject="3f2a1c", approved_by="ops-bob", reason="legacy table, archived"
