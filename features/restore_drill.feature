@@ -57,7 +57,7 @@ Feature: Monthly restore drill into isolated staging
   @staging
   Scenario: Data loss is measured to the second for each store from its newest heartbeat
     Given the newest logical backup restored into isolated staging
-    Then the data lost by PostgreSQL and by Redis, counted in seconds up to their newest heartbeats, is within the RPO
+    Then the RPO of PostgreSQL and of Redis, in hours to the second up to their newest heartbeats, is within each objective
 
   @base_backups
   Scenario: The newest base backup restores physically and reaches consistency

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
-from harness.records.record import DrillRecord, Phase, format_number
+from harness.records.record import DrillRecord, format_number
 from harness.redact import redact
 
-__all__ = ["SANDBOX_BANNER", "render_markdown", "staging_note"]
+__all__ = ["SANDBOX_BANNER", "overlap_note", "render_markdown", "staging_note"]
 
 SANDBOX_BANNER = (
     "REHEARSAL ON THE SANDBOX, NOT EVIDENCE: the figures below are the harness's own world built on this machine, "
@@ -51,16 +51,25 @@ def _attribution(record: DrillRecord) -> list[str]:
     return lines + [f"- Objective change: {change.line()}" for change in a.objective_changes]
 
 
-def _timeline(phases: list[Phase], rto_seconds: float | None) -> list[str]:
-    rows = [[p.name, format_number(p.start_s), format_number(p.end_s), format_number(p.seconds)] for p in phases]
-    lines = _table(["phase", "start (s after incident)", "end (s)", "seconds"], rows)
-    ordered = sorted(phases, key=lambda p: p.start_s)
-    if any(later.start_s < earlier.end_s for earlier, later in pairwise(ordered)):
-        total = sum(p.seconds for p in phases)
-        rto = f" RTO {format_number(rto_seconds)} s" if rto_seconds is not None else " RTO"
-        lines += [f"Phases overlap (they ran at the same time): their sum, {format_number(total)} s, is not the"
-                  f"{rto}; RTO is the incident to the last step.", ""]  # fmt: skip
-    return lines
+def overlap_note(record: DrillRecord) -> str:
+    """A sentence saying the RTO phases overlap, so their sum is not RTO ("" when they ran one after another)."""
+    ordered = sorted(record.rto_timeline, key=lambda p: p.start_s)
+    if not any(later.start_s < earlier.end_s for earlier, later in pairwise(ordered)):
+        return ""
+    total = format_number(sum(p.seconds for p in ordered))
+    rto = record.measure("RTO")
+    figure = f"RTO ({rto.figure()})" if rto else "RTO"
+    return f"phases overlap (they ran at the same time): their sum, {total} s, is not the {figure}"
+
+
+def _timeline(record: DrillRecord) -> list[str]:
+    rows = [[p.name, format_number(p.start_s), format_number(p.end_s), format_number(p.seconds)]
+            for p in record.rto_timeline]  # fmt: skip
+    lines = _table(["phase", "start (s after incident)", "end (s after incident)", "seconds"], rows)
+    note = overlap_note(record)
+    return (
+        [*lines, note[0].upper() + note[1:] + "; RTO runs from the incident to the last step.", ""] if note else lines
+    )
 
 
 def render_markdown(record: DrillRecord, *, trend_link: bool = True) -> str:
@@ -106,10 +115,9 @@ def render_markdown(record: DrillRecord, *, trend_link: bool = True) -> str:
             for m in record.measures
         ],
     )  # fmt: skip
-    rto = record.measure("RTO")
     if record.rto_timeline:
         lines += ["## RTO phases", ""]
-        lines += _timeline(record.rto_timeline, rto.value * 60 if rto and rto.unit == "min" else None)
+        lines += _timeline(record)
     elif record.rto_phases:
         lines += ["## RTO phases", ""]
         lines += _table(["phase", "seconds"], [[name, format_number(s)] for name, s in record.rto_phases.items()])

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from harness.config import DrillConfig
 from harness.records.actions import action_items, assign, decide, follow_up, unverified
@@ -74,6 +75,21 @@ def _change_items(changes: list[ObjectiveChange]) -> list[ActionItem]:
     ]
 
 
+class _Kind(Protocol):
+    @property
+    def what(self) -> str: ...
+
+
+_Named = TypeVar("_Named", bound=_Kind)
+
+
+def _replaced(entries: list[_Named], entry: _Named) -> list[_Named]:
+    """``entries`` with the one of ``entry``'s kind replaced in place, or ``entry`` appended."""
+    if all(e.what != entry.what for e in entries):
+        return [*entries, entry]
+    return [entry if e.what == entry.what else e for e in entries]
+
+
 def previous_of(chain: list[DrillRecord], target: str) -> DrillRecord | None:
     """The newest record of ``target`` in a chain (records of other targets may share the directory)."""
     return next((record for record in reversed(chain) if record.target == target), None)
@@ -116,11 +132,11 @@ class DrillRecorder:
         """Name a backup the drill restored (``PostgreSQL dump``, ``Redis copy``, ``base backup``), once per kind."""
         entry = Restored(what=what, key=manifest.key, sha256=manifest.sha256, size=manifest.size,
                          taken_at=manifest.taken_at)  # fmt: skip
-        self.restored = [r for r in self.restored if r.what != what] + [entry]
+        self.restored = _replaced(self.restored, entry)
 
     def staging_server(self, server: StagingServer) -> None:
         """Name a throwaway server the drill restored into (once per kind), with its non-default settings."""
-        self.staging = [s for s in self.staging if s.what != server.what] + [server]
+        self.staging = _replaced(self.staging, server)
 
     def manifests(self, trust: ManifestTrust, *, has_manifest: bool) -> None:
         """Record whether the restored backup's manifest was authenticated; if not, an action item says why."""

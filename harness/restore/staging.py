@@ -28,7 +28,7 @@ from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.integrity.amcheck import install_amcheck
 from harness.integrity.rows import RestoredCounts, count_restored
-from harness.measure.objectives import Measure, NewestData, data_loss
+from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_measure
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
 from harness.restore.dump_header import HEADER_BYTES, DumpHeader, parse_dump_header
@@ -121,16 +121,12 @@ class Staging:
         """The URL the target's app gets: its role with its password of this run (the app cannot read the passfile)."""
         return self.postgres.sqlalchemy_url(self.dbname, self.app_role, with_password=True)
 
-    def data_loss_windows(self, incident: datetime, objectives: Objectives) -> list[Measure]:
-        """The data-loss window of each restored store, in seconds (Redis only when its heartbeat is configured).
-
-        PostgreSQL is held to the RPO; Redis to the age its daily copies may reach (``max_rdb_save_age_hours``).
-        """
-        losses = [data_loss("PostgreSQL", incident, self.counts.newest, self.dump.taken_at, objectives.rpo_hours)]
+    def rpo_per_store(self, incident: datetime, objectives: Objectives) -> list[Measure]:
+        """Each restored store's RPO in hours: PostgreSQL's (the plan's ``RPO``), Redis's when its heartbeat is set."""
+        measures = [rpo_measure(incident, self.counts.newest, self.dump.taken_at, objectives)]
         if self.redis_newest is not None and self.redis_copy is not None:
-            losses.append(data_loss("Redis", incident, self.redis_newest, self.redis_copy.taken_at,
-                                    objectives.max_rdb_save_age_hours))  # fmt: skip
-        return losses
+            measures.append(redis_rpo(incident, self.redis_newest, self.redis_copy.taken_at, objectives))
+        return measures
 
     def stop(self) -> None:
         """Stop both throwaway servers and remove their directories, then run ``on_stop``."""

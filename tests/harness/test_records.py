@@ -15,6 +15,7 @@ from harness.cli import _newest_results, main
 from harness.config import DrillConfig, Waiver
 from harness.errors import HarnessError
 from harness.integrity.baseline import previous_rows
+from harness.measure import Stopwatch
 from harness.records import (
     ActionItem,
     Check,
@@ -34,9 +35,13 @@ from harness.records import (
 )
 from harness.records.actions import assign, follow_up
 from harness.records.markdown import render_markdown
-from harness.records.record import BackupUsed, content_hash
+from harness.records.record import BackupUsed, Phase, Restored, StagingServer, content_hash
 from harness.records.report import verdict_title
+from harness.records.servers import postgres_server
+from harness.records.servers import redis_server as redis_staging
 from harness.redact import register_secret
+from harness.services.postgres import RESTORE_TUNED, PostgresServer
+from harness.services.redis import RedisServer
 
 START = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 PASSED = Check(scenario="The newest dump restores", feature="Restore drill", area="restore_drill", status="passed")
@@ -332,6 +337,64 @@ def test_records_written_before_a_field_existed_still_verify(tmp_path: Path) -> 
     path.write_text(json.dumps(stored))
     (tmp_path / "HEAD").write_text(f"{path.name} {stored['hash']}\n")
     assert verify_chain(tmp_path).ok
+
+
+TUNED = StagingServer(what="staging PostgreSQL", host="127.0.0.1", port=54321, version="PostgreSQL 15.14",
+                      settings={"fsync": "off", "autovacuum": "off"})  # fmt: skip
+
+
+def test_the_record_lists_every_backup_restored_and_the_servers_beside_rto() -> None:
+    taken = START - timedelta(hours=2)
+    restored = [Restored(what=what, key=key, sha256="cd" * 32, size=size, taken_at=taken)
+                for what, key, size in [("PostgreSQL dump", "postgres/logical/x.dump", 1024),
+                                        ("Redis copy", "redis/rdb/x.rdb", 77),
+                                        ("base backup", "postgres/base/daily/x/base.tar.gz", 4096)]]  # fmt: skip
+    record = make_record().model_copy(update={"restored": restored, "staging": [TUNED]})
+    markdown = render_markdown(record)
+    assert f"| Redis copy | redis/rdb/x.rdb | 77 | {'cd' * 32} | {taken.isoformat()} |" in markdown
+    assert "| base backup | postgres/base/daily/x/base.tar.gz | 4096 |" in markdown
+    assert "| staging PostgreSQL | 127.0.0.1 | 54321 | PostgreSQL 15.14 | fsync = off, autovacuum = off |" in markdown
+    rto_row = next(line for line in markdown.splitlines() if line.startswith("| RTO |"))
+    assert "staging PostgreSQL ran with fsync = off (a disposable copy tuned for restore speed" in rto_row
+
+
+def test_overlapping_phases_are_shown_as_overlapping_so_their_sum_is_not_rto() -> None:
+    timeline = [Phase(name="download", start_s=0.5, end_s=2.5), Phase(name="provision Redis", start_s=0.6, end_s=3.0),
+                Phase(name="restore", start_s=2.6, end_s=4.0)]  # fmt: skip
+    record = make_record(rto=0.05).model_copy(update={"rto_timeline": timeline})
+    markdown = render_markdown(record)
+    assert "| provision Redis | 0.6 | 3 | 2.4 |" in markdown
+    assert "Phases overlap (they ran at the same time): their sum, 5.8 s, is not the RTO (0.05 min)" in markdown
+    one_after_another = record.model_copy(update={"rto_timeline": timeline[:1]})
+    assert "overlap" not in render_markdown(one_after_another)
+
+
+def test_a_stopwatch_records_when_each_phase_ran() -> None:
+    watch = Stopwatch(incident=datetime.now(UTC) - timedelta(seconds=10))
+    with watch.phase("download"):
+        watch.add("provision Redis", 0.0)
+    (inner, outer) = sorted(watch.timeline(), key=lambda p: p.name, reverse=True)
+    assert (inner.name, outer.name) == ("provision Redis", "download")
+    assert 10 <= outer.start_s <= inner.start_s <= inner.end_s <= outer.end_s
+
+
+def test_staging_servers_list_the_settings_that_differ_from_the_defaults(
+    pg_server: PostgresServer, redis_server: RedisServer
+) -> None:
+    described = postgres_server("staging PostgreSQL", pg_server, RESTORE_TUNED)
+    assert (described.host, described.port) == (pg_server.host, pg_server.port)
+    assert described.version == f"PostgreSQL {pg_server.binaries.version}"
+    assert described.settings["fsync"] == "off"
+    assert "max_parallel_maintenance_workers" not in described.settings  # 2 is PostgreSQL's default
+    with redis_server.client() as client:
+        saved = client.config_get("save")["save"]
+        client.config_set("save", "")  # no snapshots, as a throwaway runs
+        try:
+            throwaway = redis_staging("staging Redis", redis_server)
+        finally:
+            client.config_set("save", saved)
+    assert throwaway.version.startswith("Redis ")
+    assert throwaway.settings == {"save": '""'}  # appendonly yes, as production runs
 
 
 NEW_FIELDS = ("sandbox", "attribution", "restored", "staging", "rto_timeline", "follow_up")
