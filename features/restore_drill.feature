@@ -64,5 +64,8 @@ Feature: Monthly restore drill into isolated staging
     Given the newest base backup restored into its own throwaway server
     Then the restored cluster is consistent and answers queries on the critical tables
 
+  Scenario: Restore drills are run every month
+    Then the previous restore drill of this target, read from the drill records, is at most a month old
+
   Scenario: Cut-over to production is decided only after staging verification
     Then cut-over is GO only because every restore step passed and both objectives were met

@@ -147,6 +147,7 @@ class Objectives(_Section):
     noncurrent_days: int = Field(default=30, ge=0)
     redis_copy_days: int = Field(default=7, ge=0)
     max_rdb_save_age_hours: float = Field(default=24.0, gt=0)
+    drill_interval_days: int = Field(default=31, gt=0, description="the longest gap between two restore drills")
 
 
 class DatabaseSettings(_Section):

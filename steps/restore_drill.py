@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pytest_bdd import given, then, when
 
@@ -18,6 +20,8 @@ from harness.integrity import (
     compare_with_previous,
 )
 from harness.measure import Stopwatch, cut_over_verdict, rpo_measure, rto_measure
+from harness.records import load_chain
+from harness.records.cadence import check_drill_interval
 from harness.restore.base import BaseRestore
 from harness.restore.redis import check_key_count
 from harness.restore.staging import Staging
@@ -169,6 +173,14 @@ def _base(base_staging: BaseRestore) -> BaseRestore:
 def _consistent(base_restored: BaseRestore) -> None:
     attach_json("base backup restored", base_restored.evidence())
     assert base_restored.cluster_state == "in production", base_restored.cluster_state
+
+
+@then("the previous restore drill of this target, read from the drill records, is at most a month old")
+def _monthly(deployment: Deployment, drill_records: Path, drill_record: DrillRecorder) -> None:
+    config = deployment.config
+    evidence = check_drill_interval(load_chain(drill_records), config.target.name, drill_record.started_at,
+                                    config.objectives.drill_interval_days, str(drill_records))  # fmt: skip
+    attach_text("previous restore drill", evidence)
 
 
 @then("cut-over is GO only because every restore step passed and both objectives were met")

@@ -13,7 +13,7 @@ import pytest
 
 from harness.cli import _newest_results, main
 from harness.config import DrillConfig, Waiver
-from harness.errors import HarnessError
+from harness.errors import CheckFailed, HarnessError
 from harness.integrity.baseline import previous_rows
 from harness.measure import Stopwatch
 from harness.records import (
@@ -34,6 +34,7 @@ from harness.records import (
     write_environment,
 )
 from harness.records.actions import assign, follow_up
+from harness.records.cadence import check_drill_interval
 from harness.records.markdown import render_markdown
 from harness.records.record import BackupUsed, Phase, Restored, StagingServer, content_hash
 from harness.records.report import verdict_title
@@ -395,6 +396,30 @@ def test_staging_servers_list_the_settings_that_differ_from_the_defaults(
             client.config_set("save", saved)
     assert throwaway.version.startswith("Redis ")
     assert throwaway.settings == {"save": '""'}  # appendonly yes, as production runs
+
+
+def _drill_of(target: str, finished: datetime, area: str = "restore_drill") -> DrillRecord:
+    checks = [PASSED.model_copy(update={"area": area})]
+    return make_record(checks=checks).model_copy(update={"target": target, "finished_at": finished})
+
+
+def test_the_previous_restore_drill_must_be_at_most_a_month_old() -> None:
+    now = START + timedelta(days=60)
+    chain = [_drill_of("shop", now - timedelta(days=40)), _drill_of("other", now - timedelta(days=1)),
+             _drill_of("shop", now - timedelta(days=2), area="migration_gates")]  # fmt: skip
+    with pytest.raises(CheckFailed) as failed:
+        check_drill_interval(chain, "shop", now, 31, "reports/drills")
+    assert str(failed.value) == (
+        "reports/drills: the previous restore drill of shop (run0, finished 2026-11-21) was 40 days before this "
+        "one, more than the 31 days allowed (objectives.drill_interval_days): run the restore drill every month"
+    )
+    recent = [*chain, _drill_of("shop", now - timedelta(days=30))]
+    assert check_drill_interval(recent, "shop", now, 31, "reports/drills") == (
+        "the previous restore drill of shop (run0, finished 2026-12-01) was 30.0 days before this one (at most 31)"
+    )
+    assert check_drill_interval([], "shop", now, 31, "reports/drills") == (
+        "no previous restore drill of shop in reports/drills: this drill starts the record of its cadence"
+    )
 
 
 NEW_FIELDS = ("sandbox", "attribution", "restored", "staging", "rto_timeline", "follow_up")
