@@ -68,7 +68,9 @@ def test_report_shows_scenarios_figures_and_verdict(report_url: str, tmp_path: P
     assert "The newest dump restores within the RTO" in text
     assert "The restored rows match the manifest" in text
     assert "Drill verdict NO-GO, RPO 1.5 h (objective 6 h), RTO 12 min (objective 60 min)" in text
-    assert "drill.verdict NO-GO" in text  # the environment block of the overview
+    # The overview's environment block shows its first lines unfolded: the verdict and whether it is evidence.
+    assert "drill.verdict NO-GO" in text
+    assert "drill.sandbox false" in text
 
 
 def test_report_screenshot(report_url: str, tmp_path: Path) -> None:

@@ -48,11 +48,14 @@ def _escape_property(text: str, *, key: bool) -> str:
 
 
 def write_environment(results_dir: Path, mapping: Mapping[str, str]) -> Path:
-    """Write Allure's ``environment.properties`` (redacted), shown on the report's overview."""
+    """Write Allure's ``environment.properties`` (redacted) in ``mapping``'s order, shown on the report's overview.
+
+    The overview shows the first few lines and folds the rest, so the caller puts what matters most first.
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         f"{_escape_property(key, key=True)}={_escape_property(redact(str(value)), key=False)}"
-        for key, value in sorted(mapping.items())
+        for key, value in mapping.items()
     ]
     path = results_dir / "environment.properties"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
