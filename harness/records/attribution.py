@@ -59,8 +59,9 @@ def _git(*args: str) -> str:
 
 def harness_commit() -> tuple[str, CommitSource]:
     """The harness's git commit when it runs from a clone (``+dirty`` if changed), else its package version."""
-    try:
-        commit = _git("rev-parse", "HEAD")
+    try:  # a clone of the harness itself, not a repository an installed copy happens to sit in
+        ours = Path(_git("rev-parse", "--show-toplevel") or "/nonexistent").resolve() == PROJECT_ROOT.resolve()
+        commit = _git("rev-parse", "HEAD") if ours else ""
         dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else False
     except (OSError, subprocess.TimeoutExpired):  # no git here: the package version is all there is
         commit = ""

@@ -135,10 +135,7 @@ def render_markdown(record: DrillRecord, *, trend_link: bool = True) -> str:
         lines += ["## Deselected (not part of this run)", ""]
         lines += [f"- {c.feature}: {c.scenario}" for c in deselected] + [""]
     lines += ["## Action items", ""]
-    lines += [
-        f"{n}. {item.line()}" + (f" (owner: {item.owner}; due {item.due.isoformat()})" if item.due else "")
-        for n, item in enumerate(record.action_items, 1)
-    ] or ["None."]
+    lines += [f"{n}. {item.assigned()}" for n, item in enumerate(record.action_items, 1)] or ["None."]
     lines.append("")
     if record.follow_up:
         lines += ["## The previous drill's action items", ""]

@@ -150,6 +150,12 @@ class ActionItem(_Part):
         """The item as one sentence, as printed in the terminal and the Markdown record."""
         return f"{self.what}: {self.number}: {self.todo}" if self.number else f"{self.what}: {self.todo}"
 
+    def assigned(self) -> str:
+        """The item with who does it and by when: ``… (owner: ops-carol; due 2026-12-15)``."""
+        if self.due is None:
+            return self.line()
+        return f"{self.line()} (owner: {self.owner or 'unassigned'}; due {self.due.isoformat()})"
+
 
 FollowUpStatus = Literal["closed", "open", "not re-tested"]
 

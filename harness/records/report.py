@@ -133,7 +133,7 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend: Path | N
         ],
         "parameters": parameters,
         "attachments": attachments,
-        "steps": [{"name": item.line(), "status": "failed", "stage": "finished"} for item in record.action_items],
+        "steps": [{"name": item.assigned(), "status": "failed", "stage": "finished"} for item in record.action_items],
     }
     path = results_dir / f"{result['uuid']}-result.json"
     path.write_text(redact(json.dumps(result, indent=2)), encoding="utf-8")

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import shutil
+import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import _newest_results, main
-from harness.config import DrillConfig, Waiver
+from harness.config import PROJECT_ROOT, DrillConfig, Waiver
 from harness.errors import CheckFailed, HarnessError
 from harness.integrity.baseline import previous_rows
 from harness.measure import Stopwatch
@@ -33,7 +36,9 @@ from harness.records import (
     verify_chain,
     write_environment,
 )
+from harness.records import attribution as attribution_module
 from harness.records.actions import assign, follow_up
+from harness.records.attribution import harness_commit
 from harness.records.cadence import check_drill_interval
 from harness.records.markdown import render_markdown
 from harness.records.record import BackupUsed, Phase, Restored, StagingServer, content_hash
@@ -420,6 +425,21 @@ def test_the_previous_restore_drill_must_be_at_most_a_month_old() -> None:
     assert check_drill_interval([], "shop", now, 31, "reports/drills") == (
         "no previous restore drill of shop in reports/drills: this drill starts the record of its cadence"
     )
+
+
+def test_outside_its_own_clone_the_harness_is_named_by_its_package_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org", "commit",
+                    "-q", "--allow-empty", "-m", "someone else's project"], check=True, timeout=30)  # fmt: skip
+    installed = tmp_path / "site-packages"  # an installed copy inside someone else's repository
+    installed.mkdir()
+    monkeypatch.setattr(attribution_module, "PROJECT_ROOT", installed)
+    assert harness_commit() == (importlib.metadata.version("codeblack-drills"), "package version")
+    monkeypatch.setattr(attribution_module, "PROJECT_ROOT", PROJECT_ROOT)
+    commit, source = harness_commit()
+    assert (source, re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit) is not None) == ("git", True)
 
 
 NEW_FIELDS = ("sandbox", "attribution", "restored", "staging", "rto_timeline", "follow_up")
