@@ -404,6 +404,11 @@ class ReportSettings(_Section):
         default="", description="who owns the drill's action items; empty: the operator who ran the drill"
     )
     action_due_days: int = Field(default=14, gt=0, description="days from the drill to each action item's due date")
+    plan: str = Field(
+        default="",
+        description="the plan the drill verifies (a Markdown file, relative to this file): each scenario links to "
+        "its section and `report` renders it as plan.html beside the report; empty: no plan links",
+    )
 
 
 class DrillConfig(_Section):

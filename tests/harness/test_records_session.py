@@ -20,6 +20,7 @@ from harness.config import PROJECT_ROOT
 from harness.records import load_chain, verify_chain
 from harness.records.chain import record_files
 from harness.records.markdown import SANDBOX_BANNER
+from harness.services.base import RUN_ENV
 from harness.services.s3 import MotoS3
 from harness.storage.signing import ManifestSigner
 
@@ -48,6 +49,16 @@ Feature: Restore drill
   Scenario: The app answers on the restored copy
     Given the app started against the restored copy
     Then the restored database answers
+"""
+
+PLAN = """\
+# Tiny target: recovery plan
+
+## Restore Procedure (Minimum)
+Restore the newest dump into staging and count its rows.
+
+## Recovery Drills
+Once a month, with RPO and RTO measured.
 """
 
 CONFTEST = """\
@@ -139,21 +150,28 @@ def write_drill_project(
     )
     (root / "conftest.py").write_text(CONFTEST.format(secrets=SECRETS, unregistered=UNREGISTERED))
     (root / "pytest.ini").write_text(INI)
+    (root / "plan.md").write_text(PLAN)
     (root / "drill.toml").write_text(
-        f'[target]\nname = "tiny-target"\nsandbox = {str(sandbox).lower()}\n\n[reports]\ndir = "reports"\n{toml}'
+        f'[target]\nname = "tiny-target"\nsandbox = {str(sandbox).lower()}\n\n[reports]\ndir = "reports"\n'
+        f'plan = "plan.md"\n{toml}'
     )
     return root
 
 
-def run_drill(root: Path, *args: str) -> DrillRun:
-    """Run the project's features with Allure results, as an operator would (``DRILL_OPERATOR`` set)."""
+def run_drill(root: Path, *args: str, own_run_dir: bool = False) -> DrillRun:
+    """Run the project's features with Allure results, as an operator would (``DRILL_OPERATOR`` set).
+
+    ``own_run_dir``: results go where a drill puts them by default (``reports/runs/<run id>/``), else into
+    ``reports/allure-results``.
+    """
     # Only the plugins the drill needs: faster, and other installed plugins cannot change the outcome.
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
            "DRILL_OPERATOR": OPERATOR, **TARGET_SECRETS}  # fmt: skip
     env.pop("DRILL_CONFIG", None)
+    env.pop(RUN_ENV, None)  # each drill is a run of its own
+    results = [] if own_run_dir else ["--alluredir", "reports/allure-results"]
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "pytest_bdd.plugin",
-            "-p", "allure_pytest_bdd.plugin", "--drill-config", "drill.toml",
-            "--alluredir", "reports/allure-results", "features", *args]  # fmt: skip
+            "-p", "allure_pytest_bdd.plugin", "--drill-config", "drill.toml", *results, "features", *args]  # fmt: skip
     done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False)
     return DrillRun(root, done.stdout + done.stderr, done.returncode)
 
@@ -212,7 +230,7 @@ def test_every_scenario_carries_plan_labels_and_controls(failing_drill: DrillRun
     assert scenario["links"] == [
         {
             "type": "link",
-            "url": "backup-and-migration-plan.md#restore-procedure-minimum",
+            "url": "plan.html#restore-procedure-minimum",
             "name": "Plan: Restore Procedure (Minimum)",
         }
     ]
