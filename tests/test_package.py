@@ -39,6 +39,19 @@ def test_an_installed_run_tags_logs_and_fails_as_a_clone_does() -> None:
     assert {name: str(ini[name]).lower() if isinstance(ini[name], bool) else ini[name] for name in INI} == INI
 
 
+def test_from_a_clone_the_gates_command_is_the_readmes_pytest_features(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [Path(sys.executable).parent / "codeblack-drills", "gates", "--collect-only", "-q", "-o", "log_cli=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    collected = [line for line in done.stdout.splitlines() if "::" in line]
+    assert collected, done.stdout
+    assert all(line.startswith("features/test_") for line in collected), done.stdout
+    assert "test_migration_gates.py::test_the_migration_history_is_one_linear_chain" in done.stdout
+    assert " deselected" in done.stdout
+
+
 @dataclass(frozen=True)
 class Installed:
     """A fresh virtual environment holding the wheel and the locked dependencies, and what the wheel held."""
