@@ -116,7 +116,7 @@ def _from_env(name: str, option: str) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, quiet: bool) -> None:
-    """Back up, prune and explore the deployment the restore drill verifies."""
+    """Run the restore drill and its pre-deploy gates; back up, prune and explore the deployment they verify."""
     check_run_id()  # every labelled directory a command makes carries it
     ctx.ensure_object(dict)["config_path"] = config_path
     if not logging.getLogger().handlers:  # leave a host's logging (or pytest's capture) alone
