@@ -339,7 +339,7 @@ def _suite_command(suite: Literal["gates", "drill"], summary: str, *examples: st
 
 
 _PYTEST_EXIT = """\b
-Exit codes (pytest's):
+Exit codes: pytest's own
   0  every selected scenario passed or was not applicable
   1  a check failed
   2  drill.toml is invalid (one line on stderr), or the run was interrupted
