@@ -29,12 +29,12 @@ SUITES: dict[Suite, tuple[str, ...]] = {"gates": ("-m", "predeploy"), "drill": (
 PACKAGE = Path(__file__).resolve().parent
 
 
-def pytest_argv(suite: Suite, drill_config: Path | None, extra: Sequence[str]) -> list[str]:
+def pytest_argv(suite: Suite, drill_config: Path, extra: Sequence[str]) -> list[str]:
     """The argv of the pytest process running ``suite`` on the target of ``drill_config``.
 
     Args:
         suite: ``gates`` or ``drill``.
-        drill_config: the target's drill.toml; ``None``: pytest's own default ($DRILL_CONFIG, then the sandbox).
+        drill_config: the target's drill.toml (the CLI has loaded it, so a bad one never reaches pytest).
         extra: further pytest arguments, given last (``-k``, ``--junitxml``, another ``-m``...).
     """
     installed = PACKAGE / "features"
@@ -44,5 +44,4 @@ def pytest_argv(suite: Suite, drill_config: Path | None, extra: Sequence[str]) -
                 "--confcutdir", str(PACKAGE), *OPTIONS, *ini]  # fmt: skip
     else:
         head = [str(PACKAGE.parent / "features")]
-    config = ["--drill-config", str(drill_config)] if drill_config is not None else []
-    return [sys.executable, "-m", "pytest", *head, *SUITES[suite], *config, *extra]
+    return [sys.executable, "-m", "pytest", *head, *SUITES[suite], "--drill-config", str(drill_config), *extra]
