@@ -108,7 +108,9 @@ def test_installed_gates_pass_a_healthy_project_and_name_a_second_head(installed
     project = _project(tmp_path)
     # The project's own pytest configuration is for its own tests: an installed drill neither reads nor needs it.
     (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--no-such-option"\n')
-    (project / "conftest.py").write_text('raise RuntimeError("the project\'s conftest.py was loaded")\n')
+    hostile = 'raise RuntimeError("a conftest.py of the user\'s was loaded")\n'
+    (project / "conftest.py").write_text(hostile)
+    (installed.bin.parent.parent / "conftest.py").write_text(hostile)  # above the venv, as a project's .venv is
     healthy = _gates(installed, project)
     output = healthy.stdout + healthy.stderr
     assert healthy.returncode == 0, output[-3000:]
