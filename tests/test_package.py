@@ -104,13 +104,13 @@ def test_the_wheel_ships_the_suite_under_its_own_package(installed: Installed) -
 
 
 @pytest.mark.slow
-def test_installed_gates_pass_a_healthy_project_and_name_a_second_head(installed: Installed, tmp_path: Path) -> None:
-    project = _project(tmp_path)
-    # The project's own pytest configuration is for its own tests: an installed drill neither reads nor needs it.
-    (project / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--no-such-option"\n')
-    hostile = 'raise RuntimeError("a conftest.py of the user\'s was loaded")\n'
-    (project / "conftest.py").write_text(hostile)
-    (installed.bin.parent.parent / "conftest.py").write_text(hostile)  # above the venv, as a project's .venv is
+def test_installed_gates_pass_a_healthy_project_and_name_a_second_head(installed: Installed) -> None:
+    workspace = installed.bin.parent.parent  # holds the drill's venv, as a project holds its .venv
+    project = _project(workspace)
+    # The user's pytest configuration is for the user's own tests: an installed drill neither reads nor needs it.
+    for directory in (workspace, project):
+        (directory / "pyproject.toml").write_text('[tool.pytest.ini_options]\naddopts = "--no-such-option"\n')
+        (directory / "conftest.py").write_text('raise RuntimeError("a conftest.py of the user\'s was loaded")\n')
     healthy = _gates(installed, project)
     output = healthy.stdout + healthy.stderr
     assert healthy.returncode == 0, output[-3000:]
