@@ -65,18 +65,21 @@ class Installed:
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     uv = os.environ.get("UV") or shutil.which("uv")
     assert uv, "uv not found: run the tests with `uv run pytest` (scripts/test puts uv on PATH)"
+
+    def run(*args: str | Path) -> None:
+        done = subprocess.run([uv, *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, f"uv {args[0]} {args[1]}: {done.stderr[-2000:]}"
+
     work = tmp_path_factory.mktemp("installed")
-    run = {"check": True, "capture_output": True, "text": True, "timeout": 300}
-    subprocess.run([uv, "build", "--wheel", "--out-dir", work / "dist", PROJECT_ROOT], **run)  # type: ignore[call-overload]
+    run("build", "--wheel", "--out-dir", work / "dist", PROJECT_ROOT)
     wheel = next((work / "dist").glob("codeblack_drills-*.whl"))
-    lock = work / "pylock.toml"
-    subprocess.run([uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--format", "pylock.toml", "--quiet",
-                    "--output-file", lock], cwd=PROJECT_ROOT, **run)  # type: ignore[call-overload]  # fmt: skip
+    lock = work / "pylock.toml"  # the locked versions, as wheel URLs uv's cache holds
+    run("export", "--frozen", "--no-dev", "--no-emit-project", "--quiet", "--format", "pylock.toml", "-o", lock)
     venv = work / "venv"
-    subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, venv], **run)  # type: ignore[call-overload]
-    install = [uv, "pip", "install", "--quiet", "--offline", "--python", venv / "bin" / "python"]
-    subprocess.run([*install, "--preview-features", "pylock", "-r", lock], **run)  # type: ignore[call-overload]
-    subprocess.run([*install, "--no-deps", wheel], **run)  # type: ignore[call-overload]
+    run("venv", "--quiet", "--python", sys.executable, venv)
+    install = ("pip", "install", "--quiet", "--offline", "--python", venv / "bin" / "python")
+    run(*install, "--preview-features", "pylock", "-r", lock)
+    run(*install, "--no-deps", wheel)
     with zipfile.ZipFile(wheel) as archive:
         top_level = {name.split("/")[0] for name in archive.namelist() if ".dist-info/" not in name}
     return Installed(venv / "bin", next((venv / "lib").glob("python3*/site-packages")), top_level)
