@@ -35,7 +35,7 @@ from harness.config import DrillConfig, load_config
 from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations.checksums import record_checksums
 from harness.records.chain import RecordKey, record_files, verify_chain
-from harness.records.report import render_html
+from harness.records.handover import render_handover
 from harness.records.store import RecordStore
 from harness.redact import RedactingFilter, redact, register_secret
 from harness.services.postgres import find_binaries
@@ -72,16 +72,6 @@ def _config(ctx: click.Context) -> DrillConfig:
 def _reports(ctx: click.Context) -> Path:
     """The reports directory: ``[reports] dir`` of the configuration, a relative one from the current directory."""
     return _config(ctx).reports_dir()
-
-
-def _newest_results(reports: Path) -> Path:
-    """The Allure results of the newest run under ``reports/runs/`` (each run keeps its own)."""
-    runs = [path for path in reports.glob("runs/*/allure-results") if path.is_dir()]
-    if not runs:
-        raise HarnessError(
-            f"{reports / 'runs'}: no Allure results of a drill run here; run the drill or pass --results"
-        )
-    return max(runs, key=lambda path: path.stat().st_mtime)
 
 
 def _storage(config: DrillConfig) -> Any:
@@ -226,7 +216,8 @@ def prune_command(ctx: click.Context, dry_run: bool) -> None:
 @cli.command(
     "report",
     epilog=_examples(
-        "codeblack-drills report                        # the newest reports/runs/<run>/ -> reports/allure-report",
+        "codeblack-drills report                      # the newest run -> reports/allure-report (with history)",
+        "codeblack-drills report --single-file --pdf  # a folder to hand over: opens from disk, record as PDF",
         "codeblack-drills report --results ci/allure-results --output ci/html",
     ),
 )
@@ -234,14 +225,24 @@ def prune_command(ctx: click.Context, dry_run: bool) -> None:
               help="Allure results to render (default: the newest run's, under [reports] dir/runs).")  # fmt: skip
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the HTML goes (default: allure-report under [reports] dir).")  # fmt: skip
+@click.option("--single-file", is_flag=True,
+              help="One index.html with everything inlined, that opens from disk without a web server.")  # fmt: skip
+@click.option("--pdf", is_flag=True,
+              help="Also write the run's drill record as HTML and PDF (printed by headless Chromium).")  # fmt: skip
 @click.pass_context
-def report_command(ctx: click.Context, results: Path | None, output: Path | None) -> None:
-    """Render the drills' Allure HTML report with the Allure 3 CLI (installed with npm on first use).
+def report_command(ctx: click.Context, results: Path | None, output: Path | None, single_file: bool,
+                   pdf: bool) -> None:  # fmt: skip
+    """Render a run's Allure HTML report (Allure 3 CLI, installed with npm on first use) with its history.
 
-    Prints the path of the report's index.html; open it through a web server (it fetches its data).
+    Prints the paths written: the report's index.html (without --single-file, open it through a web server:
+    it fetches its data), plan.html when [reports] plan is set, and the record's HTML and PDF with --pdf.
     """
-    index = render_html(results or _newest_results(_reports(ctx)), output or _reports(ctx) / "allure-report")
-    click.echo(f"report: {index}")
+    reports = _reports(ctx)
+    handover = render_handover(_config(ctx), reports, output or reports / "allure-report", results=results,
+                               single_file=single_file, pdf=pdf)  # fmt: skip
+    click.echo(f"report: {handover.index}")
+    for path in handover.files:
+        click.echo(f"{path.suffix.lstrip('.')}: {path}")
 
 
 @cli.group(epilog=EXIT_CODES)

@@ -382,6 +382,11 @@ class ReportSettings(_Section):
     retention_days: int = Field(
         default=400, gt=0, description="how long the stored copy is locked (S3 Object Lock, compliance mode)"
     )
+    plan: str = Field(
+        default="",
+        description="the plan the drill verifies (a Markdown file, relative to this file): each scenario links to "
+        "its section and `report` renders it as plan.html beside the report; empty: no plan links",
+    )
 
 
 class DrillConfig(_Section):

@@ -1,29 +1,31 @@
-"""The HTML report as an auditor sees it: rendered by the Allure 3 CLI, opened in headless Chromium.
+"""The report as an auditor is handed it: rendered by the Allure 3 CLI, opened from disk in headless Chromium.
 
-The report is a JavaScript application that fetches its data over HTTP, so it is served from a loopback
-server and read from the DOM after the scripts ran. Set ``CODEBLACK_UPDATE_SCREENSHOT=1`` to refresh the
-README's picture ``reports/screenshot.png`` (it is written only when missing otherwise, so test runs leave
-the working tree clean).
+Two drills of a tiny target run first, each into its own ``reports/runs/<run id>/``; ``render_handover`` then
+writes the folder an auditor receives: a single-file ``index.html`` with Allure's history of both runs, the
+plan the scenarios link to, and the newest record as HTML and PDF. Set ``CODEBLACK_UPDATE_SCREENSHOT=1`` to
+refresh the README's picture ``reports/screenshot.png`` (it is written only when missing otherwise, so test
+runs leave the working tree clean).
 """
 
 from __future__ import annotations
 
-import functools
 import html
+import json
 import os
 import re
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from harness.config import PROJECT_ROOT
-from harness.records.report import ALLURE_CACHE, render_html
-from tests.harness.test_records_session import run_drill, write_drill_project
+from harness.config import PROJECT_ROOT, load_config
+from harness.errors import ConfigError, HarnessError
+from harness.records import load_chain
+from harness.records.handover import HISTORY_FILE, Handover, render_handover, run_results
+from harness.records.pdf import CHROMIUM_FLAGS
+from harness.records.report import ALLURE_CACHE, verdict_summary
+from tests.harness.test_records_session import DrillRun, run_drill, write_drill_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SCREENSHOT = PROJECT_ROOT / "reports" / "screenshot.png"
@@ -34,46 +36,105 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+@pytest.fixture(scope="module")
+def drills(tmp_path_factory: pytest.TempPathFactory) -> list[DrillRun]:
+    """Two drills of one project: the first with a row count off, the second with it right."""
+    root = tmp_path_factory.mktemp("drill")
+    first = run_drill(write_drill_project(root), own_run_dir=True)
+    second = run_drill(write_drill_project(root, rows=10), own_run_dir=True)
+    return [first, second]
 
 
 @pytest.fixture(scope="module")
-def report_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    run = run_drill(write_drill_project(tmp_path_factory.mktemp("drill")))
-    index = render_html(run.results, run.reports / "allure-report")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(index.parent)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+def handover(drills: list[DrillRun]) -> Handover:
+    root = drills[-1].root
+    return render_handover(load_config(root / "drill.toml"), root / "reports", root / "handover", single_file=True,
+                           pdf=True)  # fmt: skip
 
 
 def _chromium(url: str, profile: Path, *extra: str) -> str:
-    argv = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            f"--user-data-dir={profile}", "--virtual-time-budget=10000", *extra, url]  # fmt: skip
+    argv = [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000", *extra, url]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
 
-def test_report_shows_scenarios_figures_and_verdict(report_url: str, tmp_path: Path) -> None:
-    dom = _chromium(report_url, tmp_path / "profile", "--dump-dom")
-    text = re.sub(r"\s+", " ", html.unescape(re.sub(r"<(script|style)\b.*?</\1>|<[^>]+>", " ", dom, flags=re.S)))
+def _text(dom: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<(script|style)\b.*?</\1>|<[^>]+>", " ", dom, flags=re.S)))
+
+
+def test_single_file_report_opens_from_disk(handover: Handover, tmp_path: Path) -> None:
+    assert [path.name for path in handover.index.parent.iterdir() if path.is_dir()] == []  # no data/ beside it
+    text = _text(_chromium(handover.index.as_uri(), tmp_path / "profile", "--dump-dom"))
     assert "The newest dump restores within the RTO" in text
     assert "The restored rows match the manifest" in text
     assert "Drill verdict NO-GO, RPO 1.5 h (objective 6 h), RTO 12 min (objective 60 min)" in text
     assert "drill.verdict NO-GO" in text  # the environment block of the overview
 
 
-def test_report_screenshot(report_url: str, tmp_path: Path) -> None:
+def test_history_holds_each_run_once_in_order(drills: list[DrillRun], handover: Handover, tmp_path: Path) -> None:
+    reports = drills[-1].reports
+    runs = [path.parent.name for path in run_results(reports)]
+    assert len(runs) == 2
+    history = reports / HISTORY_FILE
+    entries = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [entry["name"] for entry in entries] == [f"tiny-target {run}" for run in runs]
+    first = entries[0]
+    assert first["uuid"] in handover.index.read_text()  # the newest run's report carries the first as history
+    # Rendered again, the newest run shows the same history and the file gains nothing.
+    again = render_handover(load_config(drills[-1].root / "drill.toml"), reports, tmp_path / "again", single_file=True)
+    assert history.read_text().splitlines() == [json.dumps(entry, separators=(",", ":")) for entry in entries]
+    assert first["uuid"] in again.index.read_text()
+
+
+def test_plan_links_land_on_their_sections(drills: list[DrillRun], handover: Handover) -> None:
+    plan = (handover.index.parent / "plan.html").read_text()
+    results = next(run_results(drills[-1].reports)[-1:].__iter__())
+    links = {link["url"] for path in results.glob("*-result.json") for link in json.loads(path.read_text())["links"]}
+    assert links == {"plan.html#restore-procedure-minimum", "plan.html#recovery-drills"}
+    for link in links:
+        assert f'id="{link.split("#")[1]}"' in plan, link
+
+
+def test_record_is_handed_over_as_html_and_pdf(drills: list[DrillRun], handover: Handover) -> None:
+    page, pdf = (path for path in handover.files if path.name.startswith("drill-record-"))
+    record = load_chain(drills[-1].reports / "drills")[-1]
+    assert page.name == f"drill-record-{record.run_id}.html"
+    text = _text(page.read_text())
+    for check in record.checks:  # every column of every row, nothing cut off
+        assert f"{check.feature} {check.scenario} {check.status} {check.message}".strip() in text
+    body = pdf.read_bytes()
+    assert body.startswith(b"%PDF-")
+    assert len(re.findall(rb"/Type\s*/Page\b", body)) >= 1
+
+
+def test_verdict_description_is_lines_not_wide_tables(drills: list[DrillRun]) -> None:
+    record = load_chain(drills[0].reports / "drills")[0]
+    summary = verdict_summary(record)
+    assert "|" not in summary  # Allure cuts a wide table's columns off
+    assert "- failed: The restored rows match the manifest (orders: restored 10 rows, manifest says 11" in summary
+    assert "- passed: The newest dump restores within the RTO" in summary
+
+
+def test_report_refuses_to_replace_a_directory_that_is_not_a_report(drills: list[DrillRun], tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    root = drills[-1].root
+    with pytest.raises(HarnessError, match=rf"{tmp_path}: not empty and not an earlier report"):
+        render_handover(load_config(root / "drill.toml"), root / "reports", tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_unreadable_plan_is_one_line_naming_the_key(drills: list[DrillRun], tmp_path: Path) -> None:
+    root = drills[-1].root
+    config = load_config(root / "drill.toml")
+    config = config.model_copy(update={"reports": config.reports.model_copy(update={"plan": "missing-plan.md"})})
+    with pytest.raises(ConfigError, match=r"drill.toml: \[reports\] plan: cannot read .*missing-plan.md"):
+        render_handover(config, root / "reports", tmp_path / "out")
+
+
+def test_report_screenshot(handover: Handover, tmp_path: Path) -> None:
     picture = tmp_path / "report.png"
-    _chromium(report_url, tmp_path / "profile", f"--screenshot={picture}", "--window-size=1400,900")
+    _chromium(handover.index.as_uri(), tmp_path / "profile", f"--screenshot={picture}", "--window-size=1400,900")
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size > 20_000  # a rendered page, not a blank one
     if os.environ.get("CODEBLACK_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from harness.records.html import heading_anchor
 from harness.records.record import RAN, Check, ControlStatus, Measure
 
-__all__ = ["AREAS", "CONTROLS", "EPIC", "Area", "Control", "control_statuses"]
+__all__ = ["AREAS", "CONTROLS", "EPIC", "PLAN_PAGE", "Area", "Control", "control_statuses", "plan_link"]
 
-PLAN = "backup-and-migration-plan.md"
+PLAN_PAGE = "plan.html"  # the plan ([reports] plan) as the report renders it beside its index.html
 EPIC = "Backend Operations: Backup and Migration Plan"  # the plan's title: the Allure epic of every scenario
 
 
@@ -43,9 +44,13 @@ class Area:
 
     @property
     def plan_link(self) -> str:
-        """A link to the plan's section (GitHub-style heading anchor)."""
-        anchor = "".join(c for c in self.plan_section.lower() if c.isalnum() or c in " -").replace(" ", "-")
-        return f"{PLAN}#{anchor}"
+        """A link to the plan's section, relative to the report."""
+        return plan_link(self.plan_section)
+
+
+def plan_link(section: str) -> str:
+    """A link from the report to a section of the plan page (its GitHub-style heading anchor)."""
+    return f"{PLAN_PAGE}#{heading_anchor(section)}"
 
 
 AREAS = {

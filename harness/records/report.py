@@ -9,16 +9,18 @@ The HTML is rendered by the npm package ``allure`` (version 3), installed once u
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.records.chain import VERDICT_CASE
-from harness.records.controls import AREAS, EPIC
+from harness.records.controls import AREAS, EPIC, plan_link
 from harness.records.markdown import render_markdown
 from harness.records.record import DrillRecord, format_number
 from harness.redact import redact
@@ -27,8 +29,11 @@ from harness.services.base import run_tool
 __all__ = [
     "ALLURE_CACHE",
     "allure_cli",
+    "history_runs",
     "render_html",
+    "render_runs",
     "scrub_secrets",
+    "verdict_summary",
     "verdict_title",
     "write_environment",
     "write_not_applicable",
@@ -66,17 +71,44 @@ def verdict_title(record: DrillRecord) -> str:
     return ", ".join(parts)
 
 
+def verdict_summary(record: DrillRecord) -> str:
+    """The verdict result's description: the record's substance as lists, never wide tables.
+
+    Allure's description pane gives a table the page's width and cuts off what does not fit (an auditor lost
+    the status and message columns of the checks that way), so here every row is a line that wraps; the full
+    record, tables and all, is attached beside it and handed over as HTML and PDF (``report --pdf``).
+    """
+    lines = [f"## Drill {record.run_id}: {record.verdict.decision}", ""]
+    lines += [f"- {reason}" for reason in record.verdict.reasons] + ["", "### Measures against objectives", ""]
+    for m in record.measures:
+        lines.append(f"- **{m.name}** {m.against()}, {'met' if m.met else '**missed**'}"
+                     + (f": {m.detail}" if m.detail else ""))  # fmt: skip
+    lines += ["", "### Checks", ""]
+    shown = sorted((c for c in record.checks if c.status != "deselected"), key=lambda c: c.feature)
+    for feature, checks in itertools.groupby(shown, key=lambda c: c.feature):
+        lines += [f"**{feature}**", ""]
+        lines += [f"- {c.status}: {c.scenario}" + (f" ({c.message})" if c.message else "") for c in checks]
+        lines.append("")
+    lines += ["### Action items", ""]
+    lines += [f"{n}. {item.line()}" for n, item in enumerate(record.action_items, 1)] or ["None."]
+    lines += ["", "The whole record (controls, environment, chain) is attached as Markdown and JSON."]
+    return redact("\n".join(lines) + "\n")
+
+
 def _attachment(results_dir: Path, name: str, body: bytes, mime: str, extension: str) -> dict[str, str]:
     source = f"{uuid.uuid4()}-attachment.{extension}"
     (results_dir / source).write_bytes(body)
     return {"name": name, "source": source, "type": mime}
 
 
-def write_verdict_result(results_dir: Path, record: DrillRecord, trend: Path | None = None) -> Path:
+def write_verdict_result(
+    results_dir: Path, record: DrillRecord, trend: Path | None = None, *, plan: bool = False
+) -> Path:
     """Add one Allure result carrying the verdict, RPO/RTO with phases and objectives, the record and the trend.
 
     It passes for GO and fails for NO-GO, so the report's own totals agree with the verdict. The record and the
-    trend are also written as global attachments of the report.
+    trend are also written as global attachments of the report. ``plan``: link the plan's Recovery Drills
+    section (the target configured ``[reports] plan``).
     """
     results_dir.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(record)
@@ -102,7 +134,7 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend: Path | N
         "status": "failed" if failed else "passed",
         "statusDetails": {"message": "; ".join(record.verdict.reasons)} if failed else {},
         "stage": "finished",
-        "description": render_markdown(record, trend_link=False),  # the chart is an attachment here
+        "description": verdict_summary(record),
         "start": int(record.started_at.timestamp() * 1000),
         "stop": int(max(record.finished_at.timestamp(), time.time()) * 1000),
         "labels": [
@@ -112,9 +144,9 @@ def write_verdict_result(results_dir: Path, record: DrillRecord, trend: Path | N
             {"name": "severity", "value": drill.severity},
             {"name": "tag", "value": "monthly"},
         ],
-        "links": [
-            {"name": "Plan: Recovery Drills", "url": "backup-and-migration-plan.md#recovery-drills", "type": "link"}
-        ],
+        "links": [{"name": "Plan: Recovery Drills", "url": plan_link("Recovery Drills"), "type": "link"}]
+        if plan
+        else [],
         "parameters": parameters,
         "attachments": attachments,
         "steps": [{"name": item.line(), "status": "failed", "stage": "finished"} for item in record.action_items],
@@ -212,8 +244,19 @@ def allure_cli(cache: Path = ALLURE_CACHE) -> Path:
     return cli
 
 
-def render_html(results_dir: Path, out_dir: Path, *, name: str = "codeblack-drills") -> Path:
+def render_html(
+    results_dir: Path,
+    out_dir: Path,
+    *,
+    name: str = "codeblack-drills",
+    history: Path | None = None,
+    single_file: bool = False,
+) -> Path:
     """Render the Allure results into an HTML report; returns the report's ``index.html``.
+
+    ``history`` is Allure's history file (JSON lines): read for the report's History tabs and trend, and this
+    report appended to it. ``single_file`` inlines every script and datum into ``index.html``, so the report
+    opens from disk (a file handed over, or a CI artifact) instead of needing a web server.
 
     Raises:
         HarnessError: no results to render, the CLI could not be installed, or rendering failed.
@@ -221,9 +264,65 @@ def render_html(results_dir: Path, out_dir: Path, *, name: str = "codeblack-dril
     if not results_dir.is_dir() or not any(results_dir.glob("*-result.json")):
         raise HarnessError(f"{results_dir}: no Allure results to render; run `uv run pytest features/` first")
     cli = allure_cli()
-    run_tool([cli, "generate", results_dir.resolve(), "--output", out_dir.resolve(), "--report-name", name],
-             what="allure generate", timeout=_GENERATE_TIMEOUT_S, inherit_env=True)  # fmt: skip
-    index = out_dir / "index.html"
-    if not index.exists():
-        raise HarnessError(f"allure generate wrote no {index}; check {results_dir} holds Allure 2/3 results")
-    return index
+    settings: dict[str, object] = {"name": name, "plugins": {"awesome": {"options": {"singleFile": single_file}}}}
+    if history is not None:
+        history.parent.mkdir(parents=True, exist_ok=True)
+        settings["historyPath"] = str(history.resolve())
+    _check_replaceable(out_dir)
+    with tempfile.TemporaryDirectory(prefix="allure-generate-") as scratch:
+        rc, fresh = Path(scratch) / "allurerc.json", Path(scratch) / "report"
+        rc.write_text(json.dumps(settings), encoding="utf-8")
+        run_tool([cli, "generate", results_dir.resolve(), "--config", rc, "--output", fresh],
+                 what="allure generate", timeout=_GENERATE_TIMEOUT_S, inherit_env=True)  # fmt: skip
+        if not (fresh / "index.html").exists():
+            raise HarnessError(f"allure generate wrote no index.html; check {results_dir} holds Allure 2/3 results")
+        # Into an empty directory: Allure writes beside an earlier report (in awesome/), leaving a stale index.
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.copytree(fresh, out_dir)
+    return out_dir / "index.html"
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace a directory that is not an earlier report (an --output pointed at the wrong place)."""
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "index.html").exists():
+        raise HarnessError(f"{out_dir}: not empty and not an earlier report; choose an empty --output directory")
+
+
+def history_runs(history: Path) -> list[str]:
+    """The report names in Allure's history file, oldest first (one line per rendered run)."""
+    if not history.exists():
+        return []
+    names = []
+    for line in history.read_text(encoding="utf-8").splitlines():
+        try:
+            names.append(str(json.loads(line).get("name", "")))
+        except (json.JSONDecodeError, AttributeError):
+            raise HarnessError(f"{history}: not an Allure history file (a line is not a JSON object)") from None
+    return names
+
+
+def render_runs(
+    runs: Sequence[Path], target: Path, out_dir: Path, history: Path, *, name: str, single_file: bool = False
+) -> Path:
+    """Render the run ``target`` with Allure's history of every earlier run in ``runs`` (oldest first).
+
+    Allure learns a run only when a report of it is generated, so a run never rendered would be a hole in the
+    history: those are rendered first (into a scratch directory) to append their entry. Each entry is named
+    ``<name> <run id>``; rendering a run again shows the history up to that run and appends nothing, so the
+    history file holds each run once, in order.
+    """
+    names = history_runs(history)
+    before = list(itertools.takewhile(lambda run: run != target, runs))
+    for run in before:
+        if f"{name} {run.parent.name}" not in names:
+            with tempfile.TemporaryDirectory(prefix="allure-history-") as scratch:
+                render_html(run, Path(scratch), name=f"{name} {run.parent.name}", history=history)
+    title = f"{name} {target.parent.name}"
+    names = history_runs(history)
+    if title not in names:
+        return render_html(target, out_dir, name=title, history=history, single_file=single_file)
+    with tempfile.TemporaryDirectory(prefix="allure-history-") as scratch:
+        earlier = Path(scratch) / "history.jsonl"
+        lines = history.read_text(encoding="utf-8").splitlines()[: names.index(title)]
+        earlier.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        return render_html(target, out_dir, name=title, history=earlier, single_file=single_file)

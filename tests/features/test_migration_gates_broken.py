@@ -44,8 +44,9 @@ def _run_feature(
     config = tmp_path / "drill.toml"
     config.write_text(
         f'[target]\nname = "broken-{case}"\nsandbox = true\n\n'
-        f'[reports]\ndir = "{tmp_path / "reports"}"\n\n[migrations]\n'
-        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+        f'[reports]\ndir = "{tmp_path / "reports"}"\n'
+        f'plan = "{PROJECT_ROOT / "sandbox/backup-and-migration-plan.md"}"\n\n'
+        "[migrations]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
     )
     junit = tmp_path / "junit.xml"
     result = subprocess.run(
@@ -144,5 +145,5 @@ def test_a_deployed_migration_edited_afterwards_is_named_with_its_checksums_and_
     labels = {(label["name"], label["value"]) for label in result["labels"]}
     assert {("control", "ISO/IEC 27001:2022 A.8.32"), ("control", "SOC 2 CC8.1")} <= labels
     assert result["links"] == [
-        {"type": "link", "url": "backup-and-migration-plan.md#migration-workflow", "name": "Plan: Migration Workflow"}
+        {"type": "link", "url": "plan.html#migration-workflow", "name": "Plan: Migration Workflow"}
     ]

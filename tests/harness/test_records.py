@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import _newest_results, main
+from harness.cli import main
 from harness.config import DrillConfig, Waiver
 from harness.errors import HarnessError
 from harness.integrity.baseline import previous_rows
@@ -31,6 +31,7 @@ from harness.records import (
     verify_chain,
     write_environment,
 )
+from harness.records.handover import run_results
 from harness.records.markdown import render_markdown
 from harness.records.record import BackupUsed, content_hash
 from harness.records.report import verdict_title
@@ -388,8 +389,10 @@ def test_report_renders_the_newest_runs_results_by_default(tmp_path: Path, capsy
         f"error: {tmp_path / 'reports' / 'runs'}: no Allure results of a drill run here; run the drill or pass "
         "--results\n"
     )
-    older, newer = (tmp_path / "reports" / "runs" / run / "allure-results" for run in ("b-run", "a-run"))
-    for results, stamp in ((older, 1_000_000), (newer, 2_000_000)):
+    older, newer, empty = (tmp_path / "reports" / "runs" / run / "allure-results" for run in ("b-run", "a-run", "c"))
+    for results, stamp in ((older, 1_000_000), (newer, 2_000_000), (empty, 3_000_000)):
         results.mkdir(parents=True)
+        if results != empty:  # a run killed before it wrote a result has nothing to render
+            (results / "x-result.json").write_text("{}")
         os.utime(results, (stamp, stamp))
-    assert _newest_results(tmp_path / "reports") == newer
+    assert run_results(tmp_path / "reports") == [older, newer]

@@ -15,6 +15,7 @@ import pytest
 from harness.config import PROJECT_ROOT
 from harness.records import load_chain, verify_chain
 from harness.records.chain import record_files
+from harness.services.base import RUN_ENV
 from harness.services.s3 import MotoS3
 from harness.storage.signing import ManifestSigner
 
@@ -39,6 +40,16 @@ Feature: Restore drill
   Scenario: The app answers on the restored copy
     Given the app started against the restored copy
     Then the restored database answers
+"""
+
+PLAN = """\
+# Tiny target: recovery plan
+
+## Restore Procedure (Minimum)
+Restore the newest dump into staging and count its rows.
+
+## Recovery Drills
+Once a month, with RPO and RTO measured.
 """
 
 CONFTEST = """\
@@ -119,18 +130,24 @@ def write_drill_project(root: Path, *, rpo: float = 1.5, rto: float = 12.0, rows
     )
     (root / "conftest.py").write_text(CONFTEST.format(secrets=SECRETS))
     (root / "pytest.ini").write_text(INI)
-    (root / "drill.toml").write_text('[target]\nname = "tiny-target"\n\n[reports]\ndir = "reports"\n')
+    (root / "plan.md").write_text(PLAN)
+    (root / "drill.toml").write_text('[target]\nname = "tiny-target"\n\n[reports]\ndir = "reports"\nplan = "plan.md"\n')
     return root
 
 
-def run_drill(root: Path) -> DrillRun:
-    """Run the project's features with Allure results, as an operator would."""
+def run_drill(root: Path, *, own_run_dir: bool = False) -> DrillRun:
+    """Run the project's features with Allure results, as an operator would.
+
+    ``own_run_dir``: results go where a drill puts them by default (``reports/runs/<run id>/``), else into
+    ``reports/allure-results``.
+    """
     # Only the plugins the drill needs: faster, and other installed plugins cannot change the outcome.
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
     env.pop("DRILL_CONFIG", None)
+    env.pop(RUN_ENV, None)  # each drill is a run of its own
+    results = [] if own_run_dir else ["--alluredir", "reports/allure-results"]
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "pytest_bdd.plugin",
-            "-p", "allure_pytest_bdd.plugin", "--drill-config", "drill.toml",
-            "--alluredir", "reports/allure-results", "features"]  # fmt: skip
+            "-p", "allure_pytest_bdd.plugin", "--drill-config", "drill.toml", *results, "features"]  # fmt: skip
     done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=180, check=False)
     return DrillRun(root, done.stdout + done.stderr, done.returncode)
 
@@ -189,7 +206,7 @@ def test_every_scenario_carries_plan_labels_and_controls(failing_drill: DrillRun
     assert scenario["links"] == [
         {
             "type": "link",
-            "url": "backup-and-migration-plan.md#restore-procedure-minimum",
+            "url": "plan.html#restore-procedure-minimum",
             "name": "Plan: Restore Procedure (Minimum)",
         }
     ]
