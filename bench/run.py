@@ -255,10 +255,11 @@ def _drill_toml_in(reports: Path) -> str:
     become absolute.
     """
     sections = tomllib.loads((ROOT / "drill.toml").read_text())
+    project = load_config(ROOT / "drill.toml")
     migrations = sections.setdefault("migrations", {})
-    migrations["script_location"] = str(ROOT / migrations.get("script_location", "sandbox/migrations"))
+    migrations["script_location"] = str(project.resolve_path(project.migrations.script_location))
     if "ini" in migrations:
-        migrations["ini"] = str(ROOT / migrations["ini"])
+        migrations["ini"] = str(project.resolve_path(migrations["ini"]))
     sections["reports"] = {"dir": str(reports)}
     # json.dumps writes TOML's strings, numbers and booleans too; the file has nothing else.
     return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"

@@ -9,6 +9,7 @@ instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tomllib
@@ -39,7 +40,11 @@ __all__ = [
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "drill.toml"
+#: The embedded default (the sandbox): drill.toml at a clone's root; an installed wheel ships it in sandbox/.
+DEFAULT_CONFIG = next(
+    (path for path in (PROJECT_ROOT / "drill.toml", PROJECT_ROOT / "sandbox" / "drill.toml") if path.is_file()),
+    PROJECT_ROOT / "drill.toml",
+)
 CRITICAL_TABLES = ("applications", "orders", "blacklist_entries", "config_change_history")
 
 
@@ -459,7 +464,20 @@ class DrillConfig(_Section):
         return self.storage.key_name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.target.name).strip("-") or "backup"
 
     def resolve_path(self, relative: str) -> Path:
-        """A path from the file, taken relative to the file's own directory."""
+        """A path from the file, taken relative to the file's own directory.
+
+        ``package:path`` (Alembic's notation) names a path inside an importable package instead, wherever it is
+        installed: the embedded default finds the sandbox's migrations that way, in a clone and in a wheel.
+
+        Raises:
+            ConfigError: no such package is importable.
+        """
+        package, colon, inside = relative.partition(":")
+        if colon and all(part.isidentifier() for part in package.split(".")):
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise ConfigError(f"{self.source}: {relative}: no package {package!r} is installed")
+            return (Path(next(iter(spec.submodule_search_locations))) / inside).resolve()
         path = Path(relative)
         return path if path.is_absolute() else (self.source.parent / path).resolve()
 

@@ -16,7 +16,8 @@ from harness.app.config_session import ConfigGates, GateRun
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
 from harness.restore.staging import Staging
-from steps.evidence import attach_json, attach_table
+
+from .evidence import attach_json, attach_table
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,8 @@ from harness.migrations.roundtrip import RoundTrip, check_roundtrip
 from harness.migrations.waivers import Waivers
 from harness.records.recorder import DrillRecorder
 from harness.restore.staging import Staging
-from steps.evidence import attach_json, attach_table, attach_text
+
+from .evidence import attach_json, attach_table, attach_text
 
 log = logging.getLogger("steps.migration_gates")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pytest_bdd import given, then, when
 
-from fixtures.drill_record import DrillRecorder
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError
@@ -27,7 +27,11 @@ from harness.restore.redis import check_key_count
 from harness.restore.staging import Staging
 from harness.services.postgres import ensure_throwaway
 from harness.storage.download import verify_against
-from steps.evidence import attach_json, attach_table, attach_text
+
+from .evidence import attach_json, attach_table, attach_text
+
+if TYPE_CHECKING:  # a clone's fixtures/ or the installed package's: only annotations name it
+    from fixtures.drill_record import DrillRecorder
 
 
 @given("the newest logical backup restored into isolated staging", target_fixture="restored")

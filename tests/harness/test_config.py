@@ -31,6 +31,17 @@ def test_the_embedded_default_has_the_plans_numbers() -> None:
     assert config.database.critical_tables == ["applications", "orders", "blacklist_entries", "config_change_history"]
 
 
+def test_a_path_may_name_a_directory_inside_a_package_wherever_the_file_is(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, ""))
+    assert config.resolve_path("sandbox:migrations") == PROJECT_ROOT / "sandbox" / "migrations"
+    assert config.resolve_path("migrations") == tmp_path / "migrations"
+    with pytest.raises(ConfigError) as error:
+        config.resolve_path("no_such_package_here:migrations")
+    assert str(error.value) == (
+        f"{tmp_path / 'drill.toml'}: no_such_package_here:migrations: no package 'no_such_package_here' is installed"
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
