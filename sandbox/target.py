@@ -24,17 +24,31 @@ ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY
 """The environment variables the written ``drill.toml`` names for the storage credentials."""
 
 
+_PROFILE = {
+    "database": {"name", "critical_tables", "audit_table", "heartbeat_table"},
+    "app": {"command", "health_path", "env", "signing_key_env", "config_api_path", "secret_env_prefix",
+            "maintenance_path", "probe_write_path", "probe_write_body"},
+}  # fmt: skip
+"""The keys of the target's own profile (the library has no default for them) that a written file carries over."""
+
+
 def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, Any]) -> Path:
     """A ``drill.toml`` in ``directory`` for ``target``, with some keys of some sections replaced or added.
 
-    Reports go to ``directory/reports``; the target is named after the deployment (a variant's name included).
+    The file carries the target's profile over (its tables, its app's command, endpoints and variables, its
+    migrations), so that a drill of it reads the deployment as the world built it. Reports go to
+    ``directory/reports``; the target is named after the deployment (a variant's name included).
     """
-    storage = target.config.storage
+    config = target.config
+    storage, migrations = config.storage, config.migrations
     settings = {"storage": {"endpoint_url": target.storage.url or "", "backup_bucket": storage.backup_bucket,
                             "uploads_bucket": storage.uploads_bucket, "access_key_env": ENV["access"],
                             "secret_key_env": ENV["secret"], "database_host": target.database_host,
                             "manifest_verify_key": storage.manifest_verify_key},
-                "database": {"heartbeat_table": target.config.database.heartbeat_table},
+                "database": config.database.model_dump(include=_PROFILE["database"]),
+                "app": config.app.model_dump(include=_PROFILE["app"]),
+                "migrations": {"script_location": str(config.resolve_path(migrations.script_location)),
+                               "expected_head": migrations.expected_head, "metadata": migrations.metadata},
                 "reports": {"dir": str(directory / "reports")}}  # fmt: skip
     for name, values in sections.items():
         settings[name] = {**settings.get(name, {}), **values}

@@ -25,9 +25,9 @@ def config_gate_app(
 ) -> Iterator[ConfigGates]:
     """A second app on the staging copy with a fresh secret planted for every sensitive key the API declares."""
     app = deployment.config.app
-    with ConfigClient.from_settings(staging_app.base_url, app, deployment.verify_key) as probe:
+    with ConfigClient.from_settings(staging_app.base_url, deployment.config, deployment.verify_key) as probe:
         planted = plant_secrets(config_keys(probe, app).sensitive)
-    started = app_factory(env=secret_env(planted), name="config-gates")
+    started = app_factory(env=secret_env(planted, deployment.config), name="config-gates")
     started.wait_healthy(app.startup_timeout_s)
     gates = ConfigGates.connect(started.base_url, deployment.config, deployment.verify_key, staging.dsn, planted)
     yield gates

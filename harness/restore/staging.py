@@ -399,7 +399,7 @@ def restore_logical(
             with watch.phase("provision"):
                 server = provider.postgres(name, settings=RESTORE_TUNED, binaries=chosen.binaries)
                 ensure_throwaway(server.dsn())
-                dbname = config.database.name
+                dbname = config.database_name()
                 server.create_database(dbname, owner=OWNER_ROLE)
                 install_amcheck(server, dbname)  # now, while the database is empty: no superuser on restored data
             downloaded, described = pending.result()
