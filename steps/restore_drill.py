@@ -8,7 +8,7 @@ from pytest_bdd import given, then, when
 from fixtures.drill_record import DrillRecorder
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
-from harness.errors import CheckFailed, HarnessError
+from harness.errors import HarnessError
 from harness.integrity import (
     RowBaseline,
     check_amcheck,
@@ -22,7 +22,6 @@ from harness.restore.base import BaseRestore
 from harness.restore.redis import check_key_count
 from harness.restore.staging import Staging
 from harness.services.postgres import ensure_throwaway
-from harness.storage.download import verify_against
 from steps.evidence import attach_json, attach_table, attach_text
 
 
@@ -35,12 +34,9 @@ def _restored(staging: Staging, drill_record: DrillRecorder) -> Staging:
 
 
 @then("the restored dump's size and sha256 match the manifest written when it was taken")
-def _hash_matches(restored: Staging) -> None:
-    if not restored.has_manifest:
-        raise CheckFailed(
-            f"{restored.dump.key}: no manifest beside the dump, so its size and sha256 cannot be verified"
-        )
-    verify_against(restored.download, restored.dump)
+def _hash_matches(restored: Staging, deployment: Deployment) -> None:
+    signed = deployment.manifest_trust().authenticated
+    attach_text("dump size and sha256", restored.check_download(manifests_signed=signed))
 
 
 @then("the staging database runs on a throwaway server this drill created, not on production")
