@@ -24,6 +24,7 @@ from harness.identifiers import TableName, parse_column, parse_table
 
 __all__ = [
     "APP_PLACEHOLDERS",
+    "PROFILE_KEYS",
     "PROJECT_ROOT",
     "AppSettings",
     "BackupSettings",
@@ -264,9 +265,9 @@ class RedisSettings(_Section):
 class AppSettings(_Section):
     """How to start the target application against a staging copy, and the endpoints the gates call.
 
-    Every name here is the application's own (its command, paths and variables); none has a default, so a
-    target that has an app says how to reach it. A gate whose setting is empty fails naming the key, or, for
-    the rehearsal's maintenance switch and probe write, is left out (the rehearsal calls no endpoint then).
+    The application's own names (its command, paths and variables) have no default, so a target that has an
+    app says how to reach it. A check whose setting is empty fails naming the key, or, for the rehearsal's
+    maintenance switch and probe write, is left out (the rehearsal calls no endpoint then).
     """
 
     enabled: bool = Field(default=True, description="the target has an application the drill starts on staging")
@@ -527,6 +528,38 @@ class DrillConfig(_Section):
 _DEPLOYMENT_PARTS = frozenset({"storage", "redis", "app", "database", "restore"})
 
 
+PROFILE_KEYS = {
+    "storage": ("backup_bucket", "uploads_bucket"),
+    "database": ("name", "critical_tables", "audit_table", "heartbeat_table"),
+    "app": ("command", "health_path", "env", "signing_key_env", "config_api_path", "secret_env_prefix",
+            "maintenance_path", "probe_write_path", "probe_write_body"),
+    "migrations": ("expected_head", "metadata"),
+}  # fmt: skip
+"""A target's own names, which the library gives no default: its profile (the embedded file holds the sandbox's)."""
+
+
+def _with_sandbox_profile(data: dict[str, Any], source: Path) -> dict[str, Any]:
+    """A sandbox target's file with the embedded default's profile under the keys it does not set itself.
+
+    ``[target] sandbox = true`` builds the sandbox world, whose tables, buckets and app are the embedded
+    ``drill.toml``'s: a file that changes a few settings of it (another reports dir, a migration set) need not
+    repeat them.
+    """
+    target = data.get("target")
+    sandbox = target.get("sandbox", True) if isinstance(target, dict) else True
+    if sandbox is not True or source == DEFAULT_CONFIG or not DEFAULT_CONFIG.is_file():
+        return data
+    embedded = tomllib.loads(DEFAULT_CONFIG.read_text())
+    merged = dict(data)
+    for section, keys in PROFILE_KEYS.items():
+        own = data.get(section)
+        if own is not None and not isinstance(own, dict):
+            continue  # not a table: validation names it
+        profile = {key: embedded[section][key] for key in keys if key in embedded.get(section, {})}
+        merged[section] = {**profile, **(own or {})}
+    return merged
+
+
 def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | None = None) -> DrillConfig:
     if declared is None:  # read from a file: what it declares decides which parts the target has
         declared = frozenset(data)
@@ -534,6 +567,7 @@ def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | Non
             target = data.get("target")
             if not isinstance(target, dict) or "sandbox" not in target:  # no world to build for it
                 data = {**data, "target": {**(target if isinstance(target, dict) else {}), "sandbox": False}}
+        data = _with_sandbox_profile(data, source)
     try:
         config = DrillConfig.model_validate({**data, "source": source, "declared": declared})
     except ValidationError as exc:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.config import PROFILE_KEYS
 from harness.deployment import Deployment
 from harness.services.base import RUN_ENV
 
@@ -22,14 +23,6 @@ __all__ = ["ENV", "drill_env", "write_drill_toml"]
 
 ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY"}
 """The environment variables the written ``drill.toml`` names for the storage credentials."""
-
-
-_PROFILE = {
-    "database": {"name", "critical_tables", "audit_table", "heartbeat_table"},
-    "app": {"command", "health_path", "env", "signing_key_env", "config_api_path", "secret_env_prefix",
-            "maintenance_path", "probe_write_path", "probe_write_body"},
-}  # fmt: skip
-"""The keys of the target's own profile (the library has no default for them) that a written file carries over."""
 
 
 def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, Any]) -> Path:
@@ -45,10 +38,10 @@ def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, 
                             "uploads_bucket": storage.uploads_bucket, "access_key_env": ENV["access"],
                             "secret_key_env": ENV["secret"], "database_host": target.database_host,
                             "manifest_verify_key": storage.manifest_verify_key},
-                "database": config.database.model_dump(include=_PROFILE["database"]),
-                "app": config.app.model_dump(include=_PROFILE["app"]),
+                "database": config.database.model_dump(include=set(PROFILE_KEYS["database"])),
+                "app": config.app.model_dump(include=set(PROFILE_KEYS["app"])),
                 "migrations": {"script_location": str(config.resolve_path(migrations.script_location)),
-                               "expected_head": migrations.expected_head, "metadata": migrations.metadata},
+                               **config.migrations.model_dump(include=set(PROFILE_KEYS["migrations"]))},
                 "reports": {"dir": str(directory / "reports")}}  # fmt: skip
     for name, values in sections.items():
         settings[name] = {**settings.get(name, {}), **values}

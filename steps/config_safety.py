@@ -111,11 +111,11 @@ def _every_change(config_gates: ConfigGates) -> GateRun[Any]:
     return _attached("every change", config_gates.every_change())
 
 
-@then("every change the gate made is recorded in config_change_history with actor, key, time and status")
+@then("every change the gate made is recorded in the audit table with actor, key, time and status")
 def _audited(config_gates: ConfigGates, gate_run: GateRun[Any]) -> None:
     rows = config_gates.audited(gate_run)
     attach_table(
-        "config_change_history rows written during the gate",
+        f"{config_gates.trail.table} rows written during the gate",
         list(rows[0]) if rows else [],
         [list(row.values()) for row in rows],
     )

@@ -109,10 +109,10 @@ def _app(request: pytest.FixtureRequest) -> AppProcess:
     return app
 
 
-@then("GET /api/v1/system/health/deep answers healthy for every component")
+@then("the application's deep health endpoint answers healthy for every component")
 def _healthy(app: AppProcess) -> None:
     answer = app.wait_healthy(app.request_timeout_s)
-    attach_json("health/deep", {"status_code": answer.status_code, "body": answer.body})
+    attach_json(f"GET {app.health_path}", {"status_code": answer.status_code, "body": answer.body})
 
 
 @when(

@@ -83,6 +83,20 @@ def test_the_library_defaults_name_nothing_of_the_sandbox(tmp_path: Path) -> Non
         assert (config.migrations.metadata, config.migrations.expected_head) == ("", "")
 
 
+def test_a_sandbox_file_takes_the_embedded_profile_under_what_it_sets_itself(tmp_path: Path) -> None:
+    embedded = load_config(PROJECT_ROOT / "drill.toml")
+    config = load_config(_write(tmp_path, '[target]\nsandbox = true\n[app]\nhealth_path = "/up"\n'))
+    assert (config.app.command, config.app.env, config.app.health_path) == (
+        embedded.app.command,
+        embedded.app.env,
+        "/up",
+    )
+    assert config.database.critical_tables == embedded.database.critical_tables
+    assert config.migrations.metadata == embedded.migrations.metadata
+    assert config.declared == frozenset({"target", "app"})
+    assert load_config(_write(tmp_path, "[target]\nsandbox = false\n")).app.command == []
+
+
 def test_a_setting_without_a_default_fails_naming_its_key_where_it_is_needed(tmp_path: Path) -> None:
     path = _write(tmp_path, "[target]\nsandbox = false\n")
     config = load_config(path)
