@@ -19,7 +19,7 @@ from harness.config import PROFILE_KEYS
 from harness.deployment import Deployment
 from harness.services.base import RUN_ENV
 
-__all__ = ["ENV", "drill_env", "write_drill_toml"]
+__all__ = ["ENV", "drill_env", "toml_text", "write_drill_toml"]
 
 ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY"}
 """The environment variables the written ``drill.toml`` names for the storage credentials."""
@@ -46,12 +46,17 @@ def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, 
     for name, values in sections.items():
         settings[name] = {**settings.get(name, {}), **values}
     slug = re.sub(r"[^a-z0-9]+", "-", target.name.lower()).strip("-")
-    text = f"[target]\nname = {json.dumps(slug)}\nsandbox = false\n"
-    for name, values in settings.items():
-        text += f"\n[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "drill.toml").write_text(text)
+    (directory / "drill.toml").write_text(toml_text({"target": {"name": slug, "sandbox": False}, **settings}))
     return directory / "drill.toml"
+
+
+def toml_text(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """A ``drill.toml``'s text: one table per section, nested tables written inline."""
+    return "\n".join(
+        f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
+        for name, values in sections.items()
+    )
 
 
 def _toml(value: Any) -> str:
