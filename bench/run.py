@@ -45,7 +45,7 @@ from harness.services.s3 import MotoS3, S3Endpoint  # noqa: E402
 from harness.storage.catalogue import fetch_manifest, list_backups  # noqa: E402
 from harness.storage.download import download_object  # noqa: E402
 from sandbox.codeblack.revisions import alembic_config  # noqa: E402
-from sandbox.target import drill_env, write_drill_toml  # noqa: E402
+from sandbox.target import drill_env, toml_text, write_drill_toml  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 BUCKET = "bench-backups"
@@ -261,9 +261,7 @@ def _drill_toml_in(reports: Path) -> str:
     if "ini" in migrations:
         migrations["ini"] = str(project.resolve_path(migrations["ini"]))
     sections["reports"] = {"dir": str(reports)}
-    # json.dumps writes TOML's strings, numbers and booleans too; the file has nothing else.
-    return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"
-                   for name, values in sections.items())  # fmt: skip
+    return toml_text(sections)
 
 
 def whole_drill() -> dict[str, Any]:

@@ -45,7 +45,7 @@ Feature: Monthly restore drill into isolated staging
   Scenario: The application starts against staging and its deep health is healthy
     Given the newest logical backup restored into isolated staging
     When the application is started against the staging copy
-    Then GET /api/v1/system/health/deep answers healthy for every component
+    Then the application's deep health endpoint answers healthy for every component
 
   @staging
   Scenario: Recovery time and data loss are measured against the objectives

@@ -143,7 +143,7 @@ def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
     dsn = _from_env(dsn_env, "--dsn-env")
     signer = signer_from_config(config)
     pg_dump = dump_binaries(dsn, config.services.postgres_bin_dir).tool("pg_dump")
-    manifest = backup_postgres(dsn, _storage(config), config.storage.backup_bucket, config.storage.logical_prefix,
+    manifest = backup_postgres(dsn, _storage(config), config.backup_bucket(), config.storage.logical_prefix,
                                pg_dump=pg_dump, options=dump_options(config), signer=signer)  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
@@ -169,7 +169,7 @@ def backup_base_command(ctx: click.Context, dsn_env: str, weekly: bool, work_dir
     signer = signer_from_config(config)
     tool = find_binaries(config.services.postgres_bin_dir).tool("pg_basebackup")
     prefix = config.storage.base_weekly_prefix if weekly else config.storage.base_daily_prefix
-    manifest = backup_base(dsn, _storage(config), config.storage.backup_bucket, prefix, pg_basebackup=tool,
+    manifest = backup_base(dsn, _storage(config), config.backup_bucket(), prefix, pg_basebackup=tool,
                            work_dir=None if work_dir is None else Path(work_dir), signer=signer)  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
@@ -190,7 +190,7 @@ def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_ti
     config = _config(ctx)
     url = _from_env(url_env, "--url-env")
     signer = signer_from_config(config)
-    manifest = backup_redis(url, _storage(config), config.storage.backup_bucket, config.storage.redis_prefix,
+    manifest = backup_redis(url, _storage(config), config.backup_bucket(), config.storage.redis_prefix,
                             bgsave=bgsave, wait_timeout=wait_timeout, key_name=config.backup_key_name(), signer=signer,
                             redis_check_rdb=find_redis_check_rdb(config.services.redis_server))  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
@@ -208,7 +208,7 @@ def prune_command(ctx: click.Context, dry_run: bool) -> None:
     The newest backup of each kind is always kept. Prints one key per line.
     """
     config = _config(ctx)
-    removed = prune(_storage(config), config.storage.backup_bucket, config, now=datetime.now(UTC), dry_run=dry_run)
+    removed = prune(_storage(config), config.backup_bucket(), config, now=datetime.now(UTC), dry_run=dry_run)
     for key in removed:
         click.echo(key)
 

@@ -10,7 +10,7 @@ from pytest_bdd import given, then, when
 
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
-from harness.errors import CheckFailed, HarnessError
+from harness.errors import HarnessError
 from harness.integrity import (
     RowBaseline,
     check_amcheck,
@@ -26,7 +26,6 @@ from harness.restore.base import BaseRestore
 from harness.restore.redis import check_key_count
 from harness.restore.staging import Staging
 from harness.services.postgres import ensure_throwaway
-from harness.storage.download import verify_against
 
 from .evidence import attach_json, attach_table, attach_text
 
@@ -43,12 +42,9 @@ def _restored(staging: Staging, drill_record: DrillRecorder) -> Staging:
 
 
 @then("the restored dump's size and sha256 match the manifest written when it was taken")
-def _hash_matches(restored: Staging) -> None:
-    if not restored.has_manifest:
-        raise CheckFailed(
-            f"{restored.dump.key}: no manifest beside the dump, so its size and sha256 cannot be verified"
-        )
-    verify_against(restored.download, restored.dump)
+def _hash_matches(restored: Staging, deployment: Deployment) -> None:
+    signed = deployment.manifest_trust().authenticated
+    attach_text("dump size and sha256", restored.check_download(manifests_signed=signed))
 
 
 @then("the staging database runs on a throwaway server this drill created, not on production")
@@ -123,10 +119,10 @@ def _app(request: pytest.FixtureRequest) -> AppProcess:
     return app
 
 
-@then("GET /api/v1/system/health/deep answers healthy for every component")
+@then("the application's deep health endpoint answers healthy for every component")
 def _healthy(app: AppProcess) -> None:
     answer = app.wait_healthy(app.request_timeout_s)
-    attach_json("health/deep", {"status_code": answer.status_code, "body": answer.body})
+    attach_json(f"GET {app.health_path}", {"status_code": answer.status_code, "body": answer.body})
 
 
 @when(

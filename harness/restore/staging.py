@@ -121,6 +121,27 @@ class Staging:
         """The URL the target's app gets: its role with its password of this run (the app cannot read the passfile)."""
         return self.postgres.sqlalchemy_url(self.dbname, self.app_role, with_password=True)
 
+    def check_download(self, *, manifests_signed: bool) -> str:
+        """The downloaded dump's size and sha256 against its manifest; what was checked, for the evidence.
+
+        A dump taken by other tools has no manifest to compare with. Where manifests are signed
+        (``[storage] manifest_verify_key``) a missing one fails: it may have been removed to hide a swapped
+        dump. Where they are not, a manifest proves nothing its absence does not, so such a dump is judged by
+        its restore and its row floors, and the record says its manifest was not authenticated.
+
+        Raises:
+            CheckFailed: the size or sha256 differs, or a manifest is missing where manifests are signed.
+        """
+        got = f"{self.download.key}: {self.download.size} bytes, sha256 {self.download.sha256}"
+        if self.has_manifest:
+            verify_against(self.download, self.dump)
+            return f"{got}, as its manifest says"
+        if manifests_signed:
+            raise CheckFailed(
+                f"{self.dump.key}: no manifest beside the dump, so its size and sha256 cannot be verified"
+            )
+        return f"{got}; no manifest beside the dump to compare with (manifests are not signed: no manifest_verify_key)"
+
     def rpo_per_store(self, incident: datetime, objectives: Objectives) -> list[Measure]:
         """Each restored store's RPO in hours: PostgreSQL's (the plan's ``RPO``), Redis's when its heartbeat is set."""
         measures = [rpo_measure(incident, self.counts.newest, self.dump.taken_at, objectives)]
@@ -395,7 +416,7 @@ def restore_logical(
             with watch.phase("provision"):
                 server = provider.postgres(name, settings=RESTORE_TUNED, binaries=chosen.binaries)
                 ensure_throwaway(server.dsn())
-                dbname = config.database.name
+                dbname = config.database_name()
                 server.create_database(dbname, owner=OWNER_ROLE)
                 install_amcheck(server, dbname)  # now, while the database is empty: no superuser on restored data
             downloaded, described = pending.result()

@@ -507,7 +507,7 @@ def test_verify_command_exit_codes(chain: list[Path], capsys: pytest.CaptureFixt
 
 def test_recorder_builds_the_record_from_what_the_session_reported() -> None:
     waiver = Waiver(rule="ban-drop-table", subject="3f2a1c", approved_by="ops-bob", reason="archived table")
-    config = DrillConfig(waivers=[waiver])
+    config = DrillConfig(waivers=[waiver]).with_changes(target={"name": "codeblack-sandbox"})
     recorder = DrillRecorder()
     recorder.checks["features/test_x.py::a"] = FAILED
     recorder.measure("RPO", 2.0, 6, "h")
