@@ -3,11 +3,14 @@
 The target's ``env.py`` is untrusted code that decides for itself where to connect: it may read ``DATABASE_URL``,
 its own settings, or a URL written into it. So Alembic never runs in the harness: :class:`MigrationChild` starts
 :mod:`harness.migrations.child` with the target's interpreter (``[migrations] python``), its ``alembic.ini``
-(``[migrations] ini``), in a private network namespace (``unshare --net``), with an environment of
+(``[migrations] ini``), in a private network namespace, confined by :mod:`harness.migrations.confine` to a root of
+its own (the system's ``/usr`` and ``/etc``, the interpreter, the project, read-only) and run as an unprivileged
+pool account (:func:`~harness.services.accounts.acquire_account`), with an environment of
 :func:`~harness.services.base.minimal_env` plus ``DATABASE_URL``, ``sqlalchemy.url`` and the variables of
-``[migrations] env``, all naming the throwaway as :data:`~harness.services.postgres.OWNER_ROLE`. The namespace
-has loopback only; its one way out is a Unix socket in a directory only the harness's user can enter, which this
-module forwards to the throwaway's port. No production secret, route or address is in the child.
+``[migrations] env``, all naming the throwaway as :data:`~harness.services.postgres.OWNER_ROLE`. The namespace has
+loopback only; its one way out is a Unix socket in a directory only that account can enter, which this module
+forwards to the throwaway's port. No production secret, route, address or Unix socket is in the child, and it
+cannot write a file of the host's.
 
 After every step the harness reads the throwaway's ``alembic_version`` over its own connection: a step that
 "succeeded" without moving it migrated something else (a SQLite file, a socket), and the gate says so, naming
@@ -18,9 +21,11 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -32,8 +37,10 @@ from sqlalchemy.engine import make_url
 
 from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations import child as child_module
+from harness.migrations import confine
 from harness.migrations.child import Forwarder
-from harness.services.base import child_setup, label_dir, minimal_env, remove_dir
+from harness.services.accounts import ServiceAccount, acquire_account
+from harness.services.base import ServiceUser, child_setup, give_to_service_user, label_dir, minimal_env, remove_dir
 from harness.services.postgres import ensure_throwaway
 
 __all__ = ["EnvEscaped", "MigrationChild", "MigrationFailed", "MigrationSetupError", "Throwaway"]
@@ -92,6 +99,7 @@ class MigrationChild:
     _replies: Any = None
     _forwarder: Forwarder | None = None
     _workdir: Path | None = None
+    _account: ServiceAccount | None = None
 
     # --- life cycle ---
 
@@ -116,15 +124,18 @@ class MigrationChild:
         ensure_throwaway(self.database.dsn)
         url = make_url(self.database.app_database_url)
         host, port = url.host or "127.0.0.1", url.port or 5432
-        way_out = str(self._workdir / "db.sock")
+        way_out = str(self._workdir / "run" / "db.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(way_out)
+        os.chmod(way_out, 0o600)
+        if self._account is not None:
+            os.chown(way_out, self._account.user.uid, self._account.user.gid)
         listener.listen(16)
         self._forwarder = Forwarder(listener, lambda: socket.create_connection((host, port), timeout=10)).start()
         inside = url.set(drivername=f"postgresql+{self.driver}", host="127.0.0.1")
         return inside.render_as_string(hide_password=False), port, way_out
 
-    def _child_env(self, url: str) -> dict[str, str]:
+    def _child_env(self, url: str, home: Path) -> dict[str, str]:
         parsed = make_url(url)
         values = {
             "database_url": url,
@@ -134,7 +145,7 @@ class MigrationChild:
             "database_user": parsed.username or "",
             "database_password": parsed.password or "",
         }
-        extra = {"DATABASE_URL": url}
+        extra = {"DATABASE_URL": url, "HOME": str(home), "TMPDIR": "/tmp"}
         for name, template in self.env.items():
             try:
                 extra[name] = template.format(**values)
@@ -147,19 +158,47 @@ class MigrationChild:
             extra["PYTHONPATH"] = os.pathsep.join(str(path) for path in self.pythonpath)
         return minimal_env(extra)
 
+    def _jail(self, home: Path, reply_fd: int) -> list[str]:
+        """The command that confines the child (see :mod:`harness.migrations.confine`) and then runs it."""
+        assert self._workdir is not None
+        child_py = child_module.__file__ or ""
+        project = [self.script_location, *self.pythonpath, *([self.ini] if self.ini else []),
+                   *([self.cwd] if self.cwd else [])]  # fmt: skip
+        user = self._account.user if self._account is not None else None
+        readable = readable_paths(self.python, [Path(child_py), *project])
+        if user is not None:
+            check_readable(readable, user)
+        spec = {
+            "root": str(self._workdir / "root"),
+            "readable": readable,
+            "writable": str(self._workdir / "run"),
+            "cwd": str(self.cwd or home),
+            "uid": user.uid if user else None,
+            "gid": user.gid if user else None,
+            "argv": [self.python, "-c", _BOOT, child_py, str(reply_fd)],
+        }
+        (self._workdir / "root").mkdir()
+        namespaces = ["--net", "--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net", "--mount"]
+        return ["unshare", *namespaces, "--", sys.executable, "-I", "-S", confine.__file__ or "", json.dumps(spec)]
+
     def _start(self) -> None:
         if shutil.which(self.python) is None:
             raise ConfigError(f"[migrations] python: {self.python} is not an executable (the project's interpreter)")
-        url, port, way_out = self._url_and_way_out()
         assert self._workdir is not None
-        isolate = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]
+        self._account = acquire_account()
+        run = self._workdir / "run"
+        home = run / "home"
+        home.mkdir(parents=True, mode=0o700)
+        if self._account is not None:  # the account's own directories, which no other account can enter
+            give_to_service_user(run, self._account.user)
+            run.chmod(0o700)
+        url, port, way_out = self._url_and_way_out()
         read_end, write_end = os.pipe()
-        argv = [*isolate, "--", self.python, "-c", _BOOT, child_module.__file__ or "", str(write_end)]
         log = (self._workdir / "child.log").open("wb")
         try:
             self._process = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                env=self._child_env(url), pass_fds=(write_end,), preexec_fn=child_setup(None, signal.SIGKILL),
+                self._jail(home, write_end), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                env=self._child_env(url, home), pass_fds=(write_end,), preexec_fn=child_setup(None, signal.SIGKILL),
                 start_new_session=True,
             )  # fmt: skip
         except FileNotFoundError as exc:
@@ -191,6 +230,9 @@ class MigrationChild:
         if self._forwarder is not None:
             self._forwarder.close()
             self._forwarder = None
+        if self._account is not None:  # whatever the child left running under the account dies with it
+            self._account.release()
+            self._account = None
         if self._workdir is not None:
             remove_dir(self._workdir)
             self._workdir = None
@@ -290,6 +332,27 @@ class MigrationChild:
         differences: list[str] = reply["differences"]
         return differences
 
+    def _ask(self, request: dict[str, Any], verb: str, target: str) -> dict[str, Any]:
+        reply = self._request(request)
+        if not reply["ok"]:
+            raise self._failed(reply, verb, target)
+        return reply
+
+    def history(self) -> dict[str, Any]:
+        """The files under ``versions/`` and Alembic's revision graph, loaded in the child (plain data).
+
+        Raises:
+            MigrationSetupError: the project's Alembic could not be loaded at all.
+        """
+        return self._ask({"op": "history"}, "history of", str(self.script_location))
+
+    def render(self, revisions: list[str]) -> list[dict[str, Any]]:
+        """Each revision's ``upgrade()`` run offline in the child: its SQL, type changes, why it could not run."""
+        rendered: list[dict[str, Any]] = self._ask({"op": "render", "revisions": revisions}, "render", "revisions")[
+            "rendered"
+        ]
+        return rendered
+
     def offline_sql(self, revision_range: str) -> str:
         """The SQL ``alembic upgrade <range> --sql`` prints.
 
@@ -297,13 +360,73 @@ class MigrationChild:
             MigrationFailed: a migration cannot be rendered offline.
             MigrationSetupError: the project could not be loaded.
         """
-        reply = self._request({"op": "offline", "range": revision_range})
-        if not reply["ok"]:
-            raise self._failed(reply, "upgrade --sql", revision_range)
-        sql: str = reply["sql"]
+        sql: str = self._ask({"op": "offline", "range": revision_range}, "upgrade --sql", revision_range)["sql"]
         return sql
 
 
 def default_python() -> str:
     """The drill's own interpreter: the default of ``[migrations] python``."""
     return sys.executable
+
+
+_SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/etc/")
+
+
+def _venv_paths(python: str) -> list[str]:
+    """A virtual environment's own directory and what its ``.pth`` files put on ``sys.path`` (read, not run)."""
+    venv = Path(os.path.abspath(python)).parent.parent
+    if not (venv / "pyvenv.cfg").is_file():
+        return []
+    found = [str(venv)]
+    for pth in venv.glob("lib*/python*/site-packages/*.pth"):
+        for line in pth.read_text(errors="replace").splitlines():
+            entry = line.strip()
+            if entry and not entry.startswith(("#", "import ", "import\t")):
+                path = (pth.parent / entry).resolve()
+                found += [str(path)] if path.exists() else []
+    return found
+
+
+def readable_paths(python: str, project: list[Path]) -> list[str]:
+    """What the jail binds read-only: the interpreter's installation, its venv, and the project's paths.
+
+    Paths under the system directories (bound whole) and paths inside another listed one are left out.
+    """
+    executable = shutil.which(python) or python
+    real = os.path.realpath(executable)
+    wanted = [os.path.dirname(os.path.dirname(real)), *_venv_paths(executable)]
+    wanted += [os.path.realpath(path) for path in project]
+    chosen: list[str] = []
+    for path in sorted(set(wanted), key=len):
+        if (path + "/").startswith(_SYSTEM_DIRS) or any((path + "/").startswith(kept + "/") for kept in chosen):
+            continue
+        chosen.append(path)
+    return chosen
+
+
+def check_readable(paths: list[str], user: ServiceUser) -> None:
+    """Each path the jail binds can be read (and a directory entered) by the child's unprivileged account.
+
+    The jail keeps the host's permissions: a bound directory of mode 0700 stays closed to the account.
+
+    Raises:
+        ConfigError: naming the path, its mode and owner, and how to open it.
+    """
+    for path in paths:
+        status = os.stat(path)
+        need = 0o5 if stat.S_ISDIR(status.st_mode) else 0o4
+        bits = status.st_mode & 0o7
+        if status.st_uid == user.uid:
+            bits = (status.st_mode >> 6) & 0o7
+        elif status.st_gid == user.gid:
+            bits = (status.st_mode >> 3) & 0o7
+        if bits & need != need:
+            try:
+                owner = pwd.getpwuid(status.st_uid).pw_name
+            except KeyError:
+                owner = str(status.st_uid)
+            raise ConfigError(
+                f"{path} is not readable by {user.name}, the unprivileged account the migration child runs as "
+                f"(mode {stat.filemode(status.st_mode)}, owner {owner}): make the project and its interpreter "
+                f"readable by other users (chmod -R o+rX {path})"
+            )
