@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -43,10 +44,22 @@ from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import ServiceUser, child_setup, give_to_service_user, label_dir, minimal_env, remove_dir
 from harness.services.postgres import ensure_throwaway
 
-__all__ = ["EnvEscaped", "MigrationChild", "MigrationFailed", "MigrationSetupError", "Throwaway"]
+__all__ = [
+    "EnvEscaped",
+    "MigrationChild",
+    "MigrationFailed",
+    "MigrationSetupError",
+    "MissingExtension",
+    "Throwaway",
+    "missing_extension",
+]
 
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 _REPLY_TIMEOUT_S = 600.0
+_MISSING_EXTENSION = re.compile(
+    r'extension "(?P<name>[^"]+)" is not available|could not open extension control file "[^"]*/(?P<file>[^/"]+)'
+    r'\.control"'
+)
 _CONTRACT = "it must migrate DATABASE_URL, sqlalchemy.url or config.attributes['connection']"
 
 
@@ -76,6 +89,16 @@ class MigrationFailed(CheckFailed):
 
 class MigrationSetupError(HarnessError):
     """The project could not be loaded (a missing package, settings that do not validate): not a migration's fault."""
+
+
+class MissingExtension(MigrationSetupError):
+    """A migration creates an extension the gates' PostgreSQL does not provide: the setup's fault, not the code's."""
+
+
+def missing_extension(error: str) -> str | None:
+    """The extension a database error says is not installed (``None``: the error is about something else)."""
+    found = _MISSING_EXTENSION.search(error)
+    return (found.group("name") or found.group("file")) if found else None
 
 
 class EnvEscaped(CheckFailed):
@@ -266,6 +289,15 @@ class MigrationChild:
 
     def _failed(self, reply: dict[str, Any], verb: str, target: str) -> Exception:
         error, where = reply["error"], reply.get("where") or str(self.env_py)
+        extension = missing_extension(error) if reply["kind"] == "migration" else None
+        if extension is not None:
+            return MissingExtension(
+                f"could not run alembic {verb} {target}: it creates extension {extension!r}, which the gates' "
+                f"PostgreSQL does not provide ({error}); a setup error, not a fault of the migration: declare it "
+                f'in [migrations] extensions = ["{extension}"] (the gates then run on an installed PostgreSQL '
+                "that has it; Debian/Ubuntu: apt-get install postgresql-NN, which ships contrib) or point "
+                "services.postgres_bin_dir at one"
+            )
         if reply["kind"] == "migration":
             return MigrationFailed(verb, target, error)
         if reply["kind"] == "unreachable":
