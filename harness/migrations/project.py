@@ -79,7 +79,7 @@ class MigrationProject:
         if ini is not None and not ini.is_file():
             raise ConfigError(f"{config.source}: [migrations] ini: {ini} does not exist")
         python = default_python()
-        if settings.python:  # checked when a child starts: recording checksums needs no interpreter
+        if settings.python:  # checked when a child starts (every gate, even reading the graph)
             # Not resolved: a virtual environment's python is a symlink, and only its own path finds pyvenv.cfg.
             relative = os.path.join(config.source.parent, settings.python)
             python = os.path.abspath(relative) if "/" in settings.python else settings.python
