@@ -37,6 +37,9 @@ __all__ = ["main"]
 
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+# statvfs flags a read-only remount must keep (in a user namespace they are locked): noexec, noatime, nodiratime
+# share their values with the MS_ flags; relatime does not (ST_RELATIME 4096, MS_RELATIME 1 << 21).
+_KEPT, _ST_RELATIME, _MS_RELATIME = 8 | 1024 | 2048, 4096, 1 << 21
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 _DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
@@ -65,7 +68,9 @@ def _bind(source: str, root: str, *, writable: bool = False) -> None:
             Path(target).touch()
     _mount(source, target, None, _MS_BIND | _MS_REC)
     if not writable:
-        _mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+        kept = os.statvfs(source).f_flag
+        flags = (kept & _KEPT) | (_MS_RELATIME if kept & _ST_RELATIME else 0)
+        _mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | flags)
 
 
 def _loopback_up() -> None:
