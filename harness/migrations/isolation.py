@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -38,10 +36,10 @@ from sqlalchemy.engine import make_url
 
 from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations import child as child_module
-from harness.migrations import confine
 from harness.migrations.child import Forwarder
+from harness.migrations.jail import jail_command
 from harness.services.accounts import ServiceAccount, acquire_account
-from harness.services.base import ServiceUser, child_setup, give_to_service_user, label_dir, minimal_env, remove_dir
+from harness.services.base import child_setup, give_to_service_user, label_dir, minimal_env, remove_dir
 from harness.services.postgres import ensure_throwaway
 
 __all__ = [
@@ -185,24 +183,13 @@ class MigrationChild:
         """The command that confines the child (see :mod:`harness.migrations.confine`) and then runs it."""
         assert self._workdir is not None
         child_py = child_module.__file__ or ""
-        project = [self.script_location, *self.pythonpath, *([self.ini] if self.ini else []),
+        project = [Path(child_py), self.script_location, *self.pythonpath, *([self.ini] if self.ini else []),
                    *([self.cwd] if self.cwd else [])]  # fmt: skip
-        user = self._account.user if self._account is not None else None
-        readable = readable_paths(self.python, [Path(child_py), *project])
-        if user is not None:
-            check_readable(readable, user)
-        spec = {
-            "root": str(self._workdir / "root"),
-            "readable": readable,
-            "writable": str(self._workdir / "run"),
-            "cwd": str(self.cwd or home),
-            "uid": user.uid if user else None,
-            "gid": user.gid if user else None,
-            "argv": [self.python, "-c", _BOOT, child_py, str(reply_fd)],
-        }
-        (self._workdir / "root").mkdir()
-        namespaces = ["--net", "--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net", "--mount"]
-        return ["unshare", *namespaces, "--", sys.executable, "-I", "-S", confine.__file__ or "", json.dumps(spec)]
+        return jail_command(
+            self._workdir, self.python, project, cwd=self.cwd or home,
+            user=self._account.user if self._account is not None else None,
+            argv=[self.python, "-c", _BOOT, child_py, str(reply_fd)],
+        )  # fmt: skip
 
     def _start(self) -> None:
         if shutil.which(self.python) is None:
@@ -399,66 +386,3 @@ class MigrationChild:
 def default_python() -> str:
     """The drill's own interpreter: the default of ``[migrations] python``."""
     return sys.executable
-
-
-_SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/etc/")
-
-
-def _venv_paths(python: str) -> list[str]:
-    """A virtual environment's own directory and what its ``.pth`` files put on ``sys.path`` (read, not run)."""
-    venv = Path(os.path.abspath(python)).parent.parent
-    if not (venv / "pyvenv.cfg").is_file():
-        return []
-    found = [str(venv)]
-    for pth in venv.glob("lib*/python*/site-packages/*.pth"):
-        for line in pth.read_text(errors="replace").splitlines():
-            entry = line.strip()
-            if entry and not entry.startswith(("#", "import ", "import\t")):
-                path = (pth.parent / entry).resolve()
-                found += [str(path)] if path.exists() else []
-    return found
-
-
-def readable_paths(python: str, project: list[Path]) -> list[str]:
-    """What the jail binds read-only: the interpreter's installation, its venv, and the project's paths.
-
-    Paths under the system directories (bound whole) and paths inside another listed one are left out.
-    """
-    executable = shutil.which(python) or python
-    real = os.path.realpath(executable)
-    wanted = [os.path.dirname(os.path.dirname(real)), *_venv_paths(executable)]
-    wanted += [os.path.realpath(path) for path in project]
-    chosen: list[str] = []
-    for path in sorted(set(wanted), key=len):
-        if (path + "/").startswith(_SYSTEM_DIRS) or any((path + "/").startswith(kept + "/") for kept in chosen):
-            continue
-        chosen.append(path)
-    return chosen
-
-
-def check_readable(paths: list[str], user: ServiceUser) -> None:
-    """Each path the jail binds can be read (and a directory entered) by the child's unprivileged account.
-
-    The jail keeps the host's permissions: a bound directory of mode 0700 stays closed to the account.
-
-    Raises:
-        ConfigError: naming the path, its mode and owner, and how to open it.
-    """
-    for path in paths:
-        status = os.stat(path)
-        need = 0o5 if stat.S_ISDIR(status.st_mode) else 0o4
-        bits = status.st_mode & 0o7
-        if status.st_uid == user.uid:
-            bits = (status.st_mode >> 6) & 0o7
-        elif status.st_gid == user.gid:
-            bits = (status.st_mode >> 3) & 0o7
-        if bits & need != need:
-            try:
-                owner = pwd.getpwuid(status.st_uid).pw_name
-            except KeyError:
-                owner = str(status.st_uid)
-            raise ConfigError(
-                f"{path} is not readable by {user.name}, the unprivileged account the migration child runs as "
-                f"(mode {stat.filemode(status.st_mode)}, owner {owner}): make the project and its interpreter "
-                f"readable by other users (chmod -R o+rX {path})"
-            )
