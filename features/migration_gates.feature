@@ -36,6 +36,13 @@ Feature: Migration gates before each deploy
     Given the revisions pending on the staging copy restored from the newest backup
     Then the offline SQL of the pending migrations has no finding of a blocking lint rule
 
+  @staging @without_app
+  Scenario: The pending migrations are rehearsed on a staging copy of the newest backup, the target having no app
+    Given the revisions pending on the staging copy restored from the newest backup
+    When the pending migrations are applied with alembic upgrade head
+    Then no pending migration held an exclusive table lock or ran longer than the configured budgets
+    And alembic current on the staging copy is the expected head
+
   @staging @app
   Scenario: The deployment order is rehearsed on a staging copy of the newest backup
     Given the revisions pending on the staging copy restored from the newest backup

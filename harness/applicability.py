@@ -17,7 +17,8 @@ part (scenario tag)       declared absent by               what does not apply t
 
 A scenario tagged with a part the target lacks is *not applicable*: it is reported with the reason
 :func:`not_applicable` gives, never run, never failed, and the secrets only it would read are not asked for
-(:func:`secret_keys`).
+(:func:`secret_keys`). The reverse, a scenario tagged ``without_app``, applies only to a target without an app: it
+stands in for the ``@app`` one (the deploy rehearsal is then the upgrade of the restored copy alone).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 from harness.config import DrillConfig
 
-__all__ = ["NOT_APPLICABLE", "PARTS", "Part", "not_applicable", "secret_keys"]
+__all__ = ["NOT_APPLICABLE", "PARTS", "WITHOUT_APP", "Part", "not_applicable", "secret_keys"]
 
 NOT_APPLICABLE = "not applicable: "
 """How a not-applicable reason begins (the record and the report tell such a skip from any other by it)."""
@@ -61,13 +62,18 @@ def not_applicable(config: DrillConfig, tags: Collection[str]) -> str | None:
     A gates-only target (:attr:`DrillConfig.gates_only`) has no backups and no app: only the migration gates
     that need no app apply to it.
     """
-    if config.gates_only and ("migration_gates" not in tags or "app" in tags):
+    if config.gates_only and ("migration_gates" not in tags or "app" in tags or WITHOUT_APP in tags):
         return f"{NOT_APPLICABLE}{config.source} declares only [migrations] (no backups in [storage], no [app])"
+    if WITHOUT_APP in tags and config.app.enabled:
+        return f"{NOT_APPLICABLE}the target has an app, so the deploy is rehearsed with it (scenario tagged @app)"
     for part in PARTS:
         if part.tag in tags and not part.present(config):
             return f"{NOT_APPLICABLE}the target has {part.what} ({part.absent_when} in {config.source.name})"
     return None
 
+
+WITHOUT_APP = "without_app"
+"""The tag of a scenario that stands in for an ``@app`` one when the target has no app (the rehearsal without it)."""
 
 _STORAGE_AREAS = frozenset({"backup_policy", "restore_drill", "staging"})
 _STORAGE_KEYS = ("storage.access_key_env", "storage.secret_key_env")

@@ -380,6 +380,17 @@ class MigrationSettings(_Section):
     )
     lock_budget_s: float = Field(default=5.0, gt=0)
     duration_budget_s: float = Field(default=60.0, gt=0)
+    postgres_major: int | None = Field(
+        default=None,
+        ge=10,
+        description="the PostgreSQL major production runs, for the gates' throwaway; unset: services.postgres_major, "
+        "else the session's PostgreSQL",
+    )
+    extensions: list[str] = Field(
+        default_factory=list,
+        description="extensions the migrations create (e.g. uuid-ossp): the gates run on an installed PostgreSQL "
+        "that provides them (Debian's postgresql-NN ships contrib)",
+    )
 
 
 class RestoreSettings(_Section):

@@ -24,7 +24,7 @@ from harness.migrations.destructive import (
 from harness.migrations.drift import check_drift
 from harness.migrations.history import RevisionGraph, check_linear_history, check_tracked, load_graph
 from harness.migrations.lint import LintFinding, check_lint, lint_revisions
-from harness.migrations.locks import RevisionTiming, check_budgets
+from harness.migrations.locks import LockHeld, RevisionTiming, StatementSeen, check_budgets
 from harness.migrations.project import MigrationProject
 from harness.migrations.roundtrip import RoundTrip, check_roundtrip
 from harness.migrations.waivers import Waivers
@@ -174,6 +174,10 @@ def _upgrade(rehearsal: DeployRehearsal) -> None:
 @then("no pending migration held an exclusive table lock or ran longer than the configured budgets")
 def _budgets(rehearsal: DeployRehearsal, drill_config: DrillConfig) -> None:
     attach_table("lock and duration per revision", RevisionTiming.HEADER, [t.row() for t in rehearsal.timings])
+    attach_table(
+        "statements seen running, with lock waits", StatementSeen.HEADER, [s.row() for s in rehearsal.statements]
+    )
+    attach_table("strongest lock per table", LockHeld.HEADER, [lock.row() for lock in rehearsal.locks])
     budgets = drill_config.migrations
     check_budgets(rehearsal.timings, lock_budget_s=budgets.lock_budget_s, duration_budget_s=budgets.duration_budget_s)
 

@@ -6,4 +6,7 @@ linear chain, expected head), :mod:`.drift`, :mod:`.roundtrip` with :mod:`.catal
 (the rehearsal on a staging copy) with :mod:`.locks` (lock and duration budget) and :mod:`.checksums`
 (tamper-evident history) each check one rule and raise ``CheckFailed`` naming the revision and the reason;
 :mod:`.waivers` lets ``drill.toml`` excuse one rule for one subject, with who approved it and why.
+The project's own code (``env.py``, models, migration files) runs only in :mod:`.child`, started by
+:mod:`.isolation` inside the jail :mod:`.confine` builds (from :mod:`.jail`'s list); :mod:`.gates_server`
+picks the PostgreSQL it migrates.
 """

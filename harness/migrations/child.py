@@ -2,40 +2,41 @@
 
 This file is run *by path* with the interpreter of ``[migrations] python`` (which may be another Python than the
 drill's), so it imports only the standard library at module level; Alembic and SQLAlchemy are the target's own
-(they are its dependencies) and are imported where used. :mod:`harness.migrations.isolation` starts it as
-``unshare --net -- <python> -c <boot> child.py <reply fd>``: the namespace has only a loopback interface, which
-this file brings up, and one way out, a Unix socket the harness forwards to the throwaway database. The child
+(they are its dependencies) and are imported where used. :mod:`harness.migrations.isolation` starts it through
+:mod:`harness.migrations.confine` as ``<python> -c <boot> child.py <reply fd>``, in a network namespace with only
+a loopback interface, in a root of its own, as an unprivileged account; its one way out is a Unix socket the
+harness forwards to the throwaway database. The child
 listens on the throwaway's loopback port and forwards every connection to that socket, so ``DATABASE_URL``,
 ``sqlalchemy.url`` and ``config.attributes["connection"]`` all reach the throwaway, and nothing else does: an
 ``env.py`` that builds its own URL to another server finds no route to it.
 
-Requests arrive one JSON object per line on stdin; each reply is one JSON line on the reply descriptor, so
-whatever ``env.py`` prints (stdout, logging) cannot be mistaken for a reply. A failure is classified where its
-traceback is: raised inside a migration's ``upgrade()``/``downgrade()`` (``migration``), a connection that
-did not reach the throwaway (``unreachable``), anything else while importing or configuring the project
-(``setup``: a missing package, settings that do not validate, an ``assert`` in ``env.py``).
+Even reading the revision graph runs the migration files' module code, so that too happens here (``history``,
+``render``), and the harness gets plain data back. Requests arrive one JSON object per line on stdin; each reply is
+one JSON line on the reply descriptor, so whatever ``env.py`` prints (stdout, logging) cannot be mistaken for a
+reply. A failure is classified where its traceback is: raised inside a migration's ``upgrade()``/``downgrade()``
+(``migration``), a connection that did not reach the throwaway (``unreachable``), anything else while importing or
+configuring the project (``setup``: a missing package, settings that do not validate, an ``assert`` in ``env.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 import os
 import re
 import socket
-import struct
 import sys
 import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Forwarder", "describe_difference", "main"]
+__all__ = ["Forwarder", "describe_difference", "describe_type", "main"]
 
 _CHUNK = 65536
-_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+# The files Alembic itself treats as migrations (alembic.script.base._only_source_rev_file).
+_MIGRATION_FILE = re.compile(r"(?!\.#|__init__)(.*\.py)$")
 _UNREACHABLE = re.compile(
     r"connection (?:to server )?.*failed|could not connect|connection refused|network is unreachable|"
     r"could not translate host name|name or service not known|temporary failure in name resolution|"
@@ -220,6 +221,99 @@ class _Child:
         command.upgrade(self.config(output), revision_range, sql=True)
         return {"sql": output.getvalue()}
 
+    def history(self) -> dict[str, Any]:
+        """Every file under ``versions/`` (its revision id, or why it is none) and Alembic's graph, as plain data."""
+        import warnings
+
+        from alembic.script import ScriptDirectory
+        from alembic.util import load_python_file
+
+        versions = os.path.join(self.script_location, "versions")
+        files: list[dict[str, Any]] = []
+        for folder, subfolders, names in os.walk(versions):
+            subfolders[:] = sorted(name for name in subfolders if name != "__pycache__")
+            for name in sorted(names):
+                if not _MIGRATION_FILE.match(name):
+                    continue
+                entry: dict[str, Any] = {"file": os.path.relpath(os.path.join(folder, name), versions),
+                                         "nested": folder != versions, "revision": None, "error": None}  # fmt: skip
+                if folder == versions:
+                    try:
+                        revision = getattr(load_python_file(folder, name), "revision", None)
+                        entry["revision"] = revision if isinstance(revision, str) else None
+                    except Exception as exc:  # any error a migration file raises on import
+                        entry["error"] = f"{type(exc).__name__}: {exc}"
+                files.append(entry)
+        graph: dict[str, Any] = {"files": files, "revisions": [], "heads": [], "error": None}
+        with warnings.catch_warnings(record=True) as warned:  # Alembic only warns of a missing down revision
+            warnings.simplefilter("always")
+            try:
+                scripts = ScriptDirectory.from_config(self.config())
+                walked = list(scripts.walk_revisions("base", "heads"))
+                graph["heads"] = list(scripts.get_heads())
+            except Exception as exc:  # CommandError, or whatever a migration file raises on import
+                graph["error"] = f"{type(exc).__name__}: {exc}"
+                walked = []
+        graph["warnings"] = [str(warning.message) for warning in warned]
+        for script in reversed(walked):
+            down = script.down_revision
+            graph["revisions"].append({
+                "revision": script.revision,
+                "down_revisions": [] if down is None else [down] if isinstance(down, str) else list(down),
+                "file": os.path.relpath(script.path, versions),
+                "doc": script.doc or "",
+            })  # fmt: skip
+        return graph
+
+    def render(self, revisions: list[str]) -> dict[str, Any]:
+        """Each revision's ``upgrade()`` run offline: its SQL, its column type changes, why it could not run."""
+        from alembic.migration import MigrationContext
+        from alembic.operations import Operations
+        from alembic.operations.ops import AlterColumnOp
+        from alembic.script import ScriptDirectory
+
+        scripts = ScriptDirectory.from_config(self.config())
+        rendered = []
+        for revision in revisions:
+            script = scripts.get_revision(revision)
+            output = io.StringIO()
+            context = MigrationContext.configure(
+                dialect_name="postgresql", opts={"as_sql": True, "output_buffer": output, "literal_binds": True}
+            )
+            alters: list[dict[str, Any]] = []
+            unrenderable = None
+            with Operations.context(context) as operations:
+                invoke = operations.invoke
+
+                def record(operation: Any, invoke: Any = invoke, alters: list[dict[str, Any]] = alters) -> Any:
+                    if isinstance(operation, AlterColumnOp) and operation.modify_type is not None:
+                        alters.append({"table": operation.table_name, "column": operation.column_name,
+                                       "existing": describe_type(operation.existing_type),
+                                       "new": describe_type(operation.modify_type)})  # fmt: skip
+                    return invoke(operation)
+
+                operations.invoke = record  # type: ignore[method-assign]
+                try:
+                    script.module.upgrade()
+                except Exception as exc:  # a migration that needs a live connection cannot be judged offline
+                    unrenderable = f"{type(exc).__name__}: {exc}"
+            rendered.append({"revision": revision, "file": os.path.basename(script.path), "sql": output.getvalue(),
+                             "alters": alters, "unrenderable": unrenderable})  # fmt: skip
+        return {"rendered": rendered}
+
+
+def describe_type(type_: Any) -> dict[str, Any] | None:
+    """A SQLAlchemy type as plain data: its SQL, its class and bases by name, its length, precision and scale."""
+    if type_ is None:
+        return None
+    return {
+        "sql": str(type_),
+        "kinds": [kind.__name__ for kind in type(type_).__mro__],
+        "length": getattr(type_, "length", None),
+        "precision": getattr(type_, "precision", None),
+        "scale": getattr(type_, "scale", None),
+    }
+
 
 def _where(tb: Any, location: str) -> tuple[str, bool]:
     """The innermost frame in the project (not a library) as ``file:line``, and whether a migration raised."""
@@ -277,14 +371,6 @@ def _classify(exc: BaseException, location: str) -> dict[str, Any]:
     return {"ok": False, "kind": kind, "error": error, "where": where}
 
 
-def _loopback_up() -> None:
-    """Bring up ``lo`` in the fresh network namespace (it starts down), as ``ip link set lo up`` would."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        request = struct.pack("16sH", b"lo", 0)
-        flags = struct.unpack("16sH", fcntl.ioctl(probe, _SIOCGIFFLAGS, request)[:18])[1]
-        fcntl.ioctl(probe, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
-
-
 def _listen_for_throwaway(port: int, way_out: str) -> Forwarder:
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -308,7 +394,6 @@ def main(argv: list[str]) -> int:
 
     setup = json.loads(sys.stdin.readline())
     try:
-        _loopback_up()
         if setup.get("port"):
             _listen_for_throwaway(setup["port"], setup["way_out"])
     except OSError as exc:
@@ -324,6 +409,10 @@ def main(argv: list[str]) -> int:
                 result = child.step(op, request["revision"])
             elif op == "compare":
                 result = child.compare(request["metadata"])
+            elif op == "history":
+                result = child.history()
+            elif op == "render":
+                result = child.render(request["revisions"])
             else:
                 result = child.offline(request["range"])
             answer({"ok": True, **result})

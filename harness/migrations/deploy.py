@@ -22,7 +22,7 @@ from harness.errors import CheckFailed, HarnessError
 from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import RevisionGraph
 from harness.migrations.isolation import MigrationFailed
-from harness.migrations.locks import LockWatcher, RevisionTiming
+from harness.migrations.locks import LockHeld, LockWatcher, RevisionTiming, StatementSeen
 from harness.migrations.project import Database, MigrationProject, connected, current_revision
 from harness.services.base import wait_until
 
@@ -44,6 +44,8 @@ class DeployRehearsal:
     deployed: str | None = None
     applied: list[str] = field(default_factory=list)
     timings: list[RevisionTiming] = field(default_factory=list)
+    statements: list[StatementSeen] = field(default_factory=list)
+    locks: list[LockHeld] = field(default_factory=list)
 
     def pending(self) -> list[str]:
         """The revisions ``alembic upgrade head`` would apply to this copy, oldest first.
@@ -77,7 +79,8 @@ class DeployRehearsal:
     def upgrade(self) -> list[str]:
         """Apply the pending revisions one by one (``alembic upgrade head``) and return them.
 
-        Each revision's wall time and longest ACCESS EXCLUSIVE lock are measured into :attr:`timings`.
+        Each revision's wall time and longest ACCESS EXCLUSIVE lock are measured into :attr:`timings`, the
+        statements seen running (with their lock waits) into :attr:`statements`, the locks taken into :attr:`locks`.
 
         Raises:
             CheckFailed: naming the revision that fails on the restored data and the database's error.
@@ -95,6 +98,8 @@ class DeployRehearsal:
                         f"(applied before it: {', '.join(self.applied) or 'none'})"
                     ) from None
                 self.timings.append(RevisionTiming(revision, time.monotonic() - started, *watcher.longest()))
+                self.statements += watcher.statements(revision)
+                self.locks += watcher.locks(revision)
                 self.applied.append(revision)
         return self.applied
 

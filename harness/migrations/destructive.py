@@ -2,27 +2,22 @@
 
 A revision is destructive when applying it can lose data: it drops a table or a column, narrows a column's
 type, truncates, or deletes or updates every row. Each revision's ``upgrade()`` runs once in Alembic's offline
-mode (a ``MigrationContext`` with ``as_sql``) under an ``Operations`` whose ``invoke`` records each operation;
-the SQL it renders is scanned statement by statement (this also sees ``op.execute``), and a type change is
-judged from the recorded ``AlterColumnOp`` (its ``existing_type`` against the new one). A revision whose
+mode (a ``MigrationContext`` with ``as_sql``) under an ``Operations`` whose ``invoke`` records each column type
+change; that runs the target's code, so it happens in the isolated migration child
+(:meth:`~harness.migrations.isolation.MigrationChild.render`), which returns the SQL and the type changes as
+plain data. The SQL is scanned statement by statement (this also sees ``op.execute``), and a type change is
+judged from its recorded ``existing_type`` against the new one (:class:`ColumnType`). A revision whose
 ``upgrade()`` needs a live connection cannot be judged offline and counts as destructive: it too waits for a
 fresh checkpoint (or a waiver).
 """
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import ClassVar
-
-import sqlalchemy as sa
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
-from alembic.operations.ops import AlterColumnOp, MigrateOperation
+from typing import Any, ClassVar
 
 from harness.config import Waiver
 from harness.errors import CheckFailed
@@ -31,6 +26,7 @@ from harness.migrations.waivers import DESTRUCTIVE, NO_WAIVERS, Waivers
 
 __all__ = [
     "Checkpoint",
+    "ColumnType",
     "DestructiveOperation",
     "check_checkpoint",
     "destructive_revisions",
@@ -83,34 +79,53 @@ _DESTRUCTIVE_SQL: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 _ALTER_TYPE = re.compile(r"^ALTER TABLE\s+(?:ONLY\s+)?(\S+)\s+ALTER COLUMN\s+(\S+)\s+TYPE\b", re.IGNORECASE)
 _UNRENDERABLE = "cannot run in offline mode, so it cannot be shown not to lose data"
 _RAW_TYPE_CHANGE = "changes a column's type in raw SQL, so narrowing cannot be ruled out"
-_INTEGER_RANK = {sa.SmallInteger: 1, sa.Integer: 2, sa.BigInteger: 3}
+_INTEGER_RANK = (("SmallInteger", 1), ("BigInteger", 3), ("Integer", 2))  # subclasses before their base
 
 
-def _integer_rank(type_: sa.types.TypeEngine[object]) -> int | None:
-    for kind in (sa.SmallInteger, sa.BigInteger, sa.Integer):  # subclasses before their base
-        if isinstance(type_, kind):
-            return _INTEGER_RANK[kind]
-    return None
+@dataclass(frozen=True)
+class ColumnType:
+    """A column type as the migration child describes it (:func:`harness.migrations.child.describe_type`)."""
+
+    sql: str
+    kinds: tuple[str, ...]
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+
+    @classmethod
+    def of(cls, described: dict[str, Any] | None) -> ColumnType | None:
+        """The child's plain description, or ``None`` (no ``existing_type`` was given)."""
+        if described is None:
+            return None
+        return cls(str(described["sql"]), tuple(described["kinds"]), described["length"], described["precision"],
+                   described["scale"])  # fmt: skip
+
+    def __str__(self) -> str:
+        return self.sql
+
+    def integer_rank(self) -> int | None:
+        """1, 2, 3 for SMALLINT, INTEGER, BIGINT; ``None`` for a type that is no integer."""
+        return next((rank for kind, rank in _INTEGER_RANK if kind in self.kinds), None)
 
 
-def narrowing(existing: sa.types.TypeEngine[object] | None, new: sa.types.TypeEngine[object]) -> str | None:
+def narrowing(existing: ColumnType | None, new: ColumnType) -> str | None:
     """Why changing ``existing`` to ``new`` can lose or refuse data, or ``None`` when it only widens."""
     if existing is None:
         return "changes a column's type without an existing_type, so narrowing cannot be ruled out"
-    old_rank, new_rank = _integer_rank(existing), _integer_rank(new)
+    old_rank, new_rank = existing.integer_rank(), new.integer_rank()
     if old_rank is not None and new_rank is not None:
         return f"narrows {existing} to {new}" if new_rank < old_rank else None
-    if isinstance(existing, sa.String) and isinstance(new, sa.String):
+    if "String" in existing.kinds and "String" in new.kinds:
         if new.length is not None and (existing.length is None or new.length < existing.length):
             return f"narrows {existing} to {new}: longer values fail or are cut"
         return None
-    if isinstance(existing, sa.Numeric) and isinstance(new, sa.Numeric):
+    if "Numeric" in existing.kinds and "Numeric" in new.kinds:
         shrinks = any(
             after is not None and (before is None or after < before)
             for before, after in ((existing.precision, new.precision), (existing.scale, new.scale))
         )
         return f"narrows {existing} to {new}" if shrinks else None
-    if type(existing) is type(new):
+    if existing.kinds[0] == new.kinds[0]:
         return None
     return f"converts {existing} to {new}: values that do not convert are refused or changed"
 
@@ -120,54 +135,35 @@ def _statements(sql: str) -> list[str]:
     return [" ".join(part.split()) for part in "\n".join(lines).split(";") if part.strip()]
 
 
-def _render(project: MigrationProject, revision: str) -> tuple[str, list[MigrateOperation], str | None, str]:
-    """Run one revision's ``upgrade()`` offline: its SQL, the operations it invokes, why it could not run, its file."""
-    script = project.scripts().get_revision(revision)
-    assert script is not None, revision
-    file = Path(script.path).name
-    module = script.module
-    output = io.StringIO()
-    context = MigrationContext.configure(
-        dialect_name="postgresql", opts={"as_sql": True, "output_buffer": output, "literal_binds": True}
-    )
-    recorded: list[MigrateOperation] = []
-    with Operations.context(context) as operations:
-        render = operations.invoke
-
-        def record(operation: MigrateOperation) -> object:
-            recorded.append(operation)
-            return render(operation)
-
-        operations.invoke = record  # type: ignore[method-assign,assignment]
-        try:
-            module.upgrade()
-        except Exception as exc:  # a migration that needs a live connection cannot be judged offline
-            return output.getvalue(), recorded, f"{type(exc).__name__}: {exc}", file
-    return output.getvalue(), recorded, None, file
+def _judge(rendered: dict[str, Any]) -> list[DestructiveOperation]:
+    """The destructive statements of one revision as the migration child rendered it."""
+    revision, file = rendered["revision"], rendered["file"]
+    found: list[DestructiveOperation] = []
+    if rendered["unrenderable"] is not None:
+        reason = f"{_UNRENDERABLE} ({rendered['unrenderable']})"
+        found.append(DestructiveOperation(revision, "upgrade()", reason, file))
+    alters = {(alter["table"], alter["column"]): alter for alter in rendered["alters"]}
+    for statement in _statements(rendered["sql"]):
+        reasons = [reason for pattern, reason in _DESTRUCTIVE_SQL if pattern.search(statement)]
+        altered = _ALTER_TYPE.search(statement)
+        if altered:
+            table, column = (name.strip('"').rpartition(".")[2] for name in altered.groups())
+            alter = alters.get((table, column))
+            new = ColumnType.of(alter["new"]) if alter else None
+            why = narrowing(ColumnType.of(alter["existing"]), new) if alter and new else _RAW_TYPE_CHANGE
+            reasons += [why] if why else []
+        found += [DestructiveOperation(revision, statement, reason, file) for reason in reasons]
+    return found
 
 
 def find_destructive(project: MigrationProject, revisions: Iterable[str]) -> list[DestructiveOperation]:
-    """Every statement of ``revisions`` that can lose data, in revision order."""
-    found: list[DestructiveOperation] = []
-    for revision in revisions:
-        sql, recorded, unrenderable, file = _render(project, revision)
-        if unrenderable is not None:
-            found.append(DestructiveOperation(revision, "upgrade()", f"{_UNRENDERABLE} ({unrenderable})", file))
-        alters = {
-            (op.table_name, op.column_name): op
-            for op in recorded
-            if isinstance(op, AlterColumnOp) and op.modify_type is not None
-        }
-        for statement in _statements(sql):
-            reasons = [reason for pattern, reason in _DESTRUCTIVE_SQL if pattern.search(statement)]
-            altered = _ALTER_TYPE.search(statement)
-            if altered:
-                table, column = (name.strip('"').rpartition(".")[2] for name in altered.groups())
-                op = alters.get((table, column))
-                why = narrowing(op.existing_type, op.modify_type) if op and op.modify_type else _RAW_TYPE_CHANGE
-                reasons += [why] if why else []
-            found += [DestructiveOperation(revision, statement, reason, file) for reason in reasons]
-    return found
+    """Every statement of ``revisions`` that can lose data, in revision order (rendered in the migration child)."""
+    wanted = list(revisions)
+    if not wanted:
+        return []
+    with project.child() as child:
+        rendered = child.render(wanted)
+    return [operation for revision in rendered for operation in _judge(revision)]
 
 
 def judgement(

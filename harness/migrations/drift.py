@@ -8,19 +8,18 @@ migration tracks, or a migration the models forgot.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from harness.errors import CheckFailed
 from harness.migrations.child import describe_difference
-from harness.migrations.isolation import MigrationFailed
+from harness.migrations.history import Revision, RevisionGraph
+from harness.migrations.isolation import MigrationChild, MigrationFailed
 from harness.migrations.project import Database, MigrationProject
 
 __all__ = ["check_drift", "describe_difference"]
 
 
-def _named(project: MigrationProject, head: str | None) -> str:
-    script = project.scripts().get_revision(head) if head else None
-    return f"{head} ({Path(script.path).name})" if script is not None else str(head)
+def _named(child: MigrationChild, head: str | None) -> str:
+    """The head with its file, from the child's history (the harness loads no migration file itself)."""
+    return RevisionGraph(tuple(map(Revision.of, child.history()["revisions"])), ()).named(head) if head else "none"
 
 
 def check_drift(project: MigrationProject, database: Database) -> list[str]:
@@ -38,9 +37,10 @@ def check_drift(project: MigrationProject, database: Database) -> list[str]:
         except MigrationFailed as failed:
             raise CheckFailed(f"the migrations cannot build the schema to compare: {failed}") from None
         differences = child.compare(project.metadata_path)
+        named = _named(child, head) if differences else ""
     if differences:
         raise CheckFailed(
-            f"schema drift: the migrations up to head {_named(project, head)} and the models "
+            f"schema drift: the migrations up to head {named} and the models "
             f"({project.metadata_path}) differ in "
             f"{len(differences)} place(s): " + "; ".join(differences) + "; add a migration (alembic revision "
             "--autogenerate) or fix the models"

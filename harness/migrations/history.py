@@ -3,29 +3,25 @@
 A migration file that Alembic skips (a subdirectory, no revision id, a revision id used twice) or cannot load
 would ship with the code yet never run; a second head or a merge means two people changed the schema without
 agreeing on an order. Both are caught from the files and Alembic's revision map, before any database exists.
+
+Migration files are the target's code: loading one runs its module's top level. So they are loaded only in the
+isolated migration child (:meth:`~harness.migrations.isolation.MigrationChild.history`), which returns plain
+data (files, revision ids, down revisions, heads, Alembic's error and warnings); nothing of the project is
+imported into the harness, which holds the drill's secrets.
 """
 
 from __future__ import annotations
 
-import re
-import warnings
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from alembic.script import Script
-from alembic.util import load_python_file
 
 from harness.config import Waiver
 from harness.errors import CheckFailed, ConfigError
 from harness.migrations.project import MigrationProject
 from harness.migrations.waivers import EXPECTED_HEAD, NO_WAIVERS, Waivers
 
-__all__ = ["Revision", "RevisionGraph", "check_linear_history", "check_tracked", "load_graph"]
-
-# The files Alembic itself treats as migrations (alembic.script.base._only_source_rev_file).
-_MIGRATION_FILE = re.compile(r"(?!\.#|__init__)(.*\.py)$")
+__all__ = ["Revision", "RevisionGraph", "check_linear_history", "check_tracked", "load_graph", "untracked"]
 
 
 @dataclass(frozen=True)
@@ -38,11 +34,10 @@ class Revision:
     doc: str
 
     @classmethod
-    def of(cls, script: Script, versions_dir: Path) -> Revision:
-        """Describe an Alembic ``Script``, naming its file relative to ``versions/``."""
-        down = script.down_revision
-        downs = () if down is None else (down,) if isinstance(down, str) else tuple(down)
-        return cls(script.revision, downs, str(Path(script.path).relative_to(versions_dir)), script.doc or "")
+    def of(cls, entry: dict[str, Any]) -> Revision:
+        """A revision as the migration child describes it (its file relative to ``versions/``)."""
+        return cls(str(entry["revision"]), tuple(map(str, entry["down_revisions"])), str(entry["file"]),
+                   str(entry["doc"]))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -83,12 +78,38 @@ class RevisionGraph:
         ]
 
 
-def _migration_files(project: MigrationProject) -> list[Path]:
-    return sorted(
-        path
-        for path in project.versions_dir.rglob("*.py")
-        if "__pycache__" not in path.parts and _MIGRATION_FILE.match(path.name)
-    )
+def untracked(history: dict[str, Any]) -> list[str]:
+    """Why each file of the child's history would ship without ever running (empty: all are tracked)."""
+    problems: list[str] = []
+    files_of: dict[str, list[str]] = defaultdict(list)
+    for entry in history["files"]:
+        name = entry["file"]
+        if entry["nested"]:
+            problems.append(f"{name}: sits in a subdirectory, which Alembic does not load")
+        elif entry["error"] is not None:
+            problems.append(f"{name}: fails to load ({entry['error']})")
+        elif entry["revision"] is None:
+            problems.append(f"{name}: declares no revision id, so it is not part of the revision graph")
+        else:
+            files_of[entry["revision"]].append(name)
+    return problems + [
+        f"revision {revision} is declared by {len(files)} files ({', '.join(files)}); Alembic runs only one"
+        for revision, files in files_of.items()
+        if len(files) > 1
+    ]
+
+
+def _history(project: MigrationProject) -> dict[str, Any]:
+    with project.child() as child:
+        return child.history()
+
+
+def _raise_untracked(project: MigrationProject, problems: list[str]) -> None:
+    if problems:
+        raise CheckFailed(
+            f"{len(problems)} file(s) in {project.versions_dir} are not tracked migrations of the chain: "
+            + "; ".join(problems)
+        )
 
 
 def check_tracked(project: MigrationProject) -> None:
@@ -97,58 +118,24 @@ def check_tracked(project: MigrationProject) -> None:
     Raises:
         CheckFailed: naming each file that would ship without ever running, and why.
     """
-    problems: list[str] = []
-    files_of: dict[str, list[str]] = defaultdict(list)
-    for path in _migration_files(project):
-        name = str(path.relative_to(project.versions_dir))
-        if path.parent != project.versions_dir:
-            problems.append(f"{name}: sits in a subdirectory, which Alembic does not load")
-            continue
-        try:
-            module = load_python_file(path.parent, path.name)
-        except Exception as exc:  # any error a migration file raises on import
-            problems.append(f"{name}: fails to load ({type(exc).__name__}: {exc})")
-            continue
-        revision = getattr(module, "revision", None)
-        if not isinstance(revision, str):
-            problems.append(f"{name}: declares no revision id, so it is not part of the revision graph")
-            continue
-        files_of[revision].append(name)
-    problems += [
-        f"revision {revision} is declared by {len(files)} files ({', '.join(files)}); Alembic runs only one"
-        for revision, files in files_of.items()
-        if len(files) > 1
-    ]
-    if problems:
-        raise CheckFailed(
-            f"{len(problems)} file(s) in {project.versions_dir} are not tracked migrations of the chain: "
-            + "; ".join(problems)
-        )
+    _raise_untracked(project, untracked(_history(project)))
 
 
 def load_graph(project: MigrationProject) -> RevisionGraph:
-    """Build the revision graph with Alembic, oldest revision first.
+    """Build the revision graph with Alembic (in the migration child), oldest revision first.
 
     Raises:
         CheckFailed: Alembic cannot build the graph (a file that is no migration or fails to load, a down
             revision that no file declares, a cycle).
     """
-    scripts = project.scripts()
-    # Alembic only warns about a down revision that no file declares; here that breaks the graph too.
-    with warnings.catch_warnings(record=True) as warned:
-        warnings.simplefilter("always")
-        try:
-            walked = list(scripts.walk_revisions("base", "heads"))
-            heads = tuple(scripts.get_heads())
-        except Exception as exc:  # CommandError, or whatever a migration file raises on import
-            check_tracked(project)  # when a stray or broken file is the cause, this names it and why
-            reasons = [f"{type(exc).__name__}: {exc}", *(str(w.message) for w in warned)]
-            raise CheckFailed(f"{project.versions_dir}: the revision graph is broken: {'; '.join(reasons)}") from None
-    if warned:
-        raise CheckFailed(
-            f"{project.versions_dir}: the revision graph is broken: {'; '.join(str(w.message) for w in warned)}"
-        )
-    return RevisionGraph(tuple(Revision.of(script, project.versions_dir) for script in reversed(walked)), heads)
+    history = _history(project)
+    reasons = [history["error"]] if history["error"] else []
+    reasons += history["warnings"]
+    if history["error"]:
+        _raise_untracked(project, untracked(history))  # when a stray or broken file is the cause, name it and why
+    if reasons:
+        raise CheckFailed(f"{project.versions_dir}: the revision graph is broken: {'; '.join(reasons)}")
+    return RevisionGraph(tuple(map(Revision.of, history["revisions"])), tuple(history["heads"]))
 
 
 def check_linear_history(

@@ -3,11 +3,14 @@
 The target's ``env.py`` is untrusted code that decides for itself where to connect: it may read ``DATABASE_URL``,
 its own settings, or a URL written into it. So Alembic never runs in the harness: :class:`MigrationChild` starts
 :mod:`harness.migrations.child` with the target's interpreter (``[migrations] python``), its ``alembic.ini``
-(``[migrations] ini``), in a private network namespace (``unshare --net``), with an environment of
+(``[migrations] ini``), in a private network namespace, confined by :mod:`harness.migrations.confine` to a root of
+its own (the system's ``/usr`` and ``/etc``, the interpreter, the project, read-only) and run as an unprivileged
+pool account (:func:`~harness.services.accounts.acquire_account`), with an environment of
 :func:`~harness.services.base.minimal_env` plus ``DATABASE_URL``, ``sqlalchemy.url`` and the variables of
-``[migrations] env``, all naming the throwaway as :data:`~harness.services.postgres.OWNER_ROLE`. The namespace
-has loopback only; its one way out is a Unix socket in a directory only the harness's user can enter, which this
-module forwards to the throwaway's port. No production secret, route or address is in the child.
+``[migrations] env``, all naming the throwaway as :data:`~harness.services.postgres.OWNER_ROLE`. The namespace has
+loopback only; its one way out is a Unix socket in a directory only that account can enter, which this module
+forwards to the throwaway's port. No production secret, route, address or Unix socket is in the child, and it
+cannot write a file of the host's.
 
 After every step the harness reads the throwaway's ``alembic_version`` over its own connection: a step that
 "succeeded" without moving it migrated something else (a SQLite file, a socket), and the gate says so, naming
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,13 +37,27 @@ from sqlalchemy.engine import make_url
 from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations import child as child_module
 from harness.migrations.child import Forwarder
-from harness.services.base import child_setup, label_dir, minimal_env, remove_dir
+from harness.migrations.jail import jail_command
+from harness.services.accounts import ServiceAccount, acquire_account
+from harness.services.base import child_setup, give_to_service_user, label_dir, minimal_env, remove_dir
 from harness.services.postgres import ensure_throwaway
 
-__all__ = ["EnvEscaped", "MigrationChild", "MigrationFailed", "MigrationSetupError", "Throwaway"]
+__all__ = [
+    "EnvEscaped",
+    "MigrationChild",
+    "MigrationFailed",
+    "MigrationSetupError",
+    "MissingExtension",
+    "Throwaway",
+    "missing_extension",
+]
 
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 _REPLY_TIMEOUT_S = 600.0
+_MISSING_EXTENSION = re.compile(
+    r'extension "(?P<name>[^"]+)" is not available|could not open extension control file "[^"]*/(?P<file>[^/"]+)'
+    r'\.control"'
+)
 _CONTRACT = "it must migrate DATABASE_URL, sqlalchemy.url or config.attributes['connection']"
 
 
@@ -71,6 +89,16 @@ class MigrationSetupError(HarnessError):
     """The project could not be loaded (a missing package, settings that do not validate): not a migration's fault."""
 
 
+class MissingExtension(MigrationSetupError):
+    """A migration creates an extension the gates' PostgreSQL does not provide: the setup's fault, not the code's."""
+
+
+def missing_extension(error: str) -> str | None:
+    """The extension a database error says is not installed (``None``: the error is about something else)."""
+    found = _MISSING_EXTENSION.search(error)
+    return (found.group("name") or found.group("file")) if found else None
+
+
 class EnvEscaped(CheckFailed):
     """``env.py`` did not migrate the throwaway: it connected elsewhere, or migrated something else."""
 
@@ -92,6 +120,7 @@ class MigrationChild:
     _replies: Any = None
     _forwarder: Forwarder | None = None
     _workdir: Path | None = None
+    _account: ServiceAccount | None = None
 
     # --- life cycle ---
 
@@ -116,15 +145,18 @@ class MigrationChild:
         ensure_throwaway(self.database.dsn)
         url = make_url(self.database.app_database_url)
         host, port = url.host or "127.0.0.1", url.port or 5432
-        way_out = str(self._workdir / "db.sock")
+        way_out = str(self._workdir / "run" / "db.sock")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(way_out)
+        os.chmod(way_out, 0o600)
+        if self._account is not None:
+            os.chown(way_out, self._account.user.uid, self._account.user.gid)
         listener.listen(16)
         self._forwarder = Forwarder(listener, lambda: socket.create_connection((host, port), timeout=10)).start()
         inside = url.set(drivername=f"postgresql+{self.driver}", host="127.0.0.1")
         return inside.render_as_string(hide_password=False), port, way_out
 
-    def _child_env(self, url: str) -> dict[str, str]:
+    def _child_env(self, url: str, home: Path) -> dict[str, str]:
         parsed = make_url(url)
         values = {
             "database_url": url,
@@ -134,7 +166,7 @@ class MigrationChild:
             "database_user": parsed.username or "",
             "database_password": parsed.password or "",
         }
-        extra = {"DATABASE_URL": url}
+        extra = {"DATABASE_URL": url, "HOME": str(home), "TMPDIR": "/tmp"}
         for name, template in self.env.items():
             try:
                 extra[name] = template.format(**values)
@@ -147,19 +179,36 @@ class MigrationChild:
             extra["PYTHONPATH"] = os.pathsep.join(str(path) for path in self.pythonpath)
         return minimal_env(extra)
 
+    def _jail(self, home: Path, reply_fd: int) -> list[str]:
+        """The command that confines the child (see :mod:`harness.migrations.confine`) and then runs it."""
+        assert self._workdir is not None
+        child_py = child_module.__file__ or ""
+        project = [Path(child_py), self.script_location, *self.pythonpath, *([self.ini] if self.ini else []),
+                   *([self.cwd] if self.cwd else [])]  # fmt: skip
+        return jail_command(
+            self._workdir, self.python, project, cwd=self.cwd or home,
+            user=self._account.user if self._account is not None else None,
+            argv=[self.python, "-c", _BOOT, child_py, str(reply_fd)],
+        )  # fmt: skip
+
     def _start(self) -> None:
         if shutil.which(self.python) is None:
             raise ConfigError(f"[migrations] python: {self.python} is not an executable (the project's interpreter)")
-        url, port, way_out = self._url_and_way_out()
         assert self._workdir is not None
-        isolate = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--user", "--map-root-user", "--net"]
+        self._account = acquire_account()
+        run = self._workdir / "run"
+        home = run / "home"
+        home.mkdir(parents=True, mode=0o700)
+        if self._account is not None:  # the account's own directories, which no other account can enter
+            give_to_service_user(run, self._account.user)
+            run.chmod(0o700)
+        url, port, way_out = self._url_and_way_out()
         read_end, write_end = os.pipe()
-        argv = [*isolate, "--", self.python, "-c", _BOOT, child_module.__file__ or "", str(write_end)]
         log = (self._workdir / "child.log").open("wb")
         try:
             self._process = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd,
-                env=self._child_env(url), pass_fds=(write_end,), preexec_fn=child_setup(None, signal.SIGKILL),
+                self._jail(home, write_end), stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                env=self._child_env(url, home), pass_fds=(write_end,), preexec_fn=child_setup(None, signal.SIGKILL),
                 start_new_session=True,
             )  # fmt: skip
         except FileNotFoundError as exc:
@@ -191,6 +240,9 @@ class MigrationChild:
         if self._forwarder is not None:
             self._forwarder.close()
             self._forwarder = None
+        if self._account is not None:  # whatever the child left running under the account dies with it
+            self._account.release()
+            self._account = None
         if self._workdir is not None:
             remove_dir(self._workdir)
             self._workdir = None
@@ -224,6 +276,15 @@ class MigrationChild:
 
     def _failed(self, reply: dict[str, Any], verb: str, target: str) -> Exception:
         error, where = reply["error"], reply.get("where") or str(self.env_py)
+        extension = missing_extension(error) if reply["kind"] == "migration" else None
+        if extension is not None:
+            return MissingExtension(
+                f"could not run alembic {verb} {target}: it creates extension {extension!r}, which the gates' "
+                f"PostgreSQL does not provide ({error}); a setup error, not a fault of the migration: declare it "
+                f'in [migrations] extensions = ["{extension}"] (the gates then run on an installed PostgreSQL '
+                "that has it; Debian/Ubuntu: apt-get install postgresql-NN, which ships contrib) or point "
+                "services.postgres_bin_dir at one"
+            )
         if reply["kind"] == "migration":
             return MigrationFailed(verb, target, error)
         if reply["kind"] == "unreachable":
@@ -292,6 +353,27 @@ class MigrationChild:
         differences: list[str] = reply["differences"]
         return differences
 
+    def _ask(self, request: dict[str, Any], verb: str, target: str) -> dict[str, Any]:
+        reply = self._request(request)
+        if not reply["ok"]:
+            raise self._failed(reply, verb, target)
+        return reply
+
+    def history(self) -> dict[str, Any]:
+        """The files under ``versions/`` and Alembic's revision graph, loaded in the child (plain data).
+
+        Raises:
+            MigrationSetupError: the project's Alembic could not be loaded at all.
+        """
+        return self._ask({"op": "history"}, "history of", str(self.script_location))
+
+    def render(self, revisions: list[str]) -> list[dict[str, Any]]:
+        """Each revision's ``upgrade()`` run offline in the child: its SQL, type changes, why it could not run."""
+        rendered: list[dict[str, Any]] = self._ask({"op": "render", "revisions": revisions}, "render", "revisions")[
+            "rendered"
+        ]
+        return rendered
+
     def offline_sql(self, revision_range: str) -> str:
         """The SQL ``alembic upgrade <range> --sql`` prints.
 
@@ -299,10 +381,7 @@ class MigrationChild:
             MigrationFailed: a migration cannot be rendered offline.
             MigrationSetupError: the project could not be loaded.
         """
-        reply = self._request({"op": "offline", "range": revision_range})
-        if not reply["ok"]:
-            raise self._failed(reply, "upgrade --sql", revision_range)
-        sql: str = reply["sql"]
+        sql: str = self._ask({"op": "offline", "range": revision_range}, "upgrade --sql", revision_range)["sql"]
         return sql
 
 

@@ -10,15 +10,12 @@ Alembic's console output.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alembic.config import Config
 from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
@@ -50,8 +47,8 @@ def connected(database: Database) -> Iterator[Connection]:
 class MigrationProject:
     """One Alembic script directory with its expected head, the models it must build, and how to run it.
 
-    Alembic itself (``env.py``, the models, the migrations' ``upgrade()`` against a database) runs only in a
-    :class:`~harness.migrations.isolation.MigrationChild` (see :meth:`child`), never in the harness.
+    Alembic itself (``env.py``, the models, the migration files, even to read their revision ids) runs only in
+    a :class:`~harness.migrations.isolation.MigrationChild` (see :meth:`child`), never in the harness.
     """
 
     script_location: Path
@@ -82,7 +79,7 @@ class MigrationProject:
         if ini is not None and not ini.is_file():
             raise ConfigError(f"{config.source}: [migrations] ini: {ini} does not exist")
         python = default_python()
-        if settings.python:  # checked when a child starts: recording checksums needs no interpreter
+        if settings.python:  # checked when a child starts (every gate, even reading the graph)
             # Not resolved: a virtual environment's python is a symlink, and only its own path finds pyvenv.cfg.
             relative = os.path.join(config.source.parent, settings.python)
             python = os.path.abspath(relative) if "/" in settings.python else settings.python
@@ -102,17 +99,6 @@ class MigrationProject:
     def versions_dir(self) -> Path:
         """The directory every migration file must live in."""
         return self.script_location / "versions"
-
-    def alembic_config(self) -> Config:
-        """An Alembic ``Config`` for reading the script directory (no ``env.py`` runs through it)."""
-        config = Config(stdout=io.StringIO())
-        config.set_main_option("script_location", str(self.script_location))
-        config.set_main_option("path_separator", "os")
-        return config
-
-    def scripts(self) -> ScriptDirectory:
-        """The script directory, loaded by Alembic."""
-        return ScriptDirectory.from_config(self.alembic_config())
 
     def child(self, database: Database | None = None) -> MigrationChild:
         """An isolated child that runs this project's Alembic against ``database`` (``None``: offline only)."""

@@ -1,10 +1,12 @@
 """A foreign Alembic project gated as its CI would: ``pytest features/ -m predeploy`` against its own drill.toml.
 
-``tests/data/foreign_project`` is unlike the sandbox: its ``env.py`` asserts ``config.config_file_name``, builds
-its engine from its own settings (``SHELF_DATABASE_URL``, validated by pydantic, read through ``envkit``, a
-local package of its own) and ignores any connection offered; its models are a package whose relationships name
-each other by string across modules. Its drill.toml declares only ``[migrations]``, with the project's own
-interpreter: a virtual environment made here that holds ``envkit`` (the drill's own interpreter does not).
+``tests/data/foreign_project`` is unlike the sandbox: its first migration creates ``uuid-ossp`` (which its
+drill.toml declares, so the gates run on Debian's postgresql-15 with contrib, not the embedded 18 that lacks it),
+its ``env.py`` asserts ``config.config_file_name``, builds its engine from its own settings
+(``SHELF_DATABASE_URL``, validated by pydantic, read through ``envkit``, a local package of its own) and ignores
+any connection offered; its models are a package whose relationships name each other by string across modules. Its
+drill.toml declares only ``[migrations]``, with the project's own interpreter: a virtual environment made here that
+holds ``envkit`` (the drill's own interpreter does not).
 
 Each case copies the project, breaks it the way a pull request would, and runs the suite in a subprocess with no
 storage, app or signing secret in its environment; the failure message is read from the JUnit report.
@@ -93,7 +95,7 @@ def test_a_healthy_project_passes_every_gate_and_the_rest_is_not_applicable(tmp_
     assert run.returncode == 0, run.output[-3000:]
     assert run.failures == {}
     migration_skips = {name: reason for name, reason in run.skipped.items() if "rehears" in name}
-    assert list(migration_skips.values()) == [
+    assert list(migration_skips.values()) == 2 * [  # the rehearsals with and without an app: no backup to restore
         f"{NOT_APPLICABLE}{tmp_path / 'shelf' / 'drill.toml'} declares only [migrations] (no backups in [storage], "
         "no [app])"
     ]
@@ -124,6 +126,21 @@ def test_settings_that_do_not_validate_could_not_run_naming_the_field(tmp_path: 
         "MigrationSetupError: could not run alembic upgrade a1b2c3d4e5f6: loading the project fails at " in reversible
     )
     assert "ValidationError: 1 validation error(s) for Settings: database_url: Field required" in reversible
+
+
+def test_a_server_without_the_extension_a_migration_creates_could_not_run_naming_it(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    config = project / "drill.toml"
+    config.write_text(config.read_text().replace('extensions = ["uuid-ossp"]\n', ""))  # the embedded 18 then
+    run = _gates(project)
+    assert run.returncode == 1
+    drift = _failure(run, "tracked_by_a_migration_file")
+    assert drift.startswith(
+        "harness.migrations.isolation.MissingExtension: could not run alembic upgrade head: it creates extension "
+        "'uuid-ossp', which the gates' PostgreSQL does not provide ("
+    ), drift
+    assert 'declare it in [migrations] extensions = ["uuid-ossp"]' in drift
+    assert "fix or revert" not in drift
 
 
 @pytest.mark.parametrize(

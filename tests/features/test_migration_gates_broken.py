@@ -41,7 +41,7 @@ def _run_feature(
         "pythonpath": [str(PROJECT_ROOT)],  # the drift case's models live under tests/
         **migrations,
     }
-    config = tmp_path / "drill.toml"
+    config = project / "drill.toml"  # its directory is the migration child's working directory: readable by it
     config.write_text(
         f'[target]\nname = "broken-{case}"\nsandbox = true\n\n'
         f'[reports]\ndir = "{tmp_path / "reports"}"\n'

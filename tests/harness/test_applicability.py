@@ -55,6 +55,20 @@ def test_a_part_the_target_lacks_is_not_applicable_naming_the_setting(
     assert not_applicable(config, RESTORE) is None  # PostgreSQL's restore always applies
 
 
+def test_the_rehearsal_without_an_app_applies_only_to_a_target_without_an_app(tmp_path: Path) -> None:
+    rehearsal = {"predeploy", "migration_gates", "migrations", "staging", "without_app"}
+    assert not_applicable(load_config(PROJECT_ROOT / "drill.toml"), rehearsal) == (
+        "not applicable: the target has an app, so the deploy is rehearsed with it (scenario tagged @app)"
+    )
+    assert not_applicable(_config(tmp_path, "[app]\nenabled = false\n"), rehearsal) is None
+    gates_only = tmp_path / "gates" / "drill.toml"
+    gates_only.parent.mkdir()
+    gates_only.write_text("[migrations]\nscript_location = 'sandbox/migrations'\n")
+    assert not_applicable(load_config(gates_only), rehearsal) == (
+        f"not applicable: {gates_only} declares only [migrations] (no backups in [storage], no [app])"
+    )
+
+
 def test_only_the_secrets_of_the_selected_scenarios_are_needed(tmp_path: Path) -> None:
     config = _config(
         tmp_path, '[redis]\nurl_env = "DRILL_TEST_PRODUCTION_REDIS"\n[app]\nsigning_key_env = "T_APP_SEED"\n'

@@ -20,7 +20,7 @@ HEAD_FILE = "b6e8dcb19a40_orders_currency.py"
 def project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> MigrationProject:
     """A copy of the sandbox migrations whose checksum file the command wrote."""
     root = build_project("reviewed", tmp_path)
-    config = tmp_path / "drill.toml"
+    config = root / "drill.toml"  # beside the project: its directory is the child's (readable) working directory
     config.write_text(f'[migrations]\nscript_location = "{root}"\n')
     main(["--config", str(config), "migrations", "record-checksums"])
     assert capsys.readouterr().out == f"wrote {root / CHECKSUM_FILE} (5 revisions)\n"

@@ -14,7 +14,14 @@ from harness.config import load_config
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.checkpoint import newest_checkpoint
-from harness.migrations.destructive import Checkpoint, check_checkpoint, find_destructive, narrowing
+from harness.migrations.child import describe_type
+from harness.migrations.destructive import (
+    Checkpoint,
+    ColumnType,
+    check_checkpoint,
+    find_destructive,
+    narrowing,
+)
 from harness.migrations.history import load_graph
 from harness.migrations.project import MigrationProject
 from tests.data.migration_sets import build_project
@@ -59,7 +66,9 @@ def test_a_dropped_column_and_a_narrowed_type_are_found_per_revision(destructive
     ],
 )
 def test_type_changes_that_can_lose_data_are_narrowing(existing: Any, new: Any, destructive: bool) -> None:
-    assert (narrowing(existing, new) is not None) is destructive
+    new_type = ColumnType.of(describe_type(new))  # as the migration child describes them
+    assert new_type is not None
+    assert (narrowing(ColumnType.of(describe_type(existing)), new_type) is not None) is destructive
 
 
 STALE_KEY = "s3://codeblack-backups/postgres/logical/codeblack-20261123T060000Z.dump"

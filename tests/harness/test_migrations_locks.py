@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ from harness.migrations.deploy import DeployRehearsal
 from harness.migrations.history import load_graph
 from harness.migrations.locks import RevisionTiming, check_budgets
 from harness.migrations.project import MigrationProject, connected
+from harness.services.base import wait_until
 from tests.data.migration_sets import build_project
 
 ORDERS = 100_000
+METADATA = "sandbox.codeblack.models:Base.metadata"
 
 
 def _rehearse(case: str, head: str, tmp_path: Path, database: Any) -> DeployRehearsal:
@@ -44,6 +47,71 @@ def test_a_table_rewrite_is_caught_naming_the_revision_and_the_table(tmp_path: P
         r"\[migrations\] lock_budget_s\)",
     ):
         check_budgets(rehearsal.timings, lock_budget_s=0.01, duration_budget_s=60)
+
+
+def test_the_rehearsal_records_each_statement_its_duration_and_the_locks_it_took(
+    tmp_path: Path, pg_database: Any
+) -> None:
+    rehearsal = _rehearse("lock_rewrite", "10c4ed000001", tmp_path, pg_database)
+    [rewrite] = [seen for seen in rehearsal.statements if seen.statement.startswith("ALTER TABLE orders ADD COLUMN")]
+    assert rewrite.revision == "10c4ed000001"
+    assert 0 < rewrite.running_s <= rehearsal.timings[0].wall_s + 0.05
+    assert rewrite.lock_wait_s == 0  # nothing else held a lock on orders
+    assert [lock.row()[:3] for lock in rehearsal.locks if lock.table == "orders"] == [
+        ["10c4ed000001", "orders", "AccessExclusiveLock"]
+    ]
+
+
+def test_a_statement_waiting_for_a_lock_another_session_holds_is_measured(tmp_path: Path, pg_database: Any) -> None:
+    """A reader holds orders open until the migration is seen waiting for it; the wait is then on record."""
+    project = MigrationProject(build_project("lock_safe", tmp_path), "5afe00000001", METADATA)
+    project.upgrade(pg_database, "b6e8dcb19a40")
+    rewrite = tmp_path / "lock_safe" / "versions" / "5afe00000001_orders_index.py"
+    for script in rewrite.parent.glob("5afe*.py"):
+        script.unlink()
+    (rewrite.parent / "10c4ed000002_orders_note.py").write_text(NOTE_REVISION)
+    project = MigrationProject(project.script_location, "10c4ed000002", METADATA)
+    rehearsal = DeployRehearsal(project, load_graph(project), pg_database)
+    with connected(pg_database) as reader:
+        reader.execute(text("SELECT count(*) FROM orders"))  # ACCESS SHARE on orders until this transaction ends
+        release = threading.Thread(target=_release_when_waiting, args=(pg_database, reader), daemon=True)
+        release.start()
+        rehearsal.upgrade()
+        release.join(10)
+    [note] = [seen for seen in rehearsal.statements if seen.statement.startswith("ALTER TABLE orders ADD COLUMN")]
+    assert note.lock_wait_s > 0
+    assert note.lock_wait_s <= note.running_s
+
+
+NOTE_REVISION = '''"""orders.note"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "10c4ed000002"
+down_revision = "b6e8dcb19a40"
+
+
+def upgrade():
+    op.add_column("orders", sa.Column("note", sa.Text()))
+
+
+def downgrade():
+    op.drop_column("orders", "note")
+'''
+
+
+def _release_when_waiting(database: Any, reader: Any) -> None:
+    """End the reader's transaction once a backend is seen waiting for a lock (a known state, no sleep)."""
+    with connected(database) as observer:
+
+        def waiting() -> bool:
+            count = observer.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
+            seen = bool(count.scalar_one() > 0)
+            observer.commit()  # pg_stat_activity is a snapshot per transaction: take a new one next time
+            return seen
+
+        wait_until(waiting, timeout=30, what="the migration to wait for the reader's lock")
+    reader.commit()
 
 
 def test_a_concurrent_index_holds_no_access_exclusive_lock(tmp_path: Path, pg_database: Any) -> None:

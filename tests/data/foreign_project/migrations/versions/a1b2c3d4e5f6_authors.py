@@ -14,6 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.execute('CREATE EXTENSION IF NOT EXISTS "uuid-ossp"')  # contrib: the gates need a server that ships it
     op.create_table(
         "authors",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -23,3 +24,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("authors")
+    op.execute('DROP EXTENSION IF EXISTS "uuid-ossp"')

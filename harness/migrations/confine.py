@@ -1,0 +1,125 @@
+"""The migration child's jail: a root of its own holding only what Alembic needs, entered as an unprivileged user.
+
+A network namespace stops TCP, but not a server's *Unix* socket: ``/var/run/postgresql/.s.PGSQL.5432`` or a
+socket in ``/tmp`` is a file, and a production server's ``local ... trust`` line lets anyone who can open it in.
+So the child does not see the host's file system at all. :mod:`harness.migrations.isolation` starts this file
+with the *drill's* interpreter (``-I -S``: no environment, no ``site``, so nothing of the project runs here) as
+root in fresh network and mount namespaces (``unshare --net --mount``); it
+
+1. brings up loopback (the namespace's only interface),
+2. builds a new root on a tmpfs: the system's ``/usr``, ``/etc`` and library directories, the project's
+   interpreter and the paths the harness lists (the project, its ``PYTHONPATH``, the child's script) bound
+   read-only at their own paths, ``/dev/null`` and friends, a private ``/tmp``, and one directory bound
+   writable: the account's own, holding ``HOME`` and the socket forwarded to the throwaway,
+3. changes root into it, drops to the pool account (:func:`harness.services.accounts.acquire_account`), sets
+   ``no_new_privs`` and re-arms the parent-death signal,
+4. and replaces itself (``execv``) with the project's interpreter on :mod:`harness.migrations.child`.
+
+``/run``, ``/var``, ``/tmp``, ``/home`` and ``/root`` of the host are not in the jail (save the listed paths
+inside them), so neither is any socket there. A socket *inside* a bound path (the project's or the
+interpreter's directories) would still be reachable, as the account's permissions allow: keep servers' sockets
+out of them. Only the standard library is used: this file runs before, and apart from, everything else of the
+harness.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import json
+import os
+import socket
+import struct
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+_PR_SET_PDEATHSIG, _PR_SET_NO_NEW_PRIVS = 1, 38
+# statvfs flags a read-only remount must keep (in a user namespace they are locked): noexec, noatime, nodiratime
+# share their values with the MS_ flags; relatime does not (ST_RELATIME 4096, MS_RELATIME 1 << 21).
+_KEPT, _ST_RELATIME, _MS_RELATIME = 8 | 1024 | 2048, 4096, 1 << 21
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _encode(text: str | None) -> bytes | None:
+    return text.encode() if text is not None else None
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    status: int = _libc.mount(_encode(source), _encode(target), _encode(fstype), ctypes.c_ulong(flags), _encode(data))
+    if status != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mount {source or fstype} on {target}: {os.strerror(errno)}")
+
+
+def _bind(source: str, root: str, *, writable: bool = False) -> None:
+    """Bind ``source`` at the same path under ``root``; read-only unless ``writable``."""
+    target = root + source
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target):
+            Path(target).touch()
+    _mount(source, target, None, _MS_BIND | _MS_REC)
+    if not writable:
+        kept = os.statvfs(source).f_flag
+        flags = (kept & _KEPT) | (_MS_RELATIME if kept & _ST_RELATIME else 0)
+        _mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | flags)
+
+
+def _loopback_up() -> None:
+    """Bring up ``lo`` in the fresh network namespace (it starts down), as ``ip link set lo up`` would."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(probe, _SIOCGIFFLAGS, request)[:18])[1]
+        fcntl.ioctl(probe, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
+
+
+def _build_root(root: str, readable: list[str], writable: str) -> None:
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing mounted here shows outside the namespace
+    _mount("jail", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755")
+    for path in _SYSTEM:
+        if os.path.islink(path):  # merged /usr: /bin -> usr/bin
+            os.symlink(os.readlink(path), root + path)
+        elif os.path.isdir(path):
+            _bind(path, root)
+    for device in _DEVICES:
+        if os.path.exists(device):
+            _bind(device, root, writable=True)
+    os.makedirs(root + "/tmp")
+    _mount("tmp", root + "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+    for path in readable:
+        _bind(path, root)
+    _bind(writable, root, writable=True)
+
+
+def main(argv: list[str]) -> int:
+    """Enter the jail described by the JSON in ``argv[1]`` and ``exec`` the child; see the module's docstring."""
+    spec = json.loads(argv[1])
+    try:
+        _loopback_up()
+        if spec["root"]:
+            _build_root(spec["root"], spec["readable"], spec["writable"])
+            os.chroot(spec["root"])
+        os.chdir(spec["cwd"])
+        if spec["uid"] is not None:
+            os.setgroups([])
+            os.setgid(spec["gid"])
+            os.setuid(spec["uid"])
+        _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binary in /usr lifts it back
+        _libc.prctl(_PR_SET_PDEATHSIG, 9)  # cleared by the uid change: die with the harness
+        os.execv(spec["argv"][0], spec["argv"])
+    except OSError as exc:
+        print(f"cannot confine the migration child: {exc}", file=sys.stderr)
+        return 111
+    return 0  # not reached: execv replaced this process
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,105 @@
+"""The harness's side of the migration child's jail: what it may read, whether it can, and the command.
+
+:mod:`harness.migrations.confine` builds the jail; this module decides what goes in. The jail binds, read-only,
+the project's interpreter (its installation, its virtual environment and what that environment's ``.pth``
+files add, read as text, never run) and the project's paths. It keeps the host's permissions, so a path the
+unprivileged account cannot read would fail deep inside the child; :func:`check_readable` says so first, naming
+the path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.migrations import confine
+from harness.services.base import ServiceUser
+
+__all__ = ["check_readable", "jail_command", "readable_paths"]
+
+
+_SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/etc/")
+
+
+def _venv_paths(python: str) -> list[str]:
+    """A virtual environment's own directory and what its ``.pth`` files put on ``sys.path`` (read, not run)."""
+    venv = Path(os.path.abspath(python)).parent.parent
+    if not (venv / "pyvenv.cfg").is_file():
+        return []
+    found = [str(venv)]
+    for pth in venv.glob("lib*/python*/site-packages/*.pth"):
+        for line in pth.read_text(errors="replace").splitlines():
+            entry = line.strip()
+            if entry and not entry.startswith(("#", "import ", "import\t")):
+                path = (pth.parent / entry).resolve()
+                found += [str(path)] if path.exists() else []
+    return found
+
+
+def readable_paths(python: str, project: list[Path]) -> list[str]:
+    """What the jail binds read-only: the interpreter's installation, its venv, and the project's paths.
+
+    Paths under the system directories (bound whole) and paths inside another listed one are left out.
+    """
+    executable = shutil.which(python) or python
+    real = os.path.realpath(executable)
+    wanted = [os.path.dirname(os.path.dirname(real)), *_venv_paths(executable)]
+    wanted += [os.path.realpath(path) for path in project]
+    chosen: list[str] = []
+    for path in sorted(set(wanted), key=len):
+        if (path + "/").startswith(_SYSTEM_DIRS) or any((path + "/").startswith(kept + "/") for kept in chosen):
+            continue
+        chosen.append(path)
+    return chosen
+
+
+def check_readable(paths: list[str], user: ServiceUser) -> None:
+    """Each path the jail binds can be read (and a directory entered) by the child's unprivileged account.
+
+    The jail keeps the host's permissions: a bound directory of mode 0700 stays closed to the account.
+
+    Raises:
+        ConfigError: naming the path, its mode and owner, and how to open it.
+    """
+    for path in paths:
+        status = os.stat(path)
+        need = 0o5 if stat.S_ISDIR(status.st_mode) else 0o4
+        bits = status.st_mode & 0o7
+        if status.st_uid == user.uid:
+            bits = (status.st_mode >> 6) & 0o7
+        elif status.st_gid == user.gid:
+            bits = (status.st_mode >> 3) & 0o7
+        if bits & need != need:
+            try:
+                owner = pwd.getpwuid(status.st_uid).pw_name
+            except KeyError:
+                owner = str(status.st_uid)
+            raise ConfigError(
+                f"{path} is not readable by {user.name}, the unprivileged account the migration child runs as "
+                f"(mode {stat.filemode(status.st_mode)}, owner {owner}): make the project and its interpreter "
+                f"readable by other users (chmod -R o+rX {path})"
+            )
+
+
+def jail_command(
+    workdir: Path, python: str, project: list[Path], *, cwd: Path, user: ServiceUser | None, argv: list[str]
+) -> list[str]:
+    """``unshare … confine.py <spec>``: the jail in ``workdir`` (``root/``, the account's ``run/``), then ``argv``.
+
+    Raises:
+        ConfigError: a path the jail binds is not readable by ``user``.
+    """
+    readable = readable_paths(python, project)
+    if user is not None:
+        check_readable(readable, user)
+    spec = {"root": str(workdir / "root"), "readable": readable, "writable": str(workdir / "run"), "cwd": str(cwd),
+            "uid": user.uid if user else None, "gid": user.gid if user else None, "argv": argv}  # fmt: skip
+    (workdir / "root").mkdir()
+    namespaces = ["--net", "--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net", "--mount"]
+    return ["unshare", *namespaces, "--", sys.executable, "-I", "-S", confine.__file__ or "", json.dumps(spec)]

