@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from harness.config import DrillConfig
 
-__all__ = ["NOT_APPLICABLE", "PARTS", "Part", "not_applicable", "secret_keys"]
+__all__ = ["NOT_APPLICABLE", "PARTS", "Part", "not_applicable", "secret_keys", "staging_server_keys"]
 
 NOT_APPLICABLE = "not applicable: "
 """How a not-applicable reason begins (the record and the report tell such a skip from any other by it)."""
@@ -69,6 +69,11 @@ def not_applicable(config: DrillConfig, tags: Collection[str]) -> str | None:
     return None
 
 
+def staging_server_keys(config: DrillConfig) -> list[str]:
+    """The keys naming the secrets of an existing staging server: its admin DSN, and production's when configured."""
+    return ["staging.admin_dsn_env", *(["staging.production_dsn_env"] if config.staging.production_dsn_env else [])]
+
+
 _STORAGE_AREAS = frozenset({"backup_policy", "restore_drill", "staging"})
 _STORAGE_KEYS = ("storage.access_key_env", "storage.secret_key_env")
 
@@ -92,4 +97,6 @@ def secret_keys(config: DrillConfig, selected: Iterable[Collection[str]]) -> lis
             keys.append("app.signing_key_env")
         if "redis" in tags and "backup_policy" in tags and config.redis.url_env:
             keys.append("redis.url_env")
+        if config.staging.provider == "server" and {"staging", "app"} & set(tags):
+            keys += staging_server_keys(config)
     return list(dict.fromkeys(keys))

@@ -75,7 +75,12 @@ def _listed(found: list[PostgresBinaries]) -> str:
 
 
 def choose_staging(
-    header: DumpHeader | None, default: PostgresBinaries, *, configured_dir: str = "", forced: int | None = None
+    header: DumpHeader | None,
+    default: PostgresBinaries,
+    *,
+    configured_dir: str = "",
+    forced: int | None = None,
+    forced_by: str = "services.postgres_major",
 ) -> StagingPostgres:
     """The installation a dump with ``header`` restores into.
 
@@ -85,12 +90,14 @@ def choose_staging(
         default: the session's binaries, used when nothing says which major to run.
         configured_dir: ``services.postgres_bin_dir``, preferred within its major version.
         forced: ``services.postgres_major``: this major exactly, whatever the dump's.
+        forced_by: what forces it, for messages (an existing staging server's own major, whose client tools
+            are wanted).
 
     Raises:
         ServiceError: no installed PostgreSQL can restore the dump, or the forced major is not installed or
             cannot read the dump; the message lists what is installed and how to install what is needed.
     """
-    wanted, why = (forced, "services.postgres_major") if forced else (None, "the dump's source major")
+    wanted, why = (forced, forced_by) if forced else (None, "the dump's source major")
     if wanted is None and header is not None:
         wanted = header.source_major
     if wanted is None:

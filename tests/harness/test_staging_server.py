@@ -1,0 +1,245 @@
+"""Restoring into an existing staging server: a second local PostgreSQL the tests start stands in for it.
+
+It is started as a server the harness did not make for staging (``throwaway=False``: the guard refuses it like
+any production server), and reached only through an admin DSN in the environment, as a managed database is.
+Production is the session's test server, where :func:`make_production` seeds and dumps a database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import psycopg
+import pytest
+from psycopg import sql
+
+from harness.config import DrillConfig
+from harness.errors import UnsafeTargetError
+from harness.integrity import check_amcheck
+from harness.services.base import LABEL, give_to_service_user, label_dir, remove_dir, run_id, run_tool
+from harness.services.external import StagingServer, Stamp, database_name, role_name
+from harness.services.postgres import LocalPostgres, PostgresServer, ensure_throwaway, find_binaries
+from harness.services.provider import Provider
+from tests.harness.test_restore import TAKEN_AT, Production, make_production
+
+ADMIN_ENV = "DRILL_TEST_STAGING_ADMIN_DSN"
+PRODUCTION_ENV = "DRILL_TEST_PRODUCTION_DSN"
+
+
+def admin_dsn(server: LocalPostgres) -> str:
+    """The staging server's admin DSN as an operator exports it: a URL with the password in it."""
+    password = quote(server.passwords["postgres"], safe="")
+    return f"postgresql://postgres:{password}@{server.host}:{server.port}/postgres"
+
+
+def existing_server(name: str) -> LocalPostgres:
+    """A PostgreSQL the drill did not start for staging, of its own ``initdb``.
+
+    Not a copy of the harness's cached template: every such copy carries the template's system identifier, so
+    it would be refused as production (as a physical clone of production is).
+    """
+    binaries = find_binaries()
+    work = label_dir(f"initdb-{name}")
+    give_to_service_user(work)
+    try:
+        run_tool([binaries.tool("initdb"), "-D", work / "data", "-U", "postgres", "--auth=trust", "--encoding=UTF8",
+                  "--locale=C", "--no-sync"], what=f"initdb of {name}", timeout=120, as_service_user=True)  # fmt: skip
+        return LocalPostgres.create(name, binaries=binaries, data_dir=work / "data", throwaway=False)
+    finally:
+        remove_dir(work)
+
+
+@pytest.fixture(scope="module")
+def staging_server() -> Iterator[LocalPostgres]:
+    """The "existing" staging server."""
+    server = existing_server("existing")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def production(pg_server: Any, s3_server: Any, drill_config: DrillConfig) -> Production:
+    return make_production(pg_server, s3_server, drill_config, newest=TAKEN_AT)
+
+
+def on_server(production: Production, **staging: str) -> Production:
+    """The same production, drilled into the existing staging server."""
+    config = production.deployment.config.with_changes(
+        staging={"provider": "server", "admin_dsn_env": ADMIN_ENV, **staging}
+    )
+    return dataclasses.replace(production, deployment=dataclasses.replace(production.deployment, config=config))
+
+
+@pytest.fixture
+def admin_env(staging_server: LocalPostgres, monkeypatch: pytest.MonkeyPatch) -> str:
+    dsn = admin_dsn(staging_server)
+    monkeypatch.setenv(ADMIN_ENV, dsn)
+    return dsn
+
+
+def catalog(server: PostgresServer) -> tuple[set[str], set[str]]:
+    """The server's databases and roles."""
+    with server.connect() as conn:
+        databases = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+        roles = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles")}
+    return databases, roles
+
+
+def test_a_dump_restores_into_a_database_of_the_run_with_the_counts_of_local_staging(
+    provider: Provider, production: Production, staging_server: LocalPostgres, admin_env: str,
+    pg_server: PostgresServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    local = production.restore(provider, name="local")
+    local.stop()
+    monkeypatch.setenv(PRODUCTION_ENV, pg_server.dsn())  # production is another server: it passes
+    staging = on_server(production, production_dsn_env=PRODUCTION_ENV).restore(provider, name="ext")
+    database, role = database_name(run_id(), "ext"), role_name(run_id(), "ext")
+    try:
+        assert staging.dbname == database
+        assert staging.counts.tables == local.counts.tables
+        assert staging.counts.newest == local.counts.newest
+        with staging_server.connect() as conn:
+            comment, owner = conn.execute(
+                "SELECT shobj_description(d.oid, 'pg_database'), pg_get_userbyid(d.datdba) FROM pg_database d "
+                "WHERE datname = %s", (database,)).fetchone() or ("", "")  # fmt: skip
+            powers = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole, rolcanlogin FROM pg_roles "
+                                  "WHERE rolname = %s", (role,)).fetchone()  # fmt: skip
+        stamp = Stamp.parse(comment)
+        assert stamp is not None
+        assert (stamp.run, stamp.name, stamp.host) == (run_id(), "ext", socket.gethostname())
+        assert owner == role
+        assert powers == (False, False, False, True)
+        # The record's line: version, identity against production's, settings; no secret anywhere it goes.
+        assert staging.server_description.startswith(f"PostgreSQL {staging_server.binaries.version} at ")
+        assert "production's is " in staging.server_description
+        assert "shared_buffers=" in staging.server_description
+        password = staging_server.passwords["postgres"]
+        assert not any(password in text for text in (staging.server_description, staging.dsn, staging.app_database_url))
+        # The app gets the run's role and that database only; tools and the guard accept it, nothing else there.
+        assert staging.app_role == role
+        assert f"/{database}" in staging.app_database_url
+        with psycopg.connect(staging.app_database_url.replace("+psycopg", ""), connect_timeout=5) as conn:
+            restored = conn.execute("SELECT count(*) FROM orders").fetchone()
+        assert restored == (production.manifest.tables["orders"].rows,)
+        ensure_throwaway(staging.dsn)
+        check_amcheck(staging.postgres, staging.dbname)
+        with pytest.raises(UnsafeTargetError, match=r"^refusing to write to database 'postgres' on PostgreSQL at "
+                           r"127\.0\.0\.1:\d+: this run did not create that database$"):  # fmt: skip
+            ensure_throwaway(staging.postgres.dsn())
+        with staging_server.connect() as conn:  # what the restore could do as the database's owner
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS 'mine now'").format(sql.Identifier(database)))
+        with pytest.raises(UnsafeTargetError, match=rf"^refusing to write to database '{database}' on PostgreSQL at "
+                           r"127\.0\.0\.1:\d+: it no longer carries this run's stamp$"):  # fmt: skip
+            ensure_throwaway(staging.dsn)
+    finally:
+        staging.stop()
+    databases, roles = catalog(staging_server)
+    assert database not in databases
+    assert role not in roles
+    assert not list(Path(tempfile.gettempdir()).glob(f"{LABEL}-{run_id()}-pgpass-ext-*"))
+
+
+def test_another_role_of_the_staging_server_cannot_connect_to_the_restored_copy(
+    provider: Provider, production: Production, staging_server: LocalPostgres, admin_env: str
+) -> None:
+    other = f"someone_{uuid.uuid4().hex[:6]}"
+    with staging_server.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'someone-else'").format(sql.Identifier(other)))
+    staging = on_server(production).restore(provider, name="closed")
+    try:
+        url = f"postgresql://{other}:someone-else@{staging_server.host}:{staging_server.port}/{staging.dbname}"
+        with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+            psycopg.connect(url, connect_timeout=5).close()
+    finally:
+        staging.stop()
+        with staging_server.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(other)))
+
+
+def test_a_staging_server_that_is_production_is_refused_before_anything_is_written(
+    provider: Provider, production: Production, staging_server: LocalPostgres, admin_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # Production's DSN names the staging server under another spelling: the identity, not the address, decides.
+    monkeypatch.setenv(PRODUCTION_ENV, admin_env.replace("127.0.0.1", "localhost"))
+    before = catalog(staging_server)
+    with pytest.raises(UnsafeTargetError, match=(
+        rf"\[staging\] admin_dsn_env \({ADMIN_ENV}\): the staging server 127\.0\.0\.1:\d+ is production \(system "
+        rf"identifier \d+, the same as \[staging\] production_dsn_env's\); refusing to restore into it: point "
+        r"admin_dsn_env at a staging server$"
+    )) as refused:  # fmt: skip
+        on_server(production, production_dsn_env=PRODUCTION_ENV).restore(provider, name="prod")
+    assert "\n" not in str(refused.value)
+    assert staging_server.passwords["postgres"] not in str(refused.value)
+    assert catalog(staging_server) == before
+
+
+def test_a_database_of_the_run_s_name_that_the_drill_did_not_create_is_a_collision(
+    provider: Provider, production: Production, staging_server: LocalPostgres, admin_env: str
+) -> None:
+    database = database_name(run_id(), "clash")
+    staging_server.create_database(database)  # someone else's, without the stamp
+    try:
+        with pytest.raises(UnsafeTargetError, match=(
+            rf"^the staging server 127\.0\.0\.1:\d+ already has a database {database} that this drill did not "
+            r"create; refusing to touch it: drop or rename it, or run under another CODEBLACK_DRILLS_RUN$"
+        )):  # fmt: skip
+            on_server(production).restore(provider, name="clash")
+        databases, roles = catalog(staging_server)
+        assert database in databases  # untouched
+        assert role_name(run_id(), "clash") not in roles  # the role it had made is dropped again
+    finally:
+        staging_server.drop_database(database)
+
+
+def _make(server: PostgresServer, kind: str, name: str, comment: str | None) -> None:
+    statement = "CREATE DATABASE {}" if kind == "database" else "CREATE ROLE {}"
+    with server.connect() as conn:
+        conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
+        if comment is not None:
+            on = sql.SQL("DATABASE" if kind == "database" else "ROLE")
+            conn.execute(sql.SQL("COMMENT ON {} {} IS {}").format(on, sql.Identifier(name), sql.Literal(comment)))
+
+
+def test_the_sweep_drops_only_stamped_leftovers_of_runs_of_this_host_that_ended(
+    staging_server: LocalPostgres, admin_env: str, drill_config: DrillConfig
+) -> None:
+    dead, live, host = f"dead{uuid.uuid4().hex[:6]}", f"live{uuid.uuid4().hex[:6]}", socket.gethostname()
+    owner = Path(tempfile.gettempdir()) / f"{LABEL}-{live}-{os.getpid()}.owner"  # this process runs `live`
+    owner.write_text(f"{os.getpid()} {psutil.Process().create_time()!r}")
+
+    def stamp(kind: str, run: str, name: str, on_host: str = host) -> str:
+        return Stamp(kind, run, name, on_host, "2026-01-01T00:00:00Z").text()
+
+    made = [
+        ("database", database_name(dead, "left"), stamp("database", dead, "left")),  # dropped
+        ("role", role_name(dead, "left"), stamp("role", dead, "left")),  # dropped
+        ("database", database_name(dead, "bare"), None),  # the pattern without the stamp: never
+        ("database", database_name(dead, "moved"), stamp("database", dead, "other")),  # a stamp of another name
+        ("database", database_name(dead, "far"), stamp("database", dead, "far", "elsewhere.example")),  # not ours
+        ("database", database_name(live, "busy"), stamp("database", live, "busy")),  # a run that still runs
+    ]
+    for kind, name, comment in made:
+        _make(staging_server, kind, name, comment)
+    config = drill_config.with_changes(staging={"provider": "server", "admin_dsn_env": ADMIN_ENV})
+    try:
+        dropped = StagingServer.from_config(config).sweep()
+        databases, roles = catalog(staging_server)
+    finally:
+        owner.unlink()
+        for kind, name, _ in made:
+            with staging_server.connect() as conn:
+                what = "DATABASE" if kind == "database" else "ROLE"
+                conn.execute(sql.SQL(f"DROP {what} IF EXISTS {{}}").format(sql.Identifier(name)))
+    assert dropped == [f"database {database_name(dead, 'left')}", f"role {role_name(dead, 'left')}"]
+    assert {name for _, name, _ in made[2:]} <= databases
+    assert role_name(dead, "left") not in roles

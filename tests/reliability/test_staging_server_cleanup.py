@@ -1,0 +1,96 @@
+"""A drill into an existing staging server that is SIGKILLed mid-restore: the next run drops what it left there.
+
+The drill runs as an operator runs it (a subprocess against the sandbox world, ``[staging] provider = "server"``),
+restoring into a second local PostgreSQL that stands in for the staging server. Once its ``pg_restore`` runs,
+the restore is held (SIGSTOP: it cannot finish meanwhile) and the drill is killed with SIGKILL, so no finaliser
+runs: its stamped database and role stay on the server. The next drill's sweep drops both, restores, and drops
+its own at the end; the record states the server's version and settings.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.services.base import RUN_ENV, wait_until
+from harness.services.external import Stamp, database_name, role_name
+from harness.services.sweeper import find_leftovers
+from sandbox.breakage import bulky_newest
+from sandbox.world import World
+from tests.features.drill_run import During, run_drill
+from tests.harness.test_staging_server import ADMIN_ENV, admin_dsn, catalog, existing_server
+
+pytestmark = pytest.mark.slow
+
+STAGING = {"provider": "server", "admin_dsn_env": ADMIN_ENV}
+
+
+def _hold_restore_and_kill_the_drill(held: list[int]) -> During:
+    """Once the run's pg_restore runs, hold it (SIGSTOP) and SIGKILL the drill: nothing of it runs on the way out."""
+
+    def inject(run: str, child: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 120
+        while child.poll() is None and time.monotonic() < deadline:
+            restoring = [
+                proc for proc in psutil.process_iter(["name", "cmdline", "environ"])
+                if proc.info["name"] == "pg_restore" and "--dbname" in (proc.info["cmdline"] or [])
+                and (proc.info["environ"] or {}).get(RUN_ENV) == run
+            ]  # fmt: skip
+            if restoring:
+                for proc in restoring:
+                    try:
+                        proc.send_signal(signal.SIGSTOP)
+                    except psutil.NoSuchProcess:
+                        continue
+                    held.append(proc.pid)
+                child.kill()
+                return
+            time.sleep(0.02)
+
+    return inject
+
+
+def test_a_drill_killed_mid_restore_leaves_its_database_and_role_to_the_next_run(
+    tmp_path: Path, sandbox_world: World
+) -> None:
+    server = existing_server("existing-kill")
+    try:
+        env = {ADMIN_ENV: admin_dsn(server)}
+        bulky = sandbox_world.variant("bulky", bulky_newest(400_000))
+        held: list[int] = []
+        killed = run_drill(tmp_path / "killed", bulky, "isolated_staging", env=env, staging=STAGING,
+                           during=_hold_restore_and_kill_the_drill(held))  # fmt: skip
+        assert held, f"pg_restore finished before the drill could be killed:\n{killed.output[-3000:]}"
+        assert killed.returncode == -signal.SIGKILL, killed.output[-3000:]
+        wait_until(lambda: not find_leftovers(killed.run).processes, timeout=30, what="the killed run's processes")
+        database, role = database_name(killed.run, "staging"), role_name(killed.run, "staging")
+        databases, roles = catalog(server)
+        assert database in databases, "the killed drill left no database: nothing to sweep"
+        assert role in roles
+        with server.connect() as conn:
+            row = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                               (database,)).fetchone()  # fmt: skip
+        stamp = Stamp.parse(row[0] if row else None)
+        assert stamp is not None
+        assert stamp.run == killed.run
+
+        later = run_drill(tmp_path / "next", sandbox_world.deployment, "isolated_staging", env=env, staging=STAGING,
+                          args=["-o", "log_cli=true"])  # fmt: skip
+        assert later.returncode == 0, later.output[-3000:]
+        assert f"database {database}, role {role}" in later.output
+        databases, roles = catalog(server)
+        assert database not in databases
+        assert role not in roles
+        assert database_name(later.run, "staging") not in databases  # its own, dropped at its end
+        assert role_name(later.run, "staging") not in roles
+        described = later.records()[-1]["environment"]["staging.server"]
+        assert described.startswith(f"PostgreSQL {server.binaries.version} at 127.0.0.1:{server.port} ")
+        assert "max_wal_size=" in described
+        assert server.passwords["postgres"] not in later.output
+    finally:
+        server.stop()
