@@ -22,10 +22,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from harness.applicability import secret_keys
 from harness.config import DrillConfig
-from harness.errors import UnsafeTargetError
+from harness.errors import ConfigError, HarnessError, UnsafeTargetError
 from harness.integrity import check_amcheck
-from harness.services.base import LABEL, give_to_service_user, label_dir, remove_dir, run_id, run_tool
+from harness.services.base import LABEL, free_port, give_to_service_user, label_dir, remove_dir, run_id, run_tool
 from harness.services.external import StagingServer, Stamp, database_name, role_name
 from harness.services.postgres import LocalPostgres, PostgresServer, ensure_throwaway, find_binaries
 from harness.services.provider import Provider
@@ -243,3 +244,34 @@ def test_the_sweep_drops_only_stamped_leftovers_of_runs_of_this_host_that_ended(
     assert dropped == [f"database {database_name(dead, 'left')}", f"role {role_name(dead, 'left')}"]
     assert {name for _, name, _ in made[2:]} <= databases
     assert role_name(dead, "left") not in roles
+
+
+def test_a_staging_dsn_that_is_not_one_fails_in_one_line_without_quoting_it(
+    drill_config: DrillConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ADMIN_ENV, "host=staging.internal password=s3cr3t-staging oops")
+    config = drill_config.with_changes(staging={"provider": "server", "admin_dsn_env": ADMIN_ENV})
+    with pytest.raises(ConfigError, match=rf"^\S+drill\.toml: \[staging\] admin_dsn_env \({ADMIN_ENV}\): its value is "
+                       r"not a libpq connection string or URL$") as refused:  # fmt: skip
+        StagingServer.from_config(config)
+    assert "s3cr3t" not in str(refused.value)
+
+
+def test_an_unreachable_staging_server_fails_in_one_line(
+    drill_config: DrillConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()
+    monkeypatch.setenv(ADMIN_ENV, f"postgresql://postgres:s3cr3t-staging@127.0.0.1:{port}/postgres")
+    config = drill_config.with_changes(staging={"provider": "server", "admin_dsn_env": ADMIN_ENV})
+    with pytest.raises(HarnessError, match=rf"^\S+: \[staging\] admin_dsn_env \({ADMIN_ENV}\): cannot reach the "
+                       rf"staging server 127\.0\.0\.1:{port} as postgres: .+$") as refused:  # fmt: skip
+        StagingServer.from_config(config)
+    assert "s3cr3t" not in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_the_staging_server_s_dsns_are_asked_for_only_where_staging_is_restored(drill_config: DrillConfig) -> None:
+    config = drill_config.with_changes(staging={"provider": "server", "production_dsn_env": PRODUCTION_ENV})
+    assert {"staging.admin_dsn_env", "staging.production_dsn_env"} <= set(secret_keys(config, [{"staging"}]))
+    assert not any(key.startswith("staging.") for key in secret_keys(config, [{"backup_policy"}]))
+    assert not any(key.startswith("staging.") for key in secret_keys(drill_config, [{"staging"}]))
