@@ -246,15 +246,15 @@ class StagingServer:
         return (f"PostgreSQL {self.version} at {self.address} (an existing server{into}); system identifier "
                 f"{self.system_identifier}, {identity}; settings: {settings}")  # fmt: skip
 
-    def sweep(self) -> list[str]:
-        """Drop the databases and roles killed runs of this machine left here; return their names.
+    def leftovers(self) -> list[tuple[str, str]]:
+        """The databases and roles killed runs of this machine left here, as (kind, name), databases first.
 
         Only a database or role whose comment is the drill's stamp for exactly its name, from this host, of a run
-        that no longer runs: an unstamped one, another machine's and a live run's are left alone.
+        that no longer runs: an unstamped one, another machine's and a live run's are never listed.
         """
         alive, host = live_runs(), socket.gethostname()
-        dropped: list[str] = []
-        with self.admin.connect() as conn:
+        found: list[tuple[str, str]] = []
+        with self.admin.connect(read_only=True) as conn:
             for kind, query, prefix in (
                 ("database", "SELECT d.datname, pg_catalog.shobj_description(d.oid, 'pg_database') "
                              "FROM pg_catalog.pg_database d WHERE d.datname LIKE %s", DATABASE_PREFIX),
@@ -265,10 +265,17 @@ class StagingServer:
                     stamp = Stamp.parse(comment)
                     if stamp is None or stamp.kind != kind or stamp.object_name != name:
                         continue
-                    if stamp.host != host or stamp.run in alive:
-                        continue
-                    if _drop(conn, kind, name):
-                        dropped.append(f"{kind} {name}")
+                    if stamp.host == host and stamp.run not in alive:
+                        found.append((kind, name))
+        return found
+
+    def sweep(self) -> list[str]:
+        """Drop the :meth:`leftovers`; return them as ``"database <name>"`` and ``"role <name>"``."""
+        found = self.leftovers()
+        if not found:
+            return []
+        with self.admin.connect() as conn:
+            dropped = [f"{kind} {name}" for kind, name in found if _drop(conn, kind, name)]
         if dropped:
             log.warning("dropped what killed drill runs left on the staging server %s: %s", self.address,
                         ", ".join(dropped))  # fmt: skip

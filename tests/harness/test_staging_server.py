@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -275,3 +277,28 @@ def test_the_staging_server_s_dsns_are_asked_for_only_where_staging_is_restored(
     assert {"staging.admin_dsn_env", "staging.production_dsn_env"} <= set(secret_keys(config, [{"staging"}]))
     assert not any(key.startswith("staging.") for key in secret_keys(config, [{"backup_policy"}]))
     assert not any(key.startswith("staging.") for key in secret_keys(drill_config, [{"staging"}]))
+
+
+def test_the_sweep_command_lists_then_drops_a_killed_run_s_leftovers_on_the_staging_server(
+    staging_server: LocalPostgres, admin_env: str, tmp_path: Path
+) -> None:
+    dead = f"dead{uuid.uuid4().hex[:6]}"
+    made = [("database", database_name(dead, "staging")), ("role", role_name(dead, "staging"))]
+    for kind, name in made:
+        _make(
+            staging_server,
+            kind,
+            name,
+            Stamp(kind, dead, "staging", socket.gethostname(), "2026-01-01T00:00:00Z").text(),
+        )
+    config = tmp_path / "drill.toml"
+    config.write_text(f'[staging]\nprovider = "server"\nadmin_dsn_env = "{ADMIN_ENV}"\n')
+    program = [str(Path(sys.executable).parent / "codeblack-drills"), "--config", str(config), "sweep"]
+    listed = subprocess.run([*program, "--dry-run"], capture_output=True, text=True, timeout=60, check=True)
+    where = f"{staging_server.host}:{staging_server.port}"
+    assert [f"{kind} {name} on {where}" for kind, name in made] == [
+        line for line in listed.stdout.splitlines() if line.endswith(f" on {where}")
+    ]
+    assert {name for _, name in made} <= set.union(*catalog(staging_server))  # a dry run drops nothing
+    subprocess.run(program, capture_output=True, text=True, timeout=60, check=True)
+    assert not {name for _, name in made} & set.union(*catalog(staging_server))
