@@ -3,8 +3,9 @@
 The drill runs as an operator runs it (a subprocess against the sandbox world, ``[staging] provider = "server"``),
 restoring into a second local PostgreSQL that stands in for the staging server. Once its ``pg_restore`` runs,
 the restore is held (SIGSTOP: it cannot finish meanwhile) and the drill is killed with SIGKILL, so no finaliser
-runs: its stamped database and role stay on the server. The next drill's sweep drops both, restores, and drops
-its own at the end; the record states the server's version and settings.
+runs: its stamped database and role stay on the server. The next drill's sweep drops both; it restores, starts
+the app against its own database (deep health green) and drops that at the end; the record states the
+server's version and settings.
 """
 
 from __future__ import annotations
@@ -79,9 +80,10 @@ def test_a_drill_killed_mid_restore_leaves_its_database_and_role_to_the_next_run
         assert stamp is not None
         assert stamp.run == killed.run
 
-        later = run_drill(tmp_path / "next", sandbox_world.deployment, "isolated_staging", env=env, staging=STAGING,
-                          args=["-o", "log_cli=true"])  # fmt: skip
+        later = run_drill(tmp_path / "next", sandbox_world.deployment, "isolated_staging or deep_health", env=env,
+                          staging=STAGING, args=["-o", "log_cli=true"])  # fmt: skip
         assert later.returncode == 0, later.output[-3000:]
+        assert "2 passed" in later.output  # the restore, and the app healthy against the run's database
         assert f"database {database}, role {role}" in later.output
         databases, roles = catalog(server)
         assert database not in databases
