@@ -410,6 +410,25 @@ class ExternalPostgres(PostgresServer):
         tls = {_KEPT_PARAMS[key]: value for key, value in self.server.admin.params.items()}
         return super().tool_env(user) | tls
 
+    def create_database(self, dbname: str, owner: str | None = None) -> str:
+        """Refused: on a server it shares, the drill holds one database, made by :meth:`StagingServer.provision`."""
+        raise UnsafeTargetError(f"refusing to create database {dbname!r} on the staging server {self.server.address}: "
+                                f"the drill holds only {self.database} there")  # fmt: skip
+
+    def drop_database(self, dbname: str) -> None:
+        """Drop the run's database (:meth:`stop`); any other is refused."""
+        if dbname != self.database:
+            raise UnsafeTargetError(f"refusing to drop database {dbname!r} on the staging server "
+                                    f"{self.server.address}: this run did not create it")  # fmt: skip
+        self.stop()
+
+    def set_password(self, role: str) -> str:
+        """Refused for every role but the run's: the roles of a shared server are not the drill's."""
+        if role != self.owner_role:
+            raise UnsafeTargetError(f"refusing to change the password of role {role!r} on the staging server "
+                                    f"{self.server.address}: this run did not create it")  # fmt: skip
+        return super().set_password(role)
+
     def alive(self) -> bool:
         """Whether the server answers (the drill does not run it)."""
         try:

@@ -8,6 +8,8 @@ Production is the session's test server, where :func:`make_production` seeds and
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import logging
 import os
 import socket
 import subprocess
@@ -26,7 +28,7 @@ from psycopg import sql
 
 from harness.applicability import secret_keys
 from harness.config import DrillConfig
-from harness.errors import ConfigError, HarnessError, UnsafeTargetError
+from harness.errors import CheckFailed, ConfigError, HarnessError, UnsafeTargetError
 from harness.integrity import check_amcheck
 from harness.services.base import LABEL, free_port, give_to_service_user, label_dir, remove_dir, run_id, run_tool
 from harness.services.external import StagingServer, Stamp, database_name, role_name
@@ -138,6 +140,11 @@ def test_a_dump_restores_into_a_database_of_the_run_with_the_counts_of_local_sta
         with pytest.raises(UnsafeTargetError, match=r"^refusing to write to database 'postgres' on PostgreSQL at "
                            r"127\.0\.0\.1:\d+: this run did not create that database$"):  # fmt: skip
             ensure_throwaway(staging.postgres.dsn())
+        with pytest.raises(UnsafeTargetError, match=r"^refusing to drop database 'postgres' on the staging server "
+                           r"127\.0\.0\.1:\d+: this run did not create it$"):  # fmt: skip
+            staging.postgres.drop_database("postgres")
+        with pytest.raises(UnsafeTargetError, match=r"^refusing to change the password of role 'postgres' on the "):
+            staging.postgres.set_password("postgres")
         with staging_server.connect() as conn:  # what the restore could do as the database's owner
             conn.execute(sql.SQL("COMMENT ON DATABASE {} IS 'mine now'").format(sql.Identifier(database)))
         with pytest.raises(UnsafeTargetError, match=rf"^refusing to write to database '{database}' on PostgreSQL at "
@@ -202,6 +209,22 @@ def test_a_database_of_the_run_s_name_that_the_drill_did_not_create_is_a_collisi
         assert role_name(run_id(), "clash") not in roles  # the role it had made is dropped again
     finally:
         staging_server.drop_database(database)
+
+
+def test_a_restore_that_fails_after_its_database_was_made_drops_it(
+    provider: Provider, production: Production, staging_server: LocalPostgres, admin_env: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    database, role = database_name(run_id(), "failed"), role_name(run_id(), "failed")
+    cut = production.body()[:-4096]  # pg_restore fails on it, after the database was made and the data began
+    bad = production.variant(cut, size=len(cut), sha256=hashlib.sha256(cut).hexdigest())
+    logged = caplog.at_level(logging.INFO, logger="harness.services.external")
+    with logged, pytest.raises(CheckFailed, match="does not restore"):
+        on_server(production).restore(provider, bad, name="failed")
+    assert f"staging database {database} (role {role}) created" in caplog.text
+    databases, roles = catalog(staging_server)
+    assert database not in databases
+    assert role not in roles
 
 
 def _make(server: PostgresServer, kind: str, name: str, comment: str | None) -> None:
