@@ -385,7 +385,7 @@ def _client_tools(
         return choose_staging(header, provider.binaries, configured_dir=services.postgres_bin_dir,
                               forced=services.postgres_major)  # fmt: skip
     return choose_staging(header, provider.binaries, configured_dir=services.postgres_bin_dir, forced=existing.major,
-                          forced_by=f"the staging server {existing.address}'s major")  # fmt: skip
+                          forced_by=f"the staging server {existing.address}'s major", clients_only=True)  # fmt: skip
 
 
 def _provision(

