@@ -132,15 +132,16 @@ class _Admin:
             info = psycopg.conninfo.conninfo_to_dict(dsn)
         except psycopg.ProgrammingError:
             raise ConfigError(f"{where}: its value is not a libpq connection string or URL") from None
-        host = str(info.get("host") or "")
-        if not host or "," in host:
-            raise ConfigError(f"{where}: the DSN names no host (or several); give the staging server's one host")
+        host, port = str(info.get("host") or ""), str(info.get("port") or "5432")
+        if not host or "," in host or not port.isdigit():
+            raise ConfigError(f"{where}: the DSN names no host (or several, or no port number); give the server's "
+                              "one host and port")  # fmt: skip
         password = str(info["password"]) if info.get("password") else None
         if password is not None:
             register_secret(password)
         user = str(info.get("user") or "postgres")
         params = {key: str(info[key]) for key in _KEPT_PARAMS if info.get(key)}
-        return cls(host, int(info.get("port") or 5432), user, str(info.get("dbname") or user), password, params)
+        return cls(host, int(port), user, str(info.get("dbname") or user), password, params)
 
     def connect(self, *, read_only: bool = False) -> psycopg.Connection[tuple[Any, ...]]:
         """An autocommit session as the admin on its own database (read-only: nothing can be written)."""
@@ -294,7 +295,11 @@ class StagingServer:
             raise ConfigError(f"staging name {role!r} is longer than PostgreSQL's {_NAME_MAX} characters: "
                               "choose a shorter CODEBLACK_DRILLS_RUN")  # fmt: skip
         claim_run()  # this process owns the run now: another drill's sweep leaves its database alone
-        self.sweep()
+        try:
+            self.sweep()
+        except psycopg.Error as exc:
+            raise HarnessError(f"the staging server {self.address}: cannot look for what killed runs left "
+                               f"({_first_line(exc)})") from None  # fmt: skip
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         host = socket.gethostname()
         db_stamp, role_stamp = (Stamp(kind, run, name, host, created).text() for kind in ("database", "role"))
@@ -302,13 +307,18 @@ class StagingServer:
         admin = self.admin
         server = ExternalPostgres(name, admin.host, admin.port, binaries, self, database, db_stamp,
                                   admin_user=admin.user, maintenance_db=admin.dbname, owner_role=role)  # fmt: skip
-        with self.admin.connect() as conn:
-            _create_role(conn, role, password, role_stamp, self.address)
-            try:
-                _create_database(conn, database, role, db_stamp, self.address)
-            except BaseException:
-                _drop(conn, "role", role)
-                raise
+        try:
+            with self.admin.connect() as conn:
+                _create_role(conn, role, password, role_stamp, self.address)
+                try:
+                    _create_database(conn, database, role, db_stamp, self.address)
+                except BaseException:
+                    _drop(conn, "role", role)
+                    raise
+        except psycopg.Error as exc:
+            raise HarnessError(f"the staging server {self.address}: {admin.user} cannot create the run's role and "
+                               f"database ({_first_line(exc)}); the admin role needs CREATEDB and "
+                               "CREATEROLE") from None  # fmt: skip
         try:
             server.open(password)
         except BaseException:
@@ -343,8 +353,12 @@ def _create_database(conn: psycopg.Connection[Any], database: str, role: str, st
         raise UnsafeTargetError(f"the staging server {address} already has a database {database} that this drill "
                                 "did not create; refusing to touch it: drop or rename it, or run under another "
                                 "CODEBLACK_DRILLS_RUN") from None  # fmt: skip
-    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, sql.Literal(stamp)))
-    conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+    try:
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, sql.Literal(stamp)))
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(ident))
+    except BaseException:  # it is ours: made a moment ago
+        _drop(conn, "database", database)
+        raise
 
 
 def _drop(conn: psycopg.Connection[Any], kind: str, name: str) -> bool:

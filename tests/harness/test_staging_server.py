@@ -248,6 +248,28 @@ def test_a_restore_that_fails_after_its_database_was_made_drops_it(
     assert role not in roles
 
 
+def test_an_admin_that_cannot_create_roles_fails_in_one_line_and_leaves_nothing(
+    provider: Provider, production: Production, staging_server: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weak = f"weak_{uuid.uuid4().hex[:6]}"
+    with staging_server.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD 'weak-admin-pw'").format(sql.Identifier(weak)))
+    monkeypatch.setenv(
+        ADMIN_ENV, f"postgresql://{weak}:weak-admin-pw@{staging_server.host}:{staging_server.port}/postgres"
+    )
+    before = catalog(staging_server)
+    try:
+        with pytest.raises(HarnessError, match=(
+            rf"^the staging server 127\.0\.0\.1:\d+: {weak} cannot create the run's role and database \(permission "
+            r"denied to create role\); the admin role needs CREATEDB and CREATEROLE$"
+        )):  # fmt: skip
+            on_server(production).restore(provider, name="weak")
+        assert catalog(staging_server) == before
+    finally:
+        with staging_server.connect() as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(weak)))
+
+
 def _make(server: PostgresServer, kind: str, name: str, comment: str | None) -> None:
     statement = "CREATE DATABASE {}" if kind == "database" else "CREATE ROLE {}"
     with server.connect() as conn:
