@@ -26,6 +26,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from harness.app.runner import app_env
 from harness.applicability import secret_keys
 from harness.config import DrillConfig
 from harness.errors import CheckFailed, ConfigError, HarnessError, UnsafeTargetError
@@ -106,7 +107,8 @@ def test_a_dump_restores_into_a_database_of_the_run_with_the_counts_of_local_sta
     local = production.restore(provider, name="local")
     local.stop()
     monkeypatch.setenv(PRODUCTION_ENV, pg_server.dsn())  # production is another server: it passes
-    staging = on_server(production, production_dsn_env=PRODUCTION_ENV).restore(provider, name="ext")
+    drilled = on_server(production, production_dsn_env=PRODUCTION_ENV)
+    staging = drilled.restore(provider, name="ext")
     database, role = database_name(run_id(), "ext"), role_name(run_id(), "ext")
     try:
         assert staging.dbname == database
@@ -128,7 +130,11 @@ def test_a_dump_restores_into_a_database_of_the_run_with_the_counts_of_local_sta
         assert "production's is " in staging.server_description
         assert "shared_buffers=" in staging.server_description
         password = staging_server.passwords["postgres"]
-        assert not any(password in text for text in (staging.server_description, staging.dsn, staging.app_database_url))
+        app = app_env(
+            drilled.deployment.config, drilled.deployment, database_url=staging.app_database_url, redis_url=""
+        )
+        assert not any(password in text for text in (staging.server_description, staging.dsn, *app.values()))
+        assert admin_env not in "\n".join(app.values())
         # The app gets the run's role and that database only; tools and the guard accept it, nothing else there.
         assert staging.app_role == role
         assert f"/{database}" in staging.app_database_url
