@@ -1,16 +1,8 @@
-"""Registers the suite's fixtures and steps as plugins (keeps assertion rewriting; no star imports)."""
+"""Registers the suite's fixtures and steps as plugins (keeps assertion rewriting; no star imports).
 
-pytest_plugins = [
-    "fixtures.config",
-    "fixtures.failures",
-    "fixtures.services",
-    "fixtures.world",
-    "fixtures.app",
-    "fixtures.staging",
-    "fixtures.drill_record",
-    "steps.common",
-    "steps.backup_policy",
-    "steps.restore_drill",
-    "steps.migration_gates",
-    "steps.config_safety",
-]
+The list is :data:`codeblack_drills.PLUGINS`, which an installed drill registers under its own package too.
+"""
+
+from codeblack_drills import PLUGINS
+
+pytest_plugins = list(PLUGINS)

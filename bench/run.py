@@ -45,7 +45,7 @@ from harness.services.s3 import MotoS3, S3Endpoint  # noqa: E402
 from harness.storage.catalogue import fetch_manifest, list_backups  # noqa: E402
 from harness.storage.download import download_object  # noqa: E402
 from sandbox.codeblack.revisions import alembic_config  # noqa: E402
-from sandbox.target import drill_env, write_drill_toml  # noqa: E402
+from sandbox.target import drill_env, toml_text, write_drill_toml  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 BUCKET = "bench-backups"
@@ -255,14 +255,13 @@ def _drill_toml_in(reports: Path) -> str:
     become absolute.
     """
     sections = tomllib.loads((ROOT / "drill.toml").read_text())
+    project = load_config(ROOT / "drill.toml")
     migrations = sections.setdefault("migrations", {})
-    migrations["script_location"] = str(ROOT / migrations.get("script_location", "sandbox/migrations"))
+    migrations["script_location"] = str(project.resolve_path(project.migrations.script_location))
     if "ini" in migrations:
-        migrations["ini"] = str(ROOT / migrations["ini"])
+        migrations["ini"] = str(project.resolve_path(migrations["ini"]))
     sections["reports"] = {"dir": str(reports)}
-    # json.dumps writes TOML's strings, numbers and booleans too; the file has nothing else.
-    return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"
-                   for name, values in sections.items())  # fmt: skip
+    return toml_text(sections)
 
 
 def whole_drill() -> dict[str, Any]:

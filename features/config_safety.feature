@@ -3,9 +3,9 @@ Feature: Change safety gates on the config API
   The plan's Change Safety Gates, checked over HTTP against the app started on a staging copy restored from
   the newest backup, never against production: critical config keys need two-step approval, sensitive keys
   are blocked from dashboard mutation and stay in the secret manager, every config response is signed, and
-  every change is audited in config_change_history. Known secret values are planted in the app's
-  environment so that their absence from every response and audit row can be proven; the report shows
-  them redacted. Every probe uses a fresh value and puts the old value back the same way.
+  every change is audited in the audit table (config_change_history in the plan). Known secret values are
+  planted in the app's environment so that their absence from every response and audit row can be proven;
+  the report shows them redacted. Every probe uses a fresh value and puts the old value back the same way.
 
   Background:
     Given the config API of the app started on the staging copy, with known secret values planted
@@ -18,12 +18,12 @@ Feature: Change safety gates on the config API
     Then each change stayed pending, with the old value in force, until it was approved
     And no actor could approve a change they had proposed themselves
     And each change took effect once a second, authorised approver approved it
-    And every change the gate made is recorded in config_change_history with actor, key, time and status
+    And every change the gate made is recorded in the audit table with actor, key, time and status
 
   Scenario: Sensitive config keys are blocked from dashboard mutation
     When a change to each sensitive key is attempted through the config API
     Then every attempt is refused and the key keeps the value held in the secret manager
-    And every change the gate made is recorded in config_change_history with actor, key, time and status
+    And every change the gate made is recorded in the audit table with actor, key, time and status
 
   Scenario: Config change responses are signed
     When an ordinary config key is changed and put back through the config API
@@ -32,5 +32,5 @@ Feature: Change safety gates on the config API
 
   Scenario: Every config change is audited and no secret value leaks
     When operators propose, approve, reject and apply config changes and try to change sensitive keys
-    Then every change the gate made is recorded in config_change_history with actor, key, time and status
+    Then every change the gate made is recorded in the audit table with actor, key, time and status
     And no value of a sensitive key appears in any config API response or audit row

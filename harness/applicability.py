@@ -86,14 +86,14 @@ def secret_keys(config: DrillConfig, selected: Iterable[Collection[str]]) -> lis
         selected: the tags of each scenario that will run (not deselected, not inapplicable).
 
     Object storage's keys are needed by anything that reads backups (the backup policy, the restore drill,
-    staging); the app's signing key only where the app runs; production Redis's URL only where the backup
-    policy reads the live Redis.
+    staging); the app's signing key only where the app runs and the file names one; production Redis's URL
+    only where the backup policy reads the live Redis.
     """
     keys: list[str] = []
     for tags in selected:
         if _STORAGE_AREAS & set(tags):
             keys += _STORAGE_KEYS
-        if "app" in tags:
+        if "app" in tags and config.app.signing_key_env:
             keys.append("app.signing_key_env")
         if "redis" in tags and "backup_policy" in tags and config.redis.url_env:
             keys.append("redis.url_env")

@@ -3,7 +3,8 @@
 The backup subcommands are the production side of the contract the drill verifies: they write every backup
 object with its manifest, signed with the Ed25519 seed ``[backup] signing_key_env`` names, so the drill has
 numbers to compare a restore with that whoever writes the bucket cannot forge. ``migrations record-checksums``
-records the reviewed migration files for the gates. ``report`` and ``records verify``
+records the reviewed migration files for the gates; ``gates`` and ``drill`` run the pre-deploy gates and the
+monthly drill themselves (pytest on the features the package ships). ``report`` and ``records verify``
 serve the auditor (the HTML report, the drill records' hash chain), ``sweep`` removes what a killed run left,
 and ``world up`` starts the sandbox world for exploring by hand. Every command logs progress to stderr,
 prints results to stdout, and exits 0 (ok), 1 (a check failed) or 2 (usage or configuration error, one line
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -106,7 +107,7 @@ def _from_env(name: str, option: str) -> str:
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, quiet: bool) -> None:
-    """Back up, prune and explore the deployment the restore drill verifies."""
+    """Run the restore drill and its pre-deploy gates; back up, prune and explore the deployment they verify."""
     check_run_id()  # every labelled directory a command makes carries it
     ctx.ensure_object(dict)["config_path"] = config_path
     if not logging.getLogger().handlers:  # leave a host's logging (or pytest's capture) alone
@@ -143,7 +144,7 @@ def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
     dsn = _from_env(dsn_env, "--dsn-env")
     signer = signer_from_config(config)
     pg_dump = dump_binaries(dsn, config.services.postgres_bin_dir).tool("pg_dump")
-    manifest = backup_postgres(dsn, _storage(config), config.storage.backup_bucket, config.storage.logical_prefix,
+    manifest = backup_postgres(dsn, _storage(config), config.backup_bucket(), config.storage.logical_prefix,
                                pg_dump=pg_dump, options=dump_options(config), signer=signer)  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
@@ -169,7 +170,7 @@ def backup_base_command(ctx: click.Context, dsn_env: str, weekly: bool, work_dir
     signer = signer_from_config(config)
     tool = find_binaries(config.services.postgres_bin_dir).tool("pg_basebackup")
     prefix = config.storage.base_weekly_prefix if weekly else config.storage.base_daily_prefix
-    manifest = backup_base(dsn, _storage(config), config.storage.backup_bucket, prefix, pg_basebackup=tool,
+    manifest = backup_base(dsn, _storage(config), config.backup_bucket(), prefix, pg_basebackup=tool,
                            work_dir=None if work_dir is None else Path(work_dir), signer=signer)  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
@@ -190,7 +191,7 @@ def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_ti
     config = _config(ctx)
     url = _from_env(url_env, "--url-env")
     signer = signer_from_config(config)
-    manifest = backup_redis(url, _storage(config), config.storage.backup_bucket, config.storage.redis_prefix,
+    manifest = backup_redis(url, _storage(config), config.backup_bucket(), config.storage.redis_prefix,
                             bgsave=bgsave, wait_timeout=wait_timeout, key_name=config.backup_key_name(), signer=signer,
                             redis_check_rdb=find_redis_check_rdb(config.services.redis_server))  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
@@ -208,7 +209,7 @@ def prune_command(ctx: click.Context, dry_run: bool) -> None:
     The newest backup of each kind is always kept. Prints one key per line.
     """
     config = _config(ctx)
-    removed = prune(_storage(config), config.storage.backup_bucket, config, now=datetime.now(UTC), dry_run=dry_run)
+    removed = prune(_storage(config), config.backup_bucket(), config, now=datetime.now(UTC), dry_run=dry_run)
     for key in removed:
         click.echo(key)
 
@@ -304,6 +305,60 @@ def migrations_record_checksums(ctx: click.Context) -> None:
     """Write versions.sha256 beside migrations/versions (after review); commit it with the migrations."""
     path, count = record_checksums(_config(ctx))
     click.echo(f"wrote {path} ({count} revisions)")
+
+
+def _suite_command(suite: Literal["gates", "drill"], summary: str, *examples: str) -> None:
+    """Add ``gates`` or ``drill``: pytest on the features the package ships (or the clone holds), in this process.
+
+    The configuration is loaded first, so that a bad file is one line and exit 2 before pytest starts; then
+    this process becomes pytest (a CI runner's SIGTERM reaches the drill itself), and its exit code is pytest's.
+    """
+
+    @cli.command(
+        suite,
+        help=f"{summary}\n\nExtra arguments go to pytest. Reports go under [reports] dir, a relative one from the "
+        "current directory (from a clone's root when run from a clone).",
+        context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+        epilog=_examples(*examples).replace(EXIT_CODES, _PYTEST_EXIT),
+    )
+    @click.option(
+        "--drill-config",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="The target's drill.toml (default: --config, then $DRILL_CONFIG, then the embedded sandbox).",
+    )
+    @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+    @click.pass_context
+    def command(ctx: click.Context, drill_config: str | None, pytest_args: tuple[str, ...]) -> None:
+        from codeblack_drills.run import pytest_argv  # the pytest side; the library commands do not need it
+
+        if drill_config is not None:
+            ctx.obj["config_path"] = drill_config
+        argv = pytest_argv(suite, _config(ctx).source, pytest_args)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(argv[0], argv)
+
+
+_PYTEST_EXIT = """\b
+Exit codes: pytest's own
+  0  every selected scenario passed or was not applicable
+  1  a check failed
+  2  drill.toml is invalid (one line on stderr), or the run was interrupted
+  4  usage error (an unknown pytest option or marker)"""
+
+_suite_command(
+    "gates",
+    "Run the pre-deploy gates (the scenarios tagged @predeploy) on the target of drill.toml.",
+    "codeblack-drills gates --drill-config drill.toml",
+    "codeblack-drills gates --drill-config drill.toml --junitxml gates.xml",
+)
+_suite_command(
+    "drill",
+    "Run the monthly restore drill (every scenario) on the target of drill.toml.",
+    "codeblack-drills drill                         # the embedded sandbox",
+    "codeblack-drills drill --drill-config prod.toml",
+)
 
 
 @cli.command(

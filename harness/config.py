@@ -9,8 +9,10 @@ instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import string
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -22,12 +24,15 @@ from harness.errors import ConfigError
 from harness.identifiers import TableName, parse_column, parse_table
 
 __all__ = [
+    "APP_PLACEHOLDERS",
+    "PROFILE_KEYS",
     "PROJECT_ROOT",
     "AppSettings",
     "BackupSettings",
     "DatabaseSettings",
     "DrillConfig",
     "MigrationSettings",
+    "ObjectiveApproval",
     "Objectives",
     "RedisSettings",
     "RestoreSettings",
@@ -39,8 +44,13 @@ __all__ = [
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "drill.toml"
-CRITICAL_TABLES = ("applications", "orders", "blacklist_entries", "config_change_history")
+#: The embedded default (the sandbox): drill.toml at a clone's root; an installed wheel ships it in sandbox/.
+DEFAULT_CONFIG = next(
+    (path for path in (PROJECT_ROOT / "drill.toml", PROJECT_ROOT / "sandbox" / "drill.toml") if path.is_file()),
+    PROJECT_ROOT / "drill.toml",
+)
+APP_PLACEHOLDERS = ("database_url", "redis_url", "s3_endpoint_url", "s3_region", "uploads_bucket", "approver")
+"""What ``[app] env`` values may hold in braces: the staging facts :func:`harness.app.runner.app_env` fills in."""
 
 
 class _Section(BaseModel):
@@ -50,7 +60,7 @@ class _Section(BaseModel):
 class TargetSettings(_Section):
     """Which deployment the drill verifies."""
 
-    name: str = "codeblack-sandbox"
+    name: str = Field(default="", description="the deployment's name in records and reports, and in backup keys")
     sandbox: bool = Field(
         default=True,
         description="build the sandbox world on this machine and verify it, instead of a real one",
@@ -109,8 +119,8 @@ class StorageSettings(_Section):
     region: str = "us-east-1"
     access_key_env: str = "DRILL_S3_ACCESS_KEY_ID"
     secret_key_env: str = "DRILL_S3_SECRET_ACCESS_KEY"
-    backup_bucket: str = "codeblack-backups"
-    uploads_bucket: str = Field(default="codeblack-uploads", description="empty: the target has no uploads bucket")
+    backup_bucket: str = Field(default="", description="the bucket holding the backups (required to read them)")
+    uploads_bucket: str = Field(default="", description="empty: the target has no uploads bucket")
     logical_prefix: str = "postgres/logical/"
     base_daily_prefix: str = "postgres/base/daily/"
     base_weekly_prefix: str = "postgres/base/weekly/"
@@ -171,6 +181,7 @@ class Objectives(_Section):
     noncurrent_days: int = Field(default=30, ge=0)
     redis_copy_days: int = Field(default=7, ge=0)
     max_rdb_save_age_hours: float = Field(default=24.0, gt=0)
+    drill_interval_days: int = Field(default=31, gt=0, description="the longest gap between two restore drills")
 
 
 class DatabaseSettings(_Section):
@@ -182,8 +193,10 @@ class DatabaseSettings(_Section):
     ``default_time_column``; an empty one means the table has none.
     """
 
-    name: str = "codeblack"
-    critical_tables: list[str] = Field(default_factory=lambda: list(CRITICAL_TABLES))
+    name: str = Field(default="", description="the database restored into staging (required to restore)")
+    critical_tables: list[str] = Field(
+        default_factory=list, description="the tables counted exactly; at least one, or count_all_tables = true"
+    )
     count_all_tables: bool = Field(
         default=False,
         description="also count every other table of the database exactly (in the manifest and after restore)",
@@ -200,7 +213,7 @@ class DatabaseSettings(_Section):
         description="fail when a table had no inserts in the 24 h before the backup; false: a quiet database is "
         "judged against its manifest, with a warning when nothing at all was written",
     )
-    audit_table: str = Field(default="config_change_history", description="empty: the target has no audit table")
+    audit_table: str = Field(default="", description="empty: the target has no audit table")
     heartbeat_table: str = ""
     heartbeat_column: str = "beat_at"
     minimum_rows: dict[str, int] = Field(default_factory=dict)
@@ -282,32 +295,69 @@ class RedisSettings(_Section):
 
 
 class AppSettings(_Section):
-    """How to start the target application against a staging copy, and its config API."""
+    """How to start the target application against a staging copy, and the endpoints the gates call.
+
+    The application's own names (its command, paths and variables) have no default, so a target that has an
+    app says how to reach it. A check whose setting is empty fails naming the key, or, for the rehearsal's
+    maintenance switch and probe write, is left out (the rehearsal calls no endpoint then).
+    """
 
     enabled: bool = Field(default=True, description="the target has an application the drill starts on staging")
     config_api: bool = Field(default=True, description="the application serves the config API the gates probe")
     command: list[str] = Field(
-        default_factory=lambda: [
-            "{python}", "-m", "uvicorn", "sandbox.codeblack.app:create_app", "--factory",
-            "--host", "127.0.0.1", "--port", "{port}",
-        ]
-    )  # fmt: skip
-    health_path: str = "/api/v1/system/health/deep"
+        default_factory=list, description="argv starting the app; {python} and {port} are filled in"
+    )
+    health_path: str = Field(default="", description="the deep health endpoint, answering 200 and status ok")
     startup_timeout_s: float = Field(default=30.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
-    signing_key_env: str = "CODEBLACK_SIGNING_KEY"
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="the app's variables, e.g. APP_DATABASE_URL = '{database_url}'; placeholders: "
+        + ", ".join(f"{{{name}}}" for name in APP_PLACEHOLDERS),
+    )
+    signing_key_env: str = Field(
+        default="", description="the variable holding the seed the app signs its answers with; empty: none"
+    )
     verify_key: str = ""
     proposer: str = "ops-alice"
     approver: str = "ops-bob"
     critical_keys: list[str] = Field(default_factory=list)
     sensitive_keys: list[str] = Field(default_factory=list)
+    config_api_path: str = Field(default="", description="where the config API answers (the config gates need it)")
+    secret_env_prefix: str = Field(
+        default="",
+        description="the prefix of the variables the app reads sensitive keys from (the key upper-cased, '.' and "
+        "'-' as '_'); the secret-leak gate plants its values there",
+    )
+    maintenance_path: str = Field(
+        default="", description="PUT {enabled, reason} switches writes off and on; empty: no maintenance window"
+    )
+    probe_write_path: str = Field(
+        default="", description="POST of one ordinary write (503 in maintenance, 201 after); empty: no probe"
+    )
+    probe_write_body: dict[str, str] = Field(
+        default_factory=dict, description="the probe write's JSON body; '{unique}' in a value is made unique"
+    )
     database_role: str = Field(
         default="",
         description="the role production's app connects as; staging gives it a password of the run and the app "
         "connects as it, with production's grants (it must be a role of the backup's globals); empty: the "
         "restore role",
     )
+
+    @field_validator("env")
+    @classmethod
+    def _known_placeholders(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            try:
+                used = {field for _, field, _, _ in string.Formatter().parse(text) if field is not None}
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc} (write a literal brace as {{{{ or }}}})") from None
+            unknown = sorted(used - set(APP_PLACEHOLDERS))
+            if unknown:
+                allowed = ", ".join(f"{{{known}}}" for known in APP_PLACEHOLDERS)
+                raise ValueError(f"{name}: {{{unknown[0]}}} is not a placeholder; use {allowed}")
+        return value
 
 
 class BackupSettings(_Section):
@@ -329,9 +379,11 @@ class MigrationSettings(_Section):
     """Where the Alembic history lives and what its head must be."""
 
     enabled: bool = Field(default=True, description="the target's schema is managed by an Alembic project")
-    script_location: str = "sandbox/migrations"
-    expected_head: str = "b6e8dcb19a40"
-    metadata: str = "sandbox.codeblack.models:Base.metadata"
+    script_location: str = Field(default="migrations", description="the directory holding env.py and versions/")
+    expected_head: str = Field(default="", description="the revision the reviewed code ends at (the gates need it)")
+    metadata: str = Field(
+        default="", description="the models' MetaData as 'package.module:attribute' (the drift gate needs it)"
+    )
     ini: str = Field(default="", description="the project's alembic.ini (env.py sees it as config.config_file_name)")
     python: str = Field(default="", description="the project's interpreter that runs Alembic; empty: the drill's")
     env: dict[str, str] = Field(
@@ -365,6 +417,27 @@ class RestoreSettings(_Section):
     redis_memory_mb: int = Field(
         default=4096, gt=0, description="the address space a restored Redis may take while loading its RDB copy"
     )
+
+
+class ObjectiveApproval(_Section):
+    """An objective changed on purpose: its new value, who approved it and why.
+
+    The drill record compares each objective with the previous drill's; a change is stated in the record with
+    the approval that matches it (same objective, same new value), and without one it is an action item, and a
+    NO-GO when the change loosens the objective (see :mod:`harness.records.attribution`).
+    """
+
+    objective: str
+    value: float
+    approved_by: str = Field(min_length=1)
+    reason: str = Field(min_length=10)
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str) -> str:
+        if value not in Objectives.model_fields:
+            raise ValueError(f"{value!r} is not a key of [objectives] ({', '.join(Objectives.model_fields)})")
+        return value
 
 
 class Waiver(_Section):
@@ -402,6 +475,10 @@ class ReportSettings(_Section):
     retention_days: int = Field(
         default=400, gt=0, description="how long the stored copy is locked (S3 Object Lock, compliance mode)"
     )
+    action_owner: str = Field(
+        default="", description="who owns the drill's action items; empty: the operator who ran the drill"
+    )
+    action_due_days: int = Field(default=14, gt=0, description="days from the drill to each action item's due date")
     plan: str = Field(
         default="",
         description="the plan the drill verifies (a Markdown file, relative to this file): each scenario links to "
@@ -425,6 +502,7 @@ class DrillConfig(_Section):
     restore: RestoreSettings = Field(default_factory=RestoreSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     waivers: list[Waiver] = Field(default_factory=list)
+    objective_approvals: list[ObjectiveApproval] = Field(default_factory=list)
     source: Path = Field(default=DEFAULT_CONFIG, exclude=True)
     declared: frozenset[str] = Field(default=frozenset(), exclude=True)
 
@@ -452,12 +530,57 @@ class DrillConfig(_Section):
             )
         return SecretStr(value)
 
+    def required(self, dotted_key: str, meaning: str) -> Any:
+        """The value at ``dotted_key``, which a check about to run needs: the library gives it no default.
+
+        Args:
+            dotted_key: ``section.field``.
+            meaning: what the setting is, for the message (e.g. "the bucket holding the backups").
+
+        Raises:
+            ConfigError: the value is empty; one line naming the file and the key.
+        """
+        section, _, field = dotted_key.partition(".")
+        value = getattr(getattr(self, section), field)
+        if not value:
+            raise ConfigError(f"{self.source}: [{section}] {field} is not set: {meaning}")
+        return value
+
+    def backup_bucket(self) -> str:
+        """``[storage] backup_bucket``, which every reading or writing of backups needs.
+
+        Raises:
+            ConfigError: it is not set.
+        """
+        return str(self.required("storage.backup_bucket", "the bucket holding the backups"))
+
+    def database_name(self) -> str:
+        """``[database] name``, which a restore needs (the database it restores into, and counts in).
+
+        Raises:
+            ConfigError: it is not set.
+        """
+        return str(self.required("database.name", "the database restored into staging"))
+
     def backup_key_name(self) -> str:
         """The name backups are stored under: ``[storage] key_name``, else the target's name made key-safe."""
         return self.storage.key_name or re.sub(r"[^A-Za-z0-9._-]+", "-", self.target.name).strip("-") or "backup"
 
     def resolve_path(self, relative: str) -> Path:
-        """A path from the file, taken relative to the file's own directory."""
+        """A path from the file, taken relative to the file's own directory.
+
+        ``package:path`` (Alembic's notation) names a path inside an importable package instead, wherever it is
+        installed: the embedded default finds the sandbox's migrations that way, in a clone and in a wheel.
+
+        Raises:
+            ConfigError: no such package is importable.
+        """
+        package, colon, inside = relative.partition(":")
+        if colon and all(part.isidentifier() for part in package.split(".")):
+            spec = importlib.util.find_spec(package)
+            if spec is None or not spec.submodule_search_locations:
+                raise ConfigError(f"{self.source}: {relative}: no package {package!r} is installed")
+            return (Path(next(iter(spec.submodule_search_locations))) / inside).resolve()
         path = Path(relative)
         return path if path.is_absolute() else (self.source.parent / path).resolve()
 
@@ -482,6 +605,38 @@ class DrillConfig(_Section):
 _DEPLOYMENT_PARTS = frozenset({"storage", "redis", "app", "database", "restore"})
 
 
+PROFILE_KEYS = {
+    "storage": ("backup_bucket", "uploads_bucket"),
+    "database": ("name", "critical_tables", "audit_table", "heartbeat_table"),
+    "app": ("command", "health_path", "env", "signing_key_env", "config_api_path", "secret_env_prefix",
+            "maintenance_path", "probe_write_path", "probe_write_body"),
+    "migrations": ("expected_head", "metadata"),
+}  # fmt: skip
+"""A target's own names, which the library gives no default: its profile (the embedded file holds the sandbox's)."""
+
+
+def _with_sandbox_profile(data: dict[str, Any], source: Path) -> dict[str, Any]:
+    """A sandbox target's file with the embedded default's profile under the keys it does not set itself.
+
+    ``[target] sandbox = true`` builds the sandbox world, whose tables, buckets and app are the embedded
+    ``drill.toml``'s: a file that changes a few settings of it (another reports dir, a migration set) need not
+    repeat them.
+    """
+    target = data.get("target")
+    sandbox = target.get("sandbox", True) if isinstance(target, dict) else True
+    if sandbox is not True or source == DEFAULT_CONFIG or not DEFAULT_CONFIG.is_file():
+        return data
+    embedded = tomllib.loads(DEFAULT_CONFIG.read_text())
+    merged = dict(data)
+    for section, keys in PROFILE_KEYS.items():
+        own = data.get(section)
+        if own is not None and not isinstance(own, dict):
+            continue  # not a table: validation names it
+        profile = {key: embedded[section][key] for key in keys if key in embedded.get(section, {})}
+        merged[section] = {**profile, **(own or {})}
+    return merged
+
+
 def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | None = None) -> DrillConfig:
     if declared is None:  # read from a file: what it declares decides which parts the target has
         declared = frozenset(data)
@@ -489,6 +644,7 @@ def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | Non
             target = data.get("target")
             if not isinstance(target, dict) or "sandbox" not in target:  # no world to build for it
                 data = {**data, "target": {**(target if isinstance(target, dict) else {}), "sandbox": False}}
+        data = _with_sandbox_profile(data, source)
     try:
         config = DrillConfig.model_validate({**data, "source": source, "declared": declared})
     except ValidationError as exc:

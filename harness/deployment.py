@@ -35,8 +35,12 @@ class Deployment:
 
     @property
     def backup_bucket(self) -> str:
-        """The bucket holding dumps, base backups and Redis copies."""
-        return self.config.storage.backup_bucket
+        """The bucket holding dumps, base backups and Redis copies.
+
+        Raises:
+            ConfigError: ``[storage] backup_bucket`` is not set.
+        """
+        return self.config.backup_bucket()
 
     @property
     def uploads_bucket(self) -> str:
@@ -74,7 +78,8 @@ class Deployment:
             secret_key=read("storage.secret_key_env"),
         )
         redis_url = read("redis.url_env").get_secret_value() or None if config.redis.url_env else None
-        app_secrets = {config.app.signing_key_env: read("app.signing_key_env")} if config.app.enabled else {}
+        signs = config.app.enabled and config.app.signing_key_env
+        app_secrets = {config.app.signing_key_env: read("app.signing_key_env")} if signs else {}
         return cls(
             name=config.target.name,
             config=config,

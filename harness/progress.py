@@ -41,7 +41,7 @@ class Progress:
     """Counts one operation's progress and logs it, throttled, plus a final line.
 
     Args:
-        what: names the operation and its object, e.g. ``downloading postgres/logical/codeblack-….dump``.
+        what: names the operation and its object, e.g. ``downloading postgres/logical/shop-….dump``.
         total: how much there is to do, when known (no percentage and no ETA otherwise).
         unit: ``bytes`` (shown as KiB/MiB/GiB) or ``items`` (pg_restore's TOC entries).
         every_s: the least time between two progress lines (default :data:`EVERY_S`, read when created).

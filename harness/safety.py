@@ -79,10 +79,17 @@ def check_secrets_set(config: DrillConfig, keys: Iterable[str] | None = None) ->
     if config.target.sandbox or config.gates_only:  # a gates-only target reads no storage and starts no app
         return
     if keys is None:
-        keys = (*SECRET_KEYS, *(("redis.url_env",) if config.redis.url_env else ()),
-                *(staging_server_keys(config) if config.staging.provider == "server" else ()))  # fmt: skip
+        keys = (*SECRET_KEYS, "redis.url_env", *(staging_server_keys(config) if config.staging.provider == "server"
+                                                  else ()))  # fmt: skip
+        keys = [key for key in keys if _names_variable(config, key)]
     for key in keys:
         config.secret(key)
+
+
+def _names_variable(config: DrillConfig, dotted_key: str) -> bool:
+    """Whether the file names a variable at ``dotted_key`` (an empty one: the target has no such secret)."""
+    section, _, field = dotted_key.partition(".")
+    return bool(getattr(getattr(config, section), field))
 
 
 @dataclass(frozen=True)

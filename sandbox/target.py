@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.config import PROFILE_KEYS
 from harness.deployment import Deployment
 from harness.services.base import RUN_ENV
 
-__all__ = ["ENV", "drill_env", "write_drill_toml"]
+__all__ = ["ENV", "drill_env", "toml_text", "write_drill_toml"]
 
 ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY"}
 """The environment variables the written ``drill.toml`` names for the storage credentials."""
@@ -27,24 +28,35 @@ ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY
 def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, Any]) -> Path:
     """A ``drill.toml`` in ``directory`` for ``target``, with some keys of some sections replaced or added.
 
-    Reports go to ``directory/reports``; the target is named after the deployment (a variant's name included).
+    The file carries the target's profile over (its tables, its app's command, endpoints and variables, its
+    migrations), so that a drill of it reads the deployment as the world built it. Reports go to
+    ``directory/reports``; the target is named after the deployment (a variant's name included).
     """
-    storage = target.config.storage
+    config = target.config
+    storage, migrations = config.storage, config.migrations
     settings = {"storage": {"endpoint_url": target.storage.url or "", "backup_bucket": storage.backup_bucket,
                             "uploads_bucket": storage.uploads_bucket, "access_key_env": ENV["access"],
                             "secret_key_env": ENV["secret"], "database_host": target.database_host,
                             "manifest_verify_key": storage.manifest_verify_key},
-                "database": {"heartbeat_table": target.config.database.heartbeat_table},
+                "database": config.database.model_dump(include=set(PROFILE_KEYS["database"])),
+                "app": config.app.model_dump(include=set(PROFILE_KEYS["app"])),
+                "migrations": {"script_location": str(config.resolve_path(migrations.script_location)),
+                               **config.migrations.model_dump(include=set(PROFILE_KEYS["migrations"]))},
                 "reports": {"dir": str(directory / "reports")}}  # fmt: skip
     for name, values in sections.items():
         settings[name] = {**settings.get(name, {}), **values}
     slug = re.sub(r"[^a-z0-9]+", "-", target.name.lower()).strip("-")
-    text = f"[target]\nname = {json.dumps(slug)}\nsandbox = false\n"
-    for name, values in settings.items():
-        text += f"\n[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "drill.toml").write_text(text)
+    (directory / "drill.toml").write_text(toml_text({"target": {"name": slug, "sandbox": False}, **settings}))
     return directory / "drill.toml"
+
+
+def toml_text(sections: Mapping[str, Mapping[str, Any]]) -> str:
+    """A ``drill.toml``'s text: one table per section, nested tables written inline."""
+    return "\n".join(
+        f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
+        for name, values in sections.items()
+    )
 
 
 def _toml(value: Any) -> str:

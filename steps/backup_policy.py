@@ -34,7 +34,8 @@ from harness.policy.target import catalogue_of, stated_objective
 from harness.services.provider import Provider
 from harness.services.redis import find_redis_check_rdb
 from harness.storage.catalogue import Catalogue
-from steps.evidence import attach_json, attach_table
+
+from .evidence import attach_json, attach_table
 
 
 @with_pattern(r"uploads|backup")

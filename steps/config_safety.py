@@ -16,7 +16,8 @@ from harness.app.config_session import ConfigGates, GateRun
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
 from harness.restore.staging import Staging
-from steps.evidence import attach_json, attach_table
+
+from .evidence import attach_json, attach_table
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +26,9 @@ def config_gate_app(
 ) -> Iterator[ConfigGates]:
     """A second app on the staging copy with a fresh secret planted for every sensitive key the API declares."""
     app = deployment.config.app
-    with ConfigClient.from_settings(staging_app.base_url, app, deployment.verify_key) as probe:
+    with ConfigClient.from_settings(staging_app.base_url, deployment.config, deployment.verify_key) as probe:
         planted = plant_secrets(config_keys(probe, app).sensitive)
-    started = app_factory(env=secret_env(planted), name="config-gates")
+    started = app_factory(env=secret_env(planted, deployment.config), name="config-gates")
     started.wait_healthy(app.startup_timeout_s)
     gates = ConfigGates.connect(started.base_url, deployment.config, deployment.verify_key, staging.dsn, planted)
     yield gates
@@ -111,11 +112,11 @@ def _every_change(config_gates: ConfigGates) -> GateRun[Any]:
     return _attached("every change", config_gates.every_change())
 
 
-@then("every change the gate made is recorded in config_change_history with actor, key, time and status")
+@then("every change the gate made is recorded in the audit table with actor, key, time and status")
 def _audited(config_gates: ConfigGates, gate_run: GateRun[Any]) -> None:
     rows = config_gates.audited(gate_run)
     attach_table(
-        "config_change_history rows written during the gate",
+        f"{config_gates.trail.table} rows written during the gate",
         list(rows[0]) if rows else [],
         [list(row.values()) for row in rows],
     )

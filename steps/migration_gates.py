@@ -30,7 +30,8 @@ from harness.migrations.roundtrip import RoundTrip, check_roundtrip
 from harness.migrations.waivers import Waivers
 from harness.records.recorder import DrillRecorder
 from harness.restore.staging import Staging
-from steps.evidence import attach_json, attach_table, attach_text
+
+from .evidence import attach_json, attach_table, attach_text
 
 log = logging.getLogger("steps.migration_gates")
 
@@ -154,7 +155,7 @@ def _app(app_factory: Callable[..., AppProcess], drill_config: DrillConfig) -> A
 
 @when("writes are put in maintenance mode if a pending migration is destructive", target_fixture="maintenance")
 def _maintenance(rehearsal: DeployRehearsal, rehearsal_app: AppProcess, drill_config: DrillConfig) -> MaintenanceWindow:
-    switch = WriteSwitch(rehearsal_app.base_url, drill_config.app.proposer, drill_config.app.request_timeout_s)
+    switch = WriteSwitch.from_settings(rehearsal_app.base_url, drill_config.app)
     window = MaintenanceWindow(switch, find_destructive(rehearsal.project, rehearsal.pending())).open()
     attach_json("maintenance mode", {"needed": window.needed, "destructive": [op.row() for op in window.destructive]})
     return window

@@ -92,6 +92,7 @@ def test_backups_taken_then_pruned(site: dict[str, Any]) -> None:
         (("--config", "/nonexistent/drill.toml", "prune"), "error: /nonexistent/drill.toml: drill configuration"),
         (("report", "--results", "/nonexistent/results"), "error: /nonexistent/results: no Allure results to render"),
         (("records", "verify", "/nonexistent/drills"), "error: /nonexistent/drills: no drill records here"),
+        (("gates", "--drill-config", "/nonexistent/drill.toml"), "error: /nonexistent/drill.toml: drill configuration"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_two(
@@ -115,7 +116,8 @@ def test_unreachable_database_is_one_line_without_its_password(site: dict[str, A
 
 
 @pytest.mark.parametrize("command", [("backup", "postgres"), ("backup", "base"), ("backup", "redis"), ("prune",),
-                                     ("report",), ("records", "verify"), ("sweep",), ("world", "up")])  # fmt: skip
+                                     ("report",), ("records", "verify"), ("sweep",), ("world", "up"),
+                                     ("gates",), ("drill",)])  # fmt: skip
 def test_every_command_has_help_with_examples(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     main([*command, "--help"])
     out = capsys.readouterr().out

@@ -69,7 +69,9 @@ def test_single_file_report_opens_from_disk(handover: Handover, tmp_path: Path) 
     assert "The newest dump restores within the RTO" in text
     assert "The restored rows match the manifest" in text
     assert "Drill verdict NO-GO, RPO 1.5 h (objective 6 h), RTO 12 min (objective 60 min)" in text
-    assert "drill.verdict NO-GO" in text  # the environment block of the overview
+    # The overview's environment block shows its first lines unfolded: the verdict and whether it is evidence.
+    assert "drill.verdict NO-GO" in text
+    assert "drill.sandbox false" in text
 
 
 def test_history_holds_each_run_once_in_order(drills: list[DrillRun], handover: Handover, tmp_path: Path) -> None:

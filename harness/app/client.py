@@ -24,13 +24,12 @@ from harness.app.signature import (
     SignatureCheck,
     VerifyKey,
 )
-from harness.config import AppSettings
+from harness.config import DrillConfig
 from harness.errors import CheckFailed, ConfigError, ServiceError
 from harness.redact import redact
 
-__all__ = ["API_PREFIX", "ConfigClient", "Exchange"]
+__all__ = ["ConfigClient", "Exchange"]
 
-API_PREFIX = "/api/v1/config"
 _SHOWN_HEADERS = ("content-type", SIGNATURE_HEADER, SIGNATURE_ALG_HEADER, SIGNATURE_KEY_ID_HEADER)
 
 
@@ -94,13 +93,14 @@ class Exchange:
 
 
 class ConfigClient:
-    """Talks to ``/api/v1/config`` of one running app; a context manager that closes its connection pool."""
+    """Talks to the config API of one running app; a context manager that closes its connection pool."""
 
     def __init__(
         self,
         base_url: str,
         verify_key: VerifyKey,
         *,
+        api_path: str,
         proposer: str,
         approver: str,
         timeout_s: float = 10.0,
@@ -110,6 +110,7 @@ class ConfigClient:
         Args:
             base_url: where the app listens (``AppProcess.base_url``).
             verify_key: the target's public key; every answer is checked with it.
+            api_path: where the config API answers (``[app] config_api_path``), e.g. ``/config``.
             proposer: the actor who proposes changes.
             approver: the authorised actor who approves them.
             timeout_s: the deadline of each request.
@@ -120,6 +121,7 @@ class ConfigClient:
         if proposer == approver:
             raise ConfigError(f"[app] proposer and approver are both {proposer!r}; two different actors are needed")
         self.base_url = base_url
+        self.api = api_path.rstrip("/")
         self.verify_key = verify_key
         self.proposer = proposer
         self.approver = approver
@@ -128,11 +130,17 @@ class ConfigClient:
         self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
 
     @classmethod
-    def from_settings(cls, base_url: str, app: AppSettings, verify_key: str) -> ConfigClient:
-        """A client with the actors and the deadline of ``[app]`` and the deployment's verify key."""
+    def from_settings(cls, base_url: str, config: DrillConfig, verify_key: str) -> ConfigClient:
+        """A client with the path, the actors and the deadline of ``[app]`` and the deployment's verify key.
+
+        Raises:
+            ConfigError: ``[app] config_api_path`` is not set.
+        """
+        app = config.app
         return cls(
             base_url,
             VerifyKey(verify_key),
+            api_path=str(config.required("app.config_api_path", "where the application's config API answers")),
             proposer=app.proposer,
             approver=app.approver,
             timeout_s=app.request_timeout_s,
@@ -184,32 +192,31 @@ class ConfigClient:
         return exchange
 
     def entries(self) -> list[dict[str, Any]]:
-        """Every config entry with its ``critical`` and ``sensitive`` flags (``GET /api/v1/config``)."""
-        answer = self.request("GET", API_PREFIX)
+        """Every config entry with its ``critical`` and ``sensitive`` flags (``GET <api>``)."""
+        answer = self.request("GET", self.api)
         entries = answer.json().get("entries") if answer.status_code == 200 else None
         if not isinstance(entries, list):
-            raise CheckFailed(f"GET {API_PREFIX} answered HTTP {answer.status_code} without an 'entries' list")
+            raise CheckFailed(f"GET {self.api} answered HTTP {answer.status_code} without an 'entries' list")
         return entries
 
     def value(self, key: str) -> Any:
         """The value the API shows for ``key`` now."""
-        answer = self.request("GET", _key_path(key))
+        answer = self.request("GET", self._key_path(key))
         if answer.status_code != 200:
-            raise CheckFailed(f"GET {_key_path(key)} answered HTTP {answer.status_code}; the key must be readable")
+            raise CheckFailed(f"GET {self._key_path(key)} answered HTTP {answer.status_code}; the key must be readable")
         return answer.json().get("value")
 
     def put(self, key: str, value: str, *, actor: str, reason: str) -> Exchange:
-        """Ask to change ``key`` (``PUT /api/v1/config/{key}``)."""
-        return self.request("PUT", _key_path(key), actor=actor, send={"value": value, "reason": reason})
+        """Ask to change ``key`` (``PUT <api>/{key}``)."""
+        return self.request("PUT", self._key_path(key), actor=actor, send={"value": value, "reason": reason})
 
     def decide(self, change_id: int, decision: str, *, actor: str) -> Exchange:
         """Approve or reject a pending change (``decision`` is ``approve`` or ``reject``)."""
-        return self.request("POST", f"{API_PREFIX}/changes/{change_id}/{decision}", actor=actor)
+        return self.request("POST", f"{self.api}/changes/{change_id}/{decision}", actor=actor)
 
     def history(self, key: str) -> Exchange:
-        """The API's view of the audit trail of one key (``GET /api/v1/config/history?key=``)."""
-        return self.request("GET", f"{API_PREFIX}/history?key={quote(key, safe='')}")
+        """The API's view of the audit trail of one key (``GET <api>/history?key=``)."""
+        return self.request("GET", f"{self.api}/history?key={quote(key, safe='')}")
 
-
-def _key_path(key: str) -> str:
-    return f"{API_PREFIX}/{quote(key, safe='')}"
+    def _key_path(self, key: str) -> str:
+        return f"{self.api}/{quote(key, safe='')}"

@@ -1,11 +1,12 @@
-"""The audit gate: every config change the drill made has its ``config_change_history`` row, and no secret leaks.
+"""The audit gate: every config change the drill made has its row in the audit table, and no secret leaks.
 
-The plan says config changes are "audited in ``config_change_history``". The API's own history endpoint could
-lie, so the rows are read straight from the database of the staging copy the app runs on. The drill notes the
-highest row id before it changes anything (:meth:`AuditTrail.watermark`), records the events it caused
-(:class:`AuditEvent`) and then demands one row per event, with actor, key, time and status. Values of
-sensitive keys are planted in the app's environment (:func:`plant_secrets`) so that their absence from every
-row and every response can be proven by searching for them.
+The plan says config changes are audited in a table (``[database] audit_table``). The API's own history
+endpoint could lie, so the rows are read straight from the database of the staging copy the app runs on. The
+drill notes the highest row id before it changes anything (:meth:`AuditTrail.watermark`), records the events it
+caused (:class:`AuditEvent`) and then demands one row per event, with actor, key, time and status. Values of
+sensitive keys are planted in the app's environment (:func:`plant_secrets`, in the variables named by
+``[app] secret_env_prefix``) so that their absence from every row and every response can be proven by
+searching for them.
 """
 
 from __future__ import annotations
@@ -21,13 +22,21 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from harness.app.client import Exchange
+from harness.config import DrillConfig
 from harness.errors import CheckFailed, HarnessError
 from harness.redact import register_secret
 
-__all__ = ["AuditEvent", "AuditTrail", "check_audit_trail", "check_no_secret_leaks", "plant_secrets", "secret_env_name"]
+__all__ = [
+    "AuditEvent",
+    "AuditTrail",
+    "check_audit_trail",
+    "check_no_secret_leaks",
+    "plant_secrets",
+    "secret_env",
+    "secret_env_name",
+]
 
-SECRET_PREFIX = "CODEBLACK_SECRET_"
-_AUDIT_RULE = "rule: every config change is audited in config_change_history with actor, key, time and status"
+_AUDIT_RULE = "rule: every config change is audited in {table} with actor, key, time and status"
 _SECRET_RULE = "rule: values of sensitive keys stay in the secret manager and never appear in responses or audit rows"
 _NOUNS = {
     "proposed": "proposal",
@@ -58,9 +67,9 @@ class AuditEvent:
         return same and (self.change_id is None or row.get("change_id") == self.change_id)
 
 
-def secret_env_name(key: str) -> str:
-    """The variable holding a sensitive key's value (the backend's contract: ``CODEBLACK_SECRET_JWT_SECRET``)."""
-    return SECRET_PREFIX + key.upper().replace(".", "_").replace("-", "_")
+def secret_env_name(prefix: str, key: str) -> str:
+    """The variable holding a sensitive key's value: ``prefix`` and the key, e.g. ``APP_SECRET_JWT_SECRET``."""
+    return prefix + key.upper().replace(".", "_").replace("-", "_")
 
 
 def plant_secrets(keys: Iterable[str]) -> dict[str, str]:
@@ -72,15 +81,22 @@ def plant_secrets(keys: Iterable[str]) -> dict[str, str]:
     return {key: register_secret(f"drill-secret-{secrets.token_hex(12)}") for key in keys}
 
 
-def secret_env(planted: Mapping[str, str]) -> dict[str, str]:
-    """The app's environment variables that carry the planted values."""
-    return {secret_env_name(key): value for key, value in planted.items()}
+def secret_env(planted: Mapping[str, str], config: DrillConfig) -> dict[str, str]:
+    """The app's environment variables that carry the planted values (named by ``[app] secret_env_prefix``).
+
+    Raises:
+        ConfigError: values are to be planted but ``[app] secret_env_prefix`` is not set.
+    """
+    if not planted:
+        return {}
+    prefix = str(config.required("app.secret_env_prefix", "the prefix of the variables holding sensitive keys"))
+    return {secret_env_name(prefix, key): value for key, value in planted.items()}
 
 
 class AuditTrail:
     """Reads the audit table of the staging copy (read only: the drill only ever SELECTs here)."""
 
-    def __init__(self, dsn: str, table: str = "config_change_history") -> None:
+    def __init__(self, dsn: str, table: str) -> None:
         """Remember where the staging copy's audit table is; connections are short-lived, one per read."""
         self.dsn = dsn
         self.table = table
@@ -118,19 +134,22 @@ def check_audit_trail(trail: AuditTrail, watermark: int, events: Iterable[AuditE
         if row is None:
             raise CheckFailed(
                 f"{trail.table} has no row for {event.describe()} ({len(rows)} rows written during the drill); "
-                f"{_AUDIT_RULE}"
+                + _AUDIT_RULE.format(table=trail.table)
             )
         missing = [name for name in ("created_at", "status") if not row.get(name)]
         if missing or not isinstance(row["created_at"], datetime):
             raise CheckFailed(
                 f"{trail.table} row {row.get('id')} for {event.describe()} has no {' or '.join(missing or ['time'])}; "
-                f"{_AUDIT_RULE}"
+                + _AUDIT_RULE.format(table=trail.table)
             )
     return rows
 
 
 def check_no_secret_leaks(
-    sensitive_values: Iterable[tuple[str, str]], exchanges: Iterable[Exchange], rows: Iterable[Mapping[str, Any]]
+    sensitive_values: Iterable[tuple[str, str]],
+    exchanges: Iterable[Exchange],
+    rows: Iterable[Mapping[str, Any]],
+    table: str,
 ) -> int:
     """Search every response and every audit row for the values of sensitive keys.
 
@@ -138,6 +157,7 @@ def check_no_secret_leaks(
         sensitive_values: (sensitive key, a value it holds or was offered: planted or attempted) pairs.
         exchanges: the responses the drill received.
         rows: the audit rows the drill read.
+        table: the audit table they come from (messages name it).
 
     Returns:
         How many places were searched.
@@ -146,7 +166,7 @@ def check_no_secret_leaks(
         CheckFailed: a value was found; the message names the key and where, never the value.
     """
     places = [(exchange.request, exchange.text() + str(dict(exchange.headers))) for exchange in exchanges]
-    places += [(f"config_change_history row {row.get('id')}", " ".join(map(str, row.values()))) for row in rows]
+    places += [(f"{table} row {row.get('id')}", " ".join(map(str, row.values()))) for row in rows]
     for key, value in sensitive_values:
         for where, text in places:
             if value and value in text:

@@ -80,15 +80,17 @@ class ConfigGates:
 
         Raises:
             UnsafeTargetError: ``dsn`` is not a server this run created (before any request is made).
+            ConfigError: ``[database] audit_table`` or ``[app] config_api_path`` is not set.
         """
         ensure_throwaway(dsn)
-        client = ConfigClient.from_settings(base_url, config.app, verify_key)
+        audit = str(config.required("database.audit_table", "the table the application audits config changes in"))
+        client = ConfigClient.from_settings(base_url, config, verify_key)
         try:
             keys = config_keys(client, config.app)
         except BaseException:
             client.close()
             raise
-        return cls(client, AuditTrail(dsn, config.database.audit_table), keys, planted)
+        return cls(client, AuditTrail(dsn, audit), keys, planted)
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -138,7 +140,9 @@ class ConfigGates:
     def no_leaks(self, run: GateRun[Any]) -> int:
         """No planted or attempted sensitive value in any response so far or in the audit rows since ``run``."""
         values = [*self.planted.items(), *self.attempted.items()]
-        return check_no_secret_leaks(values, self.client.exchanges, self.trail.rows_since(run.watermark))
+        return check_no_secret_leaks(
+            values, self.client.exchanges, self.trail.rows_since(run.watermark), self.trail.table
+        )
 
     def every_change(self) -> GateRun[list[Any]]:
         """All gates in a row, as one run whose events the audit gate checks together."""

@@ -1,10 +1,10 @@
 """Start the target application against a staging copy and wait until its deep health says it is healthy.
 
 The plan's third restore step is "validate app startup and deep health endpoint". The app is started from
-``config.app.command`` (any command: the sandbox backend by default, a real target's own) with the staging
-addresses in its environment, and ``GET health_path`` is polled under a deadline. An app that exits during
-start fails at once quoting its log tail; one that answers but never healthy fails with the last body,
-which names the component that is down. The process is always stopped, also when the start fails.
+``[app] command`` with the staging addresses in the variables ``[app] env`` names, and ``GET health_path`` is
+polled under a deadline. An app that exits during start fails at once quoting its log tail; one that answers
+but never healthy fails with the last body, which names the component that is down. The process is always
+stopped, also when the start fails.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from harness.config import AppSettings, DrillConfig
+from harness.config import DrillConfig
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, ServiceError
 from harness.redact import redact
@@ -69,8 +69,8 @@ class AppProcess:
     """
 
     command: Sequence[str]
-    env: Mapping[str, str] = field(repr=False, default_factory=dict)
-    health_path: str = "/api/v1/system/health/deep"
+    env: Mapping[str, str] = field(repr=False)
+    health_path: str
     request_timeout_s: float = 10.0
     name: str = "app"
     port: int = 0
@@ -82,10 +82,16 @@ class AppProcess:
 
     @classmethod
     def from_config(
-        cls, app: AppSettings, env: Mapping[str, str], *, command: Sequence[str] | None = None, name: str = "app"
+        cls, config: DrillConfig, env: Mapping[str, str], *, command: Sequence[str] | None = None, name: str = "app"
     ) -> AppProcess:
-        """An app described by ``[app]`` of the drill config; ``command`` overrides it (broken variants)."""
-        return cls(command or app.command, env, app.health_path, app.request_timeout_s, name)
+        """An app described by ``[app]`` of ``config``; ``command`` overrides it (broken variants).
+
+        Raises:
+            ConfigError: ``[app] command`` or ``health_path`` is not set.
+        """
+        argv = command or config.required("app.command", "the command that starts the application")
+        health = config.required("app.health_path", "the application's deep health endpoint")
+        return cls(argv, env, health, config.app.request_timeout_s, name)
 
     @property
     def base_url(self) -> str:
@@ -184,28 +190,20 @@ class AppProcess:
 
 
 def app_env(config: DrillConfig, deployment: Deployment, *, database_url: str, redis_url: str) -> dict[str, str]:
-    """The app's environment: staging stores, production's object storage (read only) and the app's secrets.
+    """The app's environment: production's object storage (read only), the app's secrets and ``[app] env``.
 
-    The names are the sandbox backend's contract (``sandbox/codeblack/settings.py``); a real target maps its
-    own names in ``[app] env``, whose values may use ``{database_url}``, ``{redis_url}``,
-    ``{s3_endpoint_url}`` and ``{uploads_bucket}``.
+    The staging stores reach the app only through ``[app] env``, whose values name them by the placeholders of
+    :data:`harness.config.APP_PLACEHOLDERS` (the app's own variable names are the target's configuration).
     """
     storage = deployment.storage
     values = {
         "database_url": database_url,
         "redis_url": redis_url,
         "s3_endpoint_url": storage.url or "",
+        "s3_region": storage.region,
         "uploads_bucket": deployment.uploads_bucket,
+        "approver": config.app.approver,
     }
-    env = {
-        "CODEBLACK_DATABASE_URL": database_url,
-        "CODEBLACK_REDIS_URL": redis_url,
-        "CODEBLACK_S3_ENDPOINT_URL": values["s3_endpoint_url"],
-        "CODEBLACK_S3_REGION": storage.region,
-        "CODEBLACK_UPLOADS_BUCKET": deployment.uploads_bucket,
-        "CODEBLACK_APPROVERS": config.app.approver,
-        **storage.env(),
-        **{name: secret.get_secret_value() for name, secret in deployment.app_secrets.items()},
-    }
+    env = {**storage.env(), **{name: secret.get_secret_value() for name, secret in deployment.app_secrets.items()}}
     env.update({name: value.format(**values) for name, value in config.app.env.items()})
     return env

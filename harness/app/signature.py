@@ -4,7 +4,7 @@ The plan says "all config changes are signed in API responses". The harness hold
 (``deployment.verify_key``, base64 of the raw 32-byte key), so a valid signature proves the body came from the
 target and was not altered on the way. The signature covers the raw bytes as received, never a re-serialised
 JSON document, so nothing is canonicalised. Every failure is a :class:`CheckFailed` that names the request
-("PUT /api/v1/config/ui.banner_text") and the rule it broke.
+("PUT /config/ui.banner_text") and the rule it broke.
 """
 
 from __future__ import annotations

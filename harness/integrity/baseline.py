@@ -2,7 +2,7 @@
 
 A deployment whose dumps are taken by other tools has no manifest saying how many rows each table held. The
 drill records do: every record keeps the row counts its drill restored (``restored_rows``). The critical tables
-of this plan only grow (applications, orders, audit rows are never deleted in normal operation), so a newer dump
+of a target only grow (orders, audit rows are never deleted in normal operation), so a newer dump
 that restores fewer rows than an older one did has lost data. The basis is the newest record of the same target
 whose backup is not newer than the dump being judged (re-running an old dump must not be held to a newer
 one's counts), read only from an intact chain: a forged record must not lower the bar. A record whose own

@@ -4,9 +4,9 @@ from harness.measure.cutover import cut_over_verdict
 from harness.measure.objectives import (
     Measure,
     NewestData,
-    data_loss,
     newest_data,
     redis_heartbeat,
+    redis_rpo,
     rpo_measure,
     rto_measure,
 )
@@ -17,9 +17,9 @@ __all__ = [
     "NewestData",
     "Stopwatch",
     "cut_over_verdict",
-    "data_loss",
     "newest_data",
     "redis_heartbeat",
+    "redis_rpo",
     "rpo_measure",
     "rto_measure",
 ]

@@ -11,7 +11,7 @@ from these measures by :func:`harness.records.decide`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,16 @@ from harness.config import DatabaseSettings, Objectives
 from harness.counting import count_specs, heartbeat_spec, newest_time
 from harness.measure.stopwatch import Stopwatch
 
-__all__ = ["Measure", "NewestData", "data_loss", "newest_data", "redis_heartbeat", "rpo_measure", "rto_measure"]
+__all__ = [
+    "Measure",
+    "NewestData",
+    "newest_data",
+    "redis_heartbeat",
+    "redis_rpo",
+    "rpo_measure",
+    "rto_measure",
+    "store_rpo",
+]
 
 
 @dataclass(frozen=True)
@@ -95,19 +104,27 @@ def newest_data(conn: psycopg.Connection[Any], database: DatabaseSettings) -> Ne
     return NewestData(newest, f"newest row of {', '.join(s.table.key for s in timed)} (no heartbeat configured)")
 
 
-def rpo_measure(incident: datetime, newest: NewestData, backup_taken_at: datetime, objectives: Objectives) -> Measure:
-    """Incident minus the newest restored data, in hours; the backup's age and the basis in the detail.
+def store_rpo(
+    name: str, incident: datetime, newest: NewestData, backup_taken_at: datetime, objective_hours: float
+) -> Measure:
+    """One store's RPO in hours: incident minus the newest data it holds, to the second in the detail.
 
-    A database with no data at all loses everything: its RPO is infinite and the objective is missed.
+    Every store's RPO is in the same unit, so PostgreSQL's and Redis's can be read side by side. A store with no
+    data at all loses everything: its RPO is infinite and the objective is missed.
     """
     age_h = (incident - backup_taken_at).total_seconds() / 3600
     if newest.from_backup:
-        return Measure("RPO", age_h, objectives.rpo_hours, "h", f"backup age {age_h:.2f} h from {newest.basis}")
+        return Measure(name, age_h, objective_hours, "h", f"backup age {age_h:.2f} h from {newest.basis}")
     if newest.moment is None:
-        return Measure("RPO", float("inf"), objectives.rpo_hours, "h", f"no data found ({newest.basis})")
-    hours = (incident - newest.moment).total_seconds() / 3600
-    detail = f"newest data {newest.moment.isoformat()} from {newest.basis}; backup age {age_h:.2f} h"
-    return Measure("RPO", hours, objectives.rpo_hours, "h", detail)
+        return Measure(name, float("inf"), objective_hours, "h", f"no data found ({newest.basis})")
+    seconds = (incident - newest.moment).total_seconds()
+    detail = f"newest data {newest.moment.isoformat()} from {newest.basis} ({seconds:.0f} s); backup age {age_h:.2f} h"
+    return Measure(name, seconds / 3600, objective_hours, "h", detail)
+
+
+def rpo_measure(incident: datetime, newest: NewestData, backup_taken_at: datetime, objectives: Objectives) -> Measure:
+    """The database's RPO (the plan's ``RPO``): incident minus the newest restored data, in hours."""
+    return store_rpo("RPO", incident, newest, backup_taken_at, objectives.rpo_hours)
 
 
 def redis_heartbeat(client: redis.Redis, key: str) -> NewestData:
@@ -123,27 +140,14 @@ def redis_heartbeat(client: redis.Redis, key: str) -> NewestData:
     return NewestData(moment if moment.tzinfo else moment.replace(tzinfo=UTC), basis)
 
 
-def data_loss(store: str, incident: datetime, newest: NewestData, backup_taken_at: datetime, hours: float) -> Measure:
-    """The data-loss window of one store to the second: incident minus its newest heartbeat (or newest row).
+def redis_rpo(incident: datetime, newest: NewestData, backup_taken_at: datetime, objectives: Objectives) -> Measure:
+    """Redis's RPO in hours from its newest heartbeat, held to the age its daily copies may reach.
 
-    Args:
-        store: the store's name in the report.
-        incident: the drill's incident time.
-        newest: the newest heartbeat (or row) the restored store holds.
-        backup_taken_at: when the restored backup was taken (its age goes beside the window).
-        hours: the store's objective: the RPO for PostgreSQL; for Redis, whose copies the plan takes daily,
-            ``objectives.max_rdb_save_age_hours``.
+    The plan takes Redis copies daily, so its objective is ``objectives.max_rdb_save_age_hours``, not the
+    database's RPO; the measure says which in its detail.
     """
-    objective = hours * 3600
-    age = f"backup age {(incident - backup_taken_at).total_seconds():.0f} s"
-    if newest.from_backup:
-        seconds = (incident - backup_taken_at).total_seconds()
-        return Measure(f"data loss {store}", seconds, objective, "s", f"{age} from {newest.basis}")
-    if newest.moment is None:
-        return Measure(f"data loss {store}", float("inf"), objective, "s", f"no data found ({newest.basis}); {age}")
-    seconds = (incident - newest.moment).total_seconds()
-    detail = f"newest {newest.moment.isoformat()} from {newest.basis}; {age}"
-    return Measure(f"data loss {store}", seconds, objective, "s", detail)
+    measure = store_rpo("RPO Redis", incident, newest, backup_taken_at, objectives.max_rdb_save_age_hours)
+    return replace(measure, detail=f"{measure.detail}; objective [objectives] max_rdb_save_age_hours")
 
 
 def rto_measure(stopwatch: Stopwatch, objectives: Objectives, stopped_at: str = "") -> Measure:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from harness.records.record import Phase
+
 __all__ = ["Stopwatch"]
 
 
@@ -25,10 +27,13 @@ class Stopwatch:
     Attributes:
         incident: when the RTO clock starts (UTC); defaults to the stopwatch's creation.
         phases: seconds per phase name; a phase timed twice adds up (threads may time phases concurrently).
+        spans: each timing as a :class:`Phase` of offsets from the incident, so phases that ran at the same time
+            show as overlapping and their sum is not mistaken for RTO.
     """
 
     incident: datetime = field(default_factory=lambda: datetime.now(UTC))
     phases: dict[str, float] = field(default_factory=dict)
+    spans: list[Phase] = field(default_factory=list)
     stopped_at: datetime | None = None
     _wall0: datetime = field(default_factory=lambda: datetime.now(UTC), repr=False)
     _mono0: float = field(default_factory=time.monotonic, repr=False)
@@ -48,9 +53,11 @@ class Stopwatch:
             self.add(name, time.monotonic() - started)
 
     def add(self, name: str, seconds: float) -> None:
-        """Add seconds to a phase (for phases measured elsewhere, e.g. a download in a worker thread)."""
+        """Add seconds to a phase that ends now (for phases measured elsewhere, e.g. an app launched ahead)."""
+        end = (self.now() - self.incident).total_seconds()
         with self._lock:
             self.phases[name] = self.phases.get(name, 0.0) + seconds
+            self.spans.append(Phase(name=name, start_s=round(end - seconds, 3), end_s=round(end, 3)))
 
     def stop(self) -> datetime:
         """Stop the RTO clock (health is green); returns the moment."""
@@ -61,6 +68,11 @@ class Stopwatch:
     def rto(self) -> timedelta:
         """Incident to stop (or to now while running)."""
         return (self.stopped_at or self.now()) - self.incident
+
+    def timeline(self) -> list[Phase]:
+        """Every timing in the order it started, as offsets in seconds from the incident."""
+        with self._lock:
+            return sorted(self.spans, key=lambda phase: phase.start_s)
 
     def rounded_phases(self) -> dict[str, float]:
         """Phases in seconds, rounded to milliseconds, for the report."""

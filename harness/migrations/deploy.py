@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from harness.app.runner import AppProcess
+from harness.config import AppSettings
 from harness.errors import CheckFailed, HarnessError
 from harness.migrations.destructive import DestructiveOperation
 from harness.migrations.history import RevisionGraph
@@ -26,16 +27,11 @@ from harness.migrations.project import Database, MigrationProject, connected, cu
 from harness.services.base import wait_until
 
 __all__ = [
-    "MAINTENANCE_PATH",
-    "PROBE_WRITE_PATH",
     "DeployRehearsal",
     "MaintenanceWindow",
     "WriteSwitch",
     "wait_listening",
 ]
-
-MAINTENANCE_PATH = "/api/v1/system/maintenance"
-PROBE_WRITE_PATH = "/api/v1/blacklist"
 
 
 @dataclass
@@ -119,11 +115,23 @@ class DeployRehearsal:
 
 @dataclass(frozen=True)
 class WriteSwitch:
-    """The app's maintenance switch and one harmless write to prove it (``PUT /api/v1/system/maintenance``)."""
+    """The app's maintenance switch and one harmless write to prove it (``[app] maintenance_path``, ``probe_write_*``).
+
+    An app without them (empty paths) has no switch to call: the window is not opened and no write is probed.
+    """
 
     base_url: str
     actor: str
+    maintenance_path: str
+    probe_path: str
+    probe_body: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 10.0
+
+    @classmethod
+    def from_settings(cls, base_url: str, app: AppSettings) -> WriteSwitch:
+        """The switch ``[app]`` describes, used by its proposer."""
+        return cls(base_url, app.proposer, app.maintenance_path, app.probe_write_path, app.probe_write_body,
+                   app.request_timeout_s)  # fmt: skip
 
     def _request(self, method: str, path: str, body: Mapping[str, object]) -> httpx.Response:
         try:
@@ -139,28 +147,33 @@ class WriteSwitch:
         Raises:
             CheckFailed: the app refuses the switch (its status and body are quoted).
         """
-        answer = self._request("PUT", MAINTENANCE_PATH, {"enabled": enabled, "reason": reason})
+        answer = self._request("PUT", self.maintenance_path, {"enabled": enabled, "reason": reason})
         if answer.status_code != 200:
             raise CheckFailed(
-                f"PUT {MAINTENANCE_PATH} enabled={enabled} answered {answer.status_code}: {answer.text[:300]}"
+                f"PUT {self.maintenance_path} enabled={enabled} answered {answer.status_code}: {answer.text[:300]}"
             )
 
     def probe_write(self) -> int:
-        """Attempt one ordinary write (a blacklist entry unique to this probe) and return the status code."""
-        body = {"kind": "device", "value": f"drill-probe-{uuid.uuid4().hex}", "reason": "deploy rehearsal probe"}
-        return self._request("POST", PROBE_WRITE_PATH, body).status_code
+        """Attempt one ordinary write (``{unique}`` in the body made unique to this probe); its status code."""
+        unique = f"drill-probe-{uuid.uuid4().hex}"
+        body = {name: value.replace("{unique}", unique) for name, value in self.probe_body.items()}
+        return self._request("POST", self.probe_path, body).status_code
 
-    def check_writes(self, *, refused: bool) -> int:
+    def check_writes(self, *, refused: bool) -> int | None:
         """A write is refused with 503 (maintenance on) or accepted with 201 (writes re-enabled).
+
+        Returns ``None`` without a request when the app has no probe write (``[app] probe_write_path``).
 
         Raises:
             CheckFailed: naming the write, the expected and the actual status.
         """
+        if not self.probe_path:
+            return None
         expected = 503 if refused else 201
         status = self.probe_write()
         if status != expected:
             state = "in maintenance mode" if refused else "after writes were re-enabled"
-            raise CheckFailed(f"POST {PROBE_WRITE_PATH} {state} answered {status}, expected {expected}")
+            raise CheckFailed(f"POST {self.probe_path} {state} answered {status}, expected {expected}")
         return status
 
 
@@ -173,8 +186,8 @@ class MaintenanceWindow:
 
     @property
     def needed(self) -> bool:
-        """Whether the plan requires maintenance mode for this deploy."""
-        return bool(self.destructive)
+        """Whether the plan requires maintenance mode for this deploy and the app has a switch for it."""
+        return bool(self.destructive) and bool(self.switch.maintenance_path)
 
     def reason(self) -> str:
         """Why writes are switched off, as recorded in the app's audit trail."""

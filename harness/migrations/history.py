@@ -18,7 +18,7 @@ from alembic.script import Script
 from alembic.util import load_python_file
 
 from harness.config import Waiver
-from harness.errors import CheckFailed
+from harness.errors import CheckFailed, ConfigError
 from harness.migrations.project import MigrationProject
 from harness.migrations.waivers import EXPECTED_HEAD, NO_WAIVERS, Waivers
 
@@ -161,6 +161,7 @@ def check_linear_history(
 
     Raises:
         CheckFailed: naming the heads, the branch or merge revisions, or the actual and expected head.
+        ConfigError: ``[migrations] expected_head`` is not set.
     """
     if len(graph.heads) != 1:
         raise CheckFailed(
@@ -180,6 +181,11 @@ def check_linear_history(
         if len(kids) > 1:
             raise CheckFailed(f"revision {parent} is a branch point ({', '.join(kids)} both revise it)")
     head = graph.heads[0]
+    if not project.expected_head:
+        raise ConfigError(
+            "[migrations] expected_head is not set: the revision the reviewed code ends at "
+            f"(this history ends at {head})"
+        )
     waiver = waivers.find(EXPECTED_HEAD, head)
     if head != project.expected_head and waiver is None:
         raise CheckFailed(

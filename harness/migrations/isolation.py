@@ -278,6 +278,8 @@ class MigrationChild:
         Raises:
             ConfigError: the metadata path is malformed or does not import.
         """
+        if not metadata_path:
+            raise ConfigError("[migrations] metadata is not set: the models' MetaData as 'package.module:attribute'")
         module_name, _, attribute = metadata_path.partition(":")
         where = f"[migrations] metadata = {metadata_path!r}"
         if not module_name or not attribute:

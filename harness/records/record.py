@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
-from typing import Any, Literal
+from datetime import date, datetime
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,12 +19,22 @@ from harness.storage.manifest import ManifestSignature
 
 __all__ = [
     "RAN",
+    "REHEARSAL",
     "ActionItem",
+    "Attribution",
     "BackupUsed",
     "Check",
     "ControlStatus",
+    "ControlStatusName",
     "DrillRecord",
+    "FollowUp",
+    "FollowUpStatus",
     "Measure",
+    "ObjectiveChange",
+    "ObjectiveValue",
+    "Phase",
+    "Restored",
+    "StagingServer",
     "Verdict",
     "WaiverEntry",
     "canonical_json",
@@ -51,6 +61,30 @@ class BackupUsed(_Part):
     sha256: str
     size: int = Field(ge=0)
     taken_at: datetime
+
+
+class Restored(_Part):
+    """One backup the drill restored (the PostgreSQL dump, the Redis copy, the base backup) and when it was taken."""
+
+    what: str
+    key: str
+    sha256: str
+    size: int = Field(ge=0)
+    taken_at: datetime
+
+
+class StagingServer(_Part):
+    """A throwaway server the drill restored into, with the settings in which it differs from production's defaults.
+
+    A staging copy is disposable, so it runs tuned for restore speed (``fsync = off`` …): its restore time is
+    faster than a production-grade server's would be, and the record says so beside RTO.
+    """
+
+    what: str
+    host: str
+    port: int
+    version: str
+    settings: dict[str, str] = Field(default_factory=dict)
 
 
 class Check(_Part):
@@ -99,15 +133,93 @@ class Verdict(_Part):
 
 
 class ActionItem(_Part):
-    """What failed, the number that shows it, and what to do about it."""
+    """What failed, the number that shows it, what to do about it, who does it and by when.
+
+    ``cause`` identifies the cause across drills (``measure:RPO``, ``check:<feature>: <scenario>``), so that one
+    cause yields one item and the next drill can say whether it was closed.
+    """
 
     what: str
     number: str
     todo: str
+    cause: str = ""
+    owner: str = ""
+    due: date | None = None
 
     def line(self) -> str:
         """The item as one sentence, as printed in the terminal and the Markdown record."""
         return f"{self.what}: {self.number}: {self.todo}" if self.number else f"{self.what}: {self.todo}"
+
+    def assigned(self) -> str:
+        """The item with who does it and by when: ``… (owner: ops-carol; due 2026-12-15)``."""
+        if self.due is None:
+            return self.line()
+        return f"{self.line()} (owner: {self.owner or 'unassigned'}; due {self.due.isoformat()})"
+
+
+FollowUpStatus = Literal["closed", "open", "not re-tested"]
+
+
+class FollowUp(_Part):
+    """A previous drill's action item, re-evaluated against this drill's results."""
+
+    cause: str
+    item: str
+    status: FollowUpStatus
+    since: str = Field(description="the run id of the drill that raised it")
+
+
+class ObjectiveValue(_Part):
+    """An objective the drill was judged against, and where its value came from."""
+
+    name: str
+    value: float
+    source: str
+
+
+class ObjectiveChange(_Part):
+    """An objective whose value differs from the previous drill's, with its approval when one is configured."""
+
+    name: str
+    previous: float
+    current: float
+    looser: bool
+    approved_by: str = ""
+    reason: str = ""
+
+    def line(self) -> str:
+        """The change as one sentence."""
+        change = f"{self.name} changed from {format_number(self.previous)} to {format_number(self.current)}"
+        if self.approved_by:
+            return f"{change} since the previous drill, approved by {self.approved_by}: {self.reason}"
+        return f"{change} since the previous drill without an approval ([[objective_approvals]] in drill.toml)"
+
+
+class Attribution(_Part):
+    """Who ran the drill, where, with which harness and under which configuration."""
+
+    operator: str
+    operator_source: str
+    host: str
+    harness_commit: str
+    harness_commit_source: Literal["git", "package version"]
+    config_path: str
+    config_sha256: str
+    objectives: list[ObjectiveValue] = Field(default_factory=list)
+    objective_changes: list[ObjectiveChange] = Field(default_factory=list)
+
+
+class Phase(_Part):
+    """One phase of the recovery as offsets in seconds from the incident: phases that ran together overlap."""
+
+    name: str
+    start_s: float
+    end_s: float
+
+    @property
+    def seconds(self) -> float:
+        """How long the phase took."""
+        return self.end_s - self.start_s
 
 
 class WaiverEntry(_Part):
@@ -119,12 +231,26 @@ class WaiverEntry(_Part):
     reason: str
 
 
+REHEARSAL: Final = "rehearsal, not evidence"
+"""A control's status on a sandbox run: the figures are the harness's own world, never production's."""
+
+
+ControlStatusName = Literal[
+    "evidence collected in this drill", "failed in this drill", "not tested in this drill",
+    "rehearsal, not evidence", "effective", "not effective", "not tested",
+]  # fmt: skip
+
+
 class ControlStatus(_Part):
-    """A control of a standard and whether this drill evidenced it."""
+    """A control of a standard and what this drill collected for it.
+
+    One drill is evidence collected, not proof that a control is effective (that is an auditor's judgement over
+    a period); ``effective`` and ``not effective`` are the words of records written before that was said.
+    """
 
     control: str
     description: str
-    status: Literal["effective", "not effective", "not tested"]
+    status: ControlStatusName
     evidence: list[str] = Field(default_factory=list)
 
 
@@ -135,6 +261,11 @@ class DrillRecord(_Part):
     counts with them (see :mod:`harness.integrity.baseline`). ``manifests_authenticated`` says whether the
     restored backup's manifest was verified against ``[storage] manifest_verify_key``; without it, whoever
     can write the bucket could have written the numbers the drill compared with.
+
+    ``sandbox`` marks a rehearsal on the harness's own world: never evidence about production. ``attribution``
+    names operator, host, harness commit, configuration and objectives; ``restored`` and ``staging`` every backup
+    restored and every server it went into. Records written before these fields existed load with their defaults
+    and still verify (the hash is over the stored document).
 
     ``trend_sha256`` and ``markdown_sha256`` cover the chart and the Markdown twin; ``allure_digest`` names the
     file beside the record that lists the sha256 of each of the run's Allure results, and ``allure_sha256`` is
@@ -148,15 +279,21 @@ class DrillRecord(_Part):
     target: str
     provider: str
     harness_version: str
+    sandbox: bool = False
+    attribution: Attribution | None = None
     environment: dict[str, str] = Field(default_factory=dict)
     backup: BackupUsed | None = None
+    restored: list[Restored] = Field(default_factory=list)
+    staging: list[StagingServer] = Field(default_factory=list)
     restored_rows: dict[str, int] = Field(default_factory=dict)
     manifests_authenticated: bool = False
     checks: list[Check] = Field(default_factory=list)
     measures: list[Measure] = Field(default_factory=list)
     rto_phases: dict[str, float] = Field(default_factory=dict)
+    rto_timeline: list[Phase] = Field(default_factory=list)
     verdict: Verdict
     action_items: list[ActionItem] = Field(default_factory=list)
+    follow_up: list[FollowUp] = Field(default_factory=list)
     waivers: list[WaiverEntry] = Field(default_factory=list)
     controls: list[ControlStatus] = Field(default_factory=list)
     trend_image: str = ""

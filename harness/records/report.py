@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.records.chain import VERDICT_CASE
 from harness.records.controls import AREAS, EPIC, plan_link
-from harness.records.markdown import render_markdown
+from harness.records.markdown import SANDBOX_BANNER, render_markdown
 from harness.records.record import DrillRecord, format_number
 from harness.redact import redact
 from harness.services.base import run_tool
@@ -29,6 +29,7 @@ from harness.services.base import run_tool
 __all__ = [
     "ALLURE_CACHE",
     "allure_cli",
+    "attribution_properties",
     "history_runs",
     "render_html",
     "render_runs",
@@ -52,20 +53,35 @@ def _escape_property(text: str, *, key: bool) -> str:
 
 
 def write_environment(results_dir: Path, mapping: Mapping[str, str]) -> Path:
-    """Write Allure's ``environment.properties`` (redacted), shown on the report's overview."""
+    """Write Allure's ``environment.properties`` (redacted) in ``mapping``'s order, shown on the report's overview.
+
+    The overview shows the first few lines and folds the rest, so the caller puts what matters most first.
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
     lines = [
         f"{_escape_property(key, key=True)}={_escape_property(redact(str(value)), key=False)}"
-        for key, value in sorted(mapping.items())
+        for key, value in mapping.items()
     ]
     path = results_dir / "environment.properties"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
+def attribution_properties(record: DrillRecord) -> dict[str, str]:
+    """The overview's lines that say whose drill this was and whether it is evidence at all."""
+    found = {"drill.sandbox": f"true: {SANDBOX_BANNER}" if record.sandbox else "false"}
+    a = record.attribution
+    if a is not None:
+        found |= {"drill.operator": f"{a.operator} (from {a.operator_source})", "drill.host": a.host,
+                  "harness.commit": f"{a.harness_commit} ({a.harness_commit_source})",
+                  "config.path": a.config_path, "config.sha256": a.config_sha256}  # fmt: skip
+        found |= {f"objective.{o.name}": f"{format_number(o.value)} ({o.source})" for o in a.objectives}
+    return found
+
+
 def verdict_title(record: DrillRecord) -> str:
-    """One line with the verdict and the RPO/RTO figures against their objectives."""
-    parts = [f"Drill verdict {record.verdict.decision}"]
+    """One line with the verdict and the RPO/RTO figures against their objectives (a rehearsal says so first)."""
+    parts = [f"{'Sandbox rehearsal, not evidence: ' if record.sandbox else ''}Drill verdict {record.verdict.decision}"]
     for measure in record.measures:
         parts.append(f"{measure.name} {measure.against()}")
     return ", ".join(parts)
@@ -149,7 +165,7 @@ def write_verdict_result(
         else [],
         "parameters": parameters,
         "attachments": attachments,
-        "steps": [{"name": item.line(), "status": "failed", "stage": "finished"} for item in record.action_items],
+        "steps": [{"name": item.assigned(), "status": "failed", "stage": "finished"} for item in record.action_items],
     }
     path = results_dir / f"{result['uuid']}-result.json"
     path.write_text(redact(json.dumps(result, indent=2)), encoding="utf-8")

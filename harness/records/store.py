@@ -48,7 +48,7 @@ class RecordStore:
         reports = config.reports
         if not reports.storage_prefix:
             return None
-        bucket = reports.storage_bucket or config.storage.backup_bucket
+        bucket = reports.storage_bucket or config.backup_bucket()
         return cls(client, bucket, reports.storage_prefix, reports.retention_days)
 
     @property

@@ -130,7 +130,9 @@ def restore_base(
             ``tables``. Always one line naming the object (and the member).
         HarnessError: a companion file is missing; the disk cannot hold what the manifest declares; the server
             did not start (its log quoted).
+        ConfigError: ``[database] name`` is not set.
     """
+    dbname = deployment.config.database_name()
     folder = backup.key.rsplit("/", 1)[0]
     expanded, companions = _declared(backup, folder)
     wal = companions[WAL_ARCHIVE]
@@ -156,7 +158,7 @@ def restore_base(
         remove_dir(work)
     try:
         state = _cluster_state(server)
-        counts = _counts(server, deployment.config.database.name, tables)
+        counts = _counts(server, dbname, tables)
         if state != "in production":
             raise CheckFailed(f"{backup.key}: restored cluster state is {state!r}, not 'in production'")
     except BaseException:

@@ -52,7 +52,8 @@ class _Schema:
 def check_schema(conn: psycopg.Connection[Any], config: DrillConfig) -> None:
     """Check every table and column of ``[database]`` against the restored database.
 
-    Checked: each of ``critical_tables`` and its time column, ``audit_table`` (unless empty: the target has
+    Checked: that something is counted (``critical_tables`` or ``count_all_tables``), each of ``critical_tables``
+    and its time column, ``audit_table`` (unless empty: the target has
     none) and its time column, ``heartbeat_table`` and ``heartbeat_column`` (when a heartbeat is declared).
 
     Raises:
@@ -60,6 +61,9 @@ def check_schema(conn: psycopg.Connection[Any], config: DrillConfig) -> None:
     """
     database, schema = config.database, _Schema(conn)
     problems: list[str] = []
+    if not database.critical_tables and not database.count_all_tables:
+        problems.append("[database] critical_tables is empty: name the tables to count exactly, or set "
+                        "count_all_tables = true")  # fmt: skip
 
     def table(key: str, name: str) -> bool:
         if schema.table(name) is None:

@@ -32,7 +32,7 @@ from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.integrity.amcheck import install_amcheck
 from harness.integrity.rows import RestoredCounts, count_restored
-from harness.measure.objectives import Measure, NewestData, data_loss
+from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_measure
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
 from harness.restore.dump_header import HEADER_BYTES, DumpHeader, parse_dump_header
@@ -128,16 +128,33 @@ class Staging:
         """The URL the target's app gets: its role with its password of this run (the app cannot read the passfile)."""
         return self.postgres.sqlalchemy_url(self.dbname, self.app_role, with_password=True)
 
-    def data_loss_windows(self, incident: datetime, objectives: Objectives) -> list[Measure]:
-        """The data-loss window of each restored store, in seconds (Redis only when its heartbeat is configured).
+    def check_download(self, *, manifests_signed: bool) -> str:
+        """The downloaded dump's size and sha256 against its manifest; what was checked, for the evidence.
 
-        PostgreSQL is held to the RPO; Redis to the age its daily copies may reach (``max_rdb_save_age_hours``).
+        A dump taken by other tools has no manifest to compare with. Where manifests are signed
+        (``[storage] manifest_verify_key``) a missing one fails: it may have been removed to hide a swapped
+        dump. Where they are not, a manifest proves nothing its absence does not, so such a dump is judged by
+        its restore and its row floors, and the record says its manifest was not authenticated.
+
+        Raises:
+            CheckFailed: the size or sha256 differs, or a manifest is missing where manifests are signed.
         """
-        losses = [data_loss("PostgreSQL", incident, self.counts.newest, self.dump.taken_at, objectives.rpo_hours)]
+        got = f"{self.download.key}: {self.download.size} bytes, sha256 {self.download.sha256}"
+        if self.has_manifest:
+            verify_against(self.download, self.dump)
+            return f"{got}, as its manifest says"
+        if manifests_signed:
+            raise CheckFailed(
+                f"{self.dump.key}: no manifest beside the dump, so its size and sha256 cannot be verified"
+            )
+        return f"{got}; no manifest beside the dump to compare with (manifests are not signed: no manifest_verify_key)"
+
+    def rpo_per_store(self, incident: datetime, objectives: Objectives) -> list[Measure]:
+        """Each restored store's RPO in hours: PostgreSQL's (the plan's ``RPO``), Redis's when its heartbeat is set."""
+        measures = [rpo_measure(incident, self.counts.newest, self.dump.taken_at, objectives)]
         if self.redis_newest is not None and self.redis_copy is not None:
-            losses.append(data_loss("Redis", incident, self.redis_newest, self.redis_copy.taken_at,
-                                    objectives.max_rdb_save_age_hours))  # fmt: skip
-        return losses
+            measures.append(redis_rpo(incident, self.redis_newest, self.redis_copy.taken_at, objectives))
+        return measures
 
     def stop(self) -> None:
         """Stop both throwaway servers and remove their directories, then run ``on_stop``."""
@@ -395,13 +412,14 @@ def _provision(
     if existing is not None:
         made = existing.provision(name, binaries)
         return made, made.database
+    dbname = config.database_name()
     server = provider.postgres(name, settings=RESTORE_TUNED, binaries=binaries)
     try:
-        server.create_database(config.database.name, owner=server.owner_role)
+        server.create_database(dbname, owner=server.owner_role)
     except BaseException:
         server.stop()
         raise
-    return server, config.database.name
+    return server, dbname
 
 
 def restore_logical(

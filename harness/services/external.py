@@ -64,7 +64,7 @@ REPORTED_SETTINGS = (
     "max_connections", "shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size",
     "max_wal_size", "fsync", "synchronous_commit", "full_page_writes", "wal_level", "max_worker_processes",
     "max_parallel_workers", "max_parallel_maintenance_workers", "autovacuum", "ssl", "data_checksums",
-    "server_encoding", "TimeZone",
+    "server_encoding", "TimeZone", "checkpoint_timeout", "max_wal_senders", "jit", "archive_mode",
 )  # fmt: skip
 
 _SETTINGS = "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings WHERE name = ANY(%s) ORDER BY 1"

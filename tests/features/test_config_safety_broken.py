@@ -68,7 +68,7 @@ def app_world(
     seed = register_secret(base64.b64encode(os.urandom(32)).decode("ascii"))
     config = drill_config.with_changes(storage={"uploads_bucket": bucket})
     planted = plant_secrets(SENSITIVE_KEYS)
-    secrets = {name: SecretStr(value) for name, value in secret_env(planted).items()}
+    secrets = {name: SecretStr(value) for name, value in secret_env(planted, config).items()}
     deployment = Deployment(
         name="config-gates",
         config=config,
@@ -84,6 +84,8 @@ def app_world(
     pg_server.drop_database(name)
 
 
+AUDIT = "config_change_history"
+
 VARIANTS = ("critical_without_approval", "self_approval", "sensitive_accepted", "unsigned", "bad_signature", "no_audit")
 
 
@@ -95,7 +97,7 @@ def variant_apps(app_world: AppWorld) -> Iterator[dict[str, AppProcess]]:
         for variant in ("sandbox", *VARIANTS):
             module = "sandbox.codeblack.app" if variant == "sandbox" else f"tests.broken_backends.{variant}"
             argv = f"{{python}} -m uvicorn {module}:create_app --factory --host 127.0.0.1 --port {{port}}".split()
-            started[variant] = AppProcess.from_config(app_world.config.app, app_world.env, command=argv, name=variant)
+            started[variant] = AppProcess.from_config(app_world.config, app_world.env, command=argv, name=variant)
             started[variant].start()
         for app in started.values():
             app.wait_healthy(timeout=60)
@@ -108,7 +110,7 @@ def variant_apps(app_world: AppWorld) -> Iterator[dict[str, AppProcess]]:
 @contextlib.contextmanager
 def running(world: AppWorld, variant_apps: dict[str, AppProcess], variant: str) -> Iterator[ConfigClient]:
     """A client of the sandbox app or of one broken variant of it."""
-    with ConfigClient.from_settings(variant_apps[variant].base_url, world.config.app, world.verify_key) as client:
+    with ConfigClient.from_settings(variant_apps[variant].base_url, world.config, world.verify_key) as client:
         yield client
 
 
@@ -162,7 +164,7 @@ def test_each_broken_backend_fails_its_gate_naming_the_key_and_the_rule(
     app_world: AppWorld, variant_apps: dict[str, AppProcess], variant: str, gate: str, message: str
 ) -> None:
     with running(app_world, variant_apps, variant) as client:
-        gates = ConfigGates(client, AuditTrail(app_world.dsn), SEEDED_KEYS)
+        gates = ConfigGates(client, AuditTrail(app_world.dsn, AUDIT), SEEDED_KEYS)
         with pytest.raises(AssertionError, match=message):
             getattr(gates, gate)()
 
@@ -171,7 +173,7 @@ def test_a_change_without_an_audit_row_fails_the_audit_gate(
     app_world: AppWorld, variant_apps: dict[str, AppProcess]
 ) -> None:
     with running(app_world, variant_apps, "no_audit") as client:
-        gates = ConfigGates(client, AuditTrail(app_world.dsn), SEEDED_KEYS)
+        gates = ConfigGates(client, AuditTrail(app_world.dsn, AUDIT), SEEDED_KEYS)
         run = gates.two_step()
     with pytest.raises(
         AssertionError,

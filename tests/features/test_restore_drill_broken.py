@@ -20,6 +20,7 @@ from psycopg import sql
 
 from harness.backup.postgres import backup_postgres
 from harness.deployment import Deployment
+from harness.records import append_record, load_chain
 from sandbox.breakage import hash_mismatch, missing_rows, no_recent_inserts, stale_newest, truncated_dump
 from sandbox.world import Mutation, VariantContext, World
 from tests.features.drill_run import leftovers, run_drill
@@ -138,3 +139,22 @@ def test_a_missing_uploads_bucket_is_reported_down_by_deep_health(tmp_path: Path
                            app={"startup_timeout_s": 15})  # fmt: skip
     [message] = failures.values()
     assert "(down: object_storage: " in message
+
+
+def test_a_previous_restore_drill_older_than_a_month_fails_the_cadence_scenario(
+    tmp_path: Path, sandbox_world: World
+) -> None:
+    first = run_drill(tmp_path / "first", sandbox_world.deployment, "run_every_month")
+    assert first.failures == {}, first.output[-3000:]
+    (record,) = load_chain(first.reports / "drills")  # a drill whose only scenario is the cadence still counts
+    old = record.model_copy(update={"run_id": "old0drill", "finished_at": record.finished_at - timedelta(days=45),
+                                    "hash": "", "previous_hash": "", "signature": None})  # fmt: skip
+    append_record(tmp_path / "late" / "reports" / "drills", old)
+    failures = run_feature(tmp_path / "late", sandbox_world.deployment, "run_every_month")
+    (message,) = failures.values()
+    assert re.fullmatch(
+        rf"harness\.errors\.CheckFailed: \S+/late/reports/drills: the previous restore drill of {record.target} "
+        r"\(old0drill, finished \d{4}-\d\d-\d\d\) was 4[56] days before this one, more than the 31 days allowed "
+        r"\(objectives\.drill_interval_days\): run the restore drill every month",
+        message,
+    ), message

@@ -13,5 +13,5 @@ def test_k_restore_selects_only_the_restore_drill() -> None:
     done = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     selected = [line for line in done.stdout.splitlines() if "::" in line]
-    assert len(selected) == 11
+    assert len(selected) == 12
     assert {line.split("::")[0] for line in selected} == {"features/test_restore_drill.py"}

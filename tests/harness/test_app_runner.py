@@ -46,7 +46,7 @@ def _assert_gone(app: AppProcess) -> None:
 
 
 def test_the_sandbox_app_becomes_healthy(app_environment: dict[str, str], drill_config: DrillConfig) -> None:
-    app = AppProcess.from_config(drill_config.app, app_environment).start()
+    app = AppProcess.from_config(drill_config, app_environment).start()
     try:
         answer = app.wait_healthy(timeout=30)
     finally:
@@ -60,7 +60,7 @@ def test_a_backend_whose_database_is_down_fails_naming_the_component(
     app_environment: dict[str, str], drill_config: DrillConfig
 ) -> None:
     app = AppProcess.from_config(
-        drill_config.app, app_environment, command=_command("tests.broken_backends.unhealthy:create_app")
+        drill_config, app_environment, command=_command("tests.broken_backends.unhealthy:create_app")
     ).start()
     try:
         with pytest.raises(CheckFailed, match=r"not healthy within 10 s \(down: database: OperationalError"):
@@ -72,7 +72,7 @@ def test_a_backend_whose_database_is_down_fails_naming_the_component(
 
 def test_an_app_crashing_at_start_fails_at_once_quoting_its_log(drill_config: DrillConfig) -> None:
     crash = ["{python}", "-c", "import sys; print('settings missing: CODEBLACK_DATABASE_URL'); sys.exit(3)"]
-    app = AppProcess.from_config(drill_config.app, {}, command=crash).start()
+    app = AppProcess.from_config(drill_config, {}, command=crash).start()
     try:
         with pytest.raises(ServiceError, match=r"exited with code 3 during start: settings missing"):
             app.wait_healthy(timeout=30)

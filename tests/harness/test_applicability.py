@@ -56,19 +56,23 @@ def test_a_part_the_target_lacks_is_not_applicable_naming_the_setting(
 
 
 def test_only_the_secrets_of_the_selected_scenarios_are_needed(tmp_path: Path) -> None:
-    config = _config(tmp_path, '[redis]\nurl_env = "DRILL_TEST_PRODUCTION_REDIS"\n')
+    config = _config(
+        tmp_path, '[redis]\nurl_env = "DRILL_TEST_PRODUCTION_REDIS"\n[app]\nsigning_key_env = "T_APP_SEED"\n'
+    )
     storage = ["storage.access_key_env", "storage.secret_key_env"]
     assert secret_keys(config, [MIGRATION_HISTORY]) == []  # a migration-only run reads no bucket
     assert secret_keys(config, [RESTORE, RESTORE]) == storage  # a restore-only run starts no app
     assert secret_keys(config, [RESTORE, RESTORE_APP]) == [*storage, "app.signing_key_env"]
     assert secret_keys(config, [REDIS_POLICY]) == [*storage, "redis.url_env"]
+    unsigned = config.with_changes(app={"signing_key_env": ""})  # an app that signs nothing needs no seed
+    assert secret_keys(unsigned, [RESTORE, RESTORE_APP]) == storage
 
 
 def test_a_restore_only_run_asks_for_no_signing_key_and_a_migration_only_run_for_no_storage_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = _config(tmp_path, "")
-    for name in ("DRILL_S3_ACCESS_KEY_ID", "DRILL_S3_SECRET_ACCESS_KEY", "CODEBLACK_SIGNING_KEY"):
+    config = _config(tmp_path, '[app]\nsigning_key_env = "T_APP_SEED"\n')
+    for name in ("DRILL_S3_ACCESS_KEY_ID", "DRILL_S3_SECRET_ACCESS_KEY", "T_APP_SEED"):
         monkeypatch.delenv(name, raising=False)
     check_secrets_set(config, secret_keys(config, [MIGRATION_HISTORY]))
     deployment = Deployment.from_config(config, secret_keys(config, [MIGRATION_HISTORY]))
@@ -78,9 +82,9 @@ def test_a_restore_only_run_asks_for_no_signing_key_and_a_migration_only_run_for
     monkeypatch.setenv("DRILL_S3_ACCESS_KEY_ID", "AKIA-test-access")
     monkeypatch.setenv("DRILL_S3_SECRET_ACCESS_KEY", "very-secret-value-123")
     check_secrets_set(config, secret_keys(config, [RESTORE]))
-    unread = Deployment.from_config(config, secret_keys(config, [RESTORE])).app_secrets["CODEBLACK_SIGNING_KEY"]
+    unread = Deployment.from_config(config, secret_keys(config, [RESTORE])).app_secrets["T_APP_SEED"]
     assert unread.get_secret_value() == ""
-    with pytest.raises(ConfigError, match=r"\[app\] signing_key_env names environment variable 'CODEBLACK_SIGNING"):
+    with pytest.raises(ConfigError, match=r"\[app\] signing_key_env names environment variable 'T_APP_SEED'"):
         check_secrets_set(config, secret_keys(config, [RESTORE_APP]))
 
 

@@ -23,9 +23,12 @@ from harness.app.config_audit import (
 )
 from harness.app.config_gates import probe_value
 from harness.app.signature import VerifyKey
-from harness.errors import HarnessError, ServiceError
+from harness.config import DrillConfig
+from harness.errors import ConfigError, HarnessError, ServiceError
 from harness.redact import redact, register_secret
 from sandbox.codeblack.revisions import alembic_config
+
+AUDIT = "config_change_history"
 
 
 @pytest.mark.parametrize(
@@ -57,13 +60,16 @@ def test_an_audit_event_describes_itself_and_matches_only_its_row() -> None:
     )
 
 
-def test_planted_secrets_are_fresh_named_after_the_key_and_redacted() -> None:
+def test_planted_secrets_are_fresh_named_after_the_key_and_redacted(drill_config: DrillConfig) -> None:
     planted = plant_secrets(["jwt.secret", "payments.api-key"])
-    env = secret_env(planted)
+    env = secret_env(planted, drill_config)
     assert set(env) == {"CODEBLACK_SECRET_JWT_SECRET", "CODEBLACK_SECRET_PAYMENTS_API_KEY"}
     value = env["CODEBLACK_SECRET_JWT_SECRET"]
     assert value == planted["jwt.secret"] != plant_secrets(["jwt.secret"])["jwt.secret"]
     assert redact(f"token={value}") == "token=***"
+    assert secret_env({}, DrillConfig()) == {}  # nothing planted, no prefix needed
+    with pytest.raises(ConfigError, match=r"\[app\] secret_env_prefix is not set: the prefix of the variables"):
+        secret_env(planted, DrillConfig())
 
 
 def _exchange(body: bytes) -> Exchange:
@@ -72,22 +78,22 @@ def _exchange(body: bytes) -> Exchange:
 
 def test_a_sensitive_value_in_a_response_or_an_audit_row_fails_naming_the_key_not_the_value() -> None:
     clean = [_exchange(b'{"entries": []}')]
-    assert check_no_secret_leaks([("jwt.secret", "s3cr3t-value")], clean, [{"id": 1, "reason": "ok"}]) == 2
+    assert check_no_secret_leaks([("jwt.secret", "s3cr3t-value")], clean, [{"id": 1, "reason": "ok"}], AUDIT) == 2
     leaky = [*clean, _exchange(b'{"value": "s3cr3t-value"}')]
     with pytest.raises(
         AssertionError,
         match=r"^the value of sensitive key 'jwt.secret' appears in GET /api/v1/"
         r"config; rule: values of sensitive keys stay in the secret manager",
     ) as caught:
-        check_no_secret_leaks([("jwt.secret", "s3cr3t-value")], leaky, [])
+        check_no_secret_leaks([("jwt.secret", "s3cr3t-value")], leaky, [], AUDIT)
     assert "s3cr3t-value" not in str(caught.value)
     with pytest.raises(AssertionError, match=r"appears in config_change_history row 7; rule"):
-        check_no_secret_leaks([("jwt.secret", "s3cr3t-value")], clean, [{"id": 7, "new_value": "s3cr3t-value"}])
+        check_no_secret_leaks([("jwt.secret", "s3cr3t-value")], clean, [{"id": 7, "new_value": "s3cr3t-value"}], AUDIT)
 
 
 def test_the_audit_reader_sees_only_rows_after_its_watermark_and_demands_one_per_event(pg_database: Any) -> None:
     command.upgrade(alembic_config(pg_database.sqlalchemy_url), "head")
-    trail = AuditTrail(pg_database.dsn)
+    trail = AuditTrail(pg_database.dsn, AUDIT)
     assert trail.watermark() == 0
     insert = (
         "INSERT INTO config_change_history (config_key, action, actor, status) VALUES "
@@ -109,7 +115,7 @@ def test_the_audit_reader_sees_only_rows_after_its_watermark_and_demands_one_per
 
 def test_an_unreadable_audit_table_is_a_setup_error(pg_database: Any) -> None:
     with pytest.raises(HarnessError, match=r"^cannot read config_change_history of the staging copy: .*does not exist"):
-        AuditTrail(pg_database.dsn).watermark()
+        AuditTrail(pg_database.dsn, AUDIT).watermark()
 
 
 def test_an_exchange_is_shown_redacted_and_a_non_json_answer_fails_naming_the_request() -> None:
@@ -128,14 +134,19 @@ def test_a_hung_app_fails_within_the_request_deadline_and_a_stopped_one_is_a_set
         hung.listen()
         url = f"http://127.0.0.1:{hung.getsockname()[1]}"
         with (
-            ConfigClient(url, key, proposer="a", approver="b", timeout_s=0.3) as client,
+            ConfigClient(url, key, api_path="/api/v1/config", proposer="a", approver="b", timeout_s=0.3) as client,
             pytest.raises(
                 AssertionError, match=r"^no answer to GET /api/v1/config within 0.3 s; rule: the config API answers"
             ),
         ):
             client.entries()
     with (
-        ConfigClient(url, key, proposer="a", approver="b", timeout_s=0.3) as client,
+        ConfigClient(url, key, api_path="/api/v1/config", proposer="a", approver="b", timeout_s=0.3) as client,
         pytest.raises(ServiceError, match=rf"^cannot reach the app at {url} for GET /api/v1/config"),
     ):
         client.entries()
+
+
+def test_a_config_api_without_a_path_is_a_config_error_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"\[app\] config_api_path is not set: where the application's config API"):
+        ConfigClient.from_settings("http://127.0.0.1:9", DrillConfig(), base64.b64encode(bytes(32)).decode())

@@ -26,12 +26,12 @@ import pytest
 from pydantic import SecretStr
 
 from harness.backup.postgres import backup_postgres, dump_options
-from harness.config import DrillConfig
+from harness.config import DrillConfig, Objectives
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.identifiers import TableName, parse_column, parse_table
 from harness.integrity import check_recent_inserts, compare_row_counts, count_restored
-from harness.measure import Stopwatch, data_loss
+from harness.measure import Stopwatch, rpo_measure
 from harness.restore.staging import Staging, restore_logical
 from harness.services.postgres import OWNER_ROLE, PostgresServer
 from harness.services.provider import Provider
@@ -197,8 +197,8 @@ def test_the_restored_copy_matches_its_manifest_exactly(staging: Staging, foreig
     assert inserts.warning == ""
     assert staging.counts.newest.moment == NOW - timedelta(hours=1)
     assert staging.counts.newest.basis == f"newest row of {LINES}, {STOCK} (no heartbeat configured)"
-    loss = data_loss("PostgreSQL", NOW + timedelta(hours=1), staging.counts.newest, staging.dump.taken_at, hours=6)
-    assert loss.value == 2 * 3600  # an aware newest time: no naive/aware subtraction anywhere
+    loss = rpo_measure(NOW + timedelta(hours=1), staging.counts.newest, staging.dump.taken_at, Objectives())
+    assert loss.value == 2  # an aware newest time: no naive/aware subtraction anywhere
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import psycopg
 from alembic import command
 
 from harness.config import DatabaseSettings, Objectives
-from harness.measure import NewestData, Stopwatch, data_loss, newest_data, redis_heartbeat, rpo_measure, rto_measure
+from harness.measure import NewestData, Stopwatch, newest_data, redis_heartbeat, redis_rpo, rpo_measure, rto_measure
 from sandbox.codeblack.revisions import alembic_config
 
 INCIDENT = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -35,7 +35,7 @@ def test_rpo_beyond_the_objective_is_missed_with_basis_and_backup_age() -> None:
     assert not measure.met
     assert measure.describe() == (
         "RPO 7.00 h (objective 6 h, MISSED): newest data 2026-11-24T05:00:00+00:00 from heartbeat "
-        "heartbeats.beat_at; backup age 6.50 h"
+        "heartbeats.beat_at (25200 s); backup age 6.50 h"
     )
 
 
@@ -61,19 +61,20 @@ def test_newest_data_uses_the_heartbeat_when_configured_else_the_critical_tables
     assert beat == NewestData(INCIDENT - timedelta(minutes=5), "heartbeat heartbeats.beat_at")
 
 
-def test_data_loss_per_store_is_in_seconds_beside_the_backup_age(redis_server: Any) -> None:
+def test_each_store_has_an_rpo_in_hours_to_the_second_beside_the_backup_age(redis_server: Any) -> None:
     key = "codeblack:heartbeat:test-measure"
     with redis_server.client() as client:
         assert redis_heartbeat(client, key) == NewestData(None, f"Redis heartbeat key {key}")
         client.set(key, (INCIDENT - timedelta(seconds=90)).isoformat())
         beat = redis_heartbeat(client, key)
         client.delete(key)
-    loss = data_loss("Redis", INCIDENT, beat, INCIDENT - timedelta(hours=2), hours=24)
-    detail = f"newest 2026-11-24T11:58:30+00:00 from Redis heartbeat key {key}; backup age 7200 s"
-    assert loss.row() == ["data loss Redis", 90.0, 86400, "s", True, detail]
-    missing = data_loss("PostgreSQL", INCIDENT, NewestData(None, "heartbeat heartbeats.beat_at"), INCIDENT, hours=6)
-    assert not missing.met
-    assert missing.detail == "no data found (heartbeat heartbeats.beat_at); backup age 0 s"
+    loss = redis_rpo(INCIDENT, beat, INCIDENT - timedelta(hours=2), Objectives(max_rdb_save_age_hours=24))
+    detail = (f"newest data 2026-11-24T11:58:30+00:00 from Redis heartbeat key {key} (90 s); backup age 2.00 h; "
+              "objective [objectives] max_rdb_save_age_hours")  # fmt: skip
+    assert loss.row() == ["RPO Redis", 0.025, 24, "h", True, detail]
+    missing = rpo_measure(INCIDENT, NewestData(None, "heartbeat heartbeats.beat_at"), INCIDENT, Objectives())
+    assert (missing.name, missing.unit, missing.met) == ("RPO", "h", False)
+    assert missing.detail == "no data found (heartbeat heartbeats.beat_at)"
 
 
 def test_rpo_falls_back_to_the_backups_age_when_nothing_is_declared_and_rto_names_its_last_step() -> None:
@@ -85,7 +86,7 @@ def test_rpo_falls_back_to_the_backups_age_when_nothing_is_declared_and_rto_name
         "RPO 2.00 h (objective 6 h, met): backup age 2.00 h from the backup's time (no heartbeat_table and no time "
         "column declared in [database])"
     )
-    assert data_loss("PostgreSQL", INCIDENT, newest, INCIDENT - timedelta(seconds=90), 6).value == 90
+    assert rpo_measure(INCIDENT, newest, INCIDENT - timedelta(seconds=90), Objectives()).value == 90 / 3600
     watch = Stopwatch(incident=datetime.now(UTC))
     watch.add("restore", 1.0)
     watch.stop()

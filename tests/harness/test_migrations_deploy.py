@@ -84,7 +84,7 @@ def test_a_copy_at_a_revision_the_code_does_not_know_fails(sandbox: MigrationPro
 
 @pytest.fixture
 def running_app(app_environment: dict[str, str], drill_config: DrillConfig) -> Iterator[AppProcess]:  # noqa: F811
-    app = AppProcess.from_config(drill_config.app, app_environment).start()
+    app = AppProcess.from_config(drill_config, app_environment).start()
     try:
         yield wait_listening(app, timeout=30)
     finally:
@@ -94,7 +94,7 @@ def running_app(app_environment: dict[str, str], drill_config: DrillConfig) -> I
 def test_maintenance_mode_refuses_writes_until_they_are_re_enabled(
     running_app: AppProcess, drill_config: DrillConfig
 ) -> None:
-    switch = WriteSwitch(running_app.base_url, drill_config.app.proposer)
+    switch = WriteSwitch.from_settings(running_app.base_url, drill_config.app)
     drop = DestructiveOperation("de1e7e000001", "ALTER TABLE orders DROP COLUMN currency", "drops a column")
     window = MaintenanceWindow(switch, [drop]).open()
     assert window.reason() == "deploy rehearsal: destructive migration(s) de1e7e000001 pending"
@@ -111,9 +111,18 @@ def test_maintenance_mode_refuses_writes_until_they_are_re_enabled(
     assert switch.check_writes(refused=False) == 201
 
 
+def test_an_app_without_a_maintenance_switch_or_probe_write_is_never_called() -> None:
+    # Nothing listens on port 9: any request would fail with a HarnessError naming it.
+    switch = WriteSwitch.from_settings("http://127.0.0.1:9", DrillConfig().app)
+    drop = DestructiveOperation("de1e7e000001", "ALTER TABLE orders DROP COLUMN currency", "drops a column")
+    window = MaintenanceWindow(switch, [drop]).open()
+    assert (window.needed, window.check_refused(), switch.check_writes(refused=False)) == (False, None, None)
+    window.close()
+
+
 def test_an_app_that_dies_before_listening_fails_quoting_its_log(drill_config: DrillConfig) -> None:
     crash = ["{python}", "-c", "import sys; print('alembic_version missing'); sys.exit(4)"]
-    app = AppProcess.from_config(drill_config.app, {}, command=crash, name="rehearsal").start()
+    app = AppProcess.from_config(drill_config, {}, command=crash, name="rehearsal").start()
     try:
         with pytest.raises(ServiceError, match=r"exited with code 4 during start: alembic_version missing"):
             wait_listening(app, timeout=30)

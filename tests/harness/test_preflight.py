@@ -51,17 +51,18 @@ def test_names_are_matched_as_sql_reads_them(tmp_path: Path, restored: Any) -> N
     [
         ('critical_tables = ["members", "loans"]\ntime_columns = { members = "joined_at" }\naudit_table = ""\n',
          "[database] critical_tables 'loans' is not in the restored database"),
-        ('critical_tables = ["members"]\ntime_columns = { members = "joined_at" }\n',
-         "[database] audit_table 'config_change_history' is not in the restored database"),
+        ('critical_tables = ["members"]\ntime_columns = { members = "joined_at" }\naudit_table = "history"\n',
+         "[database] audit_table 'history' is not in the restored database"),
         ('critical_tables = ["members", "beats"]\ntime_columns = { members = "joined" }\naudit_table = ""\n',
          "[database] time_columns.members: critical table 'members' has no column 'joined'; "
          "[database] default_time_column: critical table 'beats' has no column 'created_at'"),
-        ('critical_tables = []\naudit_table = ""\nheartbeat_table = "beat"\n',
+        ('count_all_tables = true\nheartbeat_table = "beat"\n',
          "[database] heartbeat_table 'beat' is not in the restored database"),
-        ('critical_tables = []\naudit_table = ""\nheartbeat_table = "members"\n',
+        ('count_all_tables = true\nheartbeat_table = "members"\n',
          "[database] heartbeat_column 'beat_at' is not a column of heartbeat table 'members'"),
+        ("", "[database] critical_tables is empty: name the tables to count exactly, or set count_all_tables = true"),
     ],
-    ids=["table", "default-audit-table", "time-columns", "heartbeat-table", "heartbeat-column"],
+    ids=["table", "audit-table", "time-columns", "heartbeat-table", "heartbeat-column", "nothing-counted"],
 )  # fmt: skip
 def test_each_mismatch_is_named_by_its_key_in_one_line(
     tmp_path: Path, restored: Any, change: str, problem: str

@@ -1,21 +1,26 @@
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import shutil
+import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
-from harness.config import DrillConfig, Waiver
-from harness.errors import HarnessError
+from harness.config import PROJECT_ROOT, DrillConfig, Waiver
+from harness.errors import CheckFailed, HarnessError
 from harness.integrity.baseline import previous_rows
+from harness.measure import Stopwatch
 from harness.records import (
+    ActionItem,
     Check,
     DrillRecord,
     DrillRecorder,
@@ -31,11 +36,19 @@ from harness.records import (
     verify_chain,
     write_environment,
 )
+from harness.records import attribution as attribution_module
+from harness.records.actions import assign, follow_up
+from harness.records.attribution import harness_commit
+from harness.records.cadence import check_drill_interval
 from harness.records.handover import run_results
 from harness.records.markdown import render_markdown
-from harness.records.record import BackupUsed, content_hash
+from harness.records.record import BackupUsed, Phase, Restored, StagingServer, content_hash
 from harness.records.report import verdict_title
+from harness.records.servers import postgres_server
+from harness.records.servers import redis_server as redis_staging
 from harness.redact import register_secret
+from harness.services.postgres import RESTORE_TUNED, PostgresServer
+from harness.services.redis import RedisServer
 
 START = datetime(2026, 11, 1, 3, 0, tzinfo=UTC)
 PASSED = Check(scenario="The newest dump restores", feature="Restore drill", area="restore_drill", status="passed")
@@ -120,12 +133,103 @@ def test_verdict_is_go_only_without_failures_and_missed_objectives() -> None:
     assert decide([], []).reasons == ["no scenario ran"]
 
 
-def test_controls_follow_scenarios_and_the_rto_measure() -> None:
+def test_controls_say_what_this_drill_collected_never_effective() -> None:
     statuses = {c.control: c for c in control_statuses([FAILED], [measure("RTO", 12, 60, "min")])}
-    assert statuses["ISO/IEC 27001:2022 A.8.13"].status == "not effective"
-    assert statuses["SOC 2 CC8.1"].status == "not tested"
-    restore_time = statuses["AWS Backup Audit Manager: restore-time-for-resources-meet-target"]
-    assert (restore_time.status, restore_time.evidence) == ("effective", ["RTO 12 min (objective 60 min)"])
+    assert statuses["ISO/IEC 27001:2022 A.8.13"].status == "failed in this drill"
+    assert statuses["SOC 2 CC8.1"].status == "not tested in this drill"
+    tested = statuses["SOC 2 A1.3"]
+    assert (tested.status, tested.evidence) == (
+        "failed in this drill",
+        ["Rows match the manifest (failed)", "RTO 12 min (objective 60 min)"],
+    )
+    passed = {c.control: c.status for c in control_statuses([PASSED], [measure("RTO", 12, 60, "min")])}
+    assert passed["SOC 2 A1.2"] == passed["SOC 2 A1.3"] == "evidence collected in this drill"
+    assert "effective" not in passed.values()
+
+
+def test_aws_backup_audit_manager_controls_are_not_mapped_to_dumps_in_object_storage() -> None:
+    assert not [c.control for c in control_statuses([PASSED], []) if "AWS Backup" in c.control]
+
+
+def test_on_the_sandbox_every_control_is_a_rehearsal_not_evidence() -> None:
+    statuses = control_statuses([PASSED, FAILED], [measure("RTO", 12, 60, "min")], sandbox=True)
+    assert {c.status for c in statuses} == {"rehearsal, not evidence"}
+
+
+RPO_MISSED = measure("RPO", 7.5, 6, "h")
+
+
+def _failed(scenario: str, message: str) -> Check:
+    return FAILED.model_copy(update={"scenario": scenario, "message": message})
+
+
+def test_one_missed_objective_is_one_item_with_its_own_remedy() -> None:
+    symptoms = [
+        _failed("Recovery time and data loss are measured", "RPO 7.50 h (objective 6 h, MISSED): newest data ..."),
+        _failed("Cut-over is decided after staging verification", "NO-GO: RPO 7.5 h exceeds objective 6 h"),
+    ]
+    (item,) = action_items(symptoms, [RPO_MISSED, measure("RTO", 12, 60, "min")], {})
+    assert (item.what, item.cause) == ("RPO", "measure:RPO")
+    assert item.number == "7.5 h exceeds objective 6 h (failed: Recovery time and data loss are measured)"
+    assert item.todo == "increase pg_dump frequency or check the backup cron"
+
+
+def test_a_store_named_rpo_gets_its_stores_remedy() -> None:
+    redis = measure("RPO Redis", 30, 24, "h")
+    check = _failed("Data loss per store", "RPO Redis 30.00 h (objective 24 h, MISSED)")
+    (item,) = action_items([check], [RPO_MISSED.model_copy(update={"met": True, "value": 1}), redis], {})
+    assert (item.cause, item.todo.startswith("take Redis RDB copies more often")) == ("measure:RPO Redis", True)
+
+
+def test_a_verdict_restating_other_failures_adds_no_item_of_its_own() -> None:
+    cut_over = _failed("Cut-over", "NO-GO: failed: Restore drill: Rows match the manifest")
+    assert [item.what for item in action_items([FAILED, cut_over], [], {})] == [
+        "Restore drill: Rows match the manifest"
+    ]
+    assert [item.what for item in action_items([cut_over], [], {})] == ["Restore drill: Cut-over"]
+
+
+def test_items_get_an_owner_a_due_date_and_one_per_cause() -> None:
+    items = action_items([FAILED], [RPO_MISSED], {})
+    note = ActionItem(what="manifests", number="", todo="sign manifests")
+    assigned = assign([*items, note, note], "ops-carol", date(2026, 12, 15))
+    assert [(i.cause, i.owner, i.due) for i in assigned] == [
+        ("check:Restore drill: Rows match the manifest", "ops-carol", date(2026, 12, 15)),
+        ("measure:RPO", "ops-carol", date(2026, 12, 15)),
+        ("note:manifests: sign manifests", "ops-carol", date(2026, 12, 15)),
+    ]
+    assert "(owner: ops-carol; due 2026-12-15)" in render_markdown(
+        make_record(checks=[FAILED]).model_copy(update={"action_items": assigned})
+    )
+
+
+def test_the_previous_drills_items_are_re_evaluated_against_this_drill() -> None:
+    previous = make_record(checks=[FAILED], rpo=7.5, rto=75)
+    previous = previous.model_copy(update={"action_items": [
+        *previous.action_items, ActionItem(what="manifests", number="", todo="sign manifests", cause="note:sign")
+    ]})  # fmt: skip
+    now_checks = [FAILED.model_copy(update={"status": "passed", "message": ""})]
+    now_measures = [measure("RPO", 1, 6, "h")]  # RTO not measured this time
+    notes = [ActionItem(what="manifests", number="", todo="sign manifests", cause="note:sign")]
+    done = follow_up(previous, notes, now_checks, now_measures)
+    assert [(f.cause, f.status, f.since) for f in done] == [
+        ("check:Restore drill: Rows match the manifest", "closed", "run0"),
+        ("measure:RPO", "closed", "run0"),
+        ("measure:RTO", "not re-tested", "run0"),
+        ("note:sign", "open", "run0"),
+    ]
+    failing_again = follow_up(previous, [], [FAILED], [RPO_MISSED])
+    assert [f.status for f in failing_again[:2]] == ["open", "open"]
+
+
+def test_items_of_records_written_before_causes_are_followed_up_by_their_title() -> None:
+    old = make_record(checks=[FAILED], rpo=7.5)
+    old = old.model_copy(update={"action_items": [i.model_copy(update={"cause": ""}) for i in old.action_items]})
+    done = follow_up(old, [], [FAILED], [measure("RPO", 1, 6, "h")])
+    assert [(f.cause, f.status) for f in done] == [
+        ("check:Restore drill: Rows match the manifest", "open"),
+        ("measure:RPO", "closed"),
+    ]
 
 
 def test_record_json_and_markdown_hold_everything(tmp_path: Path) -> None:
@@ -242,6 +346,132 @@ def test_records_written_before_a_field_existed_still_verify(tmp_path: Path) -> 
     assert verify_chain(tmp_path).ok
 
 
+TUNED = StagingServer(what="staging PostgreSQL", host="127.0.0.1", port=54321, version="PostgreSQL 15.14",
+                      settings={"fsync": "off", "autovacuum": "off"})  # fmt: skip
+
+
+def test_the_record_lists_every_backup_restored_and_the_servers_beside_rto() -> None:
+    taken = START - timedelta(hours=2)
+    restored = [Restored(what=what, key=key, sha256="cd" * 32, size=size, taken_at=taken)
+                for what, key, size in [("PostgreSQL dump", "postgres/logical/x.dump", 1024),
+                                        ("Redis copy", "redis/rdb/x.rdb", 77),
+                                        ("base backup", "postgres/base/daily/x/base.tar.gz", 4096)]]  # fmt: skip
+    record = make_record().model_copy(update={"restored": restored, "staging": [TUNED]})
+    markdown = render_markdown(record)
+    assert f"| Redis copy | redis/rdb/x.rdb | 77 | {'cd' * 32} | {taken.isoformat()} |" in markdown
+    assert "| base backup | postgres/base/daily/x/base.tar.gz | 4096 |" in markdown
+    assert "| staging PostgreSQL | 127.0.0.1 | 54321 | PostgreSQL 15.14 | fsync = off, autovacuum = off |" in markdown
+    rto_row = next(line for line in markdown.splitlines() if line.startswith("| RTO |"))
+    assert "staging PostgreSQL ran with fsync = off (a disposable copy tuned for restore speed" in rto_row
+
+
+def test_overlapping_phases_are_shown_as_overlapping_so_their_sum_is_not_rto() -> None:
+    timeline = [Phase(name="download", start_s=0.5, end_s=2.5), Phase(name="provision Redis", start_s=0.6, end_s=3.0),
+                Phase(name="restore", start_s=2.6, end_s=4.0)]  # fmt: skip
+    record = make_record(rto=0.05).model_copy(update={"rto_timeline": timeline})
+    markdown = render_markdown(record)
+    assert "| provision Redis | 0.6 | 3 | 2.4 |" in markdown
+    assert "Phases overlap (they ran at the same time): their sum, 5.8 s, is not the RTO (0.05 min)" in markdown
+    one_after_another = record.model_copy(update={"rto_timeline": timeline[:1]})
+    assert "overlap" not in render_markdown(one_after_another)
+
+
+def test_a_stopwatch_records_when_each_phase_ran() -> None:
+    watch = Stopwatch(incident=datetime.now(UTC) - timedelta(seconds=10))
+    with watch.phase("download"):
+        watch.add("provision Redis", 0.0)
+    (inner, outer) = sorted(watch.timeline(), key=lambda p: p.name, reverse=True)
+    assert (inner.name, outer.name) == ("provision Redis", "download")
+    assert 10 <= outer.start_s <= inner.start_s <= inner.end_s <= outer.end_s
+
+
+def test_staging_servers_list_the_settings_that_differ_from_the_defaults(
+    pg_server: PostgresServer, redis_server: RedisServer
+) -> None:
+    described = postgres_server("staging PostgreSQL", pg_server, RESTORE_TUNED)
+    assert (described.host, described.port) == (pg_server.host, pg_server.port)
+    assert described.version == f"PostgreSQL {pg_server.binaries.version}"
+    assert described.settings["fsync"] == "off"
+    assert "max_parallel_maintenance_workers" not in described.settings  # 2 is PostgreSQL's default
+    with redis_server.client() as client:
+        saved = client.config_get("save")["save"]
+        client.config_set("save", "")  # no snapshots, as a throwaway runs
+        try:
+            throwaway = redis_staging("staging Redis", redis_server)
+        finally:
+            client.config_set("save", saved)
+    assert throwaway.version.startswith("Redis ")
+    assert throwaway.settings == {"save": '""'}  # appendonly yes, as production runs
+
+
+def _drill_of(target: str, finished: datetime, area: str = "restore_drill") -> DrillRecord:
+    checks = [PASSED.model_copy(update={"area": area})]
+    return make_record(checks=checks).model_copy(update={"target": target, "finished_at": finished})
+
+
+def test_the_previous_restore_drill_must_be_at_most_a_month_old() -> None:
+    now = START + timedelta(days=60)
+    chain = [_drill_of("shop", now - timedelta(days=40)), _drill_of("other", now - timedelta(days=1)),
+             _drill_of("shop", now - timedelta(days=2), area="migration_gates")]  # fmt: skip
+    with pytest.raises(CheckFailed) as failed:
+        check_drill_interval(chain, "shop", now, 31, "reports/drills")
+    assert str(failed.value) == (
+        "reports/drills: the previous restore drill of shop (run0, finished 2026-11-21) was 40 days before this "
+        "one, more than the 31 days allowed (objectives.drill_interval_days): run the restore drill every month"
+    )
+    recent = [*chain, _drill_of("shop", now - timedelta(days=30))]
+    assert check_drill_interval(recent, "shop", now, 31, "reports/drills") == (
+        "the previous restore drill of shop (run0, finished 2026-12-01) was 30.0 days before this one (at most 31)"
+    )
+    assert check_drill_interval([], "shop", now, 31, "reports/drills") == (
+        "no previous restore drill of shop in reports/drills: this drill starts the record of its cadence"
+    )
+
+
+def test_outside_its_own_clone_the_harness_is_named_by_its_package_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, timeout=30)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.org", "commit",
+                    "-q", "--allow-empty", "-m", "someone else's project"], check=True, timeout=30)  # fmt: skip
+    installed = tmp_path / "site-packages"  # an installed copy inside someone else's repository
+    installed.mkdir()
+    monkeypatch.setattr(attribution_module, "PROJECT_ROOT", installed)
+    assert harness_commit() == (importlib.metadata.version("codeblack-drills"), "package version")
+    monkeypatch.setattr(attribution_module, "PROJECT_ROOT", PROJECT_ROOT)
+    commit, source = harness_commit()
+    assert (source, re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit) is not None) == ("git", True)
+
+
+NEW_FIELDS = ("sandbox", "attribution", "restored", "staging", "rto_timeline", "follow_up")
+
+
+def test_records_of_the_format_before_attribution_verify_and_the_chain_goes_on(tmp_path: Path) -> None:
+    _, path = append_record(tmp_path, make_record(checks=[FAILED], rpo=7.5))
+    stored = json.loads(path.read_text())
+    for name in NEW_FIELDS:
+        del stored[name]
+    for item in stored["action_items"]:
+        del item["cause"], item["owner"], item["due"]
+    stored["controls"][0]["status"] = "not effective"  # the old wording
+    stored["hash"] = content_hash(stored)
+    path.write_text(json.dumps(stored))
+    (tmp_path / "HEAD").write_text(f"{path.name} {stored['hash']}\n")
+    assert verify_chain(tmp_path).ok
+    (old,) = load_chain(tmp_path)
+    assert (old.sandbox, old.attribution, old.controls[0].status) == (False, None, "not effective")
+    recorder = DrillRecorder()
+    recorder.checks["a"] = FAILED.model_copy(update={"status": "passed", "message": ""})
+    recorder.measure("RPO", 1, 6, "h")
+    append_record(tmp_path, recorder.build(DrillConfig(), old))
+    assert str(verify_chain(tmp_path)) == "drill record chain OK: 2 records"
+    assert [(f.cause, f.status) for f in load_chain(tmp_path)[-1].follow_up] == [
+        ("check:Restore drill: Rows match the manifest", "closed"),
+        ("measure:RPO", "closed"),
+    ]
+    assert "- Attribution: not recorded" in render_markdown(old)
+
+
 def test_waivers_are_listed_with_who_approved_and_why(tmp_path: Path) -> None:
     waiver = WaiverEntry(
         rule="ban-drop-table", subject="3f2a1c", approved_by="ops-bob", reason="legacy table, archived"
@@ -277,7 +507,7 @@ def test_verify_command_exit_codes(chain: list[Path], capsys: pytest.CaptureFixt
 
 def test_recorder_builds_the_record_from_what_the_session_reported() -> None:
     waiver = Waiver(rule="ban-drop-table", subject="3f2a1c", approved_by="ops-bob", reason="archived table")
-    config = DrillConfig(waivers=[waiver])
+    config = DrillConfig(waivers=[waiver]).with_changes(target={"name": "codeblack-sandbox"})
     recorder = DrillRecorder()
     recorder.checks["features/test_x.py::a"] = FAILED
     recorder.measure("RPO", 2.0, 6, "h")
@@ -292,6 +522,7 @@ def test_recorder_builds_the_record_from_what_the_session_reported() -> None:
         "RPO",
         "operator note",
     ]
+    assert {item.owner for item in record.action_items} == {record.attribution.operator}  # type: ignore[union-attr]
     assert len(record.waivers) == 1  # the same waiver from drill.toml and a step is listed once
     assert record.environment["target"] == "codeblack-sandbox"
 

@@ -110,7 +110,7 @@ def test_the_default_command_and_the_placeholders_pass(
     monkeypatch.setenv("DRILL_TEST_PRODUCTION_REDIS", "redis://127.0.0.1:6379/0")
     env = {"CODEBLACK_DATABASE_URL": "{database_url}", "CELERY_BROKER_URL": " {redis_url} ",
            "AWS_ENDPOINT_URL": "{s3_endpoint_url}", "SENTRY_DSN": "https://key@o1.ingest.example/2",
-           "STATSD": "127.0.0.1:8125", "BIND": "0.0.0.0:{port}", "DB_CONNECT_TIMEOUT": "5",
+           "STATSD": "127.0.0.1:8125", "BIND": "0.0.0.0:8000", "DB_CONNECT_TIMEOUT": "5",
            "DATABASE_POOL_SIZE": "10"}  # fmt: skip
     check_staging_isolated(load_config(_config(tmp_path, database_host, env=env, redis="yes")))
     check_staging_isolated(load_config(PROJECT_ROOT / "drill.toml"))

@@ -99,7 +99,11 @@ def test_a_drill_killed_mid_restore_leaves_its_database_and_role_to_the_next_run
         assert role not in roles
         assert database_name(later.run, "staging") not in databases  # its own, dropped at its end
         assert role_name(later.run, "staging") not in roles
-        described = later.records()[-1]["environment"]["staging.server"]
+        record = later.records()[-1]
+        assert [s["what"] for s in record["staging"] if s["port"] == server.port] == [
+            "staging PostgreSQL (an existing server)"
+        ]
+        described = record["environment"]["staging.server"]
         assert described.startswith(f"PostgreSQL {server.binaries.version} at 127.0.0.1:{server.port} ")
         assert "max_wal_size=" in described
         assert server.passwords["postgres"] not in later.output

@@ -1,0 +1,40 @@
+"""The pytest settings of an installed run, which a clone reads from its ``pyproject.toml``.
+
+An installed drill runs from the user's directory, whose pytest configuration (if any) is the user's: it is
+ignored, and these take its place. ``tests/test_package.py`` holds them equal to the clone's
+``[tool.pytest.ini_options]``, so the two layouts tag, log and fail alike.
+"""
+
+from __future__ import annotations
+
+__all__ = ["INI", "MARKERS", "OPTIONS"]
+
+#: The Gherkin tags of the features (``--strict-markers`` refuses any other).
+MARKERS = {
+    "monthly": "part of the monthly restore drill",
+    "predeploy": "a pre-deploy gate CI runs before each deploy",
+    "backup_policy": "the plan's Backup Strategy",
+    "restore_drill": "the plan's Restore Procedure and Recovery Drills",
+    "migration_gates": "the plan's Migration Workflow",
+    "config_safety": "the plan's Change Safety Gates",
+    "staging": "runs on the staging copy restored from the newest backup (restored ahead of the first scenario)",
+    "app": "runs the target app against staging (it is launched ahead, as soon as staging is restored)",
+    "redis": "needs the target's Redis ([redis] enabled)",
+    "base_backups": "needs the target's base backups ([storage] base_backups)",
+    "uploads": "needs the target's uploads bucket ([storage] uploads_bucket)",
+    "config_api": "needs the target app's config API ([app] config_api)",
+    "migrations": "needs the target's Alembic migrations ([migrations] enabled)",
+    "audit": "needs the target's audit table ([database] audit_table)",
+}
+
+#: pyproject's ``addopts``.
+OPTIONS = ("--strict-markers", "--strict-config", "-p", "no:cacheprovider")
+
+#: The ini values the drill's output depends on (live progress log, strict xfail).
+INI = {
+    "xfail_strict": "true",
+    "log_cli": "true",
+    "log_cli_level": "INFO",
+    "log_cli_format": "%(asctime)s %(levelname)-5s %(message)s",
+    "log_cli_date_format": "%H:%M:%S",
+}
