@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from harness.config import DrillConfig
 
-__all__ = ["NOT_APPLICABLE", "PARTS", "WITHOUT_APP", "Part", "not_applicable", "secret_keys"]
+__all__ = ["NOT_APPLICABLE", "PARTS", "WITHOUT_APP", "Part", "not_applicable", "secret_keys", "staging_server_keys"]
 
 NOT_APPLICABLE = "not applicable: "
 """How a not-applicable reason begins (the record and the report tell such a skip from any other by it)."""
@@ -75,6 +75,12 @@ def not_applicable(config: DrillConfig, tags: Collection[str]) -> str | None:
 WITHOUT_APP = "without_app"
 """The tag of a scenario that stands in for an ``@app`` one when the target has no app (the rehearsal without it)."""
 
+
+def staging_server_keys(config: DrillConfig) -> list[str]:
+    """The keys naming the secrets of an existing staging server: its admin DSN, and production's when configured."""
+    return ["staging.admin_dsn_env", *(["staging.production_dsn_env"] if config.staging.production_dsn_env else [])]
+
+
 _STORAGE_AREAS = frozenset({"backup_policy", "restore_drill", "staging"})
 _STORAGE_KEYS = ("storage.access_key_env", "storage.secret_key_env")
 
@@ -98,4 +104,6 @@ def secret_keys(config: DrillConfig, selected: Iterable[Collection[str]]) -> lis
             keys.append("app.signing_key_env")
         if "redis" in tags and "backup_policy" in tags and config.redis.url_env:
             keys.append("redis.url_env")
+        if config.staging.provider == "server" and {"staging", "app"} & set(tags):
+            keys += staging_server_keys(config)
     return list(dict.fromkeys(keys))

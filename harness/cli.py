@@ -38,6 +38,7 @@ from harness.records.chain import RecordKey, record_files, verify_chain
 from harness.records.handover import render_handover
 from harness.records.store import RecordStore
 from harness.redact import RedactingFilter, redact, register_secret
+from harness.services.external import StagingServer
 from harness.services.postgres import find_binaries
 from harness.services.redis import find_redis_check_rdb
 from harness.services.s3 import S3Endpoint
@@ -365,18 +366,26 @@ _suite_command(
     epilog=_examples("codeblack-drills sweep --dry-run                # list what would go", "codeblack-drills sweep"),
 )
 @click.option("--dry-run", is_flag=True, help="List the leftovers; remove nothing.")
-def sweep_command(dry_run: bool) -> None:
+@click.pass_context
+def sweep_command(ctx: click.Context, dry_run: bool) -> None:
     """Remove what killed drill runs left: their throwaway servers and labelled temp directories.
 
     Only runs whose every owner process has exited are touched; a drill running now is left alone. The
     drill sweeps at its start too, so this is for a machine where no drill will run soon. Prints one
-    process or directory per line.
+    process or directory per line. With ``[staging] provider = "server"``, also the stamped databases and
+    roles those runs left on the staging server.
     """
     found = find_leftovers(stale_only=True) if dry_run else sweep()
     for process in found.processes:
         click.echo(f"process {process.pid} {process.info.get('name', '')}")
     for directory in found.directories:
         click.echo(f"directory {directory}")
+    config = _config(ctx)
+    if config.staging.provider == "server":
+        server = StagingServer.from_config(config)
+        left = [f"{kind} {name}" for kind, name in server.leftovers()] if dry_run else server.sweep()
+        for name in left:
+            click.echo(f"{name} on {server.address}")
 
 
 @cli.group(epilog=EXIT_CODES)

@@ -37,6 +37,7 @@ __all__ = [
     "RedisSettings",
     "RestoreSettings",
     "ServiceSettings",
+    "StagingSettings",
     "StorageSettings",
     "Waiver",
     "load_config",
@@ -85,6 +86,30 @@ class ServiceSettings(_Section):
     )
     redis_image: str = "redis:7"
     minio_image: str = "minio/minio:latest"
+
+
+class StagingSettings(_Section):
+    """Where the staging copy of PostgreSQL goes: a throwaway server of the drill, or a database on an existing one.
+
+    ``server``: a staging instance or a managed database too large for the drill's machine. The drill creates a
+    database and a restore role of its own there, stamped with its run, and drops both at the end
+    (:mod:`harness.services.external`).
+    """
+
+    provider: Literal["throwaway", "server"] = Field(
+        default="throwaway",
+        description="throwaway: a PostgreSQL the drill starts ([services] provider); server: an existing server "
+        "reached with admin_dsn_env",
+    )
+    admin_dsn_env: str = Field(
+        default="DRILL_STAGING_ADMIN_DSN",
+        description="the variable holding the existing server's admin DSN (a role with CREATEDB and CREATEROLE)",
+    )
+    production_dsn_env: str = Field(
+        default="",
+        description="the variable holding a read-only DSN of production's database: the drill refuses a staging "
+        "server with production's system_identifier; empty: not compared, and the record says so",
+    )
 
 
 class StorageSettings(_Section):
@@ -477,6 +502,7 @@ class DrillConfig(_Section):
 
     target: TargetSettings = Field(default_factory=TargetSettings)
     services: ServiceSettings = Field(default_factory=ServiceSettings)
+    staging: StagingSettings = Field(default_factory=StagingSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     objectives: Objectives = Field(default_factory=Objectives)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)

@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from harness.applicability import staging_server_keys
 from harness.config import DrillConfig
 from harness.endpoints import LOOPBACK, decode, hosts_in, normalise_host, resolve
 from harness.errors import ConfigError
@@ -78,7 +79,8 @@ def check_secrets_set(config: DrillConfig, keys: Iterable[str] | None = None) ->
     if config.target.sandbox or config.gates_only:  # a gates-only target reads no storage and starts no app
         return
     if keys is None:
-        keys = (*SECRET_KEYS, "redis.url_env")
+        keys = (*SECRET_KEYS, "redis.url_env", *(staging_server_keys(config) if config.staging.provider == "server"
+                                                  else ()))  # fmt: skip
         keys = [key for key in keys if _names_variable(config, key)]
     for key in keys:
         config.secret(key)

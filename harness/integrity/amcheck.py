@@ -13,7 +13,7 @@ from psycopg import sql
 
 from harness.errors import CheckFailed, HarnessError
 from harness.services.base import minimal_env, run_id
-from harness.services.postgres import OWNER_ROLE, PostgresServer, ensure_throwaway
+from harness.services.postgres import PostgresServer, ensure_throwaway
 
 __all__ = ["AMCHECK_TIMEOUT_S", "check_amcheck", "install_amcheck"]
 
@@ -33,9 +33,10 @@ def install_amcheck(server: PostgresServer, dbname: str) -> None:
     restored; on a database that already holds data the superuser session is hardened
     (:meth:`~harness.services.postgres.PostgresServer.admin_connect`). Its functions go into a schema made now,
     under a name of this run, so a function the dump plants can neither stand in for them nor replace them, and
-    ``pg_amcheck`` runs as :data:`OWNER_ROLE`: an index expression it evaluates has no more power than the restore.
+    ``pg_amcheck`` runs as the owner role (``drill_owner`` on a throwaway server): an index expression it
+    evaluates has no more power than the restore.
     """
-    owner = sql.Identifier(OWNER_ROLE)
+    owner = sql.Identifier(server.owner_role)
     with server.admin_connect(dbname) as conn:
         found = conn.execute(_INSTALLED).fetchone()
         # Only a superuser installs amcheck, so one found here is the harness's own from an earlier check.
@@ -54,15 +55,15 @@ def check_amcheck(server: PostgresServer, dbname: str) -> str:
         CheckFailed: corruption found; the message carries the first findings.
         HarnessError: the tool could not run (missing, timed out, cannot connect).
     """
-    ensure_throwaway(server.dsn(dbname, OWNER_ROLE))
-    with server.connect(dbname, OWNER_ROLE) as conn:
+    ensure_throwaway(server.dsn(dbname, server.owner_role))
+    with server.connect(dbname, server.owner_role) as conn:
         installed = conn.execute(_INSTALLED).fetchone() is not None
     if not installed:
         install_amcheck(server, dbname)
     argv = [str(server.binaries.tool("pg_amcheck")), "--heapallindexed", "--no-password", dbname]
     try:
         result = subprocess.run(argv, capture_output=True, timeout=AMCHECK_TIMEOUT_S,
-                                env=minimal_env(server.tool_env(OWNER_ROLE)), check=False)  # fmt: skip
+                                env=minimal_env(server.tool_env(server.owner_role)), check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
         raise HarnessError(f"pg_amcheck of {dbname} did not finish within {AMCHECK_TIMEOUT_S:g} s") from None
     out, err = result.stdout.decode(errors="replace"), result.stderr.decode(errors="replace")

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from harness.records.record import StagingServer
+from harness.services.external import ExternalPostgres
 from harness.services.postgres import PostgresServer
 from harness.services.redis import PRODUCTION_PERSISTENCE, RedisServer
 
-__all__ = ["POSTGRES_DEFAULTS", "postgres_server", "redis_server"]
+__all__ = ["POSTGRES_DEFAULTS", "existing_postgres", "postgres_server", "redis_server"]
 
 POSTGRES_DEFAULTS: Mapping[str, str] = {
     "fsync": "on",
@@ -35,11 +36,20 @@ POSTGRES_DEFAULTS: Mapping[str, str] = {
 """PostgreSQL's shipped defaults of the settings a throwaway server may change (``postgresql.conf.sample``)."""
 
 
+def _differing(settings: Mapping[str, str]) -> dict[str, str]:
+    return {name: value for name, value in settings.items() if POSTGRES_DEFAULTS.get(name, value) != value}
+
+
 def postgres_server(what: str, server: PostgresServer, settings: Mapping[str, str]) -> StagingServer:
     """A PostgreSQL throwaway started with ``settings``: those that differ from PostgreSQL's defaults are listed."""
-    changed = {name: value for name, value in settings.items() if POSTGRES_DEFAULTS.get(name, value) != value}
     return StagingServer(what=what, host=server.host, port=server.port, version=f"PostgreSQL {server.binaries.version}",
-                         settings=changed)  # fmt: skip
+                         settings=_differing(settings))  # fmt: skip
+
+
+def existing_postgres(what: str, server: ExternalPostgres) -> StagingServer:
+    """An existing server the drill restored into (it tunes nothing there): its own settings that differ."""
+    return StagingServer(what=what, host=server.host, port=server.port, version=f"PostgreSQL {server.server.version}",
+                         settings=_differing(server.server.settings))  # fmt: skip
 
 
 def redis_server(what: str, server: RedisServer) -> StagingServer:

@@ -7,6 +7,10 @@ restore speed (it is disposable: no fsync, large maintenance memory). The server
 thread on purpose: its parent-death signal is tied to the starting thread, and a worker thread ends long
 before the session does. Then ``pg_restore --jobs N`` loads the dump, its verbose log kept as evidence and
 followed line by line to log progress (items done of the dump's TOC entries, rate, ETA).
+
+With ``[staging] provider = "server"`` the copy goes into a database of the run's own on an existing server
+instead (:mod:`harness.services.external`), restored over the network by the client tools of that server's
+major, as a role of the run; production's roles are not created there.
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ from harness.restore.extensions import (
 from harness.restore.preflight import check_schema
 from harness.restore.roles import Roles, check_owners, fetch_globals, missing_role, pass_lists, restore_roles
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
+from harness.services.external import StagingServer
 from harness.services.pgversions import StagingPostgres, choose_staging
-from harness.services.postgres import OWNER_ROLE, RESTORE_TUNED, PostgresServer, ensure_throwaway
+from harness.services.postgres import RESTORE_TUNED, PostgresBinaries, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.storage.catalogue import BackupObject
@@ -80,6 +85,7 @@ class Staging:
         postgres_choice: which PostgreSQL staging runs and why (the dump's major, or what stood in for it).
         roles: the roles restored from the dump's globals, with owners and grants (``None``: the dump has none).
         roles_warning: why owners and grants were not restored (empty when they were).
+        server_description: the existing staging server's version and settings (empty: a throwaway server).
         on_stop: what to do once both servers are stopped (e.g. let the thread that started one end).
     """
 
@@ -99,22 +105,23 @@ class Staging:
     postgres_choice: StagingPostgres | None = None
     roles: Roles | None = None
     roles_warning: str = ""
+    server_description: str = ""
     on_stop: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
     def dsn(self) -> str:
         """The libpq URL of the restored database, as its owner (no superuser power over restored data)."""
-        return self.postgres.dsn(self.dbname, OWNER_ROLE)
+        return self.postgres.dsn(self.dbname, self.postgres.owner_role)
 
     @property
     def sqlalchemy_url(self) -> str:
         """SQLAlchemy URL of the restored database as its owner (for Alembic run by the harness)."""
-        return self.postgres.sqlalchemy_url(self.dbname, OWNER_ROLE)
+        return self.postgres.sqlalchemy_url(self.dbname, self.postgres.owner_role)
 
     @property
     def app_role(self) -> str:
         """The role the target's app connects as: ``[app] database_role`` when it was restored, else the owner role."""
-        return self.roles.app_role if self.roles is not None and self.roles.app_role else OWNER_ROLE
+        return self.roles.app_role if self.roles is not None and self.roles.app_role else self.postgres.owner_role
 
     @property
     def app_database_url(self) -> str:
@@ -246,7 +253,7 @@ def _pg_restore(
     what = what or f"pg_restore of {dump.key}"
     progress = _RestoreProgress(toc, what)
     try:
-        result = run_tool(argv, what=what, timeout=RESTORE_TIMEOUT_S, env=server.tool_env(OWNER_ROLE),
+        result = run_tool(argv, what=what, timeout=RESTORE_TIMEOUT_S, env=server.tool_env(server.owner_role),
                           stdout=subprocess.DEVNULL, on_stderr=progress.line)  # fmt: skip
     except ServiceError as exc:
         if _died(server):
@@ -264,7 +271,7 @@ def _pg_restore(
             cause = missing_role(cause, roles.source)
         hint = ""
         if "must be superuser" in cause or "permission denied" in cause:
-            hint = (f" (the drill restores as {OWNER_ROLE}, a role without superuser power, so that nothing a "
+            hint = (f" (the drill restores as {server.owner_role}, a role without superuser power, so that nothing a "
                     "backup holds can run with power over the drill host)")  # fmt: skip
         raise CheckFailed(f"{dump.key}: does not restore: {cause}{hint}") from None
     progress.finish(f"{jobs} jobs")
@@ -370,14 +377,49 @@ def reset_session_defaults(server: PostgresServer, dbname: str) -> list[str]:
             "SELECT coalesce(r.rolname, 'every role') || ' in ' || coalesce(d.datname, 'every database'), s.setconfig "
             "FROM pg_catalog.pg_db_role_setting s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole "
             "LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase "
-            "WHERE d.datname = %s OR r.rolname = %s", (dbname, OWNER_ROLE))]  # fmt: skip
+            "WHERE d.datname = %s OR r.rolname = %s", (dbname, server.owner_role))]  # fmt: skip
         if found:
             log.warning("the restore of %s set session defaults, removed: %s", dbname, "; ".join(found))
-            database, owner = sql.Identifier(dbname), sql.Identifier(OWNER_ROLE)
+            database, owner = sql.Identifier(dbname), sql.Identifier(server.owner_role)
             conn.execute(sql.SQL("ALTER DATABASE {} RESET ALL").format(database))
             conn.execute(sql.SQL("ALTER ROLE {} RESET ALL").format(owner))
             conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} RESET ALL").format(owner, database))
     return found
+
+
+_NO_ROLES_ON_A_SHARED_SERVER = (
+    "restored into an existing staging server with --no-owner --no-privileges as the run's own role: production's "
+    "roles are cluster-wide, and the drill creates none on a server it shares; owners and grants were not verified"
+)
+
+
+def _client_tools(
+    provider: Provider, config: DrillConfig, header: DumpHeader | None, existing: StagingServer | None
+) -> StagingPostgres:
+    """The installation staging runs (a throwaway) or whose client tools talk to it (an existing server's major)."""
+    services = config.services
+    if existing is None:
+        return choose_staging(header, provider.binaries, configured_dir=services.postgres_bin_dir,
+                              forced=services.postgres_major)  # fmt: skip
+    return choose_staging(header, provider.binaries, configured_dir=services.postgres_bin_dir, forced=existing.major,
+                          forced_by=f"the staging server {existing.address}'s major", clients_only=True)  # fmt: skip
+
+
+def _provision(
+    provider: Provider, config: DrillConfig, existing: StagingServer | None, binaries: PostgresBinaries, name: str
+) -> tuple[PostgresServer, str]:
+    """A throwaway server tuned for restore holding ``[database] name``, or the run's database on ``existing``."""
+    if existing is not None:
+        made = existing.provision(name, binaries)
+        return made, made.database
+    dbname = config.database_name()
+    server = provider.postgres(name, settings=RESTORE_TUNED, binaries=binaries)
+    try:
+        server.create_database(dbname, owner=server.owner_role)
+    except BaseException:
+        server.stop()
+        raise
+    return server, dbname
 
 
 def restore_logical(
@@ -392,6 +434,8 @@ def restore_logical(
 ) -> Staging:
     """Download (verified) and restore ``dump`` into a new throwaway PostgreSQL, overlapping the two.
 
+    With ``[staging] provider = "server"``, into a new database of the run on the existing server it names.
+
     Without a manifest (a dump taken by other tools) nothing can be verified before the restore;
     :attr:`Staging.has_manifest` is then false and the integrity checks fall back to ``minimum_rows``.
 
@@ -402,11 +446,10 @@ def restore_logical(
     """
     jobs = config.restore.jobs or os.cpu_count() or 1
     server: PostgresServer | None = None
-    services = config.services
     with watch.phase("download"):
         header = _dump_header(deployment, dump.key)
-    chosen = choose_staging(header, provider.binaries,
-                            configured_dir=services.postgres_bin_dir, forced=services.postgres_major)  # fmt: skip
+    existing = StagingServer.from_config(config) if config.staging.provider == "server" else None
+    chosen = _client_tools(provider, config, header, existing)
     directory = label_dir("dump", Path(config.restore.work_dir) if config.restore.work_dir else None)
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="dump-download") as pool:
@@ -414,14 +457,13 @@ def restore_logical(
                 _timed_fetch, deployment, dump, manifest, directory, watch
             )
             with watch.phase("provision"):
-                server = provider.postgres(name, settings=RESTORE_TUNED, binaries=chosen.binaries)
-                ensure_throwaway(server.dsn())
-                dbname = config.database_name()
-                server.create_database(dbname, owner=OWNER_ROLE)
+                server, dbname = _provision(provider, config, existing, chosen.binaries, name)
+                ensure_throwaway(server.dsn(dbname))
                 install_amcheck(server, dbname)  # now, while the database is empty: no superuser on restored data
             downloaded, described = pending.result()
         with watch.phase("restore"):
-            found, roles_warning = fetch_globals(deployment, described, directory)
+            found, roles_warning = (None, _NO_ROLES_ON_A_SHARED_SERVER) if existing else fetch_globals(
+                deployment, described, directory)  # fmt: skip
             roles = None if found is None else restore_roles(server, found, source=described.key + GLOBALS_SUFFIX,
                                                              app_role=config.app.database_role)  # fmt: skip
             if roles is not None and roles.app_role:
@@ -430,7 +472,7 @@ def restore_logical(
                 log.warning("%s", roles_warning)
             restore_log = _restore(server, dbname, described, downloaded.path, jobs, chosen, roles)
             reset_session_defaults(server, dbname)
-        with watch.phase("checks"), server.connect(dbname, OWNER_ROLE) as conn:
+        with watch.phase("checks"), server.connect(dbname, server.owner_role) as conn:
             check_schema(conn, config)  # every name drill.toml gives, before the first count reads it
             counts = count_restored(conn, config.database, described.taken_at)
     except BaseException:
@@ -442,4 +484,5 @@ def restore_logical(
     log.info("restored %s into %s/%s with %d jobs", dump.key, server.name, dbname, jobs)
     return Staging(server, dbname, described, downloaded, restore_log, watch, counts,
                    has_manifest=manifest is not None, jobs=jobs, postgres_choice=chosen, roles=roles,
-                   roles_warning=roles_warning)  # fmt: skip
+                   roles_warning=roles_warning,
+                   server_description=existing.describe(dbname) if existing else "")  # fmt: skip

@@ -37,8 +37,13 @@ def reads_archive(major: int, header: DumpHeader) -> bool:
     return header.archive_version[:2] <= newest
 
 
-def install_hint(major: int) -> str:
-    """How to get one major version's binaries."""
+def install_hint(major: int, *, clients_only: bool = False) -> str:
+    """How to get one major version's binaries (or only its client tools)."""
+    if clients_only:
+        return (
+            f"install PostgreSQL {major}'s client tools (Debian/Ubuntu: apt-get install postgresql-client-{major}) "
+            "or set services.postgres_bin_dir to their bin directory"
+        )
     return (
         f"install PostgreSQL {major} (Debian/Ubuntu: apt-get install postgresql-{major}) "
         "or set services.postgres_bin_dir to its bin directory"
@@ -75,7 +80,13 @@ def _listed(found: list[PostgresBinaries]) -> str:
 
 
 def choose_staging(
-    header: DumpHeader | None, default: PostgresBinaries, *, configured_dir: str = "", forced: int | None = None
+    header: DumpHeader | None,
+    default: PostgresBinaries,
+    *,
+    configured_dir: str = "",
+    forced: int | None = None,
+    forced_by: str = "services.postgres_major",
+    clients_only: bool = False,
 ) -> StagingPostgres:
     """The installation a dump with ``header`` restores into.
 
@@ -85,17 +96,21 @@ def choose_staging(
         default: the session's binaries, used when nothing says which major to run.
         configured_dir: ``services.postgres_bin_dir``, preferred within its major version.
         forced: ``services.postgres_major``: this major exactly, whatever the dump's.
+        forced_by: what forces it, for messages (an existing staging server's own major, whose client tools
+            are wanted).
+        clients_only: only the client tools are needed (a server the drill does not run): client-only
+            installations qualify too.
 
     Raises:
         ServiceError: no installed PostgreSQL can restore the dump, or the forced major is not installed or
             cannot read the dump; the message lists what is installed and how to install what is needed.
     """
-    wanted, why = (forced, "services.postgres_major") if forced else (None, "the dump's source major")
+    wanted, why = (forced, forced_by) if forced else (None, "the dump's source major")
     if wanted is None and header is not None:
         wanted = header.source_major
     if wanted is None:
         return StagingPostgres(default, None, "the dump's header names no PostgreSQL version")
-    found = installations(configured_dir)
+    found = installations(configured_dir, holding="pg_restore" if clients_only else "postgres")
     usable = [b for b in found if header is None or reads_archive(int(b.major), header)]
     exact = [b for b in usable if int(b.major) == wanted]
     if exact:
@@ -105,7 +120,7 @@ def choose_staging(
         reason = f"PostgreSQL {wanted}'s pg_restore cannot read this dump ({written})"
         remedy = f"take the backups with PostgreSQL {wanted}'s pg_dump (the one its server ships)"
     else:
-        reason, remedy = f"no PostgreSQL {wanted} is installed", install_hint(wanted)
+        reason, remedy = f"no PostgreSQL {wanted} is installed", install_hint(wanted, clients_only=clients_only)
     newer = sorted((b for b in usable if int(b.major) > wanted), key=lambda b: int(b.major))
     if forced or not newer:
         source = f" (the dump comes from PostgreSQL {header.source_version}, {written})" if header else ""

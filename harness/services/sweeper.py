@@ -30,7 +30,7 @@ from harness.errors import ConfigError
 from harness.services.base import LABEL, RUN_ENV, remove_dir, run_id
 from harness.services.docker import remove_containers
 
-__all__ = ["Leftovers", "check_run_id", "claim_run", "find_leftovers", "sweep"]
+__all__ = ["Leftovers", "check_run_id", "claim_run", "find_leftovers", "live_runs", "sweep"]
 
 log = logging.getLogger("harness.services")
 
@@ -98,6 +98,12 @@ def _dead_runs(owners: dict[str, list[Path]]) -> set[str]:
     Runs with no owner file are unknown and left alone: they may belong to a tool that does not claim them.
     """
     return {run for run, files in owners.items() if not any(_owner_alive(owner) for owner in files)}
+
+
+def live_runs() -> set[str]:
+    """Runs on this machine with an owner that still runs (their databases on a staging server are theirs)."""
+    owners = _owners()
+    return set(owners) - _dead_runs(owners)
 
 
 def _run_of(name: str, known: set[str]) -> str | None:
