@@ -137,14 +137,17 @@ def test_a_run_id_that_would_break_the_sweeper_is_refused_in_one_line() -> None:
 
 def test_sweep_removes_only_what_dead_runs_left(tmp_path: Path) -> None:
     dead_run, live_run = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
-    gone = subprocess.Popen(["true"])
-    gone.wait()
+    # The "dead" run is alive until just before the sweep: any drill on this machine sweeps dead runs when it
+    # starts, and would otherwise take this run's leftovers first.
+    owner = subprocess.Popen(["sleep", "600"])
     tmp = Path(tempfile.gettempdir())
-    (tmp / f"{LABEL}-{dead_run}-{gone.pid}.owner").write_text(str(gone.pid))
+    (tmp / f"{LABEL}-{dead_run}-{owner.pid}.owner").write_text(str(owner.pid))
     (tmp / f"{LABEL}-{live_run}-{os.getpid()}.owner").write_text(str(os.getpid()))
     left = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{dead_run}-pg-"))
     alive = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{live_run}-pg-"))
     orphan = subprocess.Popen(["sleep", "60"], env={**os.environ, RUN_ENV: dead_run})
+    owner.kill()
+    owner.wait()
     try:
         listed = subprocess.run([PROGRAM, "sweep", "--dry-run"], capture_output=True, text=True, timeout=60,
                                 check=True).stdout.splitlines()  # fmt: skip
