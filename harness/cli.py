@@ -321,6 +321,8 @@ def sweep_command(dry_run: bool) -> None:
         click.echo(f"process {process.pid} {process.info.get('name', '')}")
     for directory in found.directories:
         click.echo(f"directory {directory}")
+    for container in found.containers:
+        click.echo(f"container {container}")
 
 
 @cli.group(epilog=EXIT_CODES)

@@ -17,7 +17,7 @@ import re
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -42,7 +42,7 @@ from harness.restore.extensions import (
 from harness.restore.preflight import check_schema
 from harness.restore.roles import Roles, check_owners, fetch_globals, missing_role, pass_lists, restore_roles
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
-from harness.services.pgversions import StagingPostgres, choose_staging
+from harness.services.pgversions import StagingPostgres
 from harness.services.postgres import OWNER_ROLE, RESTORE_TUNED, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
@@ -385,11 +385,9 @@ def restore_logical(
     """
     jobs = config.restore.jobs or os.cpu_count() or 1
     server: PostgresServer | None = None
-    services = config.services
     with watch.phase("download"):
         header = _dump_header(deployment, dump.key)
-    chosen = choose_staging(header, provider.binaries,
-                            configured_dir=services.postgres_bin_dir, forced=services.postgres_major)  # fmt: skip
+    chosen = provider.staging(header, config.services)
     directory = label_dir("dump", Path(config.restore.work_dir) if config.restore.work_dir else None)
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="dump-download") as pool:
@@ -397,7 +395,8 @@ def restore_logical(
                 _timed_fetch, deployment, dump, manifest, directory, watch
             )
             with watch.phase("provision"):
-                server = provider.postgres(name, settings=RESTORE_TUNED, binaries=chosen.binaries)
+                server = provider.postgres(name, settings=RESTORE_TUNED, binaries=chosen.binaries, files=directory)
+                chosen = replace(chosen, binaries=server.binaries)  # a container's own, once it runs
                 ensure_throwaway(server.dsn())
                 dbname = config.database.name
                 server.create_database(dbname, owner=OWNER_ROLE)

@@ -16,6 +16,7 @@ naming what was used and how to install the exact one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.errors import ServiceError
@@ -75,7 +76,13 @@ def _listed(found: list[PostgresBinaries]) -> str:
 
 
 def choose_staging(
-    header: DumpHeader | None, default: PostgresBinaries, *, configured_dir: str = "", forced: int | None = None
+    header: DumpHeader | None,
+    default: PostgresBinaries,
+    *,
+    configured_dir: str = "",
+    forced: int | None = None,
+    available: list[PostgresBinaries] | None = None,
+    hint: Callable[[int], str] = install_hint,
 ) -> StagingPostgres:
     """The installation a dump with ``header`` restores into.
 
@@ -85,6 +92,9 @@ def choose_staging(
         default: the session's binaries, used when nothing says which major to run.
         configured_dir: ``services.postgres_bin_dir``, preferred within its major version.
         forced: ``services.postgres_major``: this major exactly, whatever the dump's.
+        available: the installations to choose among, in order of preference within a major version (the
+            provider's: PostgreSQL images beside the local ones); default :func:`installations`.
+        hint: how to get a missing major, for the error and the warning.
 
     Raises:
         ServiceError: no installed PostgreSQL can restore the dump, or the forced major is not installed or
@@ -95,7 +105,7 @@ def choose_staging(
         wanted = header.source_major
     if wanted is None:
         return StagingPostgres(default, None, "the dump's header names no PostgreSQL version")
-    found = installations(configured_dir)
+    found = installations(configured_dir) if available is None else available
     usable = [b for b in found if header is None or reads_archive(int(b.major), header)]
     exact = [b for b in usable if int(b.major) == wanted]
     if exact:
@@ -105,7 +115,7 @@ def choose_staging(
         reason = f"PostgreSQL {wanted}'s pg_restore cannot read this dump ({written})"
         remedy = f"take the backups with PostgreSQL {wanted}'s pg_dump (the one its server ships)"
     else:
-        reason, remedy = f"no PostgreSQL {wanted} is installed", install_hint(wanted)
+        reason, remedy = f"no PostgreSQL {wanted} is installed", hint(wanted)
     newer = sorted((b for b in usable if int(b.major) > wanted), key=lambda b: int(b.major))
     if forced or not newer:
         source = f" (the dump comes from PostgreSQL {header.source_version}, {written})" if header else ""
