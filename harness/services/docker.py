@@ -15,9 +15,11 @@ Each container satisfies the interface its local twin does (:class:`~harness.ser
   container's own installation, run by ``docker exec`` (:class:`ContainerBinaries`), so they always match the
   server's major; a directory they read (the dump's) is mounted read-only at the same path.
 - Redis: its configuration (``requirepass``, payload sanitising, DEBUG and MODULE off) is copied in as a file.
-- Both run as an unprivileged user, with every capability dropped and ``no-new-privileges``; their ports are
-  published on 127.0.0.1 only when the engine is local (a remote ``DOCKER_HOST`` publishes on its host's
-  interfaces, where the passwords are what protects them).
+- Both run as an unprivileged user, with every capability dropped and ``no-new-privileges``. With a local
+  engine each container has an ``--internal`` network of its own, reached by its address from this machine,
+  so restored data has no route anywhere and nothing is published; a remote ``DOCKER_HOST``'s networks are
+  not reachable from here, so there the port is published on the engine's host, where the passwords are what
+  protects it.
 
 What stays local under every provider, and why: the S3 endpoint (moto: no S3 server is packaged by Debian); a
 physical restore of a base backup (the data directory is unpacked here, and the local ``pg_controldata`` and
@@ -146,11 +148,14 @@ def _start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: 
 
     testcontainers_config.ryuk_disabled = True  # its image cannot be pulled; the run label and the sweeper reap
     container: DockerContainer | None = None
+    network: str | None = None
     try:
         _need_image(image)
+        network = _own_network() if _local_engine() else None
         container = recipe().with_kwargs(
-            labels={RUN_LABEL: run_id()}, cap_drop=["ALL"], security_opt=["no-new-privileges"]
-        )
+            labels={RUN_LABEL: run_id()}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            **({"network": network} if network else {}),
+        )  # fmt: skip
         container.start()
         started = container
 
@@ -162,17 +167,16 @@ def _start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: 
 
         wait_until(probe, timeout=timeout, what=f"{what} in its container", interval=0.2)
         return container
-    except Exception as exc:
+    except BaseException as exc:
         if container is not None:
             with contextlib.suppress(Exception):
                 container.stop()
+        if network is not None:
+            _remove_network(network)
+        if not isinstance(exc, Exception):
+            raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ServiceError(f"{what} container from {image} did not start: {first}") from None
-    except BaseException:
-        if container is not None:
-            with contextlib.suppress(Exception):
-                container.stop()
-        raise
 
 
 def _last_log(container: DockerContainer, lines: int = 3) -> str:
@@ -182,23 +186,49 @@ def _last_log(container: DockerContainer, lines: int = 3) -> str:
     return ""
 
 
+def _own_network() -> str:
+    """A new ``--internal`` network for one container, labelled with the run id.
+
+    A container on it reaches nothing beyond it (no route out: restored data cannot call anywhere), and the
+    harness reaches the container by its address on the network's bridge, which only a local engine offers.
+    """
+    name = f"{LABEL}-{run_id()}-{secrets.token_hex(4)}"
+    with _client() as client:
+        client.networks.create(name, driver="bridge", internal=True, labels={RUN_LABEL: run_id()})
+    return name
+
+
+def _remove_network(name: str) -> None:
+    from docker.errors import APIError
+
+    with _client() as client, contextlib.suppress(APIError):
+        client.networks.get(name).remove()
+
+
 def _publish(container: DockerContainer, port: int) -> DockerContainer:
-    """Publish ``port`` on an ephemeral host port, on loopback only when the engine runs on this machine."""
-    container.ports[f"{port}/tcp"] = ("127.0.0.1", None) if _local_engine() else None  # type: ignore[assignment]
-    return container
+    """Publish ``port`` on the engine's host when the engine is remote (a local one is reached on the network)."""
+    return container if _local_engine() else container.with_exposed_ports(port)
 
 
 def _address(container: DockerContainer, port: int) -> tuple[str, int]:
-    host = "127.0.0.1" if _local_engine() else container.get_container_host_ip()
-    return host, int(container.get_exposed_port(port))
+    """Where the harness reaches ``port``: the container's address on its own network, or the published port."""
+    if not _local_engine():
+        return container.get_container_host_ip(), int(container.get_exposed_port(port))
+    wrapped = container.get_wrapped_container()
+    wrapped.reload()
+    networks = wrapped.attrs["NetworkSettings"]["Networks"]
+    return str(next(iter(networks.values()))["IPAddress"]), port
 
 
 def _remove(container: DockerContainer) -> None:
-    """Remove a container and its volumes; a second call (already removed) is a no-op."""
+    """Remove a container, its volumes and its own network; a second call (already removed) is a no-op."""
     from docker.errors import APIError
 
+    network = str(container.get_wrapped_container().attrs["HostConfig"]["NetworkMode"])
     with contextlib.suppress(APIError):
         container.stop()
+    if network.startswith(f"{LABEL}-"):
+        _remove_network(network)
 
 
 @dataclass(frozen=True)
@@ -414,7 +444,10 @@ class ContainerRedis(RedisServer):
 
 
 def remove_containers(runs: Iterable[str]) -> list[str]:
-    """Remove every container labelled with one of ``runs``; returns their names (none when no engine answers)."""
+    """Remove every container, then network, labelled with one of ``runs``; returns the containers' names.
+
+    None when no engine answers.
+    """
     wanted = set(runs)
     if not wanted or not docker_available():
         return []
@@ -427,4 +460,8 @@ def remove_containers(runs: Iterable[str]) -> list[str]:
                 with contextlib.suppress(APIError):
                     container.remove(force=True, v=True)
                     removed.append(str(container.name))
+        for network in client.networks.list(filters={"label": RUN_LABEL}):
+            if network.attrs.get("Labels", {}).get(RUN_LABEL) in wanted:
+                with contextlib.suppress(APIError):
+                    network.remove()
     return removed

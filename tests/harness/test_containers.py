@@ -1,9 +1,10 @@
 """The container provider for real: the project's images on a Docker engine, as ``scripts/containers`` makes them.
 
 A container server is locked down like a local one (passwords, a restore role without superuser power, no
-capabilities, loopback ports, no secret in its environment or command), its tools are its own, and nothing it
-made outlives a pass, a failure or a killed run. Where no engine answers or the images are not built, these
-tests are skipped with the line that says why (scripts/test passes it in ``CODEBLACK_DRILLS_DOCKER_SKIP``).
+capabilities, an internal network nothing gets out of, no secret in its environment or command), its tools are
+its own, and nothing it made (containers, networks, volumes) outlives a pass, a failure or a killed run. Where
+no engine answers or the images are not built, these tests are skipped with the line that says why
+(scripts/test passes it in ``CODEBLACK_DRILLS_DOCKER_SKIP``).
 """
 
 from __future__ import annotations
@@ -71,20 +72,39 @@ def labelled(run: str | None = None) -> list[Any]:
         return list(client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run or run_id()}"}))
 
 
-def volumes() -> set[str]:
+def volumes_and_networks() -> set[str]:
     import docker
 
     with contextlib.closing(docker.from_env()) as client:
-        return {volume.name for volume in client.volumes.list()}
+        found = {f"volume {volume.name}" for volume in client.volumes.list()}
+        return found | {f"network {network.name}" for network in client.networks.list()}
 
 
 @pytest.fixture(name="docker_provider")
 def docker_provider_fixture(drill_config: DrillConfig) -> Iterator[Provider]:
-    """The docker provider; afterwards no container of this run and no new volume is left."""
-    before = volumes()
+    """The docker provider; afterwards no container of this run and no new volume or network is left."""
+    before = volumes_and_networks()
     yield Provider.from_settings(drill_config.services.model_copy(update={"provider": "docker"}))
     assert labelled() == []
-    assert volumes() == before
+    assert {name for name in volumes_and_networks() - before if f"-{run_id()}-" in name} == set()
+
+
+#: A TCP connection to the Debian mirror the images were built from (deb.debian.org's address, no DNS needed).
+CALL_OUT = "timeout 5 bash -c 'exec 3<>/dev/tcp/151.101.2.132/80'"
+
+
+def _calls_out_from_the_default_network() -> bool:
+    """Whether a container of the same image on Docker's default network reaches the mirror (the control)."""
+    argv = ["docker", "run", "--rm", "--label", f"{RUN_LABEL}={run_id()}", "--network", "bridge", "--entrypoint",
+            "bash", "codeblack-drills/redis:7", "-c", CALL_OUT]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, timeout=60, check=False).returncode == 0
+
+
+def _network_attrs(name: str) -> dict[str, Any]:
+    import docker
+
+    with contextlib.closing(docker.from_env()) as client:
+        return dict(client.networks.get(name).attrs)
 
 
 def _inspect(container: Any) -> dict[str, Any]:
@@ -114,7 +134,14 @@ def test_a_postgres_container_admits_only_passwords_and_restores_as_a_role_witho
         assert attrs["Config"]["User"] == "postgres"
         assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
         assert attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
-        assert [b["HostIp"] for b in attrs["HostConfig"]["PortBindings"]["5432/tcp"]] == ["127.0.0.1"]
+        # Nothing published: the harness reaches it on an internal network of its own, from which nothing gets
+        # out (a crafted dump cannot call anywhere), where a container on Docker's default network does.
+        assert attrs["HostConfig"]["PortBindings"] in ({}, None)
+        network = attrs["HostConfig"]["NetworkMode"]
+        assert network.startswith(f"codeblack-drills-{run_id()}-")
+        assert _network_attrs(network)["Internal"] is True
+        assert server.container.exec(["bash", "-c", CALL_OUT]).exit_code == 124  # timed out
+        assert _calls_out_from_the_default_network()
         # The client tools are the container's own installation, run as the harness's uid through docker exec.
         tool = server.binaries.tool("pg_restore")
         assert f"exec -i -u {os.geteuid()}:{os.getegid()} " in tool.read_text()
@@ -188,9 +215,10 @@ def test_a_killed_runs_containers_are_removed_by_sweep() -> None:
             process.send_signal(signal.SIGKILL)
             process.wait(30)
     assert len(labelled(run)) == 2  # a killed run leaves its containers running...
-    # ...until a sweep removes them: this one, or a drill starting meanwhile on this machine (each sweeps first).
+    # ...until a sweep removes them and their networks: this one, or a drill starting meanwhile (each sweeps first).
     subprocess.run([PROGRAM, "sweep"], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT)
     assert labelled(run) == []
+    assert [name for name in volumes_and_networks() if f"-{run}-" in name] == []
 
 
 def header(major: int, archive: tuple[int, int, int] = (1, 14, 0)) -> DumpHeader:
