@@ -378,7 +378,13 @@ def _password_sql(passwords: Mapping[str, str]) -> str:
 
 
 #: What psql says while the server is not accepting connections yet (initdb runs first, then the server starts).
-_NOT_YET = ("Is the server running", "No such file or directory", "Connection refused", "starting up")
+_NOT_YET = (
+    "Is the server running",
+    "No such file or directory",
+    "Connection refused",
+    "starting up",
+    "connections on Unix domain socket",
+)  # fmt: skip  (the last: PostgreSQL 13's psql)
 
 
 def _psql(container: DockerContainer, script: bytes) -> bool:
