@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pytest
 import redis
@@ -100,6 +102,16 @@ def _calls_out_from_the_default_network() -> bool:
     return subprocess.run(argv, capture_output=True, timeout=60, check=False).returncode == 0
 
 
+def _host_account_of(attrs: dict[str, Any]) -> str | None:
+    """The host account whose uid the container's server runs under (no user namespaces: the uid is shared).
+
+    It must be none: that account could signal the server, and the harness, ending a local server's leftovers
+    by its account's uid, would end the container's server too.
+    """
+    uid = psutil.Process(attrs["State"]["Pid"]).uids().real
+    return next((account.pw_name for account in pwd.getpwall() if account.pw_uid == uid), None)
+
+
 def _network_attrs(name: str) -> dict[str, Any]:
     import docker
 
@@ -132,6 +144,7 @@ def test_a_postgres_container_admits_only_passwords_and_restores_as_a_role_witho
         assert len(secrets) == 2
         assert not any(secret in exposed for secret in secrets)
         assert attrs["Config"]["User"] == "postgres"
+        assert _host_account_of(attrs) is None
         assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
         assert attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
         # Nothing published: the harness reaches it on an internal network of its own, from which nothing gets
@@ -165,6 +178,7 @@ def test_a_redis_container_needs_its_password_and_loads_an_rdb(docker_provider: 
         attrs = _inspect(saved.container)
         assert saved.password not in json.dumps([attrs["Config"]["Env"], attrs["Config"]["Cmd"], attrs["Args"]])
         assert (attrs["Config"]["User"], attrs["HostConfig"]["CapDrop"]) == ("redis", ["ALL"])
+        assert _host_account_of(attrs) is None
         with saved.client() as client:
             assert client.config_get("appendonly") == {"appendonly": "yes"}
             assert client.config_get("sanitize-dump-payload") == {"sanitize-dump-payload": "yes"}
