@@ -271,7 +271,7 @@ def test_the_engines_images_are_listed_by_major(drill_config: DrillConfig) -> No
 
 @needs_docker
 def test_the_sandbox_drill_with_containers_gives_the_local_verdict(tmp_path: Path) -> None:
-    """The restore drill on the sandbox world, staging PostgreSQL and Redis in containers: GO, as locally."""
+    """The restore drill and the migration gates on the sandbox world, staging in containers: GO, as locally."""
     config = tmp_path / "drill.toml"
     text = (ROOT / "drill.toml").read_text()
     config.write_text(text.replace('provider = "auto"', 'provider = "docker"').replace(
@@ -279,7 +279,8 @@ def test_the_sandbox_drill_with_containers_gives_the_local_verdict(tmp_path: Pat
         'ini = "sandbox/alembic.ini"', f'ini = "{ROOT}/sandbox/alembic.ini"'))  # fmt: skip
     run = f"d{uuid.uuid4().hex[:9]}"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "features/test_restore_drill.py", "--drill-config", str(config),
+        [sys.executable, "-m", "pytest", "features/test_restore_drill.py", "features/test_migration_gates.py",
+         "--drill-config", str(config),
          "-o", "log_cli=false", "-q", "-p", "no:cacheprovider"],
         capture_output=True, text=True, timeout=900, cwd=ROOT, env={**os.environ, RUN_ENV: run}, check=False,
     )  # fmt: skip
