@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import redis
 from harness.config import DrillConfig, ServiceSettings
 from harness.errors import ServiceError
 from harness.restore.dump_header import DumpHeader
-from harness.services.base import RUN_ENV, run_id, run_tool
+from harness.services.base import RUN_ENV, free_port, run_id, run_tool
 from harness.services.docker import (
     RUN_LABEL,
     ContainerPostgres,
@@ -233,6 +234,18 @@ def test_a_killed_runs_containers_are_removed_by_sweep() -> None:
     subprocess.run([PROGRAM, "sweep"], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT)
     assert labelled(run) == []
     assert [name for name in volumes_and_networks() if f"-{run}-" in name] == []
+
+
+@pytest.mark.skipif(
+    not (shutil.which("docker") and shutil.which("debootstrap")), reason="needs docker.io and debootstrap"
+)
+def test_scripts_containers_without_an_engine_says_why_in_one_line() -> None:
+    """scripts/test hands this line to the container tests as their skip reason: it must be the only one."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    result = subprocess.run(["bash", "scripts/containers", "redis:7"], capture_output=True, text=True, timeout=60,
+                            cwd=ROOT, env={**os.environ, "DOCKER_HOST": address}, check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"containers: no Docker engine answers at DOCKER_HOST={address}"]
 
 
 def header(major: int, archive: tuple[int, int, int] = (1, 14, 0)) -> DumpHeader:
