@@ -4,7 +4,8 @@ The production here is a real PostgreSQL 15 (Debian's ``postgresql-15``, which `
 whose table takes its key from ``uuid-ossp``, backed up by ``codeblack-drills backup postgres`` with PostgreSQL
 15's ``pg_dump``. The drill restores it into a PostgreSQL 15 staging (Debian's here, or the PostgreSQL 15 image
 under the docker provider); forced onto PostgreSQL 18, whose wheel (and image) ships no ``uuid-ossp``, it could
-not run and says which extension is missing and how to get it.
+not run and says which extension is missing and how to get it. With the PostgreSQL 13 and 17 images built, a
+production of that major (a container, dumped by its own ``pg_dump``) restores into a staging of the same major.
 """
 
 from __future__ import annotations
@@ -30,13 +31,19 @@ from harness.measure import Stopwatch
 from harness.restore.dump_header import DumpHeader, parse_dump_header
 from harness.restore.extensions import Extension, create_extensions
 from harness.restore.staging import Staging, restore_logical
+from harness.services.base import run_tool
+from harness.services.docker import ContainerPostgres, image_majors
 from harness.services.pgversions import choose_staging
 from harness.services.postgres import OWNER_ROLE, LocalPostgres, PostgresServer, find_binaries
 from harness.services.provider import Provider
 from harness.services.s3 import MotoS3
 from harness.storage.catalogue import BackupObject
 from harness.storage.manifest import BackupManifest
-from tests.harness.test_containers import docker_provider_fixture, needs_docker  # noqa: F401 - the fixture
+from tests.harness.test_containers import (
+    NOT_READY,
+    docker_provider_fixture,  # noqa: F401 - the fixture
+    needs_docker,
+)
 from tests.harness.test_restore import make_production
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
@@ -160,6 +167,60 @@ def test_the_same_dump_forced_onto_the_embedded_pg18_could_not_run_naming_uuid_o
         "PostgreSQL 18 (Debian/Ubuntu: apt-get install postgresql-contrib-18 for a contrib module, "
         "postgresql-18-<name> for others) or set services.postgres_bin_dir to a PostgreSQL 18 that has it"
     )  # under docker, the docker_provider fixture checks that the failed restore left no container
+
+
+def _image_built(major: int) -> bool:
+    return not NOT_READY and major in image_majors("codeblack-drills/postgres:{major}")
+
+
+def _with_image(major: int) -> Any:
+    """``major`` as a parameter, skipped unless its image is built (scripts/test builds only 15 and 18)."""
+    missing = pytest.mark.skipif(not _image_built(major), reason=f"run scripts/images postgres:{major}")
+    return pytest.param(major, marks=missing)
+
+
+@needs_docker
+@pytest.mark.parametrize("major", [_with_image(13), _with_image(17)])
+def test_with_containers_a_dump_taken_by_an_older_major_restores_into_that_majors_image(
+    major: int, docker_provider: Provider, s3_server: MotoS3, drill_config: DrillConfig
+) -> None:
+    """Production runs PostgreSQL 13 or 17 (in a container), dumped by its own pg_dump: staging runs that major."""
+    production = ContainerPostgres.create(f"prod{major}x{uuid.uuid4().hex[:4]}",
+                                          image=f"codeblack-drills/postgres:{major}")  # fmt: skip
+    try:
+        production.create_database("shop")
+        with production.connect("shop") as conn:
+            conn.execute('CREATE EXTENSION "uuid-ossp"; CREATE TABLE things (id uuid PRIMARY KEY DEFAULT '
+                         "uuid_generate_v4(), created_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+            conn.execute("INSERT INTO things (created_at) SELECT now() - make_interval(mins => g) "
+                         "FROM generate_series(1, 30) g")  # fmt: skip
+        dump = run_tool([production.binaries.tool("pg_dump"), "-Fc", "-d", "shop"], what="pg_dump", timeout=120,
+                        env=production.tool_env()).stdout  # fmt: skip
+    finally:
+        production.stop()
+    bucket = f"pg{major}-{uuid.uuid4().hex[:10]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    key = f"postgres/logical/shop-{NOW:%Y%m%dT%H%M%SZ}.dump"
+    s3_server.client().put_object(Bucket=bucket, Key=key, Body=dump)
+    config = drill_config.with_changes(
+        storage={"backup_bucket": bucket, "key_name": "shop"},
+        database={"name": "shop", "critical_tables": ["things"], "audit_table": "things"},
+    )
+    deployment = Deployment(
+        name=f"pg{major}", config=config, storage=s3_server.endpoint, redis_url=None, database_host="127.0.0.1",
+        verify_key="", app_secrets={"CODEBLACK_SIGNING_KEY": SecretStr("B" * 43 + "=")},
+    )  # fmt: skip
+    staging = restore_logical(docker_provider, deployment, config, BackupObject(key, NOW, len(dump), ""), None,
+                              watch=Stopwatch(), name=f"stg{uuid.uuid4().hex[:6]}")  # fmt: skip
+    try:
+        assert staging.postgres_choice is not None
+        assert staging.postgres_choice.describe().startswith(f"PostgreSQL {major}.")
+        assert f"from codeblack-drills/postgres:{major} container; the dump's source major: {major}" in (
+            staging.postgres_choice.describe()
+        )
+        assert staging.counts.tables["things"].rows == 30
+    finally:
+        staging.stop()
 
 
 def test_an_untrusted_extension_is_made_by_the_harness_in_the_dumps_schema(
