@@ -60,6 +60,7 @@ __all__ = [
     "ImageBinaries",
     "docker_available",
     "engine_address",
+    "image_installation",
     "image_majors",
     "remove_containers",
 ]
