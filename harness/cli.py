@@ -314,7 +314,7 @@ def sweep_command(dry_run: bool) -> None:
 
     Only runs whose every owner process has exited are touched; a drill running now is left alone. The
     drill sweeps at its start too, so this is for a machine where no drill will run soon. Prints one
-    process or directory per line.
+    process, directory or container per line.
     """
     found = find_leftovers(stale_only=True) if dry_run else sweep()
     for process in found.processes:

@@ -450,25 +450,26 @@ class ContainerRedis(RedisServer):
         _remove(self.container)
 
 
-def remove_containers(runs: Iterable[str]) -> list[str]:
+def remove_containers(runs: Iterable[str], *, remove: bool = True) -> list[str]:
     """Remove every container, then network, labelled with one of ``runs``; returns the containers' names.
 
-    None when no engine answers.
+    ``remove=False`` only lists them (``sweep --dry-run``). None when no engine answers.
     """
     wanted = set(runs)
     if not wanted or not docker_available():
         return []
     from docker.errors import APIError
 
-    removed = []
+    found = []
     with _client() as client:
         for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
             if container.labels.get(RUN_LABEL) in wanted:
                 with contextlib.suppress(APIError):
-                    container.remove(force=True, v=True)
-                    removed.append(str(container.name))
-        for network in client.networks.list(filters={"label": RUN_LABEL}):
+                    if remove:
+                        container.remove(force=True, v=True)
+                    found.append(str(container.name))
+        for network in client.networks.list(filters={"label": RUN_LABEL}) if remove else []:
             if network.attrs.get("Labels", {}).get(RUN_LABEL) in wanted:
                 with contextlib.suppress(APIError):
                     network.remove()
-    return removed
+    return found

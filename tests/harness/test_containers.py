@@ -42,6 +42,7 @@ from harness.services.docker import (
 )
 from harness.services.postgres import OWNER_ROLE, find_binaries
 from harness.services.provider import Provider
+from harness.services.sweeper import find_leftovers, sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = Path(sys.executable).parent / "codeblack-drills"
@@ -205,6 +206,20 @@ def test_a_missing_image_is_one_line_naming_the_command_that_builds_it(drill_con
         f"{engine_address()} has no image codeblack-drills/redis:0: build it with `scripts/images redis:0`"
     )
     assert labelled() == []
+
+
+@needs_docker
+def test_a_live_runs_containers_are_listed_as_its_leftovers_and_left_alone(docker_provider: Provider) -> None:
+    server = docker_provider.redis("ct-listed")
+    try:
+        assert isinstance(server, ContainerRedis)
+        name = server.container.get_wrapped_container().name
+        assert name in find_leftovers(run_id()).containers
+        assert name not in find_leftovers(stale_only=True).containers  # this run is alive
+        assert name not in sweep().containers
+        assert server.answers()
+    finally:
+        server.stop()
 
 
 @needs_docker
