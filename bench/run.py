@@ -122,7 +122,8 @@ def child_restore(args: argparse.Namespace) -> None:
     """Run in a child process so its peak RSS is the harness's alone: download, provision, restore."""
     from harness.restore.staging import restore_logical
 
-    config = load_config(ROOT / "drill.toml").with_changes(storage={"backup_bucket": BUCKET, "logical_prefix": PREFIX})
+    config = load_config(ROOT / "drill.toml").with_changes(storage={"backup_bucket": BUCKET, "logical_prefix": PREFIX},
+                                                           services={"provider": args.provider})  # fmt: skip
     endpoint = S3Endpoint(args.endpoint, "us-east-1", SecretStr("drill-access-key"), SecretStr("drill-secret-key"))
     deployment = _deployment(config, endpoint)
     provider = Provider.from_settings(config.services)
@@ -140,10 +141,10 @@ def child_restore(args: argparse.Namespace) -> None:
                       "jobs": staging.jobs}))  # fmt: skip
 
 
-def harness_restore(endpoint: str) -> dict[str, Any]:
-    """The harness's restore phase (download, provision, restore) in a child process."""
-    out = subprocess.run([sys.executable, __file__, "child-restore", "--endpoint", endpoint], cwd=ROOT,
-                         capture_output=True, text=True, timeout=7200, check=True)  # fmt: skip
+def harness_restore(endpoint: str, provider: str = "local") -> dict[str, Any]:
+    """The harness's restore phase (download, provision, restore) in a child process, with ``provider``."""
+    out = subprocess.run([sys.executable, __file__, "child-restore", "--endpoint", endpoint, "--provider", provider],
+                         cwd=ROOT, capture_output=True, text=True, timeout=7200, check=True)  # fmt: skip
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -394,6 +395,12 @@ def _restore_markdown(results: dict[str, Any]) -> list[str]:
         lines.append(f"| {size['dump_mb']} MB | {size['rows']} | {size['harness']['seconds']} "
                      f"({', '.join(f'{k} {v}' for k, v in size['harness']['phases'].items())}) | "
                      f"{size['bare']['seconds']} | {size['ratio']} | {size['harness']['peak_rss_mb']} |")  # fmt: skip
+    for size in results["restore"]:
+        if "docker" in size:
+            phases = ", ".join(f"{k} {v}" for k, v in size["docker"]["phases"].items())
+            lines.append(f"\nWith the docker provider ({size['dump_mb']} MB dump, staging PostgreSQL and its "
+                         f"pg_restore in the PostgreSQL image of the dump's major): {size['docker']['seconds']} s "
+                         f"({phases}), ratio {size['docker_ratio']} against the same bare pg_restore.")  # fmt: skip
     rss = [size["harness"]["peak_rss_mb"] for size in results["restore"]]
     if len(rss) > 1:
         lines.append(f"\nPeak RSS spread across sizes: {round((max(rss) / min(rss) - 1) * 100, 1)} % "
@@ -445,18 +452,25 @@ def render_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def restore_and_storage(provider: Provider, config: DrillConfig, sizes: list[float], smoke: bool) -> dict[str, Any]:
-    """Restore against the bare baseline per dump size, provisioning, and listing with the policy checks."""
+def restore_and_storage(
+    provider: Provider, config: DrillConfig, sizes: list[float], smoke: bool, docker: bool = False
+) -> dict[str, Any]:
+    """Restore against the bare baseline per dump size (``docker``: with containers too), provisioning, listing."""
     results: dict[str, Any] = {"restore": []}
     for size in sizes:
         with MotoS3.start() as s3:
             production = make_production(provider, s3, config, size)
             harness = harness_restore(s3.endpoint.url or "")
+            in_docker = harness_restore(s3.endpoint.url or "", "docker") if docker else None
             bare = bare_restore(provider, s3, production["key"])
         ratio = round(harness["seconds"] / bare["seconds"], 2) if bare["seconds"] else None
         results["restore"].append({**production, "harness": harness, "bare": bare, "ratio": ratio})
         print(f"{production['dump_mb']} MB dump: harness {harness['seconds']} s, bare {bare['seconds']} s, "
               f"ratio {ratio}, peak RSS {harness['peak_rss_mb']} MB", flush=True)  # fmt: skip
+        if in_docker is not None:
+            docker_ratio = round(in_docker["seconds"] / bare["seconds"], 2) if bare["seconds"] else None
+            results["restore"][-1] |= {"docker": in_docker, "docker_ratio": docker_ratio}
+            print(f"  with the docker provider: {in_docker['seconds']} s, ratio {docker_ratio}", flush=True)
     results["provisioning"] = provisioning(provider)
     with MotoS3.start() as s3:
         results["listing"] = listing(s3, config, 500 if smoke else 10_000)
@@ -470,7 +484,14 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000", help="dump sizes in MB (default: 100,1000)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, no whole drill: proves the bench works")
     parser.add_argument("--no-drill", action="store_true", help="skip the end-to-end monthly drill")
-    parser.add_argument("--only", choices=["migrations"], help="run one part alone (results in <out>/<part>.*)")
+    parser.add_argument("--only", choices=["migrations", "restore"],
+                        help="run one part alone (results in <out>/<part>.*)")  # fmt: skip
+    parser.add_argument(
+        "--docker",
+        action="store_true",
+        help="restore with the docker provider too (a Docker engine and scripts/images postgres:18)",
+    )
+    parser.add_argument("--provider", default="local", help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if args.mode == "child-restore":
@@ -480,10 +501,11 @@ def main() -> None:
     provider = Provider.from_settings(config.services)
     sizes = [2.0] if args.smoke else [float(size) for size in args.sizes.split(",")]
     results: dict[str, Any] = {"machine": machine_facts(provider)}
-    if args.only is None:
-        results.update(restore_and_storage(provider, config, sizes, args.smoke))
-    results["migrations"] = migration_gate(full=not args.smoke, repeat=1 if args.smoke else 5)
-    print(*_migrations_markdown(results["migrations"]), flush=True)
+    if args.only in (None, "restore"):
+        results.update(restore_and_storage(provider, config, sizes, args.smoke, args.docker))
+    if args.only in (None, "migrations"):
+        results["migrations"] = migration_gate(full=not args.smoke, repeat=1 if args.smoke else 5)
+        print(*_migrations_markdown(results["migrations"]), flush=True)
     if not (args.smoke or args.no_drill or args.only):
         results["drill"] = whole_drill()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -372,14 +372,16 @@ def sweep_command(ctx: click.Context, dry_run: bool) -> None:
 
     Only runs whose every owner process has exited are touched; a drill running now is left alone. The
     drill sweeps at its start too, so this is for a machine where no drill will run soon. Prints one
-    process or directory per line. With ``[staging] provider = "server"``, also the stamped databases and
-    roles those runs left on the staging server.
+    process, directory or container per line. With ``[staging] provider = "server"``, also the stamped
+    databases and roles those runs left on the staging server.
     """
     found = find_leftovers(stale_only=True) if dry_run else sweep()
     for process in found.processes:
         click.echo(f"process {process.pid} {process.info.get('name', '')}")
     for directory in found.directories:
         click.echo(f"directory {directory}")
+    for container in found.containers:
+        click.echo(f"container {container}")
     config = _config(ctx)
     if config.staging.provider == "server":
         server = StagingServer.from_config(config)

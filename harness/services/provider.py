@@ -1,28 +1,39 @@
-"""Choosing where throwaway servers come from, once per session, and saying which was chosen.
+"""Choosing where throwaway servers come from, once per session, and saying which was chosen and why.
 
-``local`` runs them as processes from local binaries; ``docker`` runs the drill's throwaways as containers
-(:mod:`harness.services.docker`, whose docstring lists what stays local under every provider and why).
-PostgreSQL's local binaries are needed either way: the client tools come from them.
+``local`` runs them as processes from local binaries; ``docker`` runs the drill's throwaways as containers of
+the project's images (:mod:`harness.services.docker`, whose docstring lists what stays local under every
+provider and why). ``auto`` runs local processes, and a staging copy in a container when the dump was taken by
+a PostgreSQL major that is not installed here but whose image the engine has: staging runs production's major.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from harness.config import ServiceSettings
 from harness.errors import ServiceError
+from harness.restore.dump_header import DumpHeader
 from harness.services.docker import (
     ContainerPostgres,
     ContainerRedis,
-    MinioS3,
+    ImageBinaries,
     docker_available,
     engine_address,
+    image_installation,
+    image_majors,
 )
-from harness.services.postgres import LocalPostgres, PostgresBinaries, PostgresServer, find_binaries
+from harness.services.pgversions import StagingPostgres, choose_staging, install_hint
+from harness.services.postgres import (
+    LocalPostgres,
+    PostgresBinaries,
+    PostgresServer,
+    find_binaries,
+    installations,
+)
 from harness.services.redis import LocalRedis, RedisServer, find_redis_server
 from harness.services.s3 import MotoS3, S3Server
 
@@ -31,12 +42,12 @@ __all__ = ["Provider", "choose_provider"]
 log = logging.getLogger("harness.services")
 
 
-def choose_provider(settings: ServiceSettings) -> Literal["local", "docker"]:
-    """``local`` unless asked for Docker, or ``auto`` finds no ``redis-server`` but an engine that answers.
+def choose_provider(settings: ServiceSettings) -> tuple[Literal["local", "docker"], str]:
+    """``local`` unless asked for Docker, or ``auto`` finds no ``redis-server`` but an engine that answers; why.
 
     Local processes are preferred by ``auto`` because they start in under a second and need no engine.
-    PostgreSQL's binaries are a locked dependency (and the client tools everywhere), so only a missing
-    ``redis-server`` sends ``auto`` to Docker.
+    PostgreSQL's binaries are a locked dependency, so only a missing ``redis-server`` sends ``auto`` to Docker;
+    a staging copy of a dump whose major is not installed still runs in a container (:meth:`Provider.staging`).
 
     Raises:
         ServiceError: ``docker`` was asked for and no engine answers; or ``auto`` found neither.
@@ -45,19 +56,19 @@ def choose_provider(settings: ServiceSettings) -> Literal["local", "docker"]:
         if not docker_available():
             raise ServiceError(
                 f"services.provider = 'docker' but no Docker engine answers at {engine_address()}; "
-                "start Docker (or point DOCKER_HOST at one) or set services.provider = 'local'"
+                "start Docker (scripts/containers, or point DOCKER_HOST at one) or set services.provider = 'local'"
             )
-        return "docker"
+        return "docker", "services.provider = 'docker'"
     if settings.provider == "local":
-        return "local"
+        return "local", "services.provider = 'local'"
     try:
         find_redis_server(settings.redis_server)
     except ServiceError:
         if docker_available():
             log.info("no local redis-server; a Docker engine answers, so the throwaway servers are containers")
-            return "docker"
+            return "docker", f"auto: no local redis-server, and a Docker engine answers at {engine_address()}"
         raise
-    return "local"
+    return "local", "auto: local processes start fastest"
 
 
 @dataclass
@@ -67,6 +78,9 @@ class Provider:
     settings: ServiceSettings
     kind: Literal["local", "docker"]
     binaries: PostgresBinaries
+    why: str = ""
+    #: PostgreSQL images the engine has, by major (``auto`` and ``docker`` with an engine; else empty).
+    images: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> Provider:
@@ -75,27 +89,54 @@ class Provider:
         Raises:
             ServiceError: Docker was asked for and no engine answers, or local binaries are missing.
         """
-        kind = choose_provider(settings)
-        return cls(settings, kind, find_binaries(settings.postgres_bin_dir))
+        kind, why = choose_provider(settings)
+        images: dict[int, str] = {}
+        if kind == "docker" or (settings.provider == "auto" and docker_available()):
+            images = image_majors(settings.postgres_image)
+        return cls(settings, kind, find_binaries(settings.postgres_bin_dir), why, images)
 
     @property
     def postgres_image(self) -> str:
-        """The PostgreSQL image: as configured, or the local client tools' major version (``postgres:18``)."""
-        return self.image_for(self.binaries)
+        """The image of the session's throwaway PostgreSQL under Docker: the local client tools' major."""
+        return self.image_for(int(self.binaries.major))
 
-    def image_for(self, binaries: PostgresBinaries) -> str:
-        """The image whose server matches ``binaries`` (the client tools used against it), unless configured."""
-        return self.settings.postgres_image or f"postgres:{binaries.major}"
+    def image_for(self, major: int) -> str:
+        """The image of one PostgreSQL major (``services.postgres_image`` with ``{major}`` filled in)."""
+        return self.settings.postgres_image.replace("{major}", str(major))
 
     def describe(self) -> str:
-        """One line for the report: which provider, which images or binaries."""
+        """One line for the report: which provider, why, and which images or binaries."""
         local = f"PostgreSQL {self.binaries.version} from {self.binaries.source}"
+        majors = ", ".join(str(major) for major in sorted(self.images)) or "none built"
         if self.kind == "docker":
             return (
-                f"docker ({self.postgres_image}, {self.settings.redis_image}, {self.settings.minio_image}); "
-                f"client tools, physical restores and production stand-ins local ({local})"
+                f"docker ({self.why}; PostgreSQL images: {majors}; {self.settings.redis_image}); "
+                f"S3, physical restores and production stand-ins local ({local}; moto S3)"
             )
-        return f"local ({local}; redis-server; moto S3)"
+        containers = f"; staging in a container when the dump's major is not installed here (images: {majors})"
+        return f"local ({self.why}; {local}; redis-server; moto S3{containers if self.images else ''})"
+
+    def staging(self, header: DumpHeader | None, services: ServiceSettings | None = None) -> StagingPostgres:
+        """The PostgreSQL a dump with ``header`` restores into: its major, from an image or installed here.
+
+        Under ``docker`` an image of the major comes first; under ``auto`` an installation here does, and an
+        image stands in when the major is not installed. The choice says which and why. ``services``: the
+        drill's settings when they differ from the session's (``postgres_major``, ``postgres_bin_dir``).
+
+        Raises:
+            ServiceError: no image or installation can restore the dump (what exists, and how to get the major).
+        """
+        services = services or self.settings
+        local = installations(services.postgres_bin_dir)
+        images: list[PostgresBinaries] = [image_installation(tag, major) for major, tag in self.images.items()]
+        available = images + local if self.kind == "docker" else local + images
+        return choose_staging(header, self.binaries, configured_dir=services.postgres_bin_dir,
+                              forced=services.postgres_major, available=available, hint=self._hint)  # fmt: skip
+
+    def _hint(self, major: int) -> str:
+        if not self.images and self.kind == "local":
+            return install_hint(major)
+        return f"build its image (scripts/images postgres:{major}) or {install_hint(major)}"
 
     def postgres(
         self,
@@ -104,14 +145,20 @@ class Provider:
         settings: Mapping[str, str] | None = None,
         throwaway: bool = True,
         binaries: PostgresBinaries | None = None,
+        files: Path | None = None,
     ) -> PostgresServer:
         """A PostgreSQL the harness owns; ``throwaway=False`` for one standing in for production (always local).
 
-        ``binaries`` choose another installation than the session's (a staging copy runs the dump's major).
+        ``binaries`` choose another installation than the session's (a staging copy runs the dump's major): an
+        image's runs in a container under every provider. ``files``: a directory the server's own tools read
+        (the dump's), which a container mounts read-only.
         """
         binaries = binaries or self.binaries
+        if isinstance(binaries, ImageBinaries):
+            return ContainerPostgres.create(name, image=binaries.image, settings=settings, files=files)
         if self.kind == "docker" and throwaway:
-            return ContainerPostgres.create(name, image=self.image_for(binaries), binaries=binaries, settings=settings)
+            return ContainerPostgres.create(name, image=self.image_for(int(binaries.major)), settings=settings,
+                                            files=files)  # fmt: skip
         return LocalPostgres.create(name, settings=settings, binaries=binaries, throwaway=throwaway)
 
     def restored_postgres(
@@ -134,15 +181,14 @@ class Provider:
     ) -> RedisServer:
         """A Redis the harness owns; ``throwaway=False`` for one standing in for production (always local).
 
-        ``memory_limit`` (bytes) caps a local server's address space; a container has the engine's limits.
+        ``memory_limit`` (bytes) caps a local server's address space, or a container's memory.
         """
         if self.kind == "docker" and throwaway:
-            return ContainerRedis.create(name, image=self.settings.redis_image, settings=settings, rdb_file=rdb_file)
+            return ContainerRedis.create(name, image=self.settings.redis_image, settings=settings, rdb_file=rdb_file,
+                                         memory_limit=memory_limit)  # fmt: skip
         return LocalRedis.create(name, settings=settings, rdb_file=rdb_file, executable=self.settings.redis_server,
                                  memory_limit=memory_limit)  # fmt: skip
 
     def s3(self) -> S3Server:
-        """A throwaway S3 endpoint: moto here, MinIO in a container."""
-        if self.kind == "docker":
-            return MinioS3.create(image=self.settings.minio_image)
+        """A throwaway S3 endpoint: moto under every provider (Debian packages no S3 server to build an image of)."""
         return MotoS3.create()

