@@ -194,6 +194,7 @@ def write_not_applicable(results_dir: Path, record: DrillRecord) -> list[Path]:
             "historyId": identity,
             "testCaseId": identity,
             "fullName": f"{check.feature}: {check.scenario}",
+            "titlePath": ["features", check.feature],  # beside the feature's other scenarios in the report's tree
             "name": check.scenario,
             "status": "skipped",
             "statusDetails": {"message": check.message},

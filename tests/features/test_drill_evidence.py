@@ -24,6 +24,7 @@ from harness.config import PROJECT_ROOT
 from harness.records import DrillRecord, load_chain
 from harness.records.markdown import SANDBOX_BANNER
 from harness.services.s3 import ACCESS_KEY, SECRET_KEY
+from sandbox.target import toml_text
 from sandbox.world import MANIFEST_SEED, RECORDS_SEED
 
 pytestmark = pytest.mark.slow
@@ -44,14 +45,10 @@ class Drill:
 
 
 def _drill_toml(reports: Path) -> str:
-    """The embedded drill.toml for a copy under ``reports``: its relative paths absolute, its reports there."""
+    """The embedded drill.toml for a copy under ``reports`` (its paths are ``package:path``, valid anywhere)."""
     sections = tomllib.loads((PROJECT_ROOT / "drill.toml").read_text())
-    migrations = sections["migrations"]
-    migrations["script_location"] = str(PROJECT_ROOT / migrations["script_location"])
-    migrations["ini"] = str(PROJECT_ROOT / migrations["ini"])
     sections["reports"]["dir"] = str(reports)
-    return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items()) + "\n"
-                   for name, values in sections.items())  # fmt: skip
+    return toml_text(sections)
 
 
 @pytest.fixture(scope="module")

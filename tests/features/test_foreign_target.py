@@ -160,6 +160,8 @@ def test_the_monthly_drill_reaches_go_with_what_the_target_lacks_not_applicable(
         "skipped",
         "not applicable: the target has no Redis ([redis] enabled = false in drill.toml)",
     )
+    assert redis["titlePath"] == ["features", "Monthly restore drill into isolated staging"]  # in its feature's tree
+    assert redis["titlePath"] == ["features", "Monthly restore drill into isolated staging"]  # in its feature's tree
 
 
 @pytest.mark.parametrize(
