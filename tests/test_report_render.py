@@ -2,16 +2,13 @@
 
 Two drills of a tiny target run first, each into its own ``reports/runs/<run id>/``; ``render_handover`` then
 writes the folder an auditor receives: a single-file ``index.html`` with Allure's history of both runs, the
-plan the scenarios link to, and the newest record as HTML and PDF. Set ``CODEBLACK_UPDATE_SCREENSHOT=1`` to
-refresh the README's picture ``reports/screenshot.png`` (it is written only when missing otherwise, so test
-runs leave the working tree clean).
+plan the scenarios link to, and the newest record as HTML and PDF.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import PROJECT_ROOT, load_config
+from harness.config import load_config
 from harness.errors import ConfigError, HarnessError
 from harness.records import load_chain
 from harness.records.handover import HISTORY_FILE, Handover, render_handover, run_results
@@ -28,7 +25,6 @@ from harness.records.report import ALLURE_CACHE, verdict_summary
 from tests.harness.test_records_session import DrillRun, run_drill, write_drill_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SCREENSHOT = PROJECT_ROOT / "reports" / "screenshot.png"
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None or (shutil.which("npm") is None and not (ALLURE_CACHE / "node_modules/.bin/allure").exists()),
@@ -139,5 +135,3 @@ def test_report_screenshot(handover: Handover, tmp_path: Path) -> None:
     _chromium(handover.index.as_uri(), tmp_path / "profile", f"--screenshot={picture}", "--window-size=1400,900")
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size > 20_000  # a rendered page, not a blank one
-    if os.environ.get("CODEBLACK_UPDATE_SCREENSHOT") == "1" or not SCREENSHOT.exists():
-        shutil.copyfile(picture, SCREENSHOT)
