@@ -101,5 +101,10 @@ def jail_command(
     spec = {"root": str(workdir / "root"), "readable": readable, "writable": str(workdir / "run"), "cwd": str(cwd),
             "uid": user.uid if user else None, "gid": user.gid if user else None, "argv": argv}  # fmt: skip
     (workdir / "root").mkdir()
-    namespaces = ["--net", "--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net", "--mount"]
+    # A pid namespace of its own, its first process the child: when the child ends (or unshare is killed,
+    # --kill-child), the kernel kills every process in it at once. Killing the account's processes one pid at a
+    # time misses one that forks and exits faster than the walk.
+    namespaces = ["--net", "--mount", "--pid", "--kill-child"]
+    if os.geteuid() != 0:
+        namespaces = ["--user", "--map-root-user", *namespaces]
     return ["unshare", *namespaces, "--", sys.executable, "-I", "-S", confine.__file__ or "", json.dumps(spec)]

@@ -1,0 +1,95 @@
+"""A migration file's top level may hang or leave processes behind: the gate must end, and so must they.
+
+Loading the revision graph runs each migration file's module code in the jailed child. A file that never returns
+must not hang the gate (the child gets a deadline for each answer, then is killed, and the gate names what it
+was asked); a file that forks a process which keeps changing its pid (so a kill of the account's processes,
+one pid at a time, misses it) must not outlive the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.errors import CheckFailed
+from harness.migrations import isolation
+from harness.migrations.history import load_graph
+from harness.migrations.project import MigrationProject
+from tests.data.migration_sets import build_project
+from tests.security.test_hostile_migration_file import FILE, REVISION, REVISION_BODY
+
+HANG = "import time\ntime.sleep(3600)\n"
+# Forks processes that fork again and exit, over and over, so each pid lives a moment; the first generation
+# waits for the leapfrog to run before the file returns. It stops by itself after a minute (a test's cleanup).
+LEAPFROG = """
+import ctypes, os, time
+read, write = os.pipe()
+if os.fork() == 0:
+    ctypes.CDLL(None).prctl(15, b"{name}", 0, 0, 0)  # PR_SET_NAME: the name the test looks for
+    os.close(read)
+    for _ in range(2):  # three chains, so one at least outruns a kill that walks the pids once
+        if os.fork() == 0:
+            break
+    end = time.monotonic() + 60
+    os.write(write, b"x")
+    while time.monotonic() < end:
+        if os.fork():
+            os._exit(0)
+    os._exit(0)
+os.close(write)
+os.read(read, 1)
+"""
+
+
+def _project(tmp_path: Path, top_level: str) -> MigrationProject:
+    root = build_project("hostile_child", tmp_path)
+    (root / "versions" / FILE).write_text(f'"""notes"""\n{top_level}{REVISION_BODY}')
+    return MigrationProject(root, REVISION, "sandbox.codeblack.models:Base.metadata")
+
+
+def _named(name: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["name", "status"]):
+        if process.info["name"] == name and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
+
+
+@pytest.fixture
+def leapfrog_name(tmp_path: Path) -> Iterator[str]:
+    name = "leap" + tmp_path.name[-8:].replace("_", "")[:8]
+    yield name
+    deadline = time.monotonic() + 90
+    while (left := _named(name)) and time.monotonic() < deadline:  # a leapfrog escaped: stop it for the next test
+        for process in left:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+
+def test_a_migration_file_that_never_returns_stops_the_gate_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(isolation, "_REPLY_TIMEOUT_S", 5.0)
+    project = _project(tmp_path, HANG)
+
+    with pytest.raises(CheckFailed) as failure:
+        load_graph(project)
+
+    assert str(failure.value) == (
+        f"the migration child ({project.python}) gave no answer to 'history' within 5 s: the project's env.py or "
+        f"a migration file in {project.versions_dir} does not return; it was stopped"
+    )
+
+
+def test_a_process_a_migration_file_leaves_behind_dies_with_the_child(tmp_path: Path, leapfrog_name: str) -> None:
+    project = _project(tmp_path, LEAPFROG.format(name=leapfrog_name))
+
+    graph = load_graph(project)
+
+    assert graph.order[-1] == REVISION
+    assert _named(leapfrog_name) == [], "a process forked by a migration file outlived the migration child"
