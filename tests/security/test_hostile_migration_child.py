@@ -9,6 +9,11 @@ one pid at a time, misses it) must not outlive the child.
 from __future__ import annotations
 
 import contextlib
+import shutil
+import site
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +21,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.errors import CheckFailed
+from harness.config import PROJECT_ROOT
+from harness.errors import CheckFailed, ConfigError
 from harness.migrations import isolation
-from harness.migrations.history import load_graph
+from harness.migrations.history import check_tracked, load_graph
 from harness.migrations.project import MigrationProject
 from tests.data.migration_sets import build_project
 from tests.security.test_hostile_migration_file import FILE, REVISION, REVISION_BODY
 
+METADATA = "sandbox.codeblack.models:Base.metadata"
 HANG = "import time\ntime.sleep(3600)\n"
 # Forks processes that fork again and exit, over and over, so each pid lives a moment; the first generation
 # waits for the leapfrog to run before the file returns. It stops by itself after a minute (a test's cleanup).
@@ -49,7 +56,7 @@ os.read(read, 1)
 def _project(tmp_path: Path, top_level: str) -> MigrationProject:
     root = build_project("hostile_child", tmp_path)
     (root / "versions" / FILE).write_text(f'"""notes"""\n{top_level}{REVISION_BODY}')
-    return MigrationProject(root, REVISION, "sandbox.codeblack.models:Base.metadata")
+    return MigrationProject(root, REVISION, METADATA)
 
 
 def _named(name: str) -> list[psutil.Process]:
@@ -93,3 +100,51 @@ def test_a_process_a_migration_file_leaves_behind_dies_with_the_child(tmp_path: 
 
     assert graph.order[-1] == REVISION
     assert _named(leapfrog_name) == [], "a process forked by a migration file outlived the migration child"
+
+
+@pytest.fixture
+def host_directory() -> Iterator[Path]:
+    """A directory of the host anyone may read, outside every path of the project: the jail must not hold it."""
+    directory = Path(tempfile.mkdtemp(prefix="host-only-"))
+    directory.chmod(0o755)
+    (directory / "secret").write_text("planted-host-file")
+    (directory / "secret").chmod(0o644)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _venv_project(tmp_path: Path, pth_lines: list[str]) -> MigrationProject:
+    """A project with an interpreter of its own whose ``.pth`` file lists ``pth_lines`` beside its dependencies."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
+    packages = next((venv / "lib").glob("python3*/site-packages"))
+    (packages / "deps.pth").write_text("\n".join([site.getsitepackages()[0], *pth_lines]) + "\n")
+    root = build_project("hostile_pth", tmp_path)
+    reader = "import glob\nraise RuntimeError(' '.join(open(f).read() for f in glob.glob('/tmp/host-only-*/secret')))\n"
+    (root / "versions" / FILE).write_text(f'"""notes"""\n{reader}{REVISION_BODY}')
+    python = str(venv / "bin" / "python")
+    return MigrationProject(root, REVISION, METADATA, python=python, pythonpath=(PROJECT_ROOT,))
+
+
+def test_a_pth_file_of_the_projects_interpreter_cannot_bring_a_host_directory_into_the_jail(
+    tmp_path: Path, host_directory: Path
+) -> None:
+    project = _venv_project(tmp_path, [str(host_directory)])
+    pth = next((tmp_path / "venv" / "lib").glob("python3*/site-packages")) / "deps.pth"
+
+    with pytest.raises(ConfigError) as failure:
+        check_tracked(project)
+
+    assert str(failure.value) == (
+        f"{pth}: {host_directory} is outside the project's interpreter, its paths and any site-packages, so the "
+        "migration child's jail does not hold it; list it in [migrations] pythonpath if the project needs it"
+    )
+
+
+def test_a_pth_file_naming_site_packages_is_held_by_the_jail(tmp_path: Path) -> None:
+    project = _venv_project(tmp_path, [])
+
+    with pytest.raises(CheckFailed) as failure:
+        check_tracked(project)
+
+    assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: )"), failure.value
