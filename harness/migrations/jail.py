@@ -126,8 +126,9 @@ def jail_command(
     readable = readable_paths(python, project)
     if user is not None:
         check_readable(readable, user)
-    spec = {"root": str(workdir / "root"), "readable": readable, "writable": str(workdir / "run"), "cwd": str(cwd),
-            "uid": user.uid if user else None, "gid": user.gid if user else None, "argv": argv}  # fmt: skip
+    spec = {"root": str(workdir / "root"), "readable": readable, "run": str(workdir / "run"),
+            "home": str(workdir / "run" / "home"), "cwd": str(cwd), "uid": user.uid if user else None,
+            "gid": user.gid if user else None, "argv": argv}  # fmt: skip
     (workdir / "root").mkdir()
     # A pid namespace of its own, its first process the child: when the child ends (or unshare is killed,
     # --kill-child), the kernel kills every process in it at once. Killing the account's processes one pid at a

@@ -148,3 +148,38 @@ def test_a_pth_file_naming_site_packages_is_held_by_the_jail(tmp_path: Path) -> 
         check_tracked(project)
 
     assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: )"), failure.value
+
+
+# Fills the jail's /tmp and HOME past their limits and asks for more memory than the child may take; each outcome
+# is reported through the error the file raises (the only thing a jailed file can send back).
+HOARD = """
+import errno, os
+def fill(path):
+    try:
+        with open(path, "wb") as out:
+            for _ in range(1100):
+                out.write(bytes(1 << 20))
+        return "filled"
+    except OSError as exc:
+        return errno.errorcode[exc.errno]
+    finally:
+        if os.path.exists(path):
+            os.remove(path)
+try:
+    bytearray(6 << 30)
+    memory = "allocated"
+except MemoryError:
+    memory = "MemoryError"
+raise RuntimeError(f"tmp={fill('/tmp/hoard')} home={fill(os.path.join(os.environ['HOME'], 'hoard'))} memory={memory}")
+"""
+
+
+def test_a_migration_file_cannot_fill_the_disk_or_take_unbounded_memory(tmp_path: Path) -> None:
+    project = _project(tmp_path, HOARD)
+
+    with pytest.raises(CheckFailed) as failure:
+        check_tracked(project)
+
+    assert str(failure.value).endswith(
+        f"{FILE}: fails to load (RuntimeError: tmp=ENOSPC home=ENOSPC memory=MemoryError)"
+    ), failure.value
