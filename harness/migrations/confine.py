@@ -13,7 +13,7 @@ root in fresh network and mount namespaces (``unshare --net --mount``); it
    forwarded to the throwaway (read-only too: a socket opens all the same); the only places it may write are a
    private ``/tmp`` and ``HOME``, each a small tmpfs, so the child cannot fill the host's disk or memory,
 3. changes root into it, drops to the pool account (:func:`harness.services.accounts.acquire_account`), sets
-   ``no_new_privs``, re-arms the parent-death signal and caps the address space of its processes,
+   ``no_new_privs``, re-arms the parent-death signal and caps the address space and number of its processes,
 4. and replaces itself (``execv``) with the project's interpreter on :mod:`harness.migrations.child`.
 
 ``/run``, ``/var``, ``/tmp``, ``/home`` and ``/root`` of the host are not in the jail (save the listed paths
@@ -49,6 +49,9 @@ _DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 # project's models and a driver need far less; a migration file filling them stops there.
 _SCRATCH = "size=256m,nr_inodes=16384"
 _ADDRESS_SPACE = 4 << 30
+# The processes (threads included) the pool account may have: the account is this child's alone, and a fork bomb
+# stops here, not at the host's pid limit. (Without root the account is the harness's: no limit is set.)
+_PROCESSES = 256
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -117,6 +120,7 @@ def main(argv: list[str]) -> int:
             os.chroot(spec["root"])
         os.chdir(spec["cwd"])
         if spec["uid"] is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (_PROCESSES, _PROCESSES))
             os.setgroups([])
             os.setgid(spec["gid"])
             os.setuid(spec["uid"])

@@ -9,6 +9,7 @@ one pid at a time, misses it) must not outlive the child.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import site
 import subprocess
@@ -183,3 +184,31 @@ def test_a_migration_file_cannot_fill_the_disk_or_take_unbounded_memory(tmp_path
     assert str(failure.value).endswith(
         f"{FILE}: fails to load (RuntimeError: tmp=ENOSPC home=ENOSPC memory=MemoryError)"
     ), failure.value
+
+
+# Forks sleeping children until a fork fails or 600 exist: a fork bomb's first steps, stopped before the host's.
+BOMB = """
+import errno, os, time
+forked = 0
+try:
+    while forked < 600:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        forked += 1
+    outcome = "unbounded"
+except OSError as exc:
+    outcome = errno.errorcode[exc.errno]
+raise RuntimeError(f"fork={outcome}")
+"""
+
+
+def test_a_migration_file_cannot_fork_without_limit(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the process limit is the pool account's, which only a root drill switches to")
+    project = _project(tmp_path, BOMB)
+
+    with pytest.raises(CheckFailed) as failure:
+        check_tracked(project)
+
+    assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: fork=EAGAIN)"), failure.value
