@@ -13,7 +13,8 @@ root in fresh network and mount namespaces (``unshare --net --mount``); it
    forwarded to the throwaway (read-only too: a socket opens all the same); the only places it may write are a
    private ``/tmp`` and ``HOME``, each a small tmpfs, so the child cannot fill the host's disk or memory,
 3. changes root into it, drops to the pool account (:func:`harness.services.accounts.acquire_account`), sets
-   ``no_new_privs``, re-arms the parent-death signal and caps the address space and number of its processes,
+   ``no_new_privs``, re-arms the parent-death signal and caps its processes' number, address space and file
+   size (its output goes to a log on the host's disk),
 4. and replaces itself (``execv``) with the project's interpreter on :mod:`harness.migrations.child`.
 
 ``/run``, ``/var``, ``/tmp``, ``/home`` and ``/root`` of the host are not in the jail (save the listed paths
@@ -49,6 +50,8 @@ _DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 # project's models and a driver need far less; a migration file filling them stops there.
 _SCRATCH = "size=256m,nr_inodes=16384"
 _ADDRESS_SPACE = 4 << 30
+# The largest file it may write: its output goes to a log on the host's disk (a write past this fails, EFBIG).
+_FILE_SIZE = 64 << 20
 # The processes (threads included) the pool account may have: the account is this child's alone, and a fork bomb
 # stops here, not at the host's pid limit. (Without root the account is the harness's: no limit is set.)
 _PROCESSES = 256
@@ -127,6 +130,7 @@ def main(argv: list[str]) -> int:
         _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binary in /usr lifts it back
         _libc.prctl(_PR_SET_PDEATHSIG, 9)  # cleared by the uid change: die with the harness
         resource.setrlimit(resource.RLIMIT_AS, (_ADDRESS_SPACE, _ADDRESS_SPACE))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (_FILE_SIZE, _FILE_SIZE))
         os.execv(spec["argv"][0], spec["argv"])
     except OSError as exc:
         print(f"cannot confine the migration child: {exc}", file=sys.stderr)

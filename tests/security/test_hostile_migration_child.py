@@ -155,23 +155,24 @@ def test_a_pth_file_naming_site_packages_is_held_by_the_jail(tmp_path: Path) -> 
 # is reported through the error the file raises (the only thing a jailed file can send back).
 HOARD = """
 import errno, os
-def fill(path):
+def fill(directory):
     try:
-        with open(path, "wb") as out:
-            for _ in range(1100):
+        for number in range(1100):
+            with open(os.path.join(directory, f"hoard-{number}"), "wb") as out:
                 out.write(bytes(1 << 20))
         return "filled"
     except OSError as exc:
         return errno.errorcode[exc.errno]
     finally:
-        if os.path.exists(path):
-            os.remove(path)
+        for name in os.listdir(directory):
+            if name.startswith("hoard-"):
+                os.remove(os.path.join(directory, name))
 try:
     bytearray(6 << 30)
     memory = "allocated"
 except MemoryError:
     memory = "MemoryError"
-raise RuntimeError(f"tmp={fill('/tmp/hoard')} home={fill(os.path.join(os.environ['HOME'], 'hoard'))} memory={memory}")
+raise RuntimeError(f"tmp={fill('/tmp')} home={fill(os.environ['HOME'])} memory={memory}")
 """
 
 
@@ -212,3 +213,25 @@ def test_a_migration_file_cannot_fork_without_limit(tmp_path: Path) -> None:
         check_tracked(project)
 
     assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: fork=EAGAIN)"), failure.value
+
+
+# Prints without end: the child's output goes to a log file on the host's disk, which must not grow without limit.
+CHATTER = """
+import errno, os
+try:
+    for _ in range(200):
+        os.write(1, bytes(1 << 20))
+    outcome = "written"
+except OSError as exc:
+    outcome = errno.errorcode[exc.errno]
+raise RuntimeError(f"stdout={outcome}")
+"""
+
+
+def test_a_migration_file_cannot_fill_the_disk_through_its_output(tmp_path: Path) -> None:
+    project = _project(tmp_path, CHATTER)
+
+    with pytest.raises(CheckFailed) as failure:
+        check_tracked(project)
+
+    assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: stdout=EFBIG)"), failure.value
