@@ -67,17 +67,40 @@ def _venv_paths(python: str, project: list[str]) -> list[str]:
     return found
 
 
-def readable_paths(python: str, project: list[Path]) -> list[str]:
+def _project_paths(project: list[Path], cwd: Path) -> list[str]:
+    """The project's paths as the jail binds them (resolved); one inside ``cwd`` must resolve inside it too.
+
+    The project's files are untrusted: a link among them (``src -> /run/postgresql``) would bind its target,
+    sockets and all, into the jail.
+
+    Raises:
+        ConfigError: naming the path and where it leads.
+    """
+    inside, real_inside = os.path.abspath(cwd) + "/", os.path.realpath(cwd) + "/"
+    found = []
+    for path in project:
+        real = os.path.realpath(path)
+        if (os.path.abspath(path) + "/").startswith(inside) and not (real + "/").startswith(real_inside):
+            raise ConfigError(
+                f"{path} is a path of the project that leads out of it (to {real}): the migration child's jail "
+                "holds only the project; replace the link with what it points to"
+            )
+        found.append(real)
+    return found
+
+
+def readable_paths(python: str, project: list[Path], cwd: Path) -> list[str]:
     """What the jail binds read-only: the interpreter's installation, its venv, and the project's paths.
 
     Paths under the system directories (bound whole) and paths inside another listed one are left out.
 
     Raises:
-        ConfigError: a ``.pth`` file of the project's environment names a path outside it (see :func:`_venv_paths`).
+        ConfigError: a ``.pth`` file of the project's environment names a path outside it (see :func:`_venv_paths`),
+            or a path in the project (``cwd``) leads out of it.
     """
     executable = shutil.which(python) or python
     real = os.path.realpath(executable)
-    paths = [os.path.realpath(path) for path in project]
+    paths = _project_paths(project, cwd)
     wanted = [os.path.dirname(os.path.dirname(real)), *_venv_paths(executable, paths), *paths]
     chosen: list[str] = []
     for path in sorted(set(wanted), key=len):
@@ -121,9 +144,9 @@ def jail_command(
     """``unshare … confine.py <spec>``: the jail in ``workdir`` (``root/``, the account's ``run/``), then ``argv``.
 
     Raises:
-        ConfigError: a path the jail binds is not readable by ``user``.
+        ConfigError: a path the jail binds is not readable by ``user``, or one of the project's leads out of it.
     """
-    readable = readable_paths(python, project)
+    readable = readable_paths(python, project, cwd)
     if user is not None:
         check_readable(readable, user)
     spec = {"root": str(workdir / "root"), "readable": readable, "run": str(workdir / "run"),

@@ -12,9 +12,11 @@ import contextlib
 import os
 import shutil
 import site
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,3 +237,54 @@ def test_a_migration_file_cannot_fill_the_disk_through_its_output(tmp_path: Path
         check_tracked(project)
 
     assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: stdout=EFBIG)"), failure.value
+
+
+@pytest.fixture
+def trusting_socket() -> Iterator[tuple[Path, list[bytes]]]:
+    """A Unix socket anyone may open, in a directory outside the project, recording what connects to it."""
+    directory = Path(tempfile.mkdtemp(prefix="standin-run-"))
+    directory.chmod(0o755)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(directory / "server.sock"))
+    (directory / "server.sock").chmod(0o777)
+    listener.listen(4)
+    listener.settimeout(0.2)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                received.append(b"connected")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield directory, received
+    stop.set()
+    thread.join(5)
+    listener.close()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_symlink_in_the_project_cannot_bring_a_host_socket_into_the_jail(
+    tmp_path: Path, trusting_socket: tuple[Path, list[bytes]]
+) -> None:
+    directory, received = trusting_socket
+    root = build_project("hostile_link", tmp_path)
+    (root / "src").symlink_to(directory)  # [migrations] pythonpath = ["src"], as the operator wrote it
+    dial = f"import socket\nsocket.socket(socket.AF_UNIX).connect({str(directory / 'server.sock')!r})\n"
+    (root / "versions" / FILE).write_text(f'"""notes"""\n{dial}{REVISION_BODY}')
+    project = MigrationProject(root, REVISION, METADATA, pythonpath=(root / "src",), cwd=root)
+
+    with pytest.raises(ConfigError) as failure:
+        check_tracked(project)
+
+    assert str(failure.value) == (
+        f"{root / 'src'} is a path of the project that leads out of it (to {directory}): the migration child's "
+        "jail holds only the project; replace the link with what it points to"
+    )
+    assert received == []
