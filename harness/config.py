@@ -193,6 +193,12 @@ class DatabaseSettings(_Section):
     """
 
     name: str = Field(default="", description="the database restored into staging (required to restore)")
+    production_size_gb: float = Field(
+        default=0,
+        ge=0,
+        description="production's database size, for the RTO projected to it; 0: the size the dump's manifest "
+        "records (codeblack-drills backup postgres)",
+    )
     critical_tables: list[str] = Field(
         default_factory=list, description="the tables counted exactly; at least one, or count_all_tables = true"
     )

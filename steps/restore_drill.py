@@ -143,6 +143,26 @@ def _rto(drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillReco
     assert rto.met, rto.describe()
 
 
+@then("the recovery time projected to production's size is within the RTO objective")
+def _rto_projected(
+    restored: Staging, drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillRecorder, recovered_at: str
+) -> None:
+    config = deployment.config
+    rto = rto_measure(drill_clock, config.objectives, stopped_at=recovered_at)
+    projected = restored.rto_projection(rto.value, drill_clock.phases, config)
+    if projected is None:
+        unknown = (
+            "not projected: production's size is unknown; declare [database] production_size_gb, or take the "
+            "backups with `codeblack-drills backup postgres` (its manifest records the size)"
+        )
+        drill_record.environment("rto.projected", unknown)
+        attach_text("RTO projected", unknown)
+        return
+    drill_record.measure(projected.name, projected.value, projected.objective, projected.unit, projected.detail)
+    attach_json("RTO projected", projected.as_dict())
+    assert projected.met, projected.describe()
+
+
 @then("the data lost since the newest restored data is within the RPO objective")
 def _rpo(restored: Staging, drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillRecorder) -> None:
     rpo = rpo_measure(

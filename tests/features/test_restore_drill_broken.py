@@ -158,3 +158,21 @@ def test_a_previous_restore_drill_older_than_a_month_fails_the_cadence_scenario(
         r"\(objectives\.drill_interval_days\): run the restore drill every month",
         message,
     ), message
+
+
+def test_a_small_dump_of_a_two_terabyte_production_misses_the_projected_rto(
+    tmp_path: Path, sandbox_world: World
+) -> None:
+    done = run_drill(tmp_path, sandbox_world.deployment, "recovery_time or cutover",
+                     database={"production_size_gb": 2048})  # fmt: skip
+    assert leftovers(done.run) == []
+    measured = "test_recovery_time_and_data_loss_are_measured_against_the_objectives"
+    assert sorted(done.failures) == ["test_cutover_to_production_is_decided_only_after_staging_verification", measured]
+    # The drill's own RTO was met; the projection to production's size is what fails, with its basis.
+    message = done.failures[measured]
+    assert re.search(r"RTO projected [\d.]+ min \(objective 60 min, MISSED\)", message), message
+    assert "production 2 TB ([database] production_size_gb) / restored " in message
+    (record,) = load_chain(done.reports / "drills")
+    assert record.verdict.decision == "NO-GO"
+    assert next(m for m in record.measures if m.name == "RTO").met
+    assert any(reason.startswith("RTO projected ") for reason in record.verdict.reasons)
