@@ -70,6 +70,20 @@ def test_single_file_report_opens_from_disk(handover: Handover, tmp_path: Path) 
     assert "drill.sandbox false" in text
 
 
+def test_verdict_page_shows_its_action_items_record_and_trend(
+    drills: list[DrillRun], handover: Handover, tmp_path: Path
+) -> None:
+    tests = json.loads((handover.index.parent / "test-results.json").read_text())["byId"]
+    verdict = next(key for key, test in tests.items() if test["name"].startswith("Drill verdict"))
+    text = _text(_chromium(f"{handover.index.as_uri()}#/{verdict}", tmp_path / "profile", "--dump-dom"))
+    record = load_chain(drills[-1].reports / "drills")[-1]
+    assert record.action_items
+    for item in record.action_items:  # the verdict's steps are its action items, owner and due date included
+        assert item.assigned() in text, item.assigned()
+    for attachment in ("drill record (Markdown)", "drill record (JSON)", "RPO and RTO trend"):
+        assert attachment in text
+
+
 def test_history_holds_each_run_once_in_order(drills: list[DrillRun], handover: Handover, tmp_path: Path) -> None:
     reports = drills[-1].reports
     runs = [path.parent.name for path in run_results(reports)]
