@@ -10,7 +10,7 @@ from pytest_bdd import given, then, when
 
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
-from harness.errors import HarnessError
+from harness.errors import CheckFailed, HarnessError
 from harness.integrity import (
     RowBaseline,
     check_amcheck,
@@ -190,4 +190,5 @@ def _cut_over(drill_record: DrillRecorder, request: pytest.FixtureRequest) -> No
     checks = [check for node, check in drill_record.checks.items() if node != request.node.nodeid]
     verdict = cut_over_verdict(checks, drill_record.measures)
     attach_json("cut-over verdict", verdict.model_dump())
-    assert verdict.decision == "GO", "NO-GO: " + "; ".join(verdict.reasons)
+    if verdict.decision != "GO":  # the verdict's reasons are the operator's line, not pytest's traceback
+        raise CheckFailed("NO-GO: " + "; ".join(verdict.reasons))
