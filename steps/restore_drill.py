@@ -140,7 +140,8 @@ def _rto(drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillReco
     drill_record.measure(rto.name, rto.value, rto.objective, rto.unit, rto.detail)
     drill_record.phases(drill_clock.rounded_phases(), drill_clock.timeline())
     attach_json("RTO", {**rto.as_dict(), "incident": drill_clock.incident, "phases_s": drill_clock.rounded_phases()})
-    assert rto.met, rto.describe()
+    if not rto.met:
+        raise CheckFailed(rto.describe())
 
 
 @then("the data lost since the newest restored data is within the RPO objective")
@@ -150,7 +151,8 @@ def _rpo(restored: Staging, drill_clock: Stopwatch, deployment: Deployment, dril
     )
     drill_record.measure(rpo.name, rpo.value, rpo.objective, rpo.unit, rpo.detail)
     attach_json("RPO", {**rpo.as_dict(), "incident": drill_clock.incident, "basis": restored.counts.newest.basis})
-    assert rpo.met, rpo.describe()
+    if not rpo.met:
+        raise CheckFailed(rpo.describe())
 
 
 @then(
@@ -162,7 +164,9 @@ def _data_loss(restored: Staging, drill_clock: Stopwatch, deployment: Deployment
                  [loss.row() for loss in losses])  # fmt: skip
     for loss in losses:
         drill_record.measure(loss.name, loss.value, loss.objective, loss.unit, loss.detail)
-    assert all(loss.met for loss in losses), "; ".join(loss.describe() for loss in losses if not loss.met)
+    missed = [loss.describe() for loss in losses if not loss.met]
+    if missed:
+        raise CheckFailed("; ".join(missed))
 
 
 @given("the newest base backup restored into its own throwaway server", target_fixture="base_restored")
