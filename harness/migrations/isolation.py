@@ -188,7 +188,7 @@ class MigrationChild:
         return jail_command(
             self._workdir, self.python, project, cwd=self.cwd or home,
             user=self._account.user if self._account is not None else None,
-            argv=[self.python, "-c", _BOOT, child_py, str(reply_fd)],
+            argv=[self.python, "-c", _BOOT, child_py, str(reply_fd)], trees=[self.script_location],
         )  # fmt: skip
 
     def _start(self) -> None:

@@ -15,6 +15,7 @@ import pwd
 import shutil
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -87,17 +88,36 @@ def check_readable(paths: list[str], user: ServiceUser) -> None:
             )
 
 
+def tree_paths(root: Path) -> list[str]:
+    """``root`` and every directory and file below it, ``__pycache__`` left out (Python does without it)."""
+    found = [str(root)]
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(name for name in dirs if name != "__pycache__")
+        found += [os.path.join(directory, name) for name in [*dirs, *sorted(files)]]
+    return found
+
+
 def jail_command(
-    workdir: Path, python: str, project: list[Path], *, cwd: Path, user: ServiceUser | None, argv: list[str]
+    workdir: Path,
+    python: str,
+    project: list[Path],
+    *,
+    cwd: Path,
+    user: ServiceUser | None,
+    argv: list[str],
+    trees: Sequence[Path] = (),
 ) -> list[str]:
     """``unshare … confine.py <spec>``: the jail in ``workdir`` (``root/``, the account's ``run/``), then ``argv``.
 
+    ``trees`` (the migrations directory) must be readable throughout: a closed ``versions/`` would otherwise
+    read as a project without revisions, since Alembic skips a directory it cannot list.
+
     Raises:
-        ConfigError: a path the jail binds is not readable by ``user``.
+        ConfigError: a path the jail binds, or one inside ``trees``, is not readable by ``user``.
     """
     readable = readable_paths(python, project)
     if user is not None:
-        check_readable(readable, user)
+        check_readable(readable + [path for tree in trees for path in tree_paths(tree)], user)
     spec = {"root": str(workdir / "root"), "readable": readable, "writable": str(workdir / "run"), "cwd": str(cwd),
             "uid": user.uid if user else None, "gid": user.gid if user else None, "argv": argv}  # fmt: skip
     (workdir / "root").mkdir()
