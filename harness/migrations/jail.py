@@ -60,6 +60,28 @@ def readable_paths(python: str, project: list[Path]) -> list[str]:
     return chosen
 
 
+def closed_to(path: str, user: ServiceUser) -> str:
+    """Why ``user`` cannot read ``path`` (or enter it, a directory), with how to open it; ``""`` when it can."""
+    status = os.stat(path)
+    need = 0o5 if stat.S_ISDIR(status.st_mode) else 0o4
+    bits = status.st_mode & 0o7
+    if status.st_uid == user.uid:
+        bits = (status.st_mode >> 6) & 0o7
+    elif status.st_gid == user.gid:
+        bits = (status.st_mode >> 3) & 0o7
+    if bits & need == need:
+        return ""
+    try:
+        owner = pwd.getpwuid(status.st_uid).pw_name
+    except KeyError:
+        owner = str(status.st_uid)
+    return (
+        f"{path} is not readable by {user.name}, the unprivileged account the migration child runs as "
+        f"(mode {stat.filemode(status.st_mode)}, owner {owner}): make the project and its interpreter "
+        f"readable by other users (chmod -R o+rX {path})"
+    )
+
+
 def check_readable(paths: list[str], user: ServiceUser) -> None:
     """Each path the jail binds can be read (and a directory entered) by the child's unprivileged account.
 
@@ -69,23 +91,27 @@ def check_readable(paths: list[str], user: ServiceUser) -> None:
         ConfigError: naming the path, its mode and owner, and how to open it.
     """
     for path in paths:
-        status = os.stat(path)
-        need = 0o5 if stat.S_ISDIR(status.st_mode) else 0o4
-        bits = status.st_mode & 0o7
-        if status.st_uid == user.uid:
-            bits = (status.st_mode >> 6) & 0o7
-        elif status.st_gid == user.gid:
-            bits = (status.st_mode >> 3) & 0o7
-        if bits & need != need:
-            try:
-                owner = pwd.getpwuid(status.st_uid).pw_name
-            except KeyError:
-                owner = str(status.st_uid)
-            raise ConfigError(
-                f"{path} is not readable by {user.name}, the unprivileged account the migration child runs as "
-                f"(mode {stat.filemode(status.st_mode)}, owner {owner}): make the project and its interpreter "
-                f"readable by other users (chmod -R o+rX {path})"
-            )
+        if reason := closed_to(path, user):
+            raise ConfigError(reason)
+
+
+def first_closed_directory(paths: list[str], user: ServiceUser, *, limit: int = 20_000) -> str:
+    """Why the first directory below ``paths`` that ``user`` cannot enter is closed (``""``: none, or too many).
+
+    Asked only once loading the project failed: a closed package directory inside an open project reads as
+    a mere ``ModuleNotFoundError``. Files are not judged: a project may keep a private file the child never needs.
+    """
+    seen = 0
+    for root in paths:
+        for directory, dirs, _files in os.walk(root):
+            dirs.sort()
+            for name in dirs:
+                seen += 1
+                if seen > limit:
+                    return ""
+                if reason := closed_to(os.path.join(directory, name), user):
+                    return reason
+    return ""
 
 
 def tree_paths(root: Path) -> list[str]:
