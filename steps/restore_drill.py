@@ -10,7 +10,7 @@ from pytest_bdd import given, then, when
 
 from harness.app.runner import AppProcess
 from harness.deployment import Deployment
-from harness.errors import HarnessError
+from harness.errors import CheckFailed, HarnessError
 from harness.integrity import (
     RowBaseline,
     check_amcheck,
@@ -140,7 +140,8 @@ def _rto(drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillReco
     drill_record.measure(rto.name, rto.value, rto.objective, rto.unit, rto.detail)
     drill_record.phases(drill_clock.rounded_phases(), drill_clock.timeline())
     attach_json("RTO", {**rto.as_dict(), "incident": drill_clock.incident, "phases_s": drill_clock.rounded_phases()})
-    assert rto.met, rto.describe()
+    if not rto.met:
+        raise CheckFailed(rto.describe())
 
 
 @then("the recovery time projected to production's size is within the RTO objective")
@@ -170,7 +171,8 @@ def _rpo(restored: Staging, drill_clock: Stopwatch, deployment: Deployment, dril
     )
     drill_record.measure(rpo.name, rpo.value, rpo.objective, rpo.unit, rpo.detail)
     attach_json("RPO", {**rpo.as_dict(), "incident": drill_clock.incident, "basis": restored.counts.newest.basis})
-    assert rpo.met, rpo.describe()
+    if not rpo.met:
+        raise CheckFailed(rpo.describe())
 
 
 @then(
@@ -182,7 +184,9 @@ def _data_loss(restored: Staging, drill_clock: Stopwatch, deployment: Deployment
                  [loss.row() for loss in losses])  # fmt: skip
     for loss in losses:
         drill_record.measure(loss.name, loss.value, loss.objective, loss.unit, loss.detail)
-    assert all(loss.met for loss in losses), "; ".join(loss.describe() for loss in losses if not loss.met)
+    missed = [loss.describe() for loss in losses if not loss.met]
+    if missed:
+        raise CheckFailed("; ".join(missed))
 
 
 @given("the newest base backup restored into its own throwaway server", target_fixture="base_restored")
@@ -210,4 +214,5 @@ def _cut_over(drill_record: DrillRecorder, request: pytest.FixtureRequest) -> No
     checks = [check for node, check in drill_record.checks.items() if node != request.node.nodeid]
     verdict = cut_over_verdict(checks, drill_record.measures)
     attach_json("cut-over verdict", verdict.model_dump())
-    assert verdict.decision == "GO", "NO-GO: " + "; ".join(verdict.reasons)
+    if verdict.decision != "GO":  # the verdict's reasons are the operator's line, not pytest's traceback
+        raise CheckFailed("NO-GO: " + "; ".join(verdict.reasons))
