@@ -44,4 +44,8 @@ def pytest_argv(suite: Suite, drill_config: Path, extra: Sequence[str]) -> list[
                 "--confcutdir", str(PACKAGE), *OPTIONS, *ini]  # fmt: skip
     else:
         head = [str(PACKAGE.parent / "features")]
-    return [sys.executable, "-m", "pytest", *head, *SUITES[suite], "--drill-config", str(drill_config), *extra]
+    # The target project's files must not run in the drill, with its keys. -P: ``-m`` would put the calling
+    # directory (the project's checkout) first on sys.path, and a pytest.py or a module named like one the drill
+    # imports there would run. One token for --drill-config: before the option is known (a clone's conftest.py
+    # adds it), pytest takes a separate value for a path and loads the conftest.py beside the project's drill.toml.
+    return [sys.executable, "-P", "-m", "pytest", *head, *SUITES[suite], f"--drill-config={drill_config}", *extra]

@@ -7,7 +7,7 @@ ignored, and these take its place. ``tests/test_package.py`` holds them equal to
 
 from __future__ import annotations
 
-__all__ = ["INI", "MARKERS", "OPTIONS"]
+__all__ = ["CLONE_OPTIONS", "INI", "MARKERS", "OPTIONS"]
 
 #: The Gherkin tags of the features (``--strict-markers`` refuses any other).
 MARKERS = {
@@ -31,6 +31,12 @@ MARKERS = {
 
 #: pyproject's ``addopts``.
 OPTIONS = ("--strict-markers", "--strict-config", "-p", "no:cacheprovider")
+
+#: What pyproject's ``addopts`` adds in a clone: ``fixtures.config`` declares ``--drill-config`` before pytest
+#: parses the command line; until then a separate value (``--drill-config path/drill.toml``) reads as a path, and
+#: pytest would load the ``conftest.py`` beside the target project's drill.toml into the drill. (Installed,
+#: ``-p codeblack_drills.plugin`` declares it as early.)
+CLONE_OPTIONS = ("-p", "fixtures.config")
 
 #: The ini values the drill's output depends on (live progress log, strict xfail).
 INI = {

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from codeblack_drills.settings import INI, MARKERS, OPTIONS
+from codeblack_drills.settings import CLONE_OPTIONS, INI, MARKERS, OPTIONS
 from harness.config import PROJECT_ROOT
 from tests.features.test_gates_only import _add_revision, _project
 
@@ -35,7 +35,7 @@ def test_an_installed_run_tags_logs_and_fails_as_a_clone_does() -> None:
     ini = _pytest_ini()
     markers = dict(line.split(": ", 1) for line in ini["markers"])  # type: ignore[attr-defined]
     assert {name: text for name, text in markers.items() if name != "slow"} == MARKERS
-    assert ini["addopts"] == list(OPTIONS)
+    assert ini["addopts"] == [*OPTIONS, *CLONE_OPTIONS]
     assert {name: str(ini[name]).lower() if isinstance(ini[name], bool) else ini[name] for name in INI} == INI
 
 

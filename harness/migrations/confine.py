@@ -9,10 +9,11 @@ root in fresh network and mount namespaces (``unshare --net --mount``); it
 1. brings up loopback (the namespace's only interface),
 2. builds a new root on a tmpfs: the system's ``/usr``, ``/etc`` and library directories, the project's
    interpreter and the paths the harness lists (the project, its ``PYTHONPATH``, the child's script) bound
-   read-only at their own paths, ``/dev/null`` and friends, a private ``/tmp``, and one directory bound
-   writable: the account's own, holding ``HOME`` and the socket forwarded to the throwaway,
+   read-only at their own paths, ``/dev/null`` and friends, and the account's own directory holding the socket
+   forwarded to the throwaway (read-only too: a socket opens all the same); the only places it may write are a
+   private ``/tmp`` and ``HOME``, each a small tmpfs, so the child cannot fill the host's disk or memory,
 3. changes root into it, drops to the pool account (:func:`harness.services.accounts.acquire_account`), sets
-   ``no_new_privs`` and re-arms the parent-death signal,
+   ``no_new_privs``, re-arms the parent-death signal and caps the address space and number of its processes,
 4. and replaces itself (``execv``) with the project's interpreter on :mod:`harness.migrations.child`.
 
 ``/run``, ``/var``, ``/tmp``, ``/home`` and ``/root`` of the host are not in the jail (save the listed paths
@@ -28,6 +29,7 @@ import ctypes
 import fcntl
 import json
 import os
+import resource
 import socket
 import struct
 import sys
@@ -43,6 +45,13 @@ _KEPT, _ST_RELATIME, _MS_RELATIME = 8 | 1024 | 2048, 4096, 1 << 21
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 _DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
+# What the child may write (/tmp and HOME, each) and the address space of each of its processes: Alembic, the
+# project's models and a driver need far less; a migration file filling them stops there.
+_SCRATCH = "size=256m,nr_inodes=16384"
+_ADDRESS_SPACE = 4 << 30
+# The processes (threads included) the pool account may have: the account is this child's alone, and a fork bomb
+# stops here, not at the host's pid limit. (Without root the account is the harness's: no limit is set.)
+_PROCESSES = 256
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -81,7 +90,7 @@ def _loopback_up() -> None:
         fcntl.ioctl(probe, _SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags | _IFF_UP))
 
 
-def _build_root(root: str, readable: list[str], writable: str) -> None:
+def _build_root(root: str, readable: list[str], run: str, home: str, owner: str) -> None:
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)  # nothing mounted here shows outside the namespace
     _mount("jail", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755")
     for path in _SYSTEM:
@@ -93,10 +102,11 @@ def _build_root(root: str, readable: list[str], writable: str) -> None:
         if os.path.exists(device):
             _bind(device, root, writable=True)
     os.makedirs(root + "/tmp")
-    _mount("tmp", root + "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+    _mount("tmp", root + "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, f"mode=1777,{_SCRATCH}")
     for path in readable:
         _bind(path, root)
-    _bind(writable, root, writable=True)
+    _bind(run, root)
+    _mount("home", root + home, "tmpfs", _MS_NOSUID | _MS_NODEV, f"mode=0700,{owner},{_SCRATCH}")
 
 
 def main(argv: list[str]) -> int:
@@ -105,15 +115,18 @@ def main(argv: list[str]) -> int:
     try:
         _loopback_up()
         if spec["root"]:
-            _build_root(spec["root"], spec["readable"], spec["writable"])
+            owner = f"uid={spec['uid'] or 0},gid={spec['gid'] or 0}"
+            _build_root(spec["root"], spec["readable"], spec["run"], spec["home"], owner)
             os.chroot(spec["root"])
         os.chdir(spec["cwd"])
         if spec["uid"] is not None:
+            resource.setrlimit(resource.RLIMIT_NPROC, (_PROCESSES, _PROCESSES))
             os.setgroups([])
             os.setgid(spec["gid"])
             os.setuid(spec["uid"])
         _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binary in /usr lifts it back
         _libc.prctl(_PR_SET_PDEATHSIG, 9)  # cleared by the uid change: die with the harness
+        resource.setrlimit(resource.RLIMIT_AS, (_ADDRESS_SPACE, _ADDRESS_SPACE))
         os.execv(spec["argv"][0], spec["argv"])
     except OSError as exc:
         print(f"cannot confine the migration child: {exc}", file=sys.stderr)

@@ -22,11 +22,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -118,6 +120,7 @@ class MigrationChild:
     database: Throwaway | None = None
     _process: subprocess.Popen[bytes] | None = None
     _replies: Any = None
+    _pending: bytes = b""
     _forwarder: Forwarder | None = None
     _workdir: Path | None = None
     _account: ServiceAccount | None = None
@@ -219,7 +222,7 @@ class MigrationChild:
         finally:
             log.close()
             os.close(write_end)
-        self._replies = os.fdopen(read_end, "r")
+        self._replies = os.fdopen(read_end, "rb", buffering=0)
         hello = self._request({"ini": str(self.ini) if self.ini else None,
                                "script_location": str(self.script_location), "url": url,
                                "port": port, "way_out": way_out})  # fmt: skip
@@ -266,14 +269,46 @@ class MigrationChild:
             self._process.stdin.flush()
         except BrokenPipeError:
             pass  # the child is gone; reading says why
-        line = self._replies.readline()  # the child answers every request; EOF means it died
-        if not line:
+        line = self._reply_line(repr(message.get("op", "start")))
+        if not line:  # the child answers every request; EOF means it died
             code = self._process.wait(_REPLY_TIMEOUT_S)
             raise HarnessError(
                 f"the migration child ({self.python}) exited with code {code} before answering: {self._log_tail()}"
             )
-        reply: dict[str, Any] = json.loads(line)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):  # the project's code wrote on the reply descriptor
+            raise CheckFailed(
+                f"the migration child ({self.python}) answered with something else than a reply: {line[:80]!r}; "
+                "the project's env.py or a migration file writes on its descriptor"
+            )
         return reply
+
+    def _reply_line(self, what: str) -> bytes:
+        """The child's next reply line (``b""``: it closed the pipe), or the child killed after ``_REPLY_TIMEOUT_S``.
+
+        Raises:
+            CheckFailed: no answer in time: the project's code hangs (a migration file's top level, ``env.py``).
+        """
+        assert self._process is not None
+        deadline = time.monotonic() + _REPLY_TIMEOUT_S
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._replies], [], [], left)[0]:
+                self._process.kill()  # unshare's --kill-child takes the child's pid namespace with it
+                raise CheckFailed(
+                    f"the migration child ({self.python}) gave no answer to {what} within {_REPLY_TIMEOUT_S:g} s: "
+                    f"the project's env.py or a migration file in {self.script_location / 'versions'} does not "
+                    "return; it was stopped"
+                )
+            chunk = os.read(self._replies.fileno(), 65536)
+            if not chunk:
+                return b""
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line
 
     # --- requests ---
 

@@ -25,21 +25,46 @@ from harness.services.base import ServiceUser
 __all__ = ["check_readable", "jail_command", "readable_paths"]
 
 
+_PACKAGE_DIRS = {"site-packages", "dist-packages"}
 _SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/etc/")
 
 
-def _venv_paths(python: str) -> list[str]:
-    """A virtual environment's own directory and what its ``.pth`` files put on ``sys.path`` (read, not run)."""
+def _held(path: Path, venv: Path, project: list[str]) -> bool:
+    """Whether a ``.pth`` entry is the kind of path such a file is for: the venv's, the project's, a site-packages."""
+    inside = (str(path) + "/").startswith(tuple(kept + "/" for kept in [str(venv), *project]))
+    return inside or bool(_PACKAGE_DIRS & set(path.parts))
+
+
+def _venv_paths(python: str, project: list[str]) -> list[str]:
+    """A virtual environment's own directory and what its ``.pth`` files put on ``sys.path`` (read, not run).
+
+    A project's environment is the project's, as untrusted as its ``env.py``: an entry its ``.pth`` files name
+    outside the environment, the project's paths and any site-packages (``/run/postgresql``, a home directory)
+    would bring a host directory into the jail, so it is refused. The drill's own environment is trusted.
+
+    Raises:
+        ConfigError: naming the ``.pth`` file and the entry.
+    """
     venv = Path(os.path.abspath(python)).parent.parent
     if not (venv / "pyvenv.cfg").is_file():
         return []
+    trusted = os.path.realpath(venv) == os.path.realpath(sys.prefix)
     found = [str(venv)]
     for pth in venv.glob("lib*/python*/site-packages/*.pth"):
         for line in pth.read_text(errors="replace").splitlines():
             entry = line.strip()
-            if entry and not entry.startswith(("#", "import ", "import\t")):
-                path = (pth.parent / entry).resolve()
-                found += [str(path)] if path.exists() else []
+            if not entry or entry.startswith(("#", "import ", "import\t")):
+                continue
+            path = (pth.parent / entry).resolve()
+            if not path.exists():
+                continue
+            if not trusted and not _held(path, Path(os.path.realpath(venv)), project):
+                raise ConfigError(
+                    f"{pth}: {path} is outside the project's interpreter, its paths and any site-packages, so the "
+                    "migration child's jail does not hold it; list it in [migrations] pythonpath if the project "
+                    "needs it"
+                )
+            found.append(str(path))
     return found
 
 
@@ -47,11 +72,14 @@ def readable_paths(python: str, project: list[Path]) -> list[str]:
     """What the jail binds read-only: the interpreter's installation, its venv, and the project's paths.
 
     Paths under the system directories (bound whole) and paths inside another listed one are left out.
+
+    Raises:
+        ConfigError: a ``.pth`` file of the project's environment names a path outside it (see :func:`_venv_paths`).
     """
     executable = shutil.which(python) or python
     real = os.path.realpath(executable)
-    wanted = [os.path.dirname(os.path.dirname(real)), *_venv_paths(executable)]
-    wanted += [os.path.realpath(path) for path in project]
+    paths = [os.path.realpath(path) for path in project]
+    wanted = [os.path.dirname(os.path.dirname(real)), *_venv_paths(executable, paths), *paths]
     chosen: list[str] = []
     for path in sorted(set(wanted), key=len):
         if (path + "/").startswith(_SYSTEM_DIRS) or any((path + "/").startswith(kept + "/") for kept in chosen):
@@ -144,8 +172,14 @@ def jail_command(
     readable = readable_paths(python, project)
     if user is not None:
         check_readable(readable + [path for tree in trees for path in tree_paths(tree)], user)
-    spec = {"root": str(workdir / "root"), "readable": readable, "writable": str(workdir / "run"), "cwd": str(cwd),
-            "uid": user.uid if user else None, "gid": user.gid if user else None, "argv": argv}  # fmt: skip
+    spec = {"root": str(workdir / "root"), "readable": readable, "run": str(workdir / "run"),
+            "home": str(workdir / "run" / "home"), "cwd": str(cwd), "uid": user.uid if user else None,
+            "gid": user.gid if user else None, "argv": argv}  # fmt: skip
     (workdir / "root").mkdir()
-    namespaces = ["--net", "--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--net", "--mount"]
+    # A pid namespace of its own, its first process the child: when the child ends (or unshare is killed,
+    # --kill-child), the kernel kills every process in it at once. Killing the account's processes one pid at a
+    # time misses one that forks and exits faster than the walk.
+    namespaces = ["--net", "--mount", "--pid", "--kill-child"]
+    if os.geteuid() != 0:
+        namespaces = ["--user", "--map-root-user", *namespaces]
     return ["unshare", *namespaces, "--", sys.executable, "-I", "-S", confine.__file__ or "", json.dumps(spec)]

@@ -35,6 +35,15 @@ img { max-width: 100%; }
 """
 
 
+# Text from the bucket reaches these pages (object keys, manifest fields, errors quoting them): an image or
+# script it smuggles in as Markdown must not make a browser, or the Chromium printing the record on the drill's
+# host, fetch anything. The page's own images are inlined as data URIs, its styles inline.
+_POLICY = (
+    '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+    "style-src 'unsafe-inline'; form-action 'none'\">"
+)
+
+
 def heading_anchor(text: str) -> str:
     """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces as hyphens."""
     return "".join(c for c in text.lower() if c.isalnum() or c in " -_").replace(" ", "-")
@@ -68,7 +77,7 @@ def markdown_page(markdown: str, title: str, *, images: dict[str, tuple[bytes, s
                 child.attrSet("src", f"data:{mime};base64,{base64.b64encode(body).decode()}")
     body = parser.renderer.render(tokens, parser.options, {})
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{_POLICY}'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
     )
 

@@ -1,8 +1,9 @@
 """The jail of the migration child, entered for real, with a shell in place of the project's interpreter.
 
 As root (namespaces made by root, then the pool account) and as an ordinary user (a user namespace, the way
-the drill runs without root), the shell finds the listed project read-only, its own directory writable, a
-private ``/tmp``, and none of the host's ``/run``, ``/var`` or ``/home``: no server's Unix socket is there.
+the drill runs without root), the shell finds the listed project and its own socket directory read-only,
+``HOME`` and a private ``/tmp`` writable, and none of the host's ``/run``, ``/var`` or ``/home``: no server's
+Unix socket is there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import give_to_service_user
 
 PROBE = (
-    "id -u; echo $(ls /); touch {project}/planted 2>&1; touch {writable}/mine && echo wrote; ls /run /var /home 2>&1"
+    "id -u; echo $(ls /); touch {project}/planted 2>&1; touch {run}/socket-dir 2>&1; touch {home}/mine && echo wrote; "
+    "ls /run /var /home 2>&1"
 )
 
 
@@ -40,14 +42,15 @@ def _enter(account: ServiceAccount, *, as_root: bool) -> list[str]:
     project = Path(tempfile.mkdtemp(prefix="jail-project-"))
     try:
         (scratch / "root").mkdir()
-        (scratch / "run").mkdir()
+        (scratch / "run" / "home").mkdir(parents=True)
         give_to_service_user(scratch, account.user)
         scratch.chmod(0o755)
         project.chmod(0o755)
         user = account.user
-        spec = {"root": str(scratch / "root"), "readable": [str(project)], "writable": str(scratch / "run"),
+        run, home = scratch / "run", scratch / "run" / "home"
+        spec = {"root": str(scratch / "root"), "readable": [str(project)], "run": str(run), "home": str(home),
                 "cwd": str(project), "uid": user.uid if as_root else None, "gid": user.gid if as_root else None,
-                "argv": ["/bin/sh", "-c", PROBE.format(project=project, writable=scratch / "run")]}  # fmt: skip
+                "argv": ["/bin/sh", "-c", PROBE.format(project=project, run=run, home=home)]}  # fmt: skip
         jail = ["/usr/bin/python3", "-I", "-S", confine.__file__ or "", json.dumps(spec)]
         if as_root:
             argv = ["unshare", "--net", "--mount", "--", *jail]
@@ -72,6 +75,7 @@ def test_the_jail_holds_the_project_read_only_and_no_host_socket_directory(
     assert {"usr", "etc", "tmp"} <= top, lines
     assert not {"run", "var", "home", "root", "proc"} & top, lines
     assert any(line.endswith("Read-only file system") and "planted" in line for line in lines), lines
+    assert any(line.endswith("Read-only file system") and "socket-dir" in line for line in lines), lines
     assert "wrote" in lines
     assert [line for line in lines if line.startswith("ls: cannot access")] == [
         "ls: cannot access '/run': No such file or directory",
