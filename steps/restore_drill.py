@@ -161,7 +161,8 @@ def _rto_projected(
         return
     drill_record.measure(projected.name, projected.value, projected.objective, projected.unit, projected.detail)
     attach_json("RTO projected", projected.as_dict())
-    assert projected.met, projected.describe()
+    if not projected.met:
+        raise CheckFailed(projected.describe())
 
 
 @then("the data lost since the newest restored data is within the RPO objective")
@@ -198,7 +199,11 @@ def _base(base_staging: BaseRestore) -> BaseRestore:
 @then("the restored cluster is consistent and answers queries on the critical tables")
 def _consistent(base_restored: BaseRestore) -> None:
     attach_json("base backup restored", base_restored.evidence())
-    assert base_restored.cluster_state == "in production", base_restored.cluster_state
+    if base_restored.cluster_state != "in production":
+        raise CheckFailed(
+            f"the restored base backup's cluster is {base_restored.cluster_state!r}, not 'in production': it did "
+            "not reach consistency"
+        )
 
 
 @then("the previous restore drill of this target, read from the drill records, is at most a month old")
