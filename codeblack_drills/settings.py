@@ -25,6 +25,7 @@ MARKERS = {
     "config_api": "needs the target app's config API ([app] config_api)",
     "migrations": "needs the target's Alembic migrations ([migrations] enabled)",
     "audit": "needs the target's audit table ([database] audit_table)",
+    "off_server": "evidences off-server backup storage (not applicable to the sandbox, which runs on one machine)",
     "without_app": "only for a target without an app ([app] enabled = false): what an @app scenario does, less the app",
 }
 

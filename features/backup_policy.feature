@@ -20,6 +20,7 @@ Feature: Backup strategy
     And every logical backup is compressed, as its own header bytes declare
     And every logical backup has a manifest whose sha256 and size match the object
 
+  @off_server
   Scenario: Backups are stored in off-server object storage
     Then the backup storage endpoint is a different host from the database server
 

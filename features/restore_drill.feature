@@ -52,6 +52,7 @@ Feature: Monthly restore drill into isolated staging
     Given the newest logical backup restored into isolated staging
     When the recovery reaches its last applicable step: the application healthy, else the restored database verified
     Then the recovery time from the incident to that step is within the RTO objective
+    And the recovery time projected to production's size is within the RTO objective
     And the data lost since the newest restored data is within the RPO objective
 
   @staging

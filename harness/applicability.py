@@ -52,6 +52,12 @@ PARTS = (
     Part("base_backups", "no base backups", "[storage] base_backups = false", lambda c: c.storage.base_backups),
     Part("uploads", "no uploads bucket", '[storage] uploads_bucket = ""', lambda c: bool(c.storage.uploads_bucket)),
     Part("audit", "no audit table", '[database] audit_table = ""', lambda c: bool(c.database.audit_table)),
+    Part(
+        "off_server",
+        "its storage and database on this one machine, a rehearsal that cannot evidence off-server storage",
+        "[target] sandbox = true",
+        lambda c: not c.target.sandbox,
+    ),
 )
 """Checked in this order, so a config gate of a target without an app names the missing app."""
 

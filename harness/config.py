@@ -183,6 +183,10 @@ class Objectives(_Section):
     drill_interval_days: int = Field(default=31, gt=0, description="the longest gap between two restore drills")
 
 
+#: The key naming the time column of a critical table that ``time_columns`` does not list.
+DEFAULT_TIME_COLUMN_KEY = "[database] default_time_column"
+
+
 class DatabaseSettings(_Section):
     """The production database and its critical tables.
 
@@ -193,6 +197,12 @@ class DatabaseSettings(_Section):
     """
 
     name: str = Field(default="", description="the database restored into staging (required to restore)")
+    production_size_gb: float = Field(
+        default=0,
+        ge=0,
+        description="production's database size, for the RTO projected to it; 0: the size the dump's manifest "
+        "records (codeblack-drills backup postgres)",
+    )
     critical_tables: list[str] = Field(
         default_factory=list, description="the tables counted exactly; at least one, or count_all_tables = true"
     )
@@ -278,7 +288,7 @@ class DatabaseSettings(_Section):
                 return parse_column(column), f"[database] time_columns.{written}"
         if not critical:
             return "", "[database] time_columns"
-        return parse_column(self.default_time_column), "[database] default_time_column"
+        return parse_column(self.default_time_column), DEFAULT_TIME_COLUMN_KEY
 
     def time_column(self, table: str | TableName) -> str:
         """The column holding a row's insert time in critical table ``table``, or ``""`` when it has none."""

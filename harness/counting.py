@@ -16,6 +16,8 @@ that does not exist, or a time column of another type, fails with one line namin
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from harness.config import DatabaseSettings
+from harness.config import DEFAULT_TIME_COLUMN_KEY, DatabaseSettings
 from harness.errors import HarnessError
 from harness.identifiers import TableName, parse_column, parse_table, quote_part
 from harness.storage.manifest import TableStats
@@ -159,13 +161,24 @@ def _instant(
     found = conn.execute(_COLUMN_TYPE, (relation, column)).fetchone()
     shown = f"{table.key}.{quote_part(column)}"
     if found is None:
-        raise HarnessError(f"{key}: column {shown} does not exist in database {_database(conn)}")
+        hint = ""
+        if key == DEFAULT_TIME_COLUMN_KEY:  # the default reached a table it does not fit: say how to opt out
+            entry = f'{_toml_key(table.key)} = ""'
+            hint = f" (a table without a time column needs its own entry: [database] time_columns = {{ {entry} }})"
+        raise HarnessError(f"{key}: column {shown} does not exist in database {_database(conn)}{hint}")
     kind = str(found[0])
     if kind not in _TIME_TYPES:
         raise HarnessError(f"{key}: column {shown} is {kind}, not timestamp with or without time zone or date")
     if kind == "timestamp with time zone":
         return sql.Identifier(column)
     return sql.SQL("({}::timestamp AT TIME ZONE {})").format(sql.Identifier(column), sql.Literal(time_zone))
+
+
+def _toml_key(key: str) -> str:
+    """``key`` as drill.toml must spell it: bare when it can be, else a literal string (quotes kept inside)."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        return key
+    return f"'{key}'" if "'" not in key else json.dumps(key)
 
 
 def _fetch(conn: psycopg.Connection[Any], query: sql.Composed, params: tuple[Any, ...], spec: CountSpec) -> Any:

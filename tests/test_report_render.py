@@ -19,7 +19,7 @@ import pytest
 from harness.config import load_config
 from harness.errors import ConfigError, HarnessError
 from harness.records import load_chain
-from harness.records.handover import HISTORY_FILE, Handover, render_handover, run_results
+from harness.records.handover import Handover, history_file, render_handover, run_results
 from harness.records.pdf import CHROMIUM_FLAGS
 from harness.records.report import ALLURE_CACHE, verdict_summary
 from tests.harness.test_records_session import DrillRun, run_drill, write_drill_project
@@ -34,11 +34,14 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def drills(tmp_path_factory: pytest.TempPathFactory) -> list[DrillRun]:
-    """Two drills of one project: the first with a row count off, the second with it right."""
+    """Two drills of one target (a row count off, then right) with a drill of another target between them."""
     root = tmp_path_factory.mktemp("drill")
     first = run_drill(write_drill_project(root), own_run_dir=True)
+    config = write_drill_project(root) / "drill.toml"
+    config.write_text(config.read_text().replace('name = "tiny-target"', 'name = "other-target"'))
+    other = run_drill(root, own_run_dir=True)
     second = run_drill(write_drill_project(root, rows=10), own_run_dir=True)
-    return [first, second]
+    return [first, second, other]
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +73,46 @@ def test_single_file_report_opens_from_disk(handover: Handover, tmp_path: Path) 
     assert "drill.sandbox false" in text
 
 
+def test_verdict_page_shows_its_action_items_record_and_trend(
+    drills: list[DrillRun], handover: Handover, tmp_path: Path
+) -> None:
+    tests = json.loads((handover.index.parent / "test-results.json").read_text())["byId"]
+    verdict = next(key for key, test in tests.items() if test["name"].startswith("Drill verdict"))
+    text = _text(_chromium(f"{handover.index.as_uri()}#/{verdict}", tmp_path / "profile", "--dump-dom"))
+    record = load_chain(drills[-1].reports / "drills")[-1]
+    assert record.action_items
+    for item in record.action_items:  # the verdict's steps are its action items, owner and due date included
+        assert item.assigned() in text, item.assigned()
+    for attachment in ("drill record (Markdown)", "drill record (JSON)", "RPO and RTO trend"):
+        assert attachment in text
+
+
 def test_history_holds_each_run_once_in_order(drills: list[DrillRun], handover: Handover, tmp_path: Path) -> None:
-    reports = drills[-1].reports
+    reports = drills[0].reports
     runs = [path.parent.name for path in run_results(reports)]
-    assert len(runs) == 2
-    history = reports / HISTORY_FILE
+    assert len(runs) == 3
+    tiny = [load_chain(drill.reports / "drills")[n].run_id for n, drill in ((0, drills[0]), (2, drills[1]))]
+    history = history_file(reports, "tiny-target")
     entries = [json.loads(line) for line in history.read_text().splitlines()]
-    assert [entry["name"] for entry in entries] == [f"tiny-target {run}" for run in runs]
+    assert [entry["name"] for entry in entries] == [f"tiny-target {run}" for run in tiny]  # not other-target's
     first = entries[0]
     assert first["uuid"] in handover.index.read_text()  # the newest run's report carries the first as history
     # Rendered again, the newest run shows the same history and the file gains nothing.
-    again = render_handover(load_config(drills[-1].root / "drill.toml"), reports, tmp_path / "again", single_file=True)
+    again = render_handover(load_config(drills[1].root / "drill.toml"), reports, tmp_path / "again", single_file=True)
     assert history.read_text().splitlines() == [json.dumps(entry, separators=(",", ":")) for entry in entries]
     assert first["uuid"] in again.index.read_text()
+
+
+def test_another_target_drilled_here_has_a_report_and_history_of_its_own(
+    drills: list[DrillRun], handover: Handover, tmp_path: Path
+) -> None:
+    root = drills[0].root
+    config = load_config(root / "drill.toml")
+    other = config.model_copy(update={"target": config.target.model_copy(update={"name": "other-target"})})
+    render_handover(other, root / "reports", tmp_path / "other", single_file=True)
+    (record,) = (r for r in load_chain(root / "reports" / "drills") if r.target == "other-target")
+    lines = history_file(root / "reports", "other-target").read_text().splitlines()
+    assert [json.loads(line)["name"] for line in lines] == [f"other-target {record.run_id}"]
 
 
 def test_plan_links_land_on_their_sections(drills: list[DrillRun], handover: Handover) -> None:
@@ -132,6 +162,12 @@ def test_unreadable_plan_is_one_line_naming_the_key(drills: list[DrillRun], tmp_
 
 def test_report_screenshot(handover: Handover, tmp_path: Path) -> None:
     picture = tmp_path / "report.png"
-    _chromium(handover.index.as_uri(), tmp_path / "profile", f"--screenshot={picture}", "--window-size=1400,900")
+    # Headless Chromium's virtual time does not wait for the 6 MB inline script to be parsed: on a busy machine
+    # a shot can catch Allure's loading spinner. Three tries tell a slow page from one that never renders.
+    for attempt in range(3):
+        _chromium(handover.index.as_uri(), tmp_path / f"profile{attempt}", f"--screenshot={picture}",
+                  "--window-size=1400,900")  # fmt: skip
+        if picture.stat().st_size > 20_000:
+            break
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size > 20_000  # a rendered page, not a blank one

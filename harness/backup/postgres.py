@@ -216,9 +216,9 @@ def backup_postgres(
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         snapshot_row = conn.execute("SELECT pg_export_snapshot(), current_setting('server_version'), "
-                                    "current_database()").fetchone()  # fmt: skip
+                                    "current_database(), pg_database_size(current_database())").fetchone()  # fmt: skip
         assert snapshot_row is not None
-        snapshot, server_version, database = snapshot_row
+        snapshot, server_version, database, database_size = snapshot_row
         tables = count_tables(conn, settings, moment)
         beat = heartbeat_spec(settings)
         heartbeat = None if beat is None else newest_time(conn, beat, settings.time_zone)
@@ -240,6 +240,7 @@ def backup_postgres(
         tables=tables,
         all_tables=settings.count_all_tables,
         heartbeat=heartbeat,
+        database_size=database_size,
         globals=None if roles is None else _put_globals(client, bucket, key, roles),
     )
     manifest = put_manifest(client, bucket, manifest, signer)

@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations import child as child_module
 from harness.migrations.child import Forwarder
-from harness.migrations.jail import jail_command
+from harness.migrations.jail import first_closed_directory, jail_command, readable_paths
 from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import child_setup, give_to_service_user, label_dir, minimal_env, remove_dir
 from harness.services.postgres import ensure_throwaway
@@ -182,16 +182,19 @@ class MigrationChild:
             extra["PYTHONPATH"] = os.pathsep.join(str(path) for path in self.pythonpath)
         return minimal_env(extra)
 
+    def _project(self) -> list[Path]:
+        """The project's paths the jail binds: the child's own module, the migrations, the path, ini and cwd."""
+        return [Path(child_module.__file__ or ""), self.script_location, *self.pythonpath,
+                *([self.ini] if self.ini else []), *([self.cwd] if self.cwd else [])]  # fmt: skip
+
     def _jail(self, home: Path, reply_fd: int) -> list[str]:
         """The command that confines the child (see :mod:`harness.migrations.confine`) and then runs it."""
         assert self._workdir is not None
         child_py = child_module.__file__ or ""
-        project = [Path(child_py), self.script_location, *self.pythonpath, *([self.ini] if self.ini else []),
-                   *([self.cwd] if self.cwd else [])]  # fmt: skip
         return jail_command(
-            self._workdir, self.python, project, cwd=self.cwd or home,
+            self._workdir, self.python, self._project(), cwd=self.cwd or home,
             user=self._account.user if self._account is not None else None,
-            argv=[self.python, "-c", _BOOT, child_py, str(reply_fd)],
+            argv=[self.python, "-c", _BOOT, child_py, str(reply_fd)], trees=[self.script_location],
         )  # fmt: skip
 
     def _start(self) -> None:
@@ -328,9 +331,14 @@ class MigrationChild:
                 f"connected elsewhere ({error}, at {where}); the migration child can reach only the throwaway, "
                 f"so {_CONTRACT}"
             )
+        closed = ""
+        if self._account is not None and self._workdir is not None:  # a closed package directory reads as missing
+            bound = readable_paths(self.python, self._project(), self.cwd or self._workdir)
+            closed = first_closed_directory(bound, self._account.user)
         return MigrationSetupError(
             f"could not run alembic {verb} {target}: loading the project fails at {where}: {error} "
             f"(a setup error of [migrations] python, env or pythonpath, not a fault of the migration)"
+            + (f"; {closed}" if closed else "")
         )
 
     def _current(self) -> str | None:

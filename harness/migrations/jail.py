@@ -15,6 +15,7 @@ import pwd
 import shutil
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness.errors import ConfigError
@@ -110,6 +111,28 @@ def readable_paths(python: str, project: list[Path], cwd: Path) -> list[str]:
     return chosen
 
 
+def closed_to(path: str, user: ServiceUser) -> str:
+    """Why ``user`` cannot read ``path`` (or enter it, a directory), with how to open it; ``""`` when it can."""
+    status = os.stat(path)
+    need = 0o5 if stat.S_ISDIR(status.st_mode) else 0o4
+    bits = status.st_mode & 0o7
+    if status.st_uid == user.uid:
+        bits = (status.st_mode >> 6) & 0o7
+    elif status.st_gid == user.gid:
+        bits = (status.st_mode >> 3) & 0o7
+    if bits & need == need:
+        return ""
+    try:
+        owner = pwd.getpwuid(status.st_uid).pw_name
+    except KeyError:
+        owner = str(status.st_uid)
+    return (
+        f"{path} is not readable by {user.name}, the unprivileged account the migration child runs as "
+        f"(mode {stat.filemode(status.st_mode)}, owner {owner}): make the project and its interpreter "
+        f"readable by other users (chmod -R o+rX {path})"
+    )
+
+
 def check_readable(paths: list[str], user: ServiceUser) -> None:
     """Each path the jail binds can be read (and a directory entered) by the child's unprivileged account.
 
@@ -119,36 +142,60 @@ def check_readable(paths: list[str], user: ServiceUser) -> None:
         ConfigError: naming the path, its mode and owner, and how to open it.
     """
     for path in paths:
-        status = os.stat(path)
-        need = 0o5 if stat.S_ISDIR(status.st_mode) else 0o4
-        bits = status.st_mode & 0o7
-        if status.st_uid == user.uid:
-            bits = (status.st_mode >> 6) & 0o7
-        elif status.st_gid == user.gid:
-            bits = (status.st_mode >> 3) & 0o7
-        if bits & need != need:
-            try:
-                owner = pwd.getpwuid(status.st_uid).pw_name
-            except KeyError:
-                owner = str(status.st_uid)
-            raise ConfigError(
-                f"{path} is not readable by {user.name}, the unprivileged account the migration child runs as "
-                f"(mode {stat.filemode(status.st_mode)}, owner {owner}): make the project and its interpreter "
-                f"readable by other users (chmod -R o+rX {path})"
-            )
+        if reason := closed_to(path, user):
+            raise ConfigError(reason)
+
+
+def first_closed_directory(paths: list[str], user: ServiceUser, *, limit: int = 20_000) -> str:
+    """Why the first directory below ``paths`` that ``user`` cannot enter is closed (``""``: none, or too many).
+
+    Asked only once loading the project failed: a closed package directory inside an open project reads as
+    a mere ``ModuleNotFoundError``. Files are not judged: a project may keep a private file the child never needs.
+    """
+    seen = 0
+    for root in paths:
+        for directory, dirs, _files in os.walk(root):
+            dirs.sort()
+            for name in dirs:
+                seen += 1
+                if seen > limit:
+                    return ""
+                if reason := closed_to(os.path.join(directory, name), user):
+                    return reason
+    return ""
+
+
+def tree_paths(root: Path) -> list[str]:
+    """``root`` and every directory and file below it, ``__pycache__`` left out (Python does without it)."""
+    found = [str(root)]
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(name for name in dirs if name != "__pycache__")
+        found += [os.path.join(directory, name) for name in [*dirs, *sorted(files)]]
+    return found
 
 
 def jail_command(
-    workdir: Path, python: str, project: list[Path], *, cwd: Path, user: ServiceUser | None, argv: list[str]
+    workdir: Path,
+    python: str,
+    project: list[Path],
+    *,
+    cwd: Path,
+    user: ServiceUser | None,
+    argv: list[str],
+    trees: Sequence[Path] = (),
 ) -> list[str]:
     """``unshare … confine.py <spec>``: the jail in ``workdir`` (``root/``, the account's ``run/``), then ``argv``.
 
+    ``trees`` (the migrations directory) must be readable throughout: a closed ``versions/`` would otherwise
+    read as a project without revisions, since Alembic skips a directory it cannot list.
+
     Raises:
-        ConfigError: a path the jail binds is not readable by ``user``, or one of the project's leads out of it.
+        ConfigError: a path the jail binds, or one inside ``trees``, is not readable by ``user``; or one of the
+            project's leads out of it.
     """
     readable = readable_paths(python, project, cwd)
     if user is not None:
-        check_readable(readable, user)
+        check_readable(readable + [path for tree in trees for path in tree_paths(tree)], user)
     spec = {"root": str(workdir / "root"), "readable": readable, "run": str(workdir / "run"),
             "home": str(workdir / "run" / "home"), "cwd": str(cwd), "uid": user.uid if user else None,
             "gid": user.gid if user else None, "argv": argv}  # fmt: skip

@@ -17,9 +17,11 @@ and say so in the report (the evidence records how many were hashed).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from harness.endpoints import LOOPBACK, normalise_host, resolve
 from harness.errors import CheckFailed, HarnessError
 from harness.policy.evidence import Evidence
 from harness.storage.catalogue import BackupObject, Catalogue, fetch_manifest, storage_errors
@@ -32,7 +34,6 @@ HEADER_BYTES = 32
 _ALGORITHMS = {0: "none", 1: "gzip", 2: "lz4", 3: "zstd"}
 _ARCHIVE_FORMATS = {1: "custom", 3: "tar", 5: "directory"}
 _MAGIC = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\x04\x22\x4d\x18", "lz4"))
-_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0"})
 _CHUNK = 1024 * 1024
 _WORKERS = 8
 
@@ -128,27 +129,41 @@ def check_manifests(
     return Evidence(f"{what} manifests", catalogue.location, len(hashed), len(manifests), "objects hashed", rows)
 
 
-def _normal(host: str) -> str:
-    host = host.strip().strip("[]").lower().rstrip(".")
-    return "localhost" if host in _LOCAL_NAMES else host
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def check_off_server(storage_host: str, server_host: str, what: str, setting: str) -> Evidence:
-    """The storage endpoint is not the server whose backups it holds (compared by host name).
+    """The storage endpoint is not the server whose backups it holds, compared by the addresses they resolve to.
 
-    Loopback names count as one host. Two different names that resolve to the same machine are not detected:
-    the drill does not resolve names, so that a slow DNS cannot hang it.
+    Both names are resolved (within half a second each, :func:`harness.endpoints.resolve`); any loopback
+    spelling is one host. A server name that does not resolve from the drill's machine (a private zone) can
+    only be compared by name, and the evidence says so.
 
     Raises:
         HarnessError: the server's host is not configured, so nothing can be compared.
-        CheckFailed: both hosts are the same; names them.
+        CheckFailed: the two share an address (or are both this machine); names them.
     """
     if not server_host:
         raise HarnessError(f"{setting} is not set in drill.toml; the drill cannot tell whether {what} is off-server")
-    if _normal(storage_host) == _normal(server_host):
+    storage, server = resolve(storage_host), resolve(server_host)
+    shared = sorted(storage & server)
+    if shared:
         raise CheckFailed(
-            f"{what} is not off-server: the storage endpoint {storage_host} is the server's own host "
-            f"{server_host} ({setting})"
+            f"{what} is not off-server: the storage endpoint {storage_host} and the server {server_host} "
+            f"({setting}) are the same host ({', '.join(shared)})"
         )
+    named = normalise_host(server_host)
+    resolved = len(server) > 1 or named == LOOPBACK or _is_address(named)
+    basis = (
+        "their addresses differ"
+        if resolved
+        else f"compared by name only: {server_host} does not resolve from the drill's machine"
+    )
     return Evidence(f"{what} off-server", storage_host, storage_host, f"not {server_host}", "",
-                    {"storage_host": storage_host, "server_host": server_host})  # fmt: skip
+                    {"storage_host": storage_host, "storage_addresses": sorted(storage), "server_host": server_host,
+                     "server_addresses": sorted(server), "basis": basis})  # fmt: skip

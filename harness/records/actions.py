@@ -42,6 +42,8 @@ MEASURE_ADVICE = {
     "rpo postgresql": "increase pg_dump frequency or check the backup cron",
     "rpo redis": "take Redis RDB copies more often or check the copy job and the server's save schedule",
     "rto": "restore with more pg_restore jobs, a restore-tuned server or a smaller dump; shorten the slowest phase",
+    "rto projected": "the restore would miss the RTO at production's size: restore with more pg_restore jobs and "
+    "faster storage, split the database, or restore from a physical base backup instead of a dump",
 }
 CONSEQUENCE = "NO-GO: "
 """How a scenario that only restates the other failures (the cut-over decision) begins its message."""

@@ -3,11 +3,13 @@
 One folder holds everything and opens from disk: ``index.html`` (with ``single_file`` every script and datum
 inlined), ``plan.html`` (the plan the scenarios' links point into), and, when asked, the drill record of the
 rendered run as ``drill-record-<run id>.html`` and ``.pdf``. Allure's history lives beside the runs
-(``<reports>/allure-history.jsonl``), so a run's report shows how each scenario fared in the runs before it.
+(``<reports>/allure-history-<target>.jsonl``, one per target), so a run's report shows how each scenario fared
+in that target's runs before it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,9 +21,7 @@ from harness.records.html import markdown_page, record_page
 from harness.records.pdf import print_pdf
 from harness.records.report import render_html, render_runs
 
-__all__ = ["HISTORY_FILE", "Handover", "render_handover", "run_results"]
-
-HISTORY_FILE = "allure-history.jsonl"
+__all__ = ["Handover", "history_file", "render_handover", "run_results", "run_targets"]
 
 
 @dataclass
@@ -36,6 +36,20 @@ def run_results(reports: Path) -> list[Path]:
     """Each run's Allure results under ``reports/runs/``, oldest first; runs that wrote no result are left out."""
     runs = [path for path in reports.glob("runs/*/allure-results") if any(path.glob("*-result.json"))]
     return sorted(runs, key=lambda path: (path.stat().st_mtime, path.parent.name))
+
+
+def run_targets(reports: Path) -> dict[str, str]:
+    """Each run's target, from the drill records (a run without a readable record has none)."""
+    drills = reports / "drills"
+    try:
+        return {record.run_id: record.target for record in load_chain(drills)} if drills.is_dir() else {}
+    except HarnessError:
+        return {}  # a broken chain is `records verify`'s to report; the report then has no history to keep
+
+
+def history_file(reports: Path, target: str) -> Path:
+    """Allure's history of one target's runs: targets drilled from one directory keep histories of their own."""
+    return reports / f"allure-history-{re.sub(r'[^A-Za-z0-9_.-]+', '-', target).strip('-.') or 'target'}.jsonl"
 
 
 def _plan_page(config: DrillConfig, out: Path) -> Path | None:
@@ -78,18 +92,24 @@ def render_handover(
         HarnessError: no run to render, its record is missing (``pdf``), or a renderer failed.
         ConfigError: ``[reports] plan`` names a file that cannot be read.
     """
-    runs = run_results(reports)
-    target = results or (runs[-1] if runs else None)
+    targets = run_targets(reports)
+    runs = [run.resolve() for run in run_results(reports)]
+    name = config.target.name
+    if results is not None and results.resolve() in runs:
+        name = targets.get(results.resolve().parent.name, name)
+    # Only this target's runs, named after the target their records give: another target drilled from the
+    # same directory (or the sandbox) is never part of this one's report or history.
+    own = [run for run in runs if targets.get(run.parent.name) == name]
+    target = results.resolve() if results is not None else (own[-1] if own else None)
     if target is None:
         raise HarnessError(
-            f"{reports / 'runs'}: no Allure results of a drill run here; run the drill or pass --results"
+            f"{reports / 'runs'}: no Allure results of a drill run here{f' of {name}' if name else ''}; run the drill "
+            "or pass --results"
         )
     out.mkdir(parents=True, exist_ok=True)
-    name = config.target.name
-    if target.resolve() in [run.resolve() for run in runs]:
-        ordered = [run.resolve() for run in runs]
-        index = render_runs(ordered, target.resolve(), out, reports / HISTORY_FILE, name=name, single_file=single_file)
-    else:  # results from elsewhere (a CI artifact): no history to place them in
+    if target in own:
+        index = render_runs(own, target, out, history_file(reports, name), name=name, single_file=single_file)
+    else:  # results from elsewhere (a CI artifact) or of a run without a record: no history to place them in
         index = render_html(target, out, name=name, single_file=single_file)
     handover = Handover(index)
     plan = _plan_page(config, out)

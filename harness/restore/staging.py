@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -33,6 +33,7 @@ from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.integrity.amcheck import install_amcheck
 from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_measure
+from harness.measure.projection import production_size, project_rto
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
 from harness.restore.dump_header import HEADER_BYTES, DumpHeader, parse_dump_header
@@ -155,6 +156,17 @@ class Staging:
         if self.redis_newest is not None and self.redis_copy is not None:
             measures.append(redis_rpo(incident, self.redis_newest, self.redis_copy.taken_at, objectives))
         return measures
+
+    def rto_projection(self, rto_minutes: float, phases: Mapping[str, float], config: DrillConfig) -> Measure | None:
+        """The RTO projected to production's size (:mod:`harness.measure.projection`); ``None`` when it is unknown."""
+        manifest_size = self.dump.database_size if self.has_manifest else None
+        size = production_size(config.database.production_size_gb, manifest_size)
+        if size is None:
+            return None
+        with self.postgres.connect(self.dbname, self.postgres.owner_role) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        restored = int(row[0]) if row is not None else 0
+        return project_rto(rto_minutes, phases, restored, size, config.objectives)
 
     def stop(self) -> None:
         """Stop both throwaway servers and remove their directories, then run ``on_stop``."""

@@ -67,6 +67,20 @@ __all__ = [
 
 log = logging.getLogger("harness.services.docker")
 
+
+class _NoPullLine(logging.Filter):
+    """Drops testcontainers' "Pulling image" line: it is logged before every start, although nothing is pulled.
+
+    ``_need_image`` has already found the image on the engine, so that line would only tell the operator the
+    opposite of what happens (the images are built here, never pulled from a registry).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Pulling image")
+
+
+_NO_PULL_LINE = _NoPullLine()
+
 RUN_LABEL = f"{LABEL}.run"
 
 #: What the ``docker`` client run by a :class:`ContainerBinaries` tool needs of the harness's environment.
@@ -148,6 +162,7 @@ def _start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: 
     from testcontainers.core.config import testcontainers_config
 
     testcontainers_config.ryuk_disabled = True  # its image cannot be pulled; the run label and the sweeper reap
+    logging.getLogger("testcontainers.core.container").addFilter(_NO_PULL_LINE)  # again: a no-op
     container: DockerContainer | None = None
     network: str | None = None
     try:

@@ -101,6 +101,9 @@ class BackupManifest(BaseModel):
     all_tables: bool = Field(default=False, description="logical: tables holds every table of the dump")
     keys: int | None = Field(default=None, ge=0, description="Redis: number of keys in the RDB")
     heartbeat: datetime | None = None
+    database_size: int | None = Field(
+        default=None, ge=0, description="logical: pg_database_size of the dumped database in the dump's snapshot"
+    )
     tool: str = "codeblack-drills"
     expanded: int | None = Field(default=None, ge=0, description="a tarball: bytes of its uncompressed tar stream")
     companions: dict[str, Companion] = Field(default_factory=dict, description="base: the other files, by name")

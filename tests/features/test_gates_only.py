@@ -15,6 +15,7 @@ storage, app or signing secret in its environment; the failure message is read f
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -115,6 +116,21 @@ def test_a_project_whose_package_is_missing_could_not_run_naming_the_module(tmp_
         "loading the project fails at src/shelf/settings.py:5: ModuleNotFoundError: No module named 'envkit' " in drift
     )
     assert "fix or revert" not in drift
+
+
+def test_a_package_the_childs_account_cannot_read_could_not_run_naming_the_directory(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    closed = project / "src" / "shelf"
+    closed.chmod(0o700)  # inside the open project: Python reports only that the module is missing
+    run = _gates(project)
+    assert run.returncode == 1
+    drift = _failure(run, "tracked_by_a_migration_file")
+    assert "ModuleNotFoundError: No module named 'shelf" in drift
+    assert re.search(  # JUnit cuts the message here; the rest is closed_to's line (test_hostile_migration_file)
+        rf"not a fault of the migration\); {re.escape(str(closed))} is not readable by codeblack-drills-\d+, the "
+        r"unprivileged account the migration child runs as \(mode drwx------, owner root\)",
+        drift,
+    ), drift
 
 
 def test_settings_that_do_not_validate_could_not_run_naming_the_field(tmp_path: Path) -> None:

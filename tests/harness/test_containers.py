@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import pwd
 import shutil
@@ -169,7 +170,10 @@ def test_a_postgres_container_admits_only_passwords_and_restores_as_a_role_witho
 
 
 @needs_docker
-def test_a_redis_container_needs_its_password_and_loads_an_rdb(docker_provider: Provider, tmp_path: Path) -> None:
+def test_a_redis_container_needs_its_password_and_loads_an_rdb(
+    docker_provider: Provider, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
     with contextlib.ExitStack() as stack:
         saved = docker_provider.redis("ct-saved", settings={"appendonly": "yes", "save": "3600 1"})
         stack.callback(saved.stop)
@@ -191,6 +195,8 @@ def test_a_redis_container_needs_its_password_and_loads_an_rdb(docker_provider: 
         stack.callback(restored.stop)
         with restored.client() as client:
             assert client.dbsize() == 25
+    # The image is the engine's own (checked before the start): the log says nothing of pulling it.
+    assert "Pulling image" not in caplog.text
 
 
 @needs_docker

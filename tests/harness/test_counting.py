@@ -240,6 +240,9 @@ def test_a_table_missing_from_the_restore_fails_naming_it(clone: psycopg.Connect
         ({"critical_tables": ["Sales.OrderLines"]},
          r'^\[database\] critical_tables: table sales\.orderlines does not exist in database foreign_\w+ \(there is '
          r'"Sales"\."OrderLines": unquoted names fold to lower case, so write it quoted\)$'),
+        ({"default_time_column": "created_at"},
+         r"^\[database\] default_time_column: column countries\.created_at does not exist in database foreign_\w+ "
+         r'\(a table without a time column needs its own entry: \[database\] time_columns = \{ countries = "" \}\)$'),
         ({"heartbeat_table": "countries", "heartbeat_column": "code"},
          r"^\[database\] heartbeat_column: column countries\.code is text, not timestamp"),
     ],

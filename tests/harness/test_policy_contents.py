@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -108,12 +110,29 @@ def test_a_truncated_dump_or_a_missing_manifest_fails(
 
 
 def test_backups_on_the_database_host_are_not_off_server() -> None:
-    assert check_off_server("s3.eu-west-1.amazonaws.com", "db1.internal", "backup storage", "x").measured
+    apart = check_off_server("10.0.0.7", "10.0.0.8", "backup storage", "x")
+    assert apart.details["basis"] == "their addresses differ"
+    unresolved = check_off_server("s3.eu-west-1.amazonaws.com", "db1.internal.invalid", "backup storage", "x")
+    assert unresolved.details["basis"] == (
+        "compared by name only: db1.internal.invalid does not resolve from the drill's machine"
+    )
     with pytest.raises(CheckFailed) as caught:
         check_off_server("127.0.0.1", "localhost", "backup storage", "storage.database_host")
     assert str(caught.value) == (
-        "backup storage is not off-server: the storage endpoint 127.0.0.1 is the server's own host localhost "
-        "(storage.database_host)"
+        "backup storage is not off-server: the storage endpoint 127.0.0.1 and the server localhost "
+        "(storage.database_host) are the same host (loopback)"
     )
     with pytest.raises(HarnessError, match=r"^storage.database_host is not set in drill.toml; "):
         check_off_server("127.0.0.1", "", "backup storage", "storage.database_host")
+
+
+def test_two_names_of_one_machine_are_one_host() -> None:
+    """The label-versus-address blind spot: a name and the address it resolves to are the same server."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        pytest.skip(f"this machine's own name {name} does not resolve here")
+    shared = "loopback" if address.startswith("127.") else re.escape(address)
+    with pytest.raises(CheckFailed, match=rf"are the same host \({shared}"):
+        check_off_server(address, name, "backup storage", "storage.database_host")

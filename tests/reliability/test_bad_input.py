@@ -32,6 +32,7 @@ from tests.reliability.checks import TRACEBACK, assert_fails_in_one_line
 pytestmark = pytest.mark.slow
 
 RESTORE = "test_the_newest_logical_backup_restores_into_isolated_staging"
+CUT_OVER = "test_cutover_to_production_is_decided_only_after_staging_verification"
 DUMP = r"postgres/logical/codeblack-\d{8}T\d{6}Z\.dump"
 
 
@@ -78,8 +79,11 @@ def test_a_missing_secret_stops_the_drill_before_anything_starts(tmp_path: Path,
 def test_an_empty_bucket_fails_in_one_line(tmp_path: Path, sandbox_world: World) -> None:
     empty = f"empty-{uuid.uuid4().hex[:8]}"
     sandbox_world.s3.client().create_bucket(Bucket=empty)
-    done = run_drill(tmp_path, sandbox_world.deployment, "isolated_staging", storage={"backup_bucket": empty})
+    done = run_drill(tmp_path, sandbox_world.deployment, "isolated_staging or cutover",
+                     storage={"backup_bucket": empty})  # fmt: skip
     assert_fails_in_one_line(done, RESTORE, rf"HarnessError: no backups under s3://{empty}/postgres/logical/$")
+    # Every NO-GO ends in the cut-over scenario: it reads as the verdict's reasons, not pytest's traceback.
+    assert_fails_in_one_line(done, CUT_OVER, r"CheckFailed: NO-GO: could not run: .*restores into isolated staging")
 
 
 @pytest.mark.parametrize(

@@ -152,15 +152,21 @@ def test_a_migration_file_that_cannot_do_its_mischief_is_named_as_failing_to_loa
     assert listener.received == []
 
 
-def test_a_project_the_childs_account_cannot_read_is_a_setup_error_naming_the_path(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "closed",
+    ["", "versions"],  # the project's root; its versions/ inside an open root (Alembic would list no revision)
+    ids=["root", "versions"],
+)
+def test_a_project_the_childs_account_cannot_read_is_a_setup_error_naming_the_path(tmp_path: Path, closed: str) -> None:
     root = build_project("closed", tmp_path)
-    root.chmod(0o700)  # the jail keeps the host's permissions: the unprivileged account cannot enter it
+    path = root / closed
+    path.chmod(0o700)  # the jail keeps the host's permissions: the unprivileged account cannot enter it
     project = MigrationProject(root, "b6e8dcb19a40", "sandbox.codeblack.models:Base.metadata")
     with pytest.raises(ConfigError) as failure:
         load_graph(project)
     assert re.fullmatch(
-        rf"{re.escape(str(root))} is not readable by codeblack-drills-\d+, the unprivileged account the migration "
+        rf"{re.escape(str(path))} is not readable by codeblack-drills-\d+, the unprivileged account the migration "
         r"child runs as \(mode drwx------, owner root\): make the project and its interpreter readable by other "
-        rf"users \(chmod -R o\+rX {re.escape(str(root))}\)",
+        rf"users \(chmod -R o\+rX {re.escape(str(path))}\)",
         str(failure.value),
     ), failure.value
