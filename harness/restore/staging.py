@@ -47,7 +47,7 @@ from harness.restore.extensions import (
 from harness.restore.preflight import check_schema
 from harness.restore.roles import Roles, check_owners, fetch_globals, missing_role, pass_lists, restore_roles
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
-from harness.services.external import StagingServer
+from harness.services.external import ExternalPostgres, StagingServer
 from harness.services.pgversions import StagingPostgres, choose_staging
 from harness.services.postgres import RESTORE_TUNED, PostgresBinaries, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
@@ -492,6 +492,10 @@ def restore_logical(
                 log.warning("%s", roles_warning)
             restore_log = _restore(server, dbname, described, downloaded.path, jobs, chosen, roles)
             reset_session_defaults(server, dbname)
+            if isinstance(server, ExternalPostgres):
+                closed = server.reseal()
+                log.info("%s: the restore role re-passworded after the restore, %d session(s) of it closed",
+                         server.cluster_name, closed)  # fmt: skip
         with watch.phase("checks"), server.connect(dbname, server.owner_role) as conn:
             check_schema(conn, config)  # every name drill.toml gives, before the first count reads it
             counts = count_restored(conn, config.database, described.taken_at)

@@ -441,7 +441,31 @@ class ExternalPostgres(PostgresServer):
         if role != self.owner_role:
             raise UnsafeTargetError(f"refusing to change the password of role {role!r} on the staging server "
                                     f"{self.server.address}: this run did not create it")  # fmt: skip
-        return super().set_password(role)
+        password = register_secret(secrets.token_urlsafe(24))
+        with self.connect() as conn:  # as a SCRAM verifier, as at creation: no statement log on the server holds it
+            verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
+        self.passwords = {**self.passwords, role: password}
+        self._write_passfile()
+        return password
+
+    def reseal(self) -> int:
+        """After the restore: a fresh password for the run's role, and every session of that role closed.
+
+        Any role may set its own password, so SQL a dump ran as the restore role could have given the role a
+        password its author knows, to log in from anywhere that reaches this shared server (and from there to
+        every database open to PUBLIC). The role's password is replaced by a new one of this run and sessions
+        opened with the old one are closed; the drill itself holds none at this point. Returns how many
+        sessions were closed.
+        """
+        self.set_password(self.owner_role)
+        with self.server.admin.connect() as conn:
+            closed = conn.execute(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE usename = %s AND pid <> pg_backend_pid()) AS terminated",
+                (self.owner_role,),
+            ).fetchone()
+        return int(closed[0]) if closed else 0
 
     def alive(self) -> bool:
         """Whether the server answers (the drill does not run it)."""

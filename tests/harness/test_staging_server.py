@@ -374,3 +374,24 @@ def test_the_sweep_command_lists_then_drops_a_killed_run_s_leftovers_on_the_stag
     assert {name for _, name in made} <= set.union(*catalog(staging_server))  # a dry run drops nothing
     subprocess.run(program, capture_output=True, text=True, timeout=60, check=True)
     assert not {name for _, name in made} & set.union(*catalog(staging_server))
+
+
+def test_a_password_a_dump_gave_the_restore_role_is_replaced_and_its_sessions_closed(
+    production: Production, staging_server: LocalPostgres, admin_env: str
+) -> None:
+    """Any role may set its own password: SQL a dump runs as the restore role could open the shared server."""
+    server = StagingServer.from_config(on_server(production).deployment.config).provision("pw", staging_server.binaries)
+    try:
+        with server.connect(server.database, server.owner_role) as conn:  # what the dump's SQL can do
+            conn.execute("ALTER ROLE CURRENT_USER PASSWORD 'known-to-the-dump'")
+        stolen = f"host={server.host} port={server.port} dbname=postgres user={server.owner_role}"
+        intruder = psycopg.connect(stolen, password="known-to-the-dump", autocommit=True, connect_timeout=5)
+        assert server.reseal() == 1
+        with pytest.raises(psycopg.OperationalError):
+            intruder.execute("SELECT 1")
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(stolen, password="known-to-the-dump", connect_timeout=5)
+        with server.connect(server.database, server.owner_role) as conn:  # the drill's own password still works
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        server.stop()
