@@ -12,6 +12,8 @@ import json
 import re
 import shutil
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.records import load_chain
 from harness.records.handover import Handover, history_file, render_handover, run_results
 from harness.records.pdf import CHROMIUM_FLAGS
-from harness.records.report import ALLURE_CACHE, verdict_summary
+from harness.records.report import ALLURE_CACHE, REPORT_CSP, render_html, verdict_summary
 from tests.harness.test_records_session import DrillRun, run_drill, write_drill_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -158,6 +160,43 @@ def test_unreadable_plan_is_one_line_naming_the_key(drills: list[DrillRun], tmp_
     config = config.model_copy(update={"reports": config.reports.model_copy(update={"plan": "missing-plan.md"})})
     with pytest.raises(ConfigError, match=r"drill.toml: \[reports\] plan: cannot read .*missing-plan.md"):
         render_handover(config, root / "reports", tmp_path / "out")
+
+
+def test_bucket_text_in_the_report_cannot_make_the_reader_fetch_from_a_host(
+    drills: list[DrillRun], tmp_path: Path
+) -> None:
+    """A message quoting a key with Markdown ``![x](http://host/...)`` fetches nothing: the report has a CSP."""
+    hits: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        results = tmp_path / "results"
+        shutil.copytree(run_results(drills[0].reports)[0], results)
+        result = next(
+            json.loads(p.read_text()) for p in results.glob("*-result.json") if "Drill verdict" in p.read_text()
+        )
+        beacon = f"http://127.0.0.1:{server.server_address[1]}/beacon.png"
+        result["description"] = f"postgres/logical/![x]({beacon}).dump"
+        (results / f"{result['uuid']}-result.json").write_text(json.dumps(result))
+        index = render_html(results, tmp_path / "report", single_file=True)
+        tests = json.loads((index.parent / "test-results.json").read_text())["byId"]
+        verdict = next(key for key, test in tests.items() if test["name"].startswith("Drill verdict"))
+        _chromium(f"{index.as_uri()}#/{verdict}", tmp_path / "profile", "--dump-dom")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == []
+    assert f'content="{REPORT_CSP}"' in index.read_text()
 
 
 def test_report_screenshot(handover: Handover, tmp_path: Path) -> None:

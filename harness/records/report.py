@@ -294,9 +294,31 @@ def render_html(
         if not (fresh / "index.html").exists():
             raise HarnessError(f"allure generate wrote no index.html; check {results_dir} holds Allure 2/3 results")
         # Into an empty directory: Allure writes beside an earlier report (in awesome/), leaving a stale index.
+        _confine(fresh / "index.html")
         shutil.rmtree(out_dir, ignore_errors=True)
         shutil.copytree(fresh, out_dir)
     return out_dir / "index.html"
+
+
+REPORT_CSP = (
+    "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; connect-src 'self' data: blob:; "
+    "img-src 'self' data: blob:; form-action 'none'; base-uri 'none'"
+)
+"""What the report may load: its own files and inlined data, never a remote host.
+
+Scenario names, messages and attachments quote bucket text (object keys, manifest fields); Markdown in them
+such as ``![x](http://host/...)`` would otherwise have the auditor's browser fetch from wherever it points.
+"""
+
+
+def _confine(index: Path) -> None:
+    """Put :data:`REPORT_CSP` at the top of the report's ``<head>``."""
+    page = index.read_text(encoding="utf-8")
+    head = page.find("<head>")
+    if head < 0:
+        raise HarnessError(f"{index}: no <head> in the page allure generate wrote; cannot confine it")
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">'
+    index.write_text(page[: head + len("<head>")] + meta + page[head + len("<head>") :], encoding="utf-8")
 
 
 def _check_replaceable(out_dir: Path) -> None:
