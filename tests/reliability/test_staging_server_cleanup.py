@@ -77,7 +77,8 @@ def test_a_drill_killed_mid_restore_leaves_its_database_and_role_to_the_next_run
                            during=_once_restoring(hold_and_kill))  # fmt: skip
         assert held, f"pg_restore finished before the drill could be killed:\n{killed.output[-3000:]}"
         assert killed.returncode == -signal.SIGKILL, killed.output[-3000:]
-        wait_until(lambda: not find_leftovers(killed.run).processes, timeout=30, what="the killed run's processes")
+        # pg_restore's own workers (forked, so without the parent-death signal) may stay, stopped: leftovers of a
+        # killed run, which the next run's sweep must remove (checked below), not something to wait for here.
         database, role = database_name(killed.run, "staging"), role_name(killed.run, "staging")
         databases, roles = catalog(server)
         assert database in databases, "the killed drill left no database: nothing to sweep"
@@ -98,6 +99,7 @@ def test_a_drill_killed_mid_restore_leaves_its_database_and_role_to_the_next_run
         assert database not in databases
         assert role not in roles
         assert database_name(later.run, "staging") not in databases  # its own, dropped at its end
+        wait_until(lambda: not find_leftovers(killed.run).processes, timeout=30, what="the killed run's processes")
         assert role_name(later.run, "staging") not in roles
         record = later.records()[-1]
         assert [s["what"] for s in record["staging"] if s["port"] == server.port] == [
