@@ -149,8 +149,7 @@ def _rto_projected(
     restored: Staging, drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillRecorder, recovered_at: str
 ) -> None:
     config = deployment.config
-    rto = rto_measure(drill_clock, config.objectives, stopped_at=recovered_at)
-    projected = restored.rto_projection(rto.value, drill_clock.phases, config)
+    projected = restored.rto_projection(drill_clock.rto.total_seconds() / 60, drill_clock.phases, config)
     if projected is None:
         unknown = (
             "not projected: production's size is unknown; declare [database] production_size_gb, or take the "

@@ -43,7 +43,14 @@ from harness.config import DrillConfig
 from harness.errors import ConfigError, HarnessError, UnsafeTargetError
 from harness.redact import register_secret
 from harness.services.base import label_dir, remove_dir
-from harness.services.postgres import OWNER_ROLE, PostgresBinaries, PostgresServer, allow_stamped, forbid_stamped
+from harness.services.postgres import (
+    OWNER_ROLE,
+    PostgresBinaries,
+    PostgresServer,
+    allow_stamped,
+    forbid_stamped,
+    scram_verifier,
+)
 from harness.services.sweeper import check_run_id, claim_run, live_runs
 
 __all__ = ["DATABASE_PREFIX", "ExternalPostgres", "StagingServer", "Stamp", "database_name", "role_name"]
@@ -330,7 +337,7 @@ class StagingServer:
 
 def _create_role(conn: psycopg.Connection[Any], role: str, password: str, stamp: str, address: str) -> None:
     """The run's restore role, stamped in the same transaction; its password reaches the server as a verifier."""
-    verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+    verifier = scram_verifier(conn, role, password)
     ident = sql.Identifier(role)
     try:
         with conn.transaction():
@@ -441,13 +448,7 @@ class ExternalPostgres(PostgresServer):
         if role != self.owner_role:
             raise UnsafeTargetError(f"refusing to change the password of role {role!r} on the staging server "
                                     f"{self.server.address}: this run did not create it")  # fmt: skip
-        password = register_secret(secrets.token_urlsafe(24))
-        with self.connect() as conn:  # as a SCRAM verifier, as at creation: no statement log on the server holds it
-            verifier = conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
-        self.passwords = {**self.passwords, role: password}
-        self._write_passfile()
-        return password
+        return super().set_password(role)
 
     def reseal(self) -> int:
         """After the restore: a fresh password for the run's role, and every session of that role closed.

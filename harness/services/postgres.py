@@ -80,6 +80,7 @@ __all__ = [
     "forbid_stamped",
     "installations",
     "reachable",
+    "scram_verifier",
 ]
 
 log = logging.getLogger("harness.services.postgres")
@@ -413,8 +414,9 @@ class PostgresServer(abc.ABC):
         For a restored role a program that is not the harness logs in as (the target's app).
         """
         password = register_secret(secrets.token_urlsafe(24))
-        with self.connect() as conn:
-            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        with self.connect() as conn:  # as a SCRAM verifier: no statement log of the server holds the password
+            verifier = scram_verifier(conn, role, password)
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(verifier)))
         self.passwords = {**self.passwords, role: password}
         self._write_passfile()
         return password
@@ -590,6 +592,11 @@ class LocalPostgres(PostgresServer):
             os.killpg(self.process.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.process.wait(5)  # type: ignore[union-attr]
+
+
+def scram_verifier(conn: psycopg.Connection[Any], role: str, password: str) -> str:
+    """``password`` as the SCRAM-SHA-256 verifier the server stores, computed here: the password never travels."""
+    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
 def _passfile_field(value: str) -> str:
