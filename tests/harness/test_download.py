@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import re
@@ -50,12 +51,15 @@ def test_a_small_object_streams_with_its_hash(bucket: tuple[Any, str], tmp_path:
     verify_against(got, _manifest(data))
 
 
-def test_a_large_object_comes_in_parallel_ranges(
-    bucket: tuple[Any, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Scaled down: the same code path as the 64 MiB threshold, with a 1 MiB threshold and 256 KiB minimum parts.
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scaled down: the code path of the 64 MiB threshold, with a 1 MiB threshold and 256 KiB minimum parts."""
     monkeypatch.setattr(download, "PARALLEL_THRESHOLD", 1024 * 1024)
     monkeypatch.setattr(download, "MIN_PART_SIZE", 256 * 1024)
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_a_large_object_comes_in_parallel_ranges(bucket: tuple[Any, str], tmp_path: Path) -> None:
     client, name = bucket
     data = os.urandom(3 * 1024 * 1024 + 17)
     client.put_object(Bucket=name, Key=KEY, Body=data)
@@ -63,6 +67,35 @@ def test_a_large_object_comes_in_parallel_ranges(
     assert got.parts == download.WORKERS  # one range per worker
     assert got.sha256 == hashlib.sha256(data).hexdigest()
     assert got.path.read_bytes() == data
+
+
+class _FirstRangeShort:
+    """An S3 client whose answer to the first range stops after a few bytes, as a dropped connection leaves it."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_object(self, **request: Any) -> Any:
+        response = self._client.get_object(**request)
+        if str(request.get("Range", "")).startswith("bytes=0-"):
+            response["Body"] = io.BytesIO(response["Body"].read(1000))
+        return response
+
+
+@pytest.mark.usefixtures("small_parts")
+def test_a_range_that_comes_back_short_fails_the_download_and_the_hash_stops_waiting(
+    bucket: tuple[Any, str], tmp_path: Path
+) -> None:
+    # The hash follows the ranges in file order: it waits on the first range's bytes, which never all land here.
+    client, name = bucket
+    data = os.urandom(3 * 1024 * 1024)
+    client.put_object(Bucket=name, Key=KEY, Body=data)
+    part = len(data) // download.WORKERS
+    with pytest.raises(CheckFailed, match=rf"^{KEY}: range 0-{part - 1} returned 1000 bytes, not {part}$"):
+        download_object(_FirstRangeShort(client), name, KEY, tmp_path)
 
 
 def test_a_hash_mismatch_is_refused_naming_key_and_both_hashes(bucket: tuple[Any, str], tmp_path: Path) -> None:
