@@ -92,11 +92,15 @@ def read_toc(pg_restore: Path, dump: Path, what: str) -> TocListing | None:
     return TocListing(tuple(line for line in lines if line and not line.startswith(";")))
 
 
-def needed_extensions(pg_restore: Path, dump: Path, toc: TocListing, workdir: Path) -> list[Extension]:
-    """The dump's extensions with their schemas, read from the ``CREATE EXTENSION`` lines pg_restore prints."""
-    only = TocListing(tuple(line for line in toc.lines if _EXTENSION.match(line))).write(workdir / "extensions.list")
-    out = run_tool([pg_restore, "--use-list", only, "--file", "-", dump], what="listing the dump's extensions",
-                   timeout=600)  # fmt: skip
+def needed_extensions(server: PostgresServer, dump: Path, toc: TocListing) -> list[Extension]:
+    """The dump's extensions with their schemas, read from the ``CREATE EXTENSION`` lines pg_restore prints.
+
+    ``server``'s own ``pg_restore`` reads them (the list file beside the dump, shared with it like the dump).
+    """
+    listing = TocListing(tuple(line for line in toc.lines if _EXTENSION.match(line)))
+    only = server.share(listing.write(dump.parent / "extensions.list"))
+    out = run_tool([server.binaries.tool("pg_restore"), "--use-list", only, "--file", "-", dump],
+                   what="listing the dump's extensions", timeout=600)  # fmt: skip
     schemas = {_unquote(m[1]): _unquote(m[2]) for m in _CREATE.finditer(out.stdout.decode(errors="replace"))}
     return [Extension(name, schemas.get(name, "")) for name in toc.extensions()]
 

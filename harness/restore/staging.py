@@ -304,7 +304,7 @@ def _restore(
         CheckFailed: an object's owner is not among the restored roles, or pg_restore refused the dump.
     """
     pg_restore = server.binaries.tool("pg_restore")
-    toc = read_toc(pg_restore, path, f"pg_restore --list of {dump.key}")
+    toc = read_toc(pg_restore, server.share(path), f"pg_restore --list of {dump.key}")
     superuser_extensions = toc is not None and prepare_extensions(server, dbname, toc.extensions(), chosen)
     if toc is None or (roles is None and not superuser_extensions):
         return _pg_restore(server, dbname, dump, path, jobs, toc, roles=roles)
@@ -316,25 +316,25 @@ def _restore(
                  "as the harness, then restoring the rest", dump.key)  # fmt: skip
     schemas, first = toc.schemas_only(), ""
     if schemas.lines or superuser_extensions:
-        listed = schemas.write(path.parent / "schemas.list")
+        listed = server.share(schemas.write(path.parent / "schemas.list"))
         first = _pg_restore(server, dbname, dump, path, 1, schemas, use_list=listed,
                             what=f"pg_restore of {dump.key} (its schemas)", roles=roles)  # fmt: skip
     if superuser_extensions:
-        create_extensions(server, dbname, needed_extensions(pg_restore, path, toc, path.parent))
+        create_extensions(server, dbname, needed_extensions(server, path, toc))
     rest = toc.without_schemas_and_extensions() if superuser_extensions else toc.without_schemas()
     if roles is None:
         return first + _pg_restore(
-            server, dbname, dump, path, jobs, rest, use_list=rest.write(path.parent / "rest.list")
+            server, dbname, dump, path, jobs, rest, use_list=server.share(rest.write(path.parent / "rest.list"))
         )
     roles.grant_create(server, dbname, schemas=True)
     rest, grants = pass_lists(rest, roles)
-    second = _pg_restore(server, dbname, dump, path, jobs, rest, use_list=rest.write(path.parent / "rest.list"),
-                         roles=roles)  # fmt: skip
+    second = _pg_restore(server, dbname, dump, path, jobs, rest, roles=roles,
+                         use_list=server.share(rest.write(path.parent / "rest.list")))  # fmt: skip
     roles.revoke_create(server, dbname)
     if not grants.lines:
         return first + second
     return first + second + _pg_restore(server, dbname, dump, path, 1, grants, roles=roles,
-                                        use_list=grants.write(path.parent / "grants.list"),
+                                        use_list=server.share(grants.write(path.parent / "grants.list")),
                                         what=f"pg_restore of {dump.key} (its schemas' grants)")  # fmt: skip
 
 

@@ -13,13 +13,15 @@ Each container satisfies the interface its local twin does (:class:`~harness.ser
   is in the container's environment or command line. Restored data is owned by the ``NOSUPERUSER``
   :data:`~harness.services.postgres.OWNER_ROLE`. The client tools (``pg_restore``, ``pg_amcheck``) are the
   container's own installation, run by ``docker exec`` (:class:`ContainerBinaries`), so they always match the
-  server's major; a directory they read (the dump's) is mounted read-only at the same path.
+  server's major; a directory they read (the dump's) is mounted read-only at the same path. A remote engine
+  cannot see this machine's files, so there each file the tools read is copied into the container, at the same
+  path, when the harness gives it to them (:meth:`ContainerPostgres.share`).
 - Redis: its configuration (``requirepass``, payload sanitising, DEBUG and MODULE off) is copied in as a file.
 - Both run as an unprivileged user, with every capability dropped and ``no-new-privileges``. With a local
   engine each container has an ``--internal`` network of its own, reached by its address from this machine,
   so restored data has no route anywhere and nothing is published; a remote ``DOCKER_HOST``'s networks are
-  not reachable from here, so there the port is published on the engine's host, where the passwords are what
-  protects it.
+  not reachable from here, so there the port is published on the engine's host (``DOCKER_HOST``'s, or
+  ``TESTCONTAINERS_HOST_OVERRIDE``), where the passwords are what protects it.
 
 What stays local under every provider, and why: the S3 endpoint (moto: no S3 server is packaged by Debian); a
 physical restore of a base backup (the data directory is unpacked here, and the local ``pg_controldata`` and
@@ -36,6 +38,8 @@ import re
 import secrets
 import shlex
 import shutil
+import tarfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,9 +231,14 @@ def _publish(container: DockerContainer, port: int) -> DockerContainer:
 
 
 def _address(container: DockerContainer, port: int) -> tuple[str, int]:
-    """Where the harness reaches ``port``: the container's address on its own network, or the published port."""
+    """Where the harness reaches ``port``: the container's address on its own network, or the published port.
+
+    A remote engine publishes on its own host: ``DOCKER_HOST``'s (testcontainers' ``host()``, which honours
+    ``TESTCONTAINERS_HOST_OVERRIDE``). Not ``get_container_host_ip()``: inside a container, for an engine at
+    ``tcp://127.0.0.1`` it guesses the default gateway, which is not where that engine publishes.
+    """
     if not _local_engine():
-        return container.get_container_host_ip(), int(container.get_exposed_port(port))
+        return container.get_docker_client().host(), int(container.get_exposed_port(port))
     wrapped = container.get_wrapped_container()
     wrapped.reload()
     networks = wrapped.attrs["NetworkSettings"]["Networks"]
@@ -312,6 +321,7 @@ class ContainerPostgres(PostgresServer):
     provider: str = "docker"
     passfile: Path | None = None
     passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
+    copies_files: bool = False
 
     @classmethod
     def create(
@@ -334,7 +344,8 @@ class ContainerPostgres(PostgresServer):
         def recipe() -> DockerContainer:
             # Parallel index builds during pg_restore use shared memory; Docker's default /dev/shm is 64 MB.
             made = _publish(DockerContainer(image).with_command(argv).with_kwargs(shm_size="1g"), 5432)
-            return made if files is None else made.with_volume_mapping(str(files), str(files), "ro")
+            mounted = files is not None and _local_engine()  # else each file is copied in (share)
+            return made.with_volume_mapping(str(files), str(files), "ro") if mounted else made
 
         passwords = {role: register_secret(secrets.token_urlsafe(24)) for role in ("postgres", OWNER_ROLE)}
         setup = _password_sql(passwords).encode()
@@ -342,7 +353,7 @@ class ContainerPostgres(PostgresServer):
         try:
             tools = label_dir(f"pgtools-{name}")
             binaries = ContainerBinaries(tools, f"{image} container", container_id=container.get_container_id())
-            server = cls(name, *_address(container, 5432), binaries, container)
+            server = cls(name, *_address(container, 5432), binaries, container, copies_files=not _local_engine())
             server.passwords = passwords
             server.passfile = label_dir(f"pgpass-{name}") / "pgpass"
             server._write_passfile()
@@ -353,6 +364,27 @@ class ContainerPostgres(PostgresServer):
             _remove(container)
             raise
         return server
+
+    def share(self, path: Path) -> Path:
+        """With a remote engine, copy ``path`` into the container at the same path (streamed: dumps are large).
+
+        A local engine's container already sees the dump's directory through its read-only mount.
+
+        Raises:
+            ServiceError: the engine refused the copy (names the file and the engine).
+        """
+        if not self.copies_files:
+            return path
+        from docker.errors import APIError
+
+        try:
+            copied = self.container.get_wrapped_container().put_archive("/", _tar_stream(path))
+        except APIError as exc:
+            raise ServiceError(f"cannot copy {path} into {self.name}'s container on the engine at "
+                               f"{engine_address()}: {exc.explanation or exc}") from None  # fmt: skip
+        if not copied:
+            raise ServiceError(f"the engine at {engine_address()} refused to copy {path} into {self.name}'s container")
+        return path
 
     def tool_env(self, user: str | None = None) -> dict[str, str]:
         """Environment for the container's tools as ``user`` (default the admin): its TCP port inside, the password.
@@ -381,6 +413,24 @@ class ContainerPostgres(PostgresServer):
         remove_dir(self.binaries.bin_dir)
         if self.passfile is not None:
             remove_dir(self.passfile.parent)
+
+
+def _tar_stream(path: Path) -> Iterator[bytes]:
+    """A tar archive of ``path`` that extracts at the same absolute path, a chunk at a time (memory stays flat).
+
+    Its directory and the file are readable by any user (``0755``, ``0644``): the tools run as the harness's
+    uid, which the engine may not map to the owner in the tar.
+    """
+    size = path.stat().st_size
+    for name, kind, length, mode in ((path.parent, tarfile.DIRTYPE, 0, 0o755), (path, tarfile.REGTYPE, size, 0o644)):
+        info = tarfile.TarInfo(str(name).lstrip("/"))
+        info.type, info.size, info.mode, info.mtime = kind, length, mode, int(time.time())
+        info.uid, info.gid = os.geteuid(), os.getegid()
+        yield info.tobuf(format=tarfile.PAX_FORMAT)
+    with path.open("rb") as source:
+        while chunk := source.read(1024 * 1024):
+            yield chunk
+    yield b"\0" * (-size % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE)
 
 
 def _password_sql(passwords: Mapping[str, str]) -> str:

@@ -430,6 +430,14 @@ class PostgresServer(abc.ABC):
             out.writelines(f"{self.host}:{self.port}:*:{_passfile_field(role)}:{secret}\n"
                            for role, secret in self.passwords.items())  # fmt: skip
 
+    def share(self, path: Path) -> Path:
+        """Give the server's own tools a file to read (a dump, a ``--use-list`` file); the path they read it at.
+
+        Local tools read it where it is; a container's tools see it through their mount, or get a copy when the
+        engine is remote (:class:`~harness.services.docker.ContainerPostgres`).
+        """
+        return path
+
     def tool_env(self, user: str | None = None) -> dict[str, str]:
         """Environment for client tools (pg_restore, pg_amcheck) pointed at this server as ``user``."""
         env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": user or self.admin_user}
