@@ -11,6 +11,7 @@ from these measures by :func:`harness.records.decide`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,7 @@ import redis
 from harness.config import DatabaseSettings, Objectives
 from harness.counting import count_specs, heartbeat_spec, newest_time
 from harness.measure.stopwatch import Stopwatch
+from harness.storage.manifest import TableStats
 
 __all__ = [
     "Measure",
@@ -79,10 +81,14 @@ class NewestData:
 BACKUP_BASIS = "the backup's time (no heartbeat_table and no time column declared in [database])"
 
 
-def newest_data(conn: psycopg.Connection[Any], database: DatabaseSettings) -> NewestData:
+def newest_data(
+    conn: psycopg.Connection[Any], database: DatabaseSettings, counted: Mapping[str, TableStats] | None = None
+) -> NewestData:
     """Read the newest data of a restored database: the heartbeat when configured, else the critical tables' times.
 
     Only tables with a time column count; naive timestamps and dates are read as :mod:`harness.counting` says.
+    ``counted``: the tables :func:`harness.counting.count_tables` just counted, whose newest times were read in
+    the same scan and the same way; a table found there is not scanned again.
 
     Raises:
         HarnessError: a configured table or time column is missing or not a time (names the key).
@@ -96,7 +102,8 @@ def newest_data(conn: psycopg.Connection[Any], database: DatabaseSettings) -> Ne
     newest: datetime | None = None
     timed = [spec for spec in count_specs(conn, database, critical_only=True) if spec.time_column]
     for spec in timed:
-        moment = newest_time(conn, spec, zone)
+        known = (counted or {}).get(spec.table.key)
+        moment = known.newest if known is not None else newest_time(conn, spec, zone)
         if moment is not None and (newest is None or moment > newest):
             newest = moment
     if not timed:

@@ -27,6 +27,8 @@ from harness.integrity import (
     compare_with_previous,
     count_restored,
 )
+from harness.integrity.rows import audit_rows
+from harness.measure import newest_data
 from harness.restore.staging import Staging
 from harness.services.provider import Provider
 from harness.storage.manifest import TableStats
@@ -105,6 +107,36 @@ def test_no_audit_rows_in_the_window_fails_naming_the_audit_table(
     with pytest.raises(CheckFailed, match=rf"^audit table config_change_history: 0 rows in the 24 h before "
                                           rf"{re.escape(taken_at.isoformat())}; expected at least 1$"):  # fmt: skip
         check_audit_rows(counts, production.deployment.config.database, taken_at)
+
+
+class _Recording:
+    """A connection that keeps the text of every statement it runs, to see which tables a check reads."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.statements: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    def execute(self, query: Any, params: Any = None) -> Any:
+        self.statements.append(query if isinstance(query, str) else query.as_string(self.conn))
+        return self.conn.execute(query, params)
+
+
+def test_each_critical_table_is_scanned_once_for_counts_newest_data_and_audit_rows(
+    clone: psycopg.Connection[Any], restored: tuple[Production, Staging]
+) -> None:
+    production, _ = restored
+    database, taken_at = production.deployment.config.database, production.manifest.taken_at
+    recording = _Recording(clone)
+    counts = count_restored(recording, database, taken_at)  # type: ignore[arg-type]
+    for table in database.critical_tables:
+        scans = [text for text in recording.statements if re.search(rf'FROM ("\w+"\.)?"{table}"', text)]
+        assert len(scans) == 1, (table, scans)
+    # The same numbers as reading them on their own (the audit table is a critical one; no heartbeat is set).
+    assert counts.newest == newest_data(clone, database)
+    assert counts.audit_rows == audit_rows(clone, database, taken_at) > 0
 
 
 def test_without_a_manifest_counts_are_judged_by_the_configured_minimums(restored: tuple[Production, Staging]) -> None:
