@@ -127,6 +127,7 @@ class Roles:
         superusers: staging's superuser names; objects the dump gives them stay owned by :data:`OWNER_ROLE`.
         app_role: ``[app] database_role`` (empty: the app connects as :data:`OWNER_ROLE`).
         kept_by_restore_role: how many ownership changes to a superuser name were refused (and tolerated).
+        all_kept_by_restore_role: every object of the dump is owned by a superuser name, so none changed owner.
     """
 
     source: str
@@ -136,6 +137,7 @@ class Roles:
     superusers: frozenset[str] = frozenset()
     app_role: str = ""
     kept_by_restore_role: int = 0
+    all_kept_by_restore_role: bool = False
     _temporary: list[sql.Composed] = field(default_factory=list, repr=False)
 
     def tolerated(self, error: str, command: str) -> bool:
@@ -146,13 +148,27 @@ class Roles:
         self.kept_by_restore_role += ok
         return ok
 
+    def owned_by_superusers_only(self, toc: TocListing) -> bool:
+        """Whether every entry of ``toc`` that has an owner names a superuser of staging (or the owner role).
+
+        Such a dump keeps nothing to restore of its owners: each change to a superuser name is refused. The
+        answer is kept for :meth:`describe`.
+        """
+        kept = {*self.superusers, OWNER_ROLE}
+        owners = {_owner(line, [*kept, *self.created]) for line in toc.lines} - {""}
+        self.all_kept_by_restore_role = bool(owners) and owners <= kept
+        return self.all_kept_by_restore_role
+
     def describe(self) -> str:
         """One line for the drill record."""
         parts = [f"{len(self.created)} role(s) from {self.source} ({', '.join(self.created) or 'none'})",
                  f"{len(self.memberships)} membership(s)"]  # fmt: skip
         if self.app_role:
             parts.append(f"the app connects as {self.app_role}")
-        if self.kept_by_restore_role:
+        if self.all_kept_by_restore_role:
+            parts.append(f"every object is owned by {', '.join(sorted(self.superusers))} (staging's superuser names): "
+                         f"restored without owners, all owned by {OWNER_ROLE}")  # fmt: skip
+        elif self.kept_by_restore_role:
             parts.append(f"{self.kept_by_restore_role} object(s) of {', '.join(sorted(self.superusers))} owned by "
                          f"{OWNER_ROLE} (staging's superuser names)")  # fmt: skip
         if self.skipped:

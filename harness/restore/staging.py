@@ -252,13 +252,16 @@ class _RestoreProgress:
 
 def _pg_restore(
     server: PostgresServer, dbname: str, dump: BackupManifest, path: Path, jobs: int, toc: TocListing | None,
-    *, use_list: Path | None = None, what: str = "", roles: Roles | None = None,
+    *, use_list: Path | None = None, what: str = "", roles: Roles | None = None, owners: bool = True,
 ) -> str:  # fmt: skip
-    """Run pg_restore as the owner role: with ``roles``, owners and grants too (and its tolerated refusals)."""
+    """Run pg_restore as the owner role: with ``roles``, owners and grants too (and its tolerated refusals).
+
+    ``owners=False`` (with ``roles``): grants only, every object left with the owner role (``--no-owner``).
+    """
     chosen: list[str | os.PathLike[str]] = ["--use-list", use_list] if use_list is not None else []
     # Without roles: no owners, no grants, stop at the first error. With roles, pg_restore goes on past an error so
     # that an ownership change to a superuser name (refused, tolerated) leaves the object with the owner role.
-    how = ["--no-owner", "--no-privileges", "--exit-on-error"] if roles is None else []
+    how = ["--no-owner", "--no-privileges", "--exit-on-error"] if roles is None else [] if owners else ["--no-owner"]
     argv: list[str | os.PathLike[str]] = [
         server.binaries.tool("pg_restore"), "--verbose", "--jobs", str(jobs), *how, "--dbname", dbname, *chosen, path,
     ]  # fmt: skip
@@ -328,7 +331,11 @@ def _restore(
         )
     roles.grant_create(server, dbname, schemas=True)
     rest, grants = pass_lists(rest, roles)
-    second = _pg_restore(server, dbname, dump, path, jobs, rest, roles=roles,
+    # Every owner a superuser name: each ownership change would be refused and leave its object with the owner
+    # role, and pg_restore takes a table whose creation raised an error for one it did not create, so its data
+    # would lose the TRUNCATE-then-COPY that wal_level = minimal writes without WAL. --no-owner ends the same.
+    owners = not roles.owned_by_superusers_only(rest)
+    second = _pg_restore(server, dbname, dump, path, jobs, rest, roles=roles, owners=owners,
                          use_list=server.share(rest.write(path.parent / "rest.list")))  # fmt: skip
     roles.revoke_create(server, dbname)
     if not grants.lines:

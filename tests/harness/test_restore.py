@@ -35,6 +35,7 @@ from harness.integrity import check_amcheck
 from harness.measure import Stopwatch
 from harness.restore.staging import Staging, restore_logical
 from harness.services.base import LABEL, run_id, wait_until
+from harness.services.postgres import OWNER_ROLE
 from harness.services.provider import Provider
 from harness.storage.catalogue import BackupObject
 from harness.storage.manifest import GLOBALS_SUFFIX, BackupManifest
@@ -191,6 +192,24 @@ def test_the_newest_dump_restores_with_its_counts_and_timings(
         assert counts == sorted(set(counts)), counts
         assert re.fullmatch(rf"pg_restore of {production.manifest.key}: done, {total} items in [\d.]+ s "
                             rf"\(\d+ items/s\), {staging.jobs} jobs", restored[-1])  # fmt: skip
+    finally:
+        staging.stop()
+
+
+def test_a_dump_owned_by_superuser_names_only_restores_without_owners_and_without_refusals(
+    provider: Provider, production: Production, staging_name: str
+) -> None:
+    # Production's objects are all postgres's: each ownership change would be refused (and the refusal would
+    # cost the data load its WAL-free TRUNCATE-then-COPY), so none is attempted; the objects end the same.
+    staging = production.restore(provider, name=staging_name)
+    try:
+        assert staging.roles is not None
+        assert "must be able to SET ROLE" not in staging.restore_log
+        assert (f"every object is owned by postgres (staging's superuser names): restored without owners, all owned "
+                f"by {OWNER_ROLE}") in staging.roles.describe()  # fmt: skip
+        with staging.postgres.connect(staging.dbname) as conn:
+            owners = {row[0] for row in conn.execute("SELECT tableowner FROM pg_tables WHERE schemaname = 'public'")}
+        assert owners == {OWNER_ROLE}
     finally:
         staging.stop()
 
