@@ -43,12 +43,13 @@ from harness.services.postgres import RESTORE_TUNED, PostgresServer  # noqa: E40
 from harness.services.provider import Provider  # noqa: E402
 from harness.services.s3 import MotoS3, S3Endpoint  # noqa: E402
 from harness.storage.catalogue import fetch_manifest, list_backups  # noqa: E402
-from harness.storage.download import download_object  # noqa: E402
+from harness.storage.download import WORKERS, download_object  # noqa: E402
 from sandbox.codeblack.revisions import alembic_config  # noqa: E402
 from sandbox.target import drill_env, toml_text, write_drill_toml  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
 BUCKET = "bench-backups"
+STAGING_ADMIN_ENV = "BENCH_STAGING_ADMIN_DSN"
 PREFIX = "postgres/logical/"
 MB = 1024 * 1024
 
@@ -89,7 +90,7 @@ def make_production(provider: Provider, s3: MotoS3, config: DrillConfig, target_
 
     It is dumped to S3 by the harness's own backup code, the same path production cron runs.
     """
-    server = provider.postgres("bench-production")
+    server = provider.postgres("bench-production", settings=RESTORE_TUNED)  # disposable too: filled faster
     try:
         dbname = "codeblack"
         server.create_database(dbname)
@@ -124,6 +125,8 @@ def child_restore(args: argparse.Namespace) -> None:
 
     config = load_config(ROOT / "drill.toml").with_changes(storage={"backup_bucket": BUCKET, "logical_prefix": PREFIX},
                                                            services={"provider": args.provider})  # fmt: skip
+    if args.staging == "server":
+        config = config.with_changes(staging={"provider": "server", "admin_dsn_env": STAGING_ADMIN_ENV})
     endpoint = S3Endpoint(args.endpoint, "us-east-1", SecretStr("drill-access-key"), SecretStr("drill-secret-key"))
     deployment = _deployment(config, endpoint)
     provider = Provider.from_settings(config.services)
@@ -141,10 +144,16 @@ def child_restore(args: argparse.Namespace) -> None:
                       "jobs": staging.jobs}))  # fmt: skip
 
 
-def harness_restore(endpoint: str, provider: str = "local") -> dict[str, Any]:
-    """The harness's restore phase (download, provision, restore) in a child process, with ``provider``."""
-    out = subprocess.run([sys.executable, __file__, "child-restore", "--endpoint", endpoint, "--provider", provider],
-                         cwd=ROOT, capture_output=True, text=True, timeout=7200, check=True)  # fmt: skip
+def harness_restore(endpoint: str, provider: str = "local", staging_admin_dsn: str = "") -> dict[str, Any]:
+    """The harness's restore phase (download, provision, restore) in a child process, with ``provider``.
+
+    ``staging_admin_dsn``: restore into that existing server (``[staging] provider = "server"``) instead.
+    """
+    staging = ["--staging", "server"] if staging_admin_dsn else []
+    env = {**os.environ, STAGING_ADMIN_ENV: staging_admin_dsn} if staging_admin_dsn else None
+    out = subprocess.run([sys.executable, __file__, "child-restore", "--endpoint", endpoint, "--provider", provider,
+                          *staging], cwd=ROOT, capture_output=True, text=True, timeout=7200, check=True,
+                         env=env)  # fmt: skip
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -460,6 +469,8 @@ def render_markdown(results: dict[str, Any]) -> str:
              f"{facts['postgresql']}; Python {facts['python']}.", ""]  # fmt: skip
     if "restore" in results:
         lines += _restore_markdown(results)
+    if "scale" in results:
+        lines += _scale_markdown(results)
     if "migrations" in results:
         lines += _migrations_markdown(results["migrations"])
     drill = results.get("drill")
@@ -520,6 +531,99 @@ def restore_and_storage(
     return results
 
 
+def _moto_peak_bytes(dump_bytes: float) -> float:
+    """What moto holds at once while the harness downloads a dump of ``dump_bytes``.
+
+    moto reads the whole object into memory for every GET, ranged or not, and copies the range out of it: one
+    copy per download worker, and one for the header's ranged read.
+    """
+    return dump_bytes * (WORKERS + 1) * 1.25
+
+
+def _available_bytes() -> int:
+    with open("/proc/meminfo") as info:
+        for line in info:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@contextlib.contextmanager
+def _existing_server() -> Iterator[str]:
+    """A second local PostgreSQL of its own ``initdb`` and default settings, as the tests' existing staging server.
+
+    Yields its admin DSN, as an operator exports it for ``[staging] admin_dsn_env``.
+    """
+    from tests.harness.test_staging_server import admin_dsn, existing_server
+
+    server = existing_server("bench-existing")
+    try:
+        yield admin_dsn(server)
+    finally:
+        server.stop()
+
+
+def scale(provider: Provider, config: DrillConfig, sizes: list[float], out: Path) -> dict[str, Any]:
+    """The harness's restore of each dump size into the local throwaway and into an existing server; peak RSS.
+
+    Sizes run in the order given, and the results are written to ``out`` after each, so a run stopped at a
+    deadline keeps every size it finished. A size whose dump moto could not serve within this machine's free
+    memory is skipped with that reason (nothing here may push a shared machine out of memory).
+    """
+    results: dict[str, Any] = {"machine": machine_facts(provider), "scale": []}
+    for size in sizes:
+        need, free = _moto_peak_bytes(size * MB), _available_bytes()
+        if need > free * 0.8:
+            results["scale"].append({"target_mb": size, "skipped": (
+                f"not measured: moto (the local S3 stand-in) reads the whole object into memory for every ranged GET "
+                f"({WORKERS} download ranges and the header), about {need / 1024**3:.1f} GiB at once; "
+                f"{free / 1024**3:.1f} GiB of memory were available")})  # fmt: skip
+            print(results["scale"][-1]["skipped"], flush=True)
+            _write(out, "scale", results)
+            continue
+        with MotoS3.start() as s3, _existing_server() as dsn:
+            production = make_production(provider, s3, config, size)
+            local = harness_restore(s3.endpoint.url or "")
+            existing = harness_restore(s3.endpoint.url or "", staging_admin_dsn=dsn)
+            tuned = bare_restore(provider, s3, production["key"], jobs=local["jobs"], settings=RESTORE_TUNED)
+        results["scale"].append({**production, "local": local, "existing": existing, "bare_tuned": tuned,
+                                 "tuned_ratio": _ratio(local, tuned)})  # fmt: skip
+        print(
+            f"{production['dump_mb']} MB dump: local throwaway {local['seconds']} s, existing server "
+            f"{existing['seconds']} s, peak RSS {local['peak_rss_mb']} / {existing['peak_rss_mb']} MB",
+            flush=True,
+        )
+        _write(out, "scale", results)
+    return results
+
+
+def _scale_markdown(results: dict[str, Any]) -> list[str]:
+    lines = ["| dump | rows | into the local throwaway (s) | into an existing server, default settings (s) "
+             "| peak RSS, throwaway / existing (MB) | bare pg_restore -jN, staging's settings (s) | ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    measured = [size for size in results["scale"] if "skipped" not in size]
+    for size in measured:
+        phases = {
+            name: ", ".join(f"{k} {v}" for k, v in size[name]["phases"].items()) for name in ("local", "existing")
+        }
+        lines.append(f"| {size['dump_mb']} MB | {size['rows']} | {size['local']['seconds']} ({phases['local']}) | "
+                     f"{size['existing']['seconds']} ({phases['existing']}) | {size['local']['peak_rss_mb']} / "
+                     f"{size['existing']['peak_rss_mb']} | {size['bare_tuned']['seconds']} | "
+                     f"{size['tuned_ratio']} |")  # fmt: skip
+    lines += [f"\n{size['target_mb']:g} MB: {size['skipped']}." for size in results["scale"] if "skipped" in size]
+    rss = [size[name]["peak_rss_mb"] for size in measured for name in ("local", "existing")]
+    if len(rss) > 1:
+        lines.append(f"\nPeak RSS spread across sizes and targets: {round((max(rss) / min(rss) - 1) * 100, 1)} % "
+                     "(target: flat, within 10 %).")  # fmt: skip
+    return lines
+
+
+def _write(out: Path, name: str, results: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text(render_markdown(results))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", default="run", choices=["run", "child-restore"])
@@ -527,8 +631,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000", help="dump sizes in MB (default: 100,1000)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, no whole drill: proves the bench works")
     parser.add_argument("--no-drill", action="store_true", help="skip the end-to-end monthly drill")
-    parser.add_argument("--only", choices=["migrations", "restore"],
-                        help="run one part alone (results in <out>/<part>.*)")  # fmt: skip
+    parser.add_argument("--only", choices=["migrations", "restore", "scale"],
+                        help="run one part alone (results in <out>/<part>.*); scale: --sizes into the local "
+                             "throwaway and an existing server, with peak RSS")  # fmt: skip
     parser.add_argument(
         "--docker",
         action="store_true",
@@ -537,6 +642,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3,
                         help="restore runs per size, taken in turns; the median is reported (default: 3)")  # fmt: skip
     parser.add_argument("--provider", default="local", help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--staging", default="throwaway", help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
     if args.mode == "child-restore":
@@ -546,6 +652,9 @@ def main() -> None:
     provider = Provider.from_settings(config.services)
     sizes = [2.0] if args.smoke else [float(size) for size in args.sizes.split(",")]
     results: dict[str, Any] = {"machine": machine_facts(provider)}
+    if args.only == "scale":
+        scale(provider, config, sizes, args.out)
+        return
     if args.only in (None, "restore"):
         repeat = 1 if args.smoke else args.repeat
         results.update(restore_and_storage(provider, config, sizes, args.smoke, args.docker, repeat))
@@ -554,10 +663,7 @@ def main() -> None:
         print(*_migrations_markdown(results["migrations"]), flush=True)
     if not (args.smoke or args.no_drill or args.only):
         results["drill"] = whole_drill()
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = args.only or ("smoke" if args.smoke else "latest")
-    (args.out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / f"{name}.md").write_text(render_markdown(results))
+    _write(args.out, args.only or ("smoke" if args.smoke else "latest"), results)
     print(render_markdown(results))
 
 
