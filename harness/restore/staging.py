@@ -3,7 +3,8 @@
 The plan's first restore step: "Restore PostgreSQL into isolated staging first." Recovery time matters, so
 the download and the provisioning overlap: the dump streams to disk (hashed on the way, see
 :mod:`harness.storage.download`) in a worker thread while the main thread starts a PostgreSQL tuned for
-restore speed (it is disposable: no fsync, large maintenance memory). The server is started from the main
+restore speed (it is disposable: no fsync, large maintenance memory), of the major the dump's header names:
+read off the download's first bytes, not fetched apart. The server is started from the main
 thread on purpose: its parent-death signal is tied to the starting thread, and a worker thread ends long
 before the session does. Then ``pg_restore --jobs N`` loads the dump, its verbose log kept as evidence and
 followed line by line to log progress (items done of the dump's TOC entries, rate, ETA).
@@ -53,9 +54,8 @@ from harness.services.postgres import RESTORE_TUNED, PostgresBinaries, PostgresS
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.storage.catalogue import BackupObject
-from harness.storage.download import Downloaded, TransferLimits, download_object, verify_against
+from harness.storage.download import Downloaded, HeadHook, TransferLimits, download_object, verify_against
 from harness.storage.manifest import GLOBALS_SUFFIX, BackupManifest
-from harness.storage.pace import Watchdog
 
 __all__ = ["RESTORE_TIMEOUT_S", "Staging", "fetch_verified", "restore_logical"]
 
@@ -177,7 +177,9 @@ class Staging:
             then()
 
 
-def fetch_verified(deployment: Deployment, manifest: BackupManifest, directory: Path) -> Downloaded:
+def fetch_verified(
+    deployment: Deployment, manifest: BackupManifest, directory: Path, on_head: HeadHook | None = None
+) -> Downloaded:
     """Download a backup object and refuse it unless its size and sha256 match its manifest.
 
     An object of another size than the manifest's is refused before the download starts; the download keeps
@@ -187,29 +189,41 @@ def fetch_verified(deployment: Deployment, manifest: BackupManifest, directory: 
         CheckFailed: size or hash differ (names the key, expected and actual).
         HarnessError: the download missed its deadline or minimum rate, or storage failed.
     """
-    got = _download(deployment, manifest.key, directory, manifest.size)
+    got = _download(deployment, manifest.key, directory, manifest.size, on_head)
     verify_against(got, manifest)
     return got
 
 
-def _download(deployment: Deployment, key: str, directory: Path, size: int | None = None) -> Downloaded:
+def _download(
+    deployment: Deployment, key: str, directory: Path, size: int | None = None, on_head: HeadHook | None = None
+) -> Downloaded:
     limits = TransferLimits.from_settings(deployment.config.storage)
     client = deployment.storage.client()
-    return download_object(client, deployment.backup_bucket, key, directory, expected_size=size, limits=limits)
+    return download_object(client, deployment.backup_bucket, key, directory, expected_size=size, limits=limits,
+                           on_head=on_head)  # fmt: skip
 
 
 def _timed_fetch(
-    deployment: Deployment, dump: BackupObject, manifest: BackupManifest | None, directory: Path, watch: Stopwatch
-) -> tuple[Downloaded, BackupManifest]:
-    """Download the dump; verified against its manifest, or described by one made from the download."""
-    with watch.phase("download"):
-        if manifest is not None:
-            return fetch_verified(deployment, manifest, directory), manifest
-        got = _download(deployment, dump.key, directory)
-        log.warning("%s has no manifest: its size and hash cannot be verified", dump.key)
-        made = BackupManifest(kind="logical", key=dump.key, taken_at=dump.taken_at, format="custom",
-                              sha256=got.sha256, size=got.size, tool="none (no manifest beside the dump)")  # fmt: skip
-        return got, made
+    deployment: Deployment, dump: BackupObject, manifest: BackupManifest | None, directory: Path, watch: Stopwatch,
+    head: Future[bytes],
+) -> tuple[Downloaded, BackupManifest]:  # fmt: skip
+    """Download the dump; verified against its manifest, or described by one made from the download.
+
+    ``head`` gets the dump's first bytes as soon as they land (empty when none arrives): its header.
+    """
+    try:
+        with watch.phase("download"):
+            if manifest is not None:
+                return fetch_verified(deployment, manifest, directory, head.set_result), manifest
+            got = _download(deployment, dump.key, directory, on_head=head.set_result)
+            log.warning("%s has no manifest: its size and hash cannot be verified", dump.key)
+            made = BackupManifest(kind="logical", key=dump.key, taken_at=dump.taken_at, format="custom",
+                                  sha256=got.sha256, size=got.size,
+                                  tool="none (no manifest beside the dump)")  # fmt: skip
+            return got, made
+    finally:
+        if not head.done():  # no byte arrived: the restore goes on without a header and meets this failure
+            head.set_result(b"")
 
 
 _ITEM = re.compile(r"^pg_restore: (?:processing|finished) item (\d+) ")
@@ -345,32 +359,6 @@ def _restore(
                                         what=f"pg_restore of {dump.key} (its schemas' grants)")  # fmt: skip
 
 
-def _dump_header(deployment: Deployment, key: str) -> DumpHeader | None:
-    """The dump's header, read with a ranged GET while nothing else waits (``None`` if it cannot be read).
-
-    Bounded like every read from the bucket (:class:`~harness.storage.pace.Watchdog`): an endpoint that
-    trickles the header fails here, naming the object, instead of holding the drill.
-
-    Raises:
-        HarnessError: the read missed the download deadline or minimum rate.
-    """
-    limits = TransferLimits.from_settings(deployment.config.storage)
-    where = f"s3://{deployment.backup_bucket}/{key}: header"
-    with Watchdog(where, HEADER_BYTES, limits) as watch:
-        try:
-            response = deployment.storage.client().get_object(
-                Bucket=deployment.backup_bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}"
-            )
-            with watch.track(response["Body"]) as body:
-                data = bytes(body.read(HEADER_BYTES))
-            watch.add(len(data))
-        except Exception:
-            watch.check()
-            return None  # the download then reports the storage error in full
-    watch.check()
-    return parse_dump_header(data)
-
-
 def _died(server: PostgresServer, grace_s: float = 0.5) -> bool:
     """Whether the server is down, allowing a moment for a kill pg_restore noticed first.
 
@@ -472,17 +460,17 @@ def restore_logical(
     """
     jobs = config.restore.jobs or os.cpu_count() or 1
     server: PostgresServer | None = None
-    with watch.phase("download"):
-        header = _dump_header(deployment, dump.key)
     existing = StagingServer.from_config(config) if config.staging.provider == "server" else None
-    chosen = _client_tools(provider, config, header, existing)
     directory = label_dir("dump", Path(config.restore.work_dir) if config.restore.work_dir else None)
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="dump-download") as pool:
+            head: Future[bytes] = Future()
             pending: Future[tuple[Downloaded, BackupManifest]] = pool.submit(
-                _timed_fetch, deployment, dump, manifest, directory, watch
+                _timed_fetch, deployment, dump, manifest, directory, watch, head
             )
             with watch.phase("provision"):
+                # The header (which PostgreSQL major the dump needs) is read off the download's first bytes.
+                chosen = _client_tools(provider, config, parse_dump_header(head.result()[:HEADER_BYTES]), existing)
                 server, dbname = _provision(provider, config, existing, chosen.binaries, name, directory)
                 chosen = replace(chosen, binaries=server.binaries)  # a container's own, once it runs
                 ensure_throwaway(server.dsn(dbname))

@@ -22,7 +22,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,11 +81,19 @@ def _stream(body: Any, watchdog: Watchdog, limit: int) -> Iterator[bytes]:
             yield chunk
 
 
-def _fetch_whole(client: Any, bucket: str, key: str, path: Path, progress: Progress, watchdog: Watchdog) -> str:
+#: Called once with the object's first bytes (its first chunk) as soon as they land.
+HeadHook = Callable[[bytes], None]
+
+
+def _fetch_whole(
+    client: Any, bucket: str, key: str, path: Path, progress: Progress, watchdog: Watchdog, on_head: HeadHook
+) -> str:
     digest = hashlib.sha256()
     response = client.get_object(Bucket=bucket, Key=key)
     with path.open("wb") as out:
         for chunk in _stream(response["Body"], watchdog, watchdog.total or 0):
+            if out.tell() == 0:
+                on_head(chunk)
             digest.update(chunk)
             out.write(chunk)
             progress.add(len(chunk))
@@ -147,8 +155,9 @@ class _LandedDigest:
 
 
 def _fetch_parts(
-    client: Any, bucket: str, key: str, path: Path, size: int, progress: Progress, watchdog: Watchdog
-) -> tuple[int, str]:
+    client: Any, bucket: str, key: str, path: Path, size: int, progress: Progress, watchdog: Watchdog,
+    on_head: HeadHook,
+) -> tuple[int, str]:  # fmt: skip
     """The object in parallel ranges written at their offsets; the number of ranges and the file's sha256."""
     # One range per worker: as fast on S3 as many small ranges, and a server that re-reads the whole object
     # for every range request (moto does) copies it WORKERS times instead of size / 8 MiB times (1 GB: 5 s, not 94).
@@ -162,6 +171,8 @@ def _fetch_parts(
         body = client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")["Body"]
         offset = start
         for chunk in _stream(body, watchdog, end - start + 1):
+            if offset == 0:
+                on_head(chunk)
             os.pwrite(fd, chunk, offset)
             offset += len(chunk)
             digest.landed(index, offset)
@@ -192,6 +203,7 @@ def download_object(
     *,
     expected_size: int | None = None,
     limits: TransferLimits | None = None,
+    on_head: HeadHook | None = None,
 ) -> Downloaded:
     """Download ``key`` into ``directory`` (its base name), hashing it; ranged and parallel when large.
 
@@ -202,6 +214,8 @@ def download_object(
         directory: where the file goes.
         expected_size: the size the manifest gives; another size is refused before the download starts.
         limits: the overall deadline and minimum rate (default :class:`TransferLimits`'s).
+        on_head: called once with the object's first bytes as soon as they are on disk (e.g. to read a dump's
+            header while the rest still downloads); never when no byte arrives.
 
     Raises:
         CheckFailed: the key cannot name a file, or storage holds another size than ``expected_size``.
@@ -217,14 +231,15 @@ def download_object(
     if expected_size is not None and size != expected_size:
         raise CheckFailed(f"{key}: storage holds {size} bytes but its manifest says {expected_size}; not downloaded")
     progress = Progress(f"downloading {key}", size)
+    head = on_head or (lambda _: None)
     watchdog = Watchdog(f"s3://{bucket}/{key}: download", size, limits or TransferLimits())
     try:
         with watchdog, storage_errors(client, where):
             if size >= PARALLEL_THRESHOLD:
-                parts, sha256 = _fetch_parts(client, bucket, key, path, size, progress, watchdog)
+                parts, sha256 = _fetch_parts(client, bucket, key, path, size, progress, watchdog, head)
             else:
                 parts = 1
-                sha256 = _fetch_whole(client, bucket, key, path, progress, watchdog)
+                sha256 = _fetch_whole(client, bucket, key, path, progress, watchdog, head)
     except OSError as exc:
         watchdog.check()
         if exc.errno in _DISK_FULL:

@@ -86,6 +86,21 @@ class _FirstRangeShort:
 
 
 @pytest.mark.usefixtures("small_parts")
+@pytest.mark.parametrize("size", [300_000, 3 * 1024 * 1024], ids=["whole", "parallel"])
+def test_the_first_bytes_are_handed_over_once_as_soon_as_they_land(
+    bucket: tuple[Any, str], tmp_path: Path, size: int
+) -> None:
+    client, name = bucket
+    data = os.urandom(size)
+    client.put_object(Bucket=name, Key=KEY, Body=data)
+    heads: list[bytes] = []
+    download_object(client, name, KEY, tmp_path, on_head=heads.append)
+    assert len(heads) == 1
+    assert len(heads[0]) >= 4096
+    assert data.startswith(heads[0])
+
+
+@pytest.mark.usefixtures("small_parts")
 def test_a_range_that_comes_back_short_fails_the_download_and_the_hash_stops_waiting(
     bucket: tuple[Any, str], tmp_path: Path
 ) -> None:
