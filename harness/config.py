@@ -85,6 +85,11 @@ class ServiceSettings(_Section):
         "scripts/images)",
     )
     redis_image: str = Field(default="codeblack-drills/redis:7", description="the Redis image under Docker")
+    s3_image: str = Field(
+        default="codeblack-drills/s3",
+        description="the S3 server image under Docker (moto, built by scripts/images s3); without it, or with a "
+        "remote engine, the S3 endpoint is a local moto",
+    )
 
 
 class StagingSettings(_Section):
