@@ -103,6 +103,15 @@ def docker_provider_fixture(drill_config: DrillConfig) -> Iterator[Provider]:
     assert {name for name in volumes_and_networks() - before if f"-{run_id()}-" in name} == set()
 
 
+@pytest.fixture(name="either_provider", params=["local", pytest.param("docker", marks=needs_docker)])
+def either_provider_fixture(request: pytest.FixtureRequest) -> Provider:
+    """The session's local provider, then the docker one: a test taking it shows both behave the same.
+
+    The docker one is skipped with the reason :data:`NOT_READY` gives (no engine, images not built).
+    """
+    return request.getfixturevalue("provider" if request.param == "local" else "docker_provider")  # type: ignore[no-any-return]
+
+
 #: A TCP connection to the Debian mirror the images were built from (deb.debian.org's address, no DNS needed).
 CALL_OUT = "timeout 5 bash -c 'exec 3<>/dev/tcp/151.101.2.132/80'"
 
