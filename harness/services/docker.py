@@ -168,8 +168,12 @@ def _need_image(image: str) -> None:
 
 
 def start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: Callable[[DockerContainer], bool],
-           timeout: float) -> DockerContainer:  # fmt: skip
+          timeout: float, *, memory_limit: int | None = None, **options: Any) -> DockerContainer:  # fmt: skip
     """Build the container from ``recipe``, label it with the run id, start it and wait until ``ready``.
+
+    ``options`` are the engine's ``containers.run`` arguments (``shm_size``...), given here and not by the recipe:
+    testcontainers' ``with_kwargs`` replaces what an earlier call gave. ``memory_limit`` (bytes) caps the
+    container's memory, swap included (else the engine allows as much swap again).
 
     A failure (no engine any more, a missing image, a server that exited or never became ready) is one line
     quoting the container's last log line, and leaves nothing running.
@@ -183,9 +187,10 @@ def start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: C
     try:
         _need_image(image)
         network = _own_network() if local_engine() else None
+        memory = {} if memory_limit is None else {"mem_limit": memory_limit, "memswap_limit": memory_limit}
         container = recipe().with_kwargs(
             labels={RUN_LABEL: run_id()}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-            **({"network": network} if network else {}),
+            **({"network": network} if network else {}), **memory, **options,
         )  # fmt: skip
         container.start()
         started = container
@@ -193,6 +198,9 @@ def start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: C
         def probe() -> bool:
             started.get_wrapped_container().reload()
             if started.get_wrapped_container().status not in ("created", "running"):
+                if memory_limit is not None and started.get_wrapped_container().attrs["State"].get("OOMKilled"):
+                    raise ServiceError(f"it ran out of memory within its limit of {memory_limit // 2**20} MB (the "
+                                       f"kernel ended it): {_last_log(started)}")  # fmt: skip
                 raise ServiceError(f"it exited: {_last_log(started)}")
             return ready(started)
 
@@ -331,11 +339,13 @@ class ContainerPostgres(PostgresServer):
     @classmethod
     def create(
         cls, name: str, *, image: str, settings: Mapping[str, str] | None = None, files: Path | None = None,
-        timeout: float = 60.0,
+        memory_limit: int | None = None, timeout: float = 60.0,
     ) -> ContainerPostgres:  # fmt: skip
         """Start a container, give ``postgres`` and the owner role their passwords, and wait until it answers.
 
         ``files``: a directory the server's tools will read (the dump's), mounted read-only at the same path.
+        ``memory_limit`` (bytes): the container's memory, its ``/dev/shm`` and the tools it runs included; a
+        restore that needs more (a crafted dump, or ``pg_restore -j`` beyond the machine) ends there.
 
         Raises:
             ServiceError: the image is not built, the engine refused, or the server did not become ready.
@@ -347,13 +357,14 @@ class ContainerPostgres(PostgresServer):
             argv += ["-c", f"{key}={value}"]
 
         def recipe() -> DockerContainer:
-            # Parallel index builds during pg_restore use shared memory; Docker's default /dev/shm is 64 MB.
-            made = publish(DockerContainer(image).with_command(argv).with_kwargs(shm_size="1g"), 5432)
+            made = publish(DockerContainer(image).with_command(argv), 5432)
             return made if files is None else made.with_volume_mapping(str(files), str(files), "ro")
 
         passwords = {role: register_secret(secrets.token_urlsafe(24)) for role in ("postgres", OWNER_ROLE)}
         setup = _password_sql(passwords).encode()
-        container = start(f"PostgreSQL {name}", image, recipe, lambda made: _psql(made, setup), timeout)
+        # Parallel index builds during pg_restore use shared memory; Docker's default /dev/shm is 64 MB.
+        container = start(f"PostgreSQL {name}", image, recipe, lambda made: _psql(made, setup), timeout,
+                          memory_limit=memory_limit, shm_size="1g")  # fmt: skip
         try:
             tools = label_dir(f"pgtools-{name}")
             binaries = ContainerBinaries(tools, f"{image} container", container_id=container.get_container_id())
@@ -464,14 +475,12 @@ class ContainerRedis(RedisServer):
         def recipe() -> DockerContainer:
             made = publish(DockerContainer(image).with_command(["/etc/redis/drill.conf"]), 6379)
             made.with_copy_into_container(conf.encode(), "/etc/redis/drill.conf")
-            if memory_limit is not None:
-                made.with_kwargs(mem_limit=memory_limit)
             return made if rdb_file is None else made.with_copy_into_container(rdb_file, "/data/dump.rdb")
 
         def ready(made: DockerContainer) -> bool:
             return cls(name, *address(made, 6379), made, password=password).answers()
 
-        container = start(f"Redis {name}", image, recipe, ready, timeout)
+        container = start(f"Redis {name}", image, recipe, ready, timeout, memory_limit=memory_limit)
         server = cls(name, *address(container, 6379), container, password=password)
         log.info("Redis %s ready in container %s on %s:%d", name, image, server.host, server.port)
         return server

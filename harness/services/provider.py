@@ -161,14 +161,15 @@ class Provider:
 
         ``binaries`` choose another installation than the session's (a staging copy runs the dump's major): an
         image's runs in a container under every provider. ``files``: a directory the server's own tools read
-        (the dump's), which a container mounts read-only.
+        (the dump's), which a container mounts read-only. A container gets ``services.postgres_memory_mb``.
         """
         binaries = binaries or self.binaries
-        if isinstance(binaries, ImageBinaries):
-            return ContainerPostgres.create(name, image=binaries.image, settings=settings, files=files)
-        if self.kind == "docker" and throwaway:
-            return ContainerPostgres.create(name, image=self.image_for(int(binaries.major)), settings=settings,
-                                            files=files)  # fmt: skip
+        image = binaries.image if isinstance(binaries, ImageBinaries) else ""
+        if not image and self.kind == "docker" and throwaway:
+            image = self.image_for(int(binaries.major))
+        if image:
+            return ContainerPostgres.create(name, image=image, settings=settings, files=files,
+                                            memory_limit=self.settings.postgres_memory_mb * 2**20)  # fmt: skip
         return LocalPostgres.create(name, settings=settings, binaries=binaries, throwaway=throwaway)
 
     def restored_postgres(

@@ -168,6 +168,9 @@ def test_a_postgres_container_admits_only_passwords_and_restores_as_a_role_witho
         assert _host_account_of(attrs) is None
         assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
         assert attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
+        limit = ServiceSettings().postgres_memory_mb * 2**20  # the default: 4 GB, swap included
+        assert (attrs["HostConfig"]["Memory"], attrs["HostConfig"]["MemorySwap"]) == (limit, limit)
+        assert attrs["HostConfig"]["ShmSize"] == 2**30  # pg_restore -j's parallel index builds (Docker's: 64 MB)
         # Nothing published: the harness reaches it on an internal network of its own, from which nothing gets
         # out (a crafted dump cannot call anywhere), where a container on Docker's default network does.
         assert attrs["HostConfig"]["PortBindings"] in ({}, None)
@@ -211,10 +214,31 @@ def test_a_redis_container_needs_its_password_and_loads_an_rdb(
         saved.container.copy_from_container("/data/dump.rdb", tmp_path / "dump.rdb")
         restored = docker_provider.redis("ct-restored", rdb_file=tmp_path / "dump.rdb", memory_limit=256 * 2**20)
         stack.callback(restored.stop)
+        assert isinstance(restored, ContainerRedis)
+        limits = _inspect(restored.container)["HostConfig"]
+        assert (limits["Memory"], limits["MemorySwap"]) == (256 * 2**20, 256 * 2**20)
         with restored.client() as client:
             assert client.dbsize() == 25
     # The image is the engine's own (checked before the start): the log says nothing of pulling it.
     assert "Pulling image" not in caplog.text
+
+
+@needs_docker
+def test_a_postgres_containers_memory_is_services_postgres_memory_mb(drill_config: DrillConfig) -> None:
+    settings = drill_config.services.model_copy(update={"provider": "docker", "postgres_memory_mb": 320})
+    server = Provider.from_settings(settings).postgres(f"mem{uuid.uuid4().hex[:4]}")
+    try:
+        assert isinstance(server, ContainerPostgres)
+        limits = _inspect(server.container)["HostConfig"]
+        assert (limits["Memory"], limits["MemorySwap"]) == (320 * 2**20, 320 * 2**20)
+        # The limit is the kernel's: the container's cgroup reports it to what runs inside.
+        inside = server.container.exec(["cat", "/sys/fs/cgroup/memory.max"])
+        if inside.exit_code != 0:  # cgroup v1
+            inside = server.container.exec(["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
+        assert inside.output.decode().strip() == str(320 * 2**20)
+    finally:
+        server.stop()
+    assert labelled() == []
 
 
 @needs_docker
