@@ -109,21 +109,25 @@ def prove_live(server: Any, dbname: str, canary: Path) -> None:
     canary.unlink()
 
 
-def written(server: PostgresServer, canary: Path) -> bool:
-    """Whether the payload wrote ``canary`` where ``server`` runs: on this machine, or in its container."""
+def canary_text(server: PostgresServer, canary: Path) -> str | None:
+    """What the payload wrote to ``canary`` where ``server`` runs (this machine, or its container); None: nothing."""
     if isinstance(server, ContainerPostgres):
-        return bool(server.container.exec(["test", "-e", str(canary)]).exit_code == 0)
-    return canary.exists()
+        done = server.container.exec(["cat", str(canary)])
+        return done.output.decode(errors="replace") if done.exit_code == 0 else None
+    return canary.read_text() if canary.exists() else None
 
 
 def prove_live_on_staging(server: PostgresServer, dbname: str, canary: Path) -> None:
     """The control on staging itself, afterwards: its superuser runs the payload, which writes the canary there.
 
-    So only the restore role's lack of power kept it from running, locally and in a container alike.
+    So only the restore role's lack of power kept it from running, locally and in a container alike; and what it
+    wrote, the staging server's environment, holds no secret of the harness.
     """
     with server.connect(dbname) as conn:
         conn.execute("SELECT public.pwn(1)")
-    assert written(server, canary), f"control: the payload did not run on {server.provider} staging as superuser"
+    environment = canary_text(server, canary)
+    assert environment is not None, f"control: the payload did not run on {server.provider} staging as superuser"
+    assert PLANTED not in environment, "staging inherited the harness's environment"
 
 
 def test_a_dump_that_runs_commands_through_an_index_and_a_view_restores_without_running_them(
@@ -145,7 +149,7 @@ def test_a_dump_that_runs_commands_through_an_index_and_a_view_restores_without_
         check_amcheck(staging.postgres, staging.dbname)  # evaluates the index expression again
         assert owner == (False,)
         assert not canary.exists(), canary.read_text()
-        assert not written(staging.postgres, canary)
+        assert canary_text(staging.postgres, canary) is None
         prove_live_on_staging(staging.postgres, staging.dbname, canary)
     finally:
         staging.stop()
@@ -228,7 +232,7 @@ def test_a_dump_that_repoints_the_search_path_runs_nothing_as_superuser(
             "search_path=public, pg_catalog" in caplog.messages  # fmt: skip
         check_amcheck(staging.postgres, staging.dbname)  # its index check runs set_path again: only as the owner
         assert not canary.exists(), canary.read_text()
-        assert not written(staging.postgres, canary)
+        assert canary_text(staging.postgres, canary) is None
         prove_live_on_staging(staging.postgres, staging.dbname, canary)
     finally:
         staging.stop()
