@@ -10,6 +10,7 @@ no engine answers or the images are not built, these tests are skipped with the 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -295,6 +296,26 @@ def test_an_s3_container_that_never_answers_is_one_line_and_leaves_nothing(docke
     assert str(failure.value) == (
         "S3 container from codeblack-drills/redis:7 did not start: S3 in its container was not ready after 3 s"
     )
+
+
+def test_the_s3_images_wheels_are_the_locked_closure_of_the_moto_the_local_provider_runs() -> None:
+    """No engine needed: what scripts/images installs in the s3 image, read from uv.lock for bookworm's Python."""
+    lines = subprocess.run([sys.executable, "images/s3/requirements.py", "uv.lock"], capture_output=True, text=True,
+                           timeout=60, cwd=ROOT, check=True).stdout.splitlines()  # fmt: skip
+    pins = dict(line.split(" ", 1)[0].split("==") for line in lines)
+    assert pins["moto"] == importlib.metadata.version("moto")
+    assert {"flask", "werkzeug", "boto3", "cryptography", "pyyaml"} <= pins.keys()  # moto[server]'s and moto's own
+    assert pins["networkx"] == "3.6.1"  # locked twice, by Python range: the image's 3.11 takes this one
+    assert all(" --hash=sha256:" in line for line in lines)  # scripts/images installs with --require-hashes
+
+
+@needs_docker
+def test_a_built_image_is_kept_while_its_recipe_is_unchanged() -> None:
+    """The recipe hash is deterministic: a second run builds nothing (scripts/test has made the first already)."""
+    for _ in range(2):
+        result = subprocess.run(["bash", "scripts/images", "s3"], capture_output=True, text=True, timeout=600,
+                                cwd=ROOT, check=False)  # fmt: skip
+    assert (result.returncode, result.stderr.splitlines()) == (0, ["images: codeblack-drills/s3 is up to date"])
 
 
 def test_with_a_remote_engine_s3_stays_a_local_moto(monkeypatch: pytest.MonkeyPatch) -> None:
