@@ -122,24 +122,27 @@ def expired_kept(days: float) -> Mutation:
     return mutate
 
 
+def _day_before_newest(catalogue: Catalogue, days_ago: int) -> list[BackupObject]:
+    """The objects taken ``days_ago`` world days before the newest (the world's days start at its newest copy)."""
+    taken = sorted({obj.taken_at for obj in catalogue.objects}, reverse=True)
+    return [obj for obj in catalogue.objects if obj.taken_at == taken[days_ago]]
+
+
 def missing_snapshot_day(days_ago: int) -> Mutation:
-    """Delete the daily base backup taken ``days_ago`` days before now (1 = yesterday's)."""
+    """Delete the daily base backup taken ``days_ago`` days before the newest one (1 = the day before it)."""
 
     def mutate(ctx: VariantContext) -> None:
-        day = (ctx.world.now - timedelta(days=days_ago)).date()
         daily = _catalogue(ctx, ctx.world.config.storage.base_daily_prefix, BASE_ARCHIVE)
-        _delete(ctx, [obj for obj in daily.objects if obj.taken_at.date() == day], folder=True)
+        _delete(ctx, _day_before_newest(daily, days_ago), folder=True)
 
     return mutate
 
 
 def no_redis_copy_yesterday() -> Mutation:
-    """Delete yesterday's Redis RDB copy and its manifest."""
+    """Delete the Redis RDB copy taken the day before the newest one, and its manifest."""
 
     def mutate(ctx: VariantContext) -> None:
-        day = (ctx.world.now - timedelta(days=1)).date()
-        copies = _catalogue(ctx, ctx.world.config.storage.redis_prefix)
-        _delete(ctx, [obj for obj in copies.objects if obj.taken_at.date() == day])
+        _delete(ctx, _day_before_newest(_catalogue(ctx, ctx.world.config.storage.redis_prefix), 1))
 
     return mutate
 
