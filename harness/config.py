@@ -555,6 +555,11 @@ class DrillConfig(_Section):
         """Whether the file lists databases in ``[[databases]]`` (their measures and checks are then named)."""
         return bool(self.databases)
 
+    @property
+    def database_label(self) -> str:
+        """How records and measures name ``[database]``: its name among several ``[[databases]]``, else ``""``."""
+        return self.database.name if self.databases else ""
+
     def database_names(self) -> list[str]:
         """The databases the drill restores, in the file's order (``[database] name`` alone without a list)."""
         return [entry.name for entry in self.databases] or [self.database.name]
