@@ -191,6 +191,29 @@ def test_data_older_than_one_databases_own_rpo_is_no_go_naming_that_database(
     assert items[f"RPO {catalog}"]["todo"].startswith("increase pg_dump frequency")
 
 
+def test_a_database_without_backups_fails_its_own_scenarios_and_the_verdict(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog)[:1])  # the catalog's backup job never ran
+    done = _drill(tmp_path, shop, {**world["sections"], "databases": _entries(orders, catalog)})
+    [record] = done.records()
+    assert record["verdict"]["decision"] == "NO-GO"
+    statuses = _statuses(record)
+    restores = "The newest logical backup restores into isolated staging"
+    assert statuses[f"{restores} (database {orders})"] == "passed"
+    assert statuses[f"{ROW_COUNTS} (database {orders})"] == "passed"
+    failed = {c["scenario"]: c["message"] for c in record["checks"] if c["status"] == "failed"}
+    assert failed[f"{restores} (database {catalog})"] == (
+        f"no backups under s3://{world['bucket']}/postgres/logical/{catalog}/"
+    ), failed
+    cut_over = failed["Cut-over to production is decided only after staging verification"]
+    assert cut_over.endswith(f"; RPO {catalog} was not measured"), cut_over
+    assert any(f"(database {catalog})" in reason for reason in record["verdict"]["reasons"])
+    assert not any(f"(database {orders})" in reason for reason in record["verdict"]["reasons"])
+    assert record["database_rows"] == {orders: {"customers": 30, "orders": 120}}
+
+
 @pytest.mark.parametrize(
     ("listed", "expected"),
     [
