@@ -120,6 +120,8 @@ def test_two_databases_of_different_schemas_reach_go_in_one_drill(tmp_path: Path
         catalog: {"catalog.products": 50, "price_changes": 200},
     }
     assert record["restored_rows"] == record["database_rows"][orders]  # the first database's, as before
+    [markdown] = (done.reports / "drills").glob("drill-*.md")
+    assert f"- Rows restored in {catalog}: catalog.products 50, price_changes 200\n" in markdown.read_text()
     rpo = {m["name"]: m for m in record["measures"] if m["name"].startswith("RPO")}
     assert set(rpo) == {f"RPO {orders}", f"RPO {catalog}"}
     assert all(m["met"] and m["objective"] == 6 for m in rpo.values())
