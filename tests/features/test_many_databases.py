@@ -17,11 +17,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.backup.postgres import backup_postgres, dump_options
 from harness.backup.store import put_manifest
 from harness.config import PROJECT_ROOT, load_config
 from harness.deployment import Deployment
@@ -191,6 +193,28 @@ def test_data_older_than_one_databases_own_rpo_is_no_go_naming_that_database(
     items = {item["what"]: item for item in record["action_items"] if item["what"] != "manifests"}  # unsigned
     assert list(items) == [f"RPO {catalog}"]
     assert items[f"RPO {catalog}"]["todo"].startswith("increase pg_dump frequency")
+
+
+def test_the_backup_policy_judges_each_databases_dumps_under_its_own_prefix(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog)[:1])
+    config = shop["target"].config.for_database(catalog)  # the catalog's cron stopped 8 hours ago
+    pg = shop["pg"]
+    stale = backup_postgres(pg.dsn(catalog), world["client"], world["bucket"], config.storage.logical_prefix,
+                            pg_dump=pg.binaries.tool("pg_dump"), options=dump_options(config),
+                            taken_at=datetime.now(UTC) - timedelta(hours=8))  # fmt: skip
+    sections = {**world["sections"], "databases": _entries(orders, catalog)}
+    done = run_drill(tmp_path, shop["target"], "dumped", feature="features/", timeout=300,
+                     env={"CODEBLACK_SIGNING_KEY": ""}, args=("-m", "backup_policy"), **sections)  # fmt: skip
+    [record] = done.records()
+    cadence = "PostgreSQL is dumped with pg_dump at least every 6 hours"
+    checks = {c["scenario"]: c for c in record["checks"] if c["scenario"].startswith(cadence)}
+    assert checks[f"{cadence} (database {orders})"]["status"] == "passed", checks
+    failed = checks[f"{cadence} (database {catalog})"]
+    assert failed["status"] == "failed"
+    assert stale.key in failed["message"], failed["message"]
 
 
 def test_a_database_without_backups_fails_its_own_scenarios_and_the_verdict(
