@@ -32,6 +32,7 @@ from harness.services.s3 import S3Server
 from harness.storage.catalogue import fetch_manifest, list_configured
 from sandbox.target import ENV, toml_text, write_drill_toml
 from tests.features.drill_run import DrillRun, leftovers, run_drill
+from tests.harness.test_staging_server import ADMIN_ENV, admin_dsn, existing_server
 from tests.test_cli import PROGRAM
 
 pytestmark = pytest.mark.slow
@@ -140,6 +141,34 @@ def test_two_databases_of_different_schemas_reach_go_in_one_drill(tmp_path: Path
         assert statuses[f"The restored database has no corruption (database {database})"] == "passed"
     assert statuses["Cut-over to production is decided only after staging verification"] == "passed"
     assert record["environment"]["rto.stopped_at"] == "every restored database verified ([app] enabled = false)"
+
+
+def test_on_an_existing_staging_server_each_database_gets_a_database_of_its_own(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
+    server = existing_server("shop-staging")
+    try:
+        before = _databases(server)
+        sections = {**world["sections"], "staging": {"provider": "server", "admin_dsn_env": ADMIN_ENV}}
+        done = run_drill(tmp_path, shop["target"], "", feature="features/", timeout=300, args=("-m", "restore_drill"),
+                         env={"CODEBLACK_SIGNING_KEY": "", ADMIN_ENV: admin_dsn(server)}, **sections)  # fmt: skip
+        assert done.returncode == 0, done.output[-4000:]
+        [record] = done.records()
+        assert record["verdict"]["decision"] == "GO", record["verdict"]
+        servers = {server["what"] for server in record["staging"]}
+        assert {f"staging PostgreSQL of {orders} (an existing server)",
+                f"staging PostgreSQL of {catalog} (an existing server)"} <= servers  # fmt: skip
+        assert set(record["database_rows"]) == {orders, catalog}
+        assert _databases(server) == before  # both of the run's databases dropped at the end
+    finally:
+        server.stop()
+
+
+def _databases(server: PostgresServer) -> set[str]:
+    with server.connect() as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
 
 
 def test_a_dump_short_of_a_row_in_one_database_is_no_go_naming_that_database(
