@@ -684,7 +684,7 @@ class DrillConfig(_Section):
 
 
 #: The sections that describe a deployment beyond its migrations (their absence makes a gates-only target).
-_DEPLOYMENT_PARTS = frozenset({"storage", "redis", "app", "database", "restore"})
+_DEPLOYMENT_PARTS = frozenset({"storage", "redis", "app", "database", "databases", "restore"})
 
 
 PROFILE_KEYS = {

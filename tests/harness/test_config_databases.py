@@ -33,6 +33,12 @@ def test_each_entry_is_drilled_through_a_view_with_its_own_tables_prefix_and_rpo
     )
 
 
+def test_a_list_of_databases_is_a_deployment_not_a_gates_only_target(tmp_path: Path) -> None:
+    text = "[[databases]]\nname = 'orders'\n[migrations]\nexpected_head = 'abc'\n"
+    assert not load_config(_write(tmp_path, text)).gates_only
+    assert load_config(_write(tmp_path, "[migrations]\nexpected_head = 'abc'\n")).gates_only
+
+
 def test_the_single_database_section_is_the_one_entry_case() -> None:
     config = load_config(PROJECT_ROOT / "drill.toml")
     assert not config.multiple_databases
