@@ -129,11 +129,19 @@ def backup() -> None:
     epilog=_examples(
         "DATABASE_URL=postgresql://backup@db:5432/codeblack codeblack-drills backup postgres",
         "codeblack-drills --config prod.toml backup postgres --dsn-env CODEBLACK_DB_URL",
+        "CATALOG_URL=postgresql://backup@db:5432/catalog codeblack-drills backup postgres --database catalog "
+        "--dsn-env CATALOG_URL",
     ),
 )
 @click.option("--dsn-env", default="DATABASE_URL", show_default=True, help="Variable holding the database DSN.")
+@click.option(
+    "--database",
+    "database",
+    default="",
+    help="The [[databases]] entry to back up (its tables and backup_prefix); needed when drill.toml lists several.",
+)
 @click.pass_context
-def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
+def backup_postgres_command(ctx: click.Context, dsn_env: str, database: str) -> None:
     """Stream a compressed pg_dump (custom format) to storage with its manifest.
 
     The manifest's row counts are read in the same snapshot as the dump. Memory stays flat: the dump goes
@@ -141,6 +149,12 @@ def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
     else from the installed PostgreSQL of the server's major version (PostgreSQL 13 to 18), else the newest.
     """
     config = _config(ctx)
+    if not database and len(config.databases) > 1:
+        raise ConfigError(
+            f"{config.source}: [[databases]] lists {', '.join(config.database_names())}: name the one to back up "
+            "with --database"
+        )
+    config = config.for_database(database)
     dsn = _from_env(dsn_env, "--dsn-env")
     signer = signer_from_config(config)
     pg_dump = dump_binaries(dsn, config.services.postgres_bin_dir).tool("pg_dump")

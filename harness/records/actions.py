@@ -51,7 +51,10 @@ CONSEQUENCE = "NO-GO: "
 
 
 def _measure_item(measure: Measure, phases: dict[str, float]) -> ActionItem:
-    todo = MEASURE_ADVICE.get(measure.name.lower(), f"bring {measure.name} back within its objective")
+    name = measure.name.lower()  # a database's "RPO orders" takes the RPO's advice
+    todo = MEASURE_ADVICE.get(name) or MEASURE_ADVICE.get(
+        name.split()[0], f"bring {measure.name} back within its objective"
+    )
     if measure.name.lower() == "rto" and phases:
         slowest, seconds = max(phases.items(), key=lambda item: item[1])
         todo += f" ({slowest} took {format_number(seconds)} s)"

@@ -339,6 +339,18 @@ def test_trend_chart_labels_a_missed_objective_in_red(tmp_path: Path) -> None:
     assert (labels["2.00"], labels["7.50"]) == ("#000", "#d62728")
 
 
+def test_trend_chart_of_several_databases_draws_the_rpo_nearest_its_objective(tmp_path: Path) -> None:
+    record = make_record(0).model_copy(update={
+        "measures": [measure("RPO orders", 5.0, 6, "h"), measure("RPO catalog", 4.0, 3, "h"),
+                     measure("RTO", 9, 60, "min")],
+        "database_rows": {"orders": {"orders": 1}, "catalog": {"products": 1}},
+    })  # fmt: skip
+    path = plot_trend([make_record(1), record], tmp_path / "trend.svg")
+    labels = {node.text: node.get("fill") for node in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text")}
+    assert labels["4.00"] == "#d62728"  # the catalog's, beyond its own 3 h
+    assert "5.00" not in labels
+
+
 def test_environment_properties_escape_keys_and_keep_values(tmp_path: Path) -> None:
     path = write_environment(tmp_path, {"backup key": "postgres/logical/a=b.dump", "target": "sandbox"})
     assert path.read_text() == "backup\\ key=postgres/logical/a=b.dump\ntarget=sandbox\n"
