@@ -1,17 +1,20 @@
-"""The Redis copy against a real throwaway Redis and S3."""
+"""The Redis copy against a real throwaway Redis and S3: its key count and the sample of its keys."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from harness.backup.redis import backup_redis
 from harness.errors import HarnessError
-from harness.services.redis import RedisServer
+from harness.integrity import compare_keyspace, observe_keyspace
+from harness.services.redis import LocalRedis, RedisServer
 from harness.services.s3 import MotoS3
 
 
@@ -61,3 +64,76 @@ def test_the_key_count_is_the_files_not_the_live_servers(redis_server: RedisServ
         assert rd.dbsize() == 11
     copy = backup_redis(redis_server.url, client, name, "redis/rdb/", bgsave=False)
     assert copy.keys == 10
+
+
+def _every_type(rd: redis.Redis) -> None:
+    """Keys of every sampled type, a binary value, a key that expires and one in another database."""
+    rd.flushall()
+    rd.set("session:42", "user-7")
+    rd.set("blob", bytes(range(256)))
+    rd.hset("config:cache", mapping={"b": "2", "a": "1"})
+    rd.sadd("blacklist", "device-1", "device-2")
+    rd.zadd("offenders", {"203.0.113.1": 3.25, "203.0.113.2": 1e-7})
+    rd.rpush("audit", "first", "second")
+    rd.xadd("events", {"event": "sync", "at": "now"})
+    rd.set("ratelimit:203.0.113.9", 5, ex=3600)
+    rd.select(1)  # type: ignore[no-untyped-call]
+    rd.set("other-db", "1")
+
+
+def test_the_copy_s_manifest_samples_every_type_but_keys_that_expire(
+    redis_server: RedisServer, bucket: tuple[Any, str], tmp_path: Path
+) -> None:
+    """The sample is read from the copy; restored from the copy, the same keys compare equal."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        _every_type(rd)
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    with redis_server.client() as rd:
+        rd.set("session:42", "changed after the save")  # the live server moves on; the copy does not
+    sample = copy.sample
+    assert sample is not None
+    assert sample.persistent == {"string": 3, "hash": 1, "set": 1, "zset": 1, "list": 1, "stream": 1}
+    assert sample.expiring == {"string": 1}
+    assert sorted((k.db, k.key, k.type) for k in sample.keys) == [
+        (0, "audit", "list"), (0, "blacklist", "set"), (0, "blob", "string"), (0, "config:cache", "hash"),
+        (0, "events", "stream"), (0, "offenders", "zset"), (0, "session:42", "string"), (1, "other-db", "string"),
+    ]  # fmt: skip
+    rdb = tmp_path / "copy.rdb"
+    rdb.write_bytes(client.get_object(Bucket=name, Key=copy.key)["Body"].read())
+    restored = LocalRedis.create("sample-check", rdb_file=rdb)
+    try:
+        comparison = compare_keyspace(copy, observe_keyspace(restored, sample))
+    finally:
+        restored.stop()
+    comparison.check()
+    assert comparison.evidence["keys sampled"] == comparison.evidence["sampled keys matched"] == 8
+    assert comparison.basis.startswith("8 of 8 sampled keys matched type, size and value digest")
+    assert "user-7" not in repr(comparison.evidence), "values never reach the evidence"
+
+
+def test_sampling_can_be_turned_off(redis_server: RedisServer, bucket: tuple[Any, str]) -> None:
+    client, name = bucket
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.set("one", "1")
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_keys=0)
+    assert (copy.keys, copy.sample) == (1, None)
+
+
+def test_the_sample_is_capped_spread_and_the_same_for_the_same_copy(
+    redis_server: RedisServer, bucket: tuple[Any, str]
+) -> None:
+    client, name = bucket
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.mset({f"order:{i:04d}": str(i) for i in range(300)})
+    first = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_keys=16)
+    second = backup_redis(redis_server.url, client, name, "redis/rdb/", bgsave=False, sample_keys=16)
+    assert first.sample is not None
+    assert second.sample is not None
+    assert first.sample.keys == second.sample.keys
+    picked = sorted(int(k.key.split(":")[1]) for k in first.sample.keys)
+    assert len(picked) == 16
+    assert picked[0] < 100, "spread over the key space, not the first keys SCAN meets"
+    assert picked[-1] > 200

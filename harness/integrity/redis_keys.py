@@ -1,0 +1,343 @@
+"""A Redis copy's keys: what the copy held (taken at backup time) and whether the restored Redis holds the same.
+
+A key count alone passes a copy in which one key was renamed, retyped or overwritten. So ``backup redis``
+loads its own copy into a throwaway Redis (:func:`survey_keyspace`; the live server keeps changing after its
+save, the copy does not) and records in the copy's signed manifest the keys per type, with and without an
+expiry, and a sample of keys without one: key, type, size and a digest of the value. After the restore the
+drill reads the same from the restored Redis (:func:`observe_keyspace`, right after loading, before the app can
+write to it) and :func:`compare_keyspace` holds the two against each other.
+
+What is exact and what cannot be:
+
+- Keys without an expiry cannot vanish by themselves, so their counts per type must match exactly, and each
+  sampled one must exist, without an expiry, with the same type, size and digest.
+- Keys with an expiry may expire between the copy and the restore (their expiry is absolute in the RDB): they
+  are never sampled, and after the restore each type may hold fewer of them than the copy, never more.
+
+The digest is sha256 over a canonical, type-aware rendering (:func:`value_digest`): a string's bytes; a hash's
+fields and values sorted by field; a set's members sorted; a sorted set's members in score order with their
+scores as Python renders the double (the shortest form that reads back the same, whatever format the server
+used); a list in order; a stream's entries (ID, fields and values as stored; consumer groups are not part of
+it). Each part is length-prefixed, so ``["ab", "c"]`` and ``["a", "bc"]`` differ. ``DEBUG DIGEST-VALUE`` was
+not used: the throwaway Redis that loads an untrusted copy runs with ``enable-debug-command no`` (DEBUG can
+crash or reconfigure the server), and its output is the server's own, not promised stable across versions.
+
+The sample is deterministic and spread over the key space: of the eligible keys (no expiry, a name that is
+UTF-8 of at most :data:`MAX_SAMPLED_KEY` characters, a size of at most :data:`MAX_SAMPLED_SIZE` bytes or
+elements) the ones whose ``sha256(db, key)`` is smallest, so the same copy always gives the same sample and
+no key prefix crowds out the others. Hash fields with their own expiry (Redis 7.4+) are not known to it.
+
+Values never leave this module: records and evidence carry counts, and failure messages name a key (escaped
+and cut, :func:`harness.storage.manifest.shown_key`), never its value. The digests sit in the manifest beside
+the copy, which holds the values themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from harness.errors import CheckFailed
+from harness.services.redis import RedisServer
+from harness.storage.manifest import (
+    MAX_SAMPLED_KEY,
+    MAX_SAMPLED_SIZE,
+    BackupManifest,
+    KeyspaceSample,
+    SampledKey,
+    shown_key,
+)
+
+__all__ = [
+    "KeyComparison",
+    "RestoredKeyspace",
+    "compare_keyspace",
+    "observe_keyspace",
+    "survey_keyspace",
+    "value_digest",
+]
+
+_SIZE = {"string": "STRLEN", "list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN", "stream": "XLEN"}
+_BATCH = 1000
+
+
+def _call(client: redis.Redis, *args: str | bytes | int) -> Any:
+    """A command's reply as the server sent it (the client has no response callbacks: :func:`_client`)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def _pairs(flat: list[bytes]) -> list[tuple[bytes, bytes]]:
+    return list(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _parts(client: redis.Redis, key: bytes, kind: str) -> Iterator[bytes]:
+    """The value of ``key`` as the canonical rendering's parts (see the module docstring)."""
+    if kind == "string":
+        yield _call(client, "GET", key) or b""
+    elif kind == "list":
+        yield from _call(client, "LRANGE", key, 0, -1)
+    elif kind == "set":
+        yield from sorted(_call(client, "SMEMBERS", key))
+    elif kind == "zset":
+        for member, score in _pairs(_call(client, "ZRANGE", key, 0, -1, "WITHSCORES")):
+            yield from (member, repr(float(score)).encode())
+    elif kind == "hash":
+        for name, value in sorted(_pairs(_call(client, "HGETALL", key))):
+            yield from (name, value)
+    elif kind == "stream":
+        for entry_id, fields in _call(client, "XRANGE", key, "-", "+"):
+            yield from (entry_id, str(len(fields)).encode(), *fields)
+    else:
+        raise ValueError(f"no canonical rendering of Redis type {kind!r}")
+
+
+def value_digest(client: redis.Redis, key: bytes, kind: str) -> str:
+    """sha256 of the canonical rendering of ``key``'s value, a key of type ``kind`` (``client``: :func:`_client`)."""
+    digest = hashlib.sha256(kind.encode() + b"\0")
+    for part in _parts(client, key, kind):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
+def _client(server: RedisServer, db: int) -> redis.Redis:
+    """A client of ``db`` that returns replies as the server sent them in RESP 2.
+
+    redis-py's callbacks (and RESP 3 maps) would turn a stream entry's fields into a dict, losing a field that
+    repeats, and give other types other shapes than the flat arrays :func:`_parts` renders.
+    """
+    client = server.client(db, protocol=2)
+    client.response_callbacks.clear()
+    return client
+
+
+def _databases(server: RedisServer) -> list[int]:
+    with server.client() as client:
+        keyspace: dict[str, Any] = client.info("keyspace")
+    return sorted(int(name[2:]) for name in keyspace if name.startswith("db"))
+
+
+def _scan(client: redis.Redis) -> Iterator[tuple[bytes, str, bool]]:
+    """Every key of the client's database with its type and whether it has an expiry."""
+    cursor = b"0"
+    while True:
+        cursor, batch = _call(client, "SCAN", cursor, "COUNT", _BATCH)
+        if batch:
+            with client.pipeline(transaction=False) as pipe:
+                for key in batch:
+                    pipe.execute_command("TYPE", key)  # type: ignore[no-untyped-call]
+                    pipe.execute_command("PTTL", key)  # type: ignore[no-untyped-call]
+                replies = pipe.execute()
+            for index, key in enumerate(batch):
+                kind, ttl = replies[2 * index].decode(), int(replies[2 * index + 1])
+                if kind != "none":  # expired between SCAN and TYPE
+                    yield key, kind, ttl >= 0
+        if int(cursor) == 0:
+            return
+
+
+def _size(client: redis.Redis, key: bytes, kind: str) -> int:
+    return int(_call(client, _SIZE[kind], key))
+
+
+def _rank(db: int, key: bytes) -> bytes:
+    return hashlib.sha256(f"{db}\0".encode() + key).digest()
+
+
+def survey_keyspace(server: RedisServer, cap: int) -> KeyspaceSample:
+    """What the Redis at ``server`` holds (a throwaway loaded from the copy): counts per type and ``cap`` sampled keys.
+
+    Raises:
+        redis.RedisError: the server stopped answering.
+    """
+    persistent: Counter[str] = Counter()
+    expiring: Counter[str] = Counter()
+    ranked: list[tuple[bytes, int, bytes, str]] = []  # a max-heap (by negated rank) of the best 2 * cap candidates
+    for db in _databases(server):
+        with _client(server, db) as client:
+            for key, kind, expires in _scan(client):
+                (expiring if expires else persistent)[kind] += 1
+                if expires or kind not in _SIZE or len(key) > 4 * MAX_SAMPLED_KEY or cap == 0:
+                    continue
+                rank = bytes(255 - b for b in _rank(db, key))
+                entry = (rank, db, key, kind)
+                if len(ranked) < 2 * cap:
+                    heapq.heappush(ranked, entry)
+                elif entry > ranked[0]:
+                    heapq.heapreplace(ranked, entry)
+    sampled: list[SampledKey] = []
+    for _, db, key, kind in sorted(ranked, reverse=True):
+        if len(sampled) == cap:
+            break
+        try:
+            name = key.decode()
+        except UnicodeDecodeError:
+            continue
+        with _client(server, db) as client:
+            size = _size(client, key, kind)
+            if len(name) > MAX_SAMPLED_KEY or size > MAX_SAMPLED_SIZE:
+                continue
+            sampled.append(SampledKey(db=db, key=name, type=kind, size=size,  # type: ignore[arg-type]
+                                      digest=value_digest(client, key, kind)))  # fmt: skip
+    return KeyspaceSample(persistent=dict(persistent), expiring=dict(expiring), keys=sampled)
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One sampled key as the restored Redis holds it (``None``: not read, an earlier property differed)."""
+
+    type: str
+    expires: bool = False
+    size: int | None = None
+    digest: str | None = None
+
+
+@dataclass
+class RestoredKeyspace:
+    """What the restored Redis held right after loading: keys in all, per type, and each sampled key."""
+
+    total: int
+    persistent: dict[str, int]
+    expiring: dict[str, int]
+    sampled: list[_Seen] = field(default_factory=list)
+
+
+def _seen(client: redis.Redis, entry: SampledKey) -> _Seen:
+    key = entry.key.encode()
+    kind = _call(client, "TYPE", key).decode()
+    if kind != entry.type:
+        return _Seen(kind)
+    if int(_call(client, "PTTL", key)) >= 0:
+        return _Seen(kind, expires=True)
+    size = _size(client, key, kind)
+    if size != entry.size:  # only a key of the sampled (capped) size is read whole
+        return _Seen(kind, size=size)
+    return _Seen(kind, size=size, digest=value_digest(client, key, kind))
+
+
+def observe_keyspace(server: RedisServer, sample: KeyspaceSample | None) -> RestoredKeyspace:
+    """Read the restored Redis: its keys (per type, with and without expiry when a sample asks) and sampled keys.
+
+    Call it right after the restore: whatever writes to the server afterwards (the app) is not the copy's.
+
+    Raises:
+        redis.RedisError: the server stopped answering.
+    """
+    persistent: Counter[str] = Counter()
+    expiring: Counter[str] = Counter()
+    total = 0
+    databases = _databases(server)
+    wanted = {entry.db for entry in sample.keys} if sample is not None else set()
+    by_db: dict[int, list[SampledKey]] = {}
+    seen: dict[tuple[int, str], _Seen] = {}
+    for entry in sample.keys if sample is not None else []:
+        by_db.setdefault(entry.db, []).append(entry)
+    for db in databases:
+        with _client(server, db) as client:
+            if sample is None:
+                total += int(_call(client, "DBSIZE"))
+                continue
+            for _, kind, expires in _scan(client):
+                (expiring if expires else persistent)[kind] += 1
+                total += 1
+            seen.update({(db, entry.key): _seen(client, entry) for entry in by_db.get(db, [])})
+    # a sampled key of a database that holds no key (or does not exist here) is missing
+    for db in wanted - set(databases):
+        seen.update({(db, entry.key): _Seen("none") for entry in by_db[db]})
+    keys = sample.keys if sample is not None else []
+    return RestoredKeyspace(total, dict(persistent), dict(expiring), [seen[entry.db, entry.key] for entry in keys])
+
+
+def _key(entry: SampledKey) -> str:
+    return shown_key(entry.key, 80) + (f" (db {entry.db})" if entry.db else "")
+
+
+def _mismatch(entry: SampledKey, seen: _Seen) -> str:
+    """Why a sampled key differs after the restore ('' when it does not)."""
+    if seen.type == "none":
+        return f"key {_key(entry)} sampled in the copy's manifest is missing after restore"
+    if seen.type != entry.type:
+        return f"key {_key(entry)} is a {entry.type} in the copy's manifest but a {seen.type} after restore"
+    if seen.expires:
+        return f"key {_key(entry)} has an expiry after restore but none in the copy's manifest"
+    what = f"key {_key(entry)} ({entry.type})"
+    unit = "bytes" if entry.type == "string" else "elements"
+    if seen.size != entry.size:
+        return f"{what} holds {seen.size} {unit} after restore, {entry.size} in the copy's manifest"
+    if seen.digest != entry.digest:
+        return f"{what} holds another value after restore than the one the copy's manifest digested"
+    return ""
+
+
+def _count_mismatch(sample: KeyspaceSample, restored: RestoredKeyspace) -> str:
+    for kind in sorted(set(sample.persistent) | set(restored.persistent)):
+        want, got = sample.persistent.get(kind, 0), restored.persistent.get(kind, 0)
+        if want != got:
+            return f"restored Redis holds {got} {kind} keys without an expiry, the copy's manifest {want}"
+    for kind in sorted(set(sample.expiring) | set(restored.expiring)):
+        want, got = sample.expiring.get(kind, 0), restored.expiring.get(kind, 0)
+        if got > want:
+            return f"restored Redis holds {got} {kind} keys with an expiry, more than the {want} of the copy's manifest"
+    return ""
+
+
+@dataclass(frozen=True)
+class KeyComparison:
+    """The restored Redis against its copy's manifest: what was compared, the evidence, the first mismatch."""
+
+    copy_key: str
+    basis: str
+    evidence: dict[str, Any]
+    mismatch: str = ""
+
+    def check(self) -> None:
+        """Raise on the first mismatch.
+
+        Raises:
+            CheckFailed: one line naming the copy's object key and the first key or type that differs.
+        """
+        if self.mismatch:
+            raise CheckFailed(f"{self.copy_key}: {self.mismatch}")
+
+
+def compare_keyspace(copy: BackupManifest, restored: RestoredKeyspace) -> KeyComparison:
+    """Compare the restored Redis with its copy's manifest: sampled keys and counts per type, else the count only."""
+    sample = copy.sample
+    if sample is None:
+        basis = "keys compared by count only: the manifest has no sample"
+        mismatch = ""
+        if copy.keys is not None and restored.total != copy.keys:
+            mismatch = f"restored Redis holds {restored.total} keys, manifest {copy.keys}"
+        counted: dict[str, Any] = {
+            "key": copy.key,
+            "compared": basis,
+            "keys in the manifest": copy.keys,
+            "keys": restored.total,
+        }
+        return KeyComparison(copy.key, basis, counted, mismatch)
+    reasons = [_mismatch(entry, seen) for entry, seen in zip(sample.keys, restored.sampled, strict=True)]
+    matched = reasons.count("")
+    kinds = sorted(set(sample.persistent) | set(sample.expiring) | set(restored.persistent) | set(restored.expiring))
+    basis = (f"{matched} of {len(sample.keys)} sampled keys matched type, size and value digest; keys per type "
+             "compared (exactly without an expiry, at most the copy's with one)")  # fmt: skip
+    evidence: dict[str, Any] = {
+        "key": copy.key,
+        "compared": basis,
+        "keys sampled": len(sample.keys),
+        "sampled keys matched": matched,
+        "keys": restored.total,
+        "per type (copy's manifest / restored)": {
+            kind: {
+                "without expiry": f"{sample.persistent.get(kind, 0)} / {restored.persistent.get(kind, 0)}",
+                "with expiry": f"{sample.expiring.get(kind, 0)} / {restored.expiring.get(kind, 0)}",
+            }
+            for kind in kinds
+        },
+    }
+    first = next((reason for reason in reasons if reason), "") or _count_mismatch(sample, restored)
+    return KeyComparison(copy.key, basis, evidence, first)
