@@ -6,7 +6,6 @@ would): only the comparison of the restored keys with the manifest can catch the
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import pytest
@@ -18,10 +17,9 @@ from harness.integrity import KeyComparison, compare_keyspace, observe_keyspace
 from harness.restore.base import restore_base
 from harness.restore.redis import restore_redis
 from harness.restore.select import newest_backup
-from harness.services.base import label_dir, remove_dir
 from harness.services.provider import Provider
-from harness.services.redis import LocalRedis
 from harness.storage.manifest import BackupManifest, manifest_key
+from sandbox.breakage import redis_key_renamed, redis_sample_differs
 from sandbox.world import HEARTBEAT_KEY, Mutation, VariantContext, World
 
 
@@ -42,18 +40,6 @@ def test_the_newest_base_backup_restores_and_reaches_consistency(provider: Provi
     finally:
         restored.postgres.stop()
     assert not restored.postgres.workdir.exists()
-
-
-def _newest_copy_key(ctx: VariantContext) -> str:
-    prefix = ctx.world.config.storage.redis_prefix
-    listed = ctx.client.list_objects_v2(Bucket=ctx.bucket, Prefix=prefix)["Contents"]
-    return max(k["Key"] for k in listed if k["Key"].endswith(".rdb"))
-
-
-def _manifest(ctx: VariantContext, key: str) -> BackupManifest:
-    return BackupManifest.model_validate_json(
-        ctx.client.get_object(Bucket=ctx.bucket, Key=manifest_key(key))["Body"].read()
-    )
 
 
 def _restored_keys(provider: Provider, deployment: Deployment, name: str) -> tuple[BackupManifest, KeyComparison]:
@@ -83,7 +69,11 @@ def test_the_newest_redis_copy_restores_with_its_sampled_keys_and_counts(
 
 def test_a_copy_without_a_sample_is_compared_by_count_and_says_so(provider: Provider, world: World) -> None:
     def old_manifest_with_more_keys(ctx: VariantContext) -> None:
-        manifest = _manifest(ctx, _newest_copy_key(ctx))
+        prefix = ctx.world.config.storage.redis_prefix
+        newest = max(k["Key"] for k in ctx.client.list_objects_v2(Bucket=ctx.bucket, Prefix=prefix)["Contents"]
+                     if k["Key"].endswith(".rdb"))  # fmt: skip
+        raw = ctx.client.get_object(Bucket=ctx.bucket, Key=manifest_key(newest))["Body"].read()
+        manifest = BackupManifest.model_validate_json(raw)
         patched = manifest.model_copy(update={"keys": (manifest.keys or 0) + 5, "sample": None})
         put_manifest(ctx.client, ctx.bucket, patched, ctx.world.manifest_signer)  # a faulty backup host signs it
 
@@ -95,29 +85,16 @@ def test_a_copy_without_a_sample_is_compared_by_count_and_says_so(provider: Prov
         comparison.check()
 
 
-def _sampled(key: str, **change: str) -> Mutation:
-    """The newest copy's manifest, signed, saying something else of the sampled ``key``."""
-
-    def mutate(ctx: VariantContext) -> None:
-        manifest = _manifest(ctx, _newest_copy_key(ctx))
-        assert manifest.sample is not None
-        keys = [entry.model_copy(update=change) if entry.key == key else entry for entry in manifest.sample.keys]
-        sample = manifest.sample.model_copy(update={"keys": keys})
-        put_manifest(ctx.client, ctx.bucket, manifest.model_copy(update={"sample": sample}), ctx.world.manifest_signer)
-
-    return mutate
-
-
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
         (
-            _sampled(HEARTBEAT_KEY, digest="0" * 64),
+            redis_sample_differs(HEARTBEAT_KEY, digest="0" * 64),
             f"key '{HEARTBEAT_KEY}' (string) holds another value after restore than the one the copy's manifest "
             "digested",
         ),
         (
-            _sampled("codeblack:config:cache", type="set"),
+            redis_sample_differs("codeblack:config:cache", type="set"),
             "key 'codeblack:config:cache' is a set in the copy's manifest but a hash after restore",
         ),
     ],
@@ -133,27 +110,8 @@ def test_a_sampled_key_whose_value_or_type_differs_fails_naming_it(
 
 
 def test_a_copy_with_a_sampled_key_renamed_fails_though_its_count_holds(provider: Provider, world: World) -> None:
-    def renamed(ctx: VariantContext) -> None:
-        key = _newest_copy_key(ctx)
-        manifest = _manifest(ctx, key)
-        work = label_dir("renamed-copy")
-        try:
-            (work / "in.rdb").write_bytes(ctx.client.get_object(Bucket=ctx.bucket, Key=key)["Body"].read())
-            server = LocalRedis.create("renamed", rdb_file=work / "in.rdb")
-            try:
-                with server.client() as client:
-                    client.rename("codeblack:events", "codeblack:events:renamed")
-                    client.save()
-                body = (server.data_dir / "dump.rdb").read_bytes()
-            finally:
-                server.stop()
-        finally:
-            remove_dir(work)
-        ctx.client.put_object(Bucket=ctx.bucket, Key=key, Body=body)
-        forged = manifest.model_copy(update={"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)})
-        put_manifest(ctx.client, ctx.bucket, forged, ctx.world.manifest_signer)  # counts and sample unchanged
-
-    copy, comparison = _restored_keys(provider, world.variant("redis renamed", renamed), "renamed")
+    renamed = world.variant("redis renamed", redis_key_renamed("codeblack:events", "codeblack:events:renamed"))
+    copy, comparison = _restored_keys(provider, renamed, "renamed")
     with pytest.raises(CheckFailed, match=rf"^{re.escape(copy.key)}: key 'codeblack:events' sampled in the copy's "
                        r"manifest is missing after restore$"):  # fmt: skip
         comparison.check()
