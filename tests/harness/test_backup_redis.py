@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -12,10 +13,11 @@ import pytest
 import redis
 
 from harness.backup.redis import backup_redis
-from harness.errors import HarnessError
+from harness.errors import CheckFailed, HarnessError
 from harness.integrity import compare_keyspace, observe_keyspace
 from harness.services.redis import LocalRedis, RedisServer
 from harness.services.s3 import MotoS3
+from harness.storage.manifest import BackupManifest
 
 
 @pytest.fixture
@@ -99,9 +101,7 @@ def test_the_copy_s_manifest_samples_every_type_but_keys_that_expire(
         (0, "audit", "list"), (0, "blacklist", "set"), (0, "blob", "string"), (0, "config:cache", "hash"),
         (0, "events", "stream"), (0, "offenders", "zset"), (0, "session:42", "string"), (1, "other-db", "string"),
     ]  # fmt: skip
-    rdb = tmp_path / "copy.rdb"
-    rdb.write_bytes(client.get_object(Bucket=name, Key=copy.key)["Body"].read())
-    restored = LocalRedis.create("sample-check", rdb_file=rdb)
+    restored = _restored(client, name, copy, tmp_path)
     try:
         comparison = compare_keyspace(copy, observe_keyspace(restored, sample))
     finally:
@@ -137,3 +137,85 @@ def test_the_sample_is_capped_spread_and_the_same_for_the_same_copy(
     assert len(picked) == 16
     assert picked[0] < 100, "spread over the key space, not the first keys SCAN meets"
     assert picked[-1] > 200
+
+
+def _restored(client: Any, bucket: str, copy: BackupManifest, directory: Path) -> LocalRedis:
+    rdb = directory / "copy.rdb"
+    rdb.write_bytes(client.get_object(Bucket=bucket, Key=copy.key)["Body"].read())
+    return LocalRedis.create("sample-check", rdb_file=rdb)
+
+
+ANOTHER = "holds another value after restore than the one the copy's manifest digested"
+
+
+@pytest.mark.parametrize(
+    ("differ", "expected"),
+    [
+        (
+            lambda rd: rd.rpush("audit", "3"),
+            "key 'audit' (list) holds 3 elements after restore, 2 in the copy's manifest",
+        ),
+        (lambda rd: rd.expire("blob", 60), "key 'blob' has an expiry after restore but none in the copy's manifest"),
+        (lambda rd: rd.hset("config:cache", "a", "9"), f"key 'config:cache' (hash) {ANOTHER}"),
+        (lambda rd: rd.zadd("offenders", {"203.0.113.1": 3.5}), f"key 'offenders' (zset) {ANOTHER}"),
+        (
+            lambda rd: rd.set("unsampled", "x"),
+            "restored Redis holds 4 string keys without an expiry, the copy's manifest 3",
+        ),
+        (
+            lambda rd: rd.set("late", "x", ex=60),
+            "restored Redis holds 2 string keys with an expiry, more than the 1 of the copy's manifest",
+        ),
+        (lambda rd: rd.delete("ratelimit:203.0.113.9"), ""),  # a key with an expiry may expire before the restore
+        (
+            lambda rd: rd.rename("session:42", "session:43"),
+            "key 'session:42' sampled in the copy's manifest is missing after restore",
+        ),
+    ],
+)
+def test_each_difference_from_the_copy_s_manifest_fails_in_one_line(
+    redis_server: RedisServer, bucket: tuple[Any, str], tmp_path: Path, differ: Callable[[redis.Redis], Any],
+    expected: str,
+) -> None:  # fmt: skip
+    """The restored server is changed before it is read, as a copy that differs from its manifest would load."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        _every_type(rd)
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_keys=8)
+    restored = _restored(client, name, copy, tmp_path)
+    try:
+        with restored.client() as rd:
+            differ(rd)
+        comparison = compare_keyspace(copy, observe_keyspace(restored, copy.sample))
+    finally:
+        restored.stop()
+    if not expected:
+        comparison.check()
+        return
+    with pytest.raises(CheckFailed, match=f"^{re.escape(f'{copy.key}: {expected}')}$"):
+        comparison.check()
+
+
+def test_a_hostile_key_name_is_escaped_and_cut_in_the_message(
+    redis_server: RedisServer, bucket: tuple[Any, str], tmp_path: Path
+) -> None:
+    client, name = bucket
+    hostile = "\x1b[2J" + "k" * 200
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.hset(hostile, "secret-field", "secret-value")
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    restored = _restored(client, name, copy, tmp_path)
+    try:
+        with restored.client() as rd:
+            rd.delete(hostile)
+            rd.set(hostile, "x")
+        comparison = compare_keyspace(copy, observe_keyspace(restored, copy.sample))
+    finally:
+        restored.stop()
+    shown = repr(hostile[:80]) + "… (204 characters)"
+    with pytest.raises(CheckFailed) as failed:
+        comparison.check()
+    assert str(failed.value) == f"{copy.key}: key {shown} is a hash in the copy's manifest but a string after restore"
+    assert "\x1b" not in str(failed.value)
+    assert "secret" not in str(failed.value) + repr(comparison.evidence)
