@@ -211,6 +211,12 @@ def backup_file_name(key: str) -> str:
     raise CheckFailed(f"{shown_key(key)} cannot name a backup object: {reason}; rename or remove the object")
 
 
+def _shown_part(part: str | int) -> str:
+    """A part of a field's path: a dict key of the manifest (a table, a Redis type) is the writer's text."""
+    text = str(part)
+    return text if re.fullmatch(r"[\w.:\[\]-]{1,64}", text) else shown_key(text, 40)
+
+
 def parse_manifest(raw: bytes, *, where: str) -> BackupManifest:
     """Parse a manifest, failing with one line naming the object.
 
@@ -221,7 +227,7 @@ def parse_manifest(raw: bytes, *, where: str) -> BackupManifest:
         return BackupManifest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "document"
+        field = ".".join(_shown_part(part) for part in first["loc"]) or "document"
         raise HarnessError(f"{where}: malformed manifest: {field}: {first['msg']}") from None
 
 

@@ -84,9 +84,18 @@ def _long_key(sample: KeyspaceSample) -> KeyspaceSample:
     return sample.model_copy(update={"keys": [long, *sample.keys[1:]]})
 
 
+def _hostile_type(sample: KeyspaceSample) -> KeyspaceSample:
+    return sample.model_copy(update={"persistent": {"\x1b[2J" + "t" * 100: 1}})
+
+
 @pytest.mark.parametrize(
     ("forge", "reason"),
     [
+        (
+            _hostile_type,
+            r"sample.persistent.'\x1b[2Jttt" + "t" * 33 + "'… (104 characters).[key]: String should match "
+            "pattern '^[A-Za-z0-9_.-]{1,32}$'",
+        ),
         (
             _oversized,
             f"sample.keys: List should have at most {MAX_SAMPLE} items after validation, not {MAX_SAMPLE + 1}",
