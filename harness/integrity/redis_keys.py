@@ -57,6 +57,7 @@ from harness.storage.manifest import (
 __all__ = [
     "KeyComparison",
     "RestoredKeyspace",
+    "SeenKey",
     "compare_keyspace",
     "observe_keyspace",
     "survey_keyspace",
@@ -146,7 +147,27 @@ def _size(client: redis.Redis, key: bytes, kind: str) -> int:
 
 
 def _rank(db: int, key: bytes) -> bytes:
+    """Where a key stands in the sample's order: its hash, so the order is fixed and spread over the key space."""
     return hashlib.sha256(f"{db}\0".encode() + key).digest()
+
+
+def _every_key(server: RedisServer, databases: list[int]) -> Iterator[tuple[int, bytes, str, bool]]:
+    """Every key of ``databases``: its database, name, type and whether it has an expiry."""
+    for db in databases:
+        with _client(server, db) as client:
+            for key, kind, expires in _scan(client):
+                yield db, key, kind, expires
+
+
+@dataclass
+class _Tally:
+    """Keys per type, apart for keys with an expiry and without one."""
+
+    persistent: Counter[str] = field(default_factory=Counter)
+    expiring: Counter[str] = field(default_factory=Counter)
+
+    def add(self, kind: str, expires: bool) -> None:
+        (self.expiring if expires else self.persistent)[kind] += 1
 
 
 def survey_keyspace(server: RedisServer, cap: int) -> KeyspaceSample:
@@ -155,23 +176,19 @@ def survey_keyspace(server: RedisServer, cap: int) -> KeyspaceSample:
     Raises:
         redis.RedisError: the server stopped answering.
     """
-    persistent: Counter[str] = Counter()
-    expiring: Counter[str] = Counter()
-    ranked: list[tuple[bytes, int, bytes, str]] = []  # a max-heap (by negated rank) of the best 2 * cap candidates
-    for db in _databases(server):
-        with _client(server, db) as client:
-            for key, kind, expires in _scan(client):
-                (expiring if expires else persistent)[kind] += 1
-                if expires or kind not in _SIZE or len(key) > 4 * MAX_SAMPLED_KEY or cap == 0:
-                    continue
-                rank = bytes(255 - b for b in _rank(db, key))
-                entry = (rank, db, key, kind)
-                if len(ranked) < 2 * cap:
-                    heapq.heappush(ranked, entry)
-                elif entry > ranked[0]:
-                    heapq.heapreplace(ranked, entry)
+    tally = _Tally()
+    ranked: list[tuple[bytes, int, bytes, str]] = []  # a heap of the 2 * cap best-ranked candidates, worst on top
+    for db, key, kind, expires in _every_key(server, _databases(server)):
+        tally.add(kind, expires)
+        if expires or kind not in _SIZE or len(key) > 4 * MAX_SAMPLED_KEY or cap == 0:
+            continue
+        entry = (bytes(255 - b for b in _rank(db, key)), db, key, kind)  # inverted: the heap's top is the worst
+        if len(ranked) < 2 * cap:
+            heapq.heappush(ranked, entry)
+        elif entry > ranked[0]:
+            heapq.heapreplace(ranked, entry)
     sampled: list[SampledKey] = []
-    for _, db, key, kind in sorted(ranked, reverse=True):
+    for _, db, key, kind in sorted(ranked, reverse=True):  # best first; oversized or non-UTF-8 keys are passed over
         if len(sampled) == cap:
             break
         try:
@@ -180,15 +197,15 @@ def survey_keyspace(server: RedisServer, cap: int) -> KeyspaceSample:
             continue
         with _client(server, db) as client:
             size = _size(client, key, kind)
-            if len(name) > MAX_SAMPLED_KEY or size > MAX_SAMPLED_SIZE:
-                continue
-            sampled.append(SampledKey(db=db, key=name, type=kind, size=size,  # type: ignore[arg-type]
-                                      digest=value_digest(client, key, kind)))  # fmt: skip
-    return KeyspaceSample(persistent=dict(persistent), expiring=dict(expiring), keys=sampled)
+            if len(name) <= MAX_SAMPLED_KEY and size <= MAX_SAMPLED_SIZE:
+                digest = value_digest(client, key, kind)
+                sampled.append(SampledKey.model_validate({"db": db, "key": name, "type": kind, "size": size,
+                                                          "digest": digest}))  # fmt: skip
+    return KeyspaceSample(persistent=dict(tally.persistent), expiring=dict(tally.expiring), keys=sampled)
 
 
 @dataclass(frozen=True)
-class _Seen:
+class SeenKey:
     """One sampled key as the restored Redis holds it (``None``: not read, an earlier property differed)."""
 
     type: str
@@ -204,20 +221,20 @@ class RestoredKeyspace:
     total: int
     persistent: dict[str, int]
     expiring: dict[str, int]
-    sampled: list[_Seen] = field(default_factory=list)
+    sampled: list[SeenKey] = field(default_factory=list)
 
 
-def _seen(client: redis.Redis, entry: SampledKey) -> _Seen:
+def _seen(client: redis.Redis, entry: SampledKey) -> SeenKey:
     key = entry.key.encode()
     kind = _call(client, "TYPE", key).decode()
     if kind != entry.type:
-        return _Seen(kind)
+        return SeenKey(kind)
     if int(_call(client, "PTTL", key)) >= 0:
-        return _Seen(kind, expires=True)
+        return SeenKey(kind, expires=True)
     size = _size(client, key, kind)
     if size != entry.size:  # only a key of the sampled (capped) size is read whole
-        return _Seen(kind, size=size)
-    return _Seen(kind, size=size, digest=value_digest(client, key, kind))
+        return SeenKey(kind, size=size)
+    return SeenKey(kind, size=size, digest=value_digest(client, key, kind))
 
 
 def observe_keyspace(server: RedisServer, sample: KeyspaceSample | None) -> RestoredKeyspace:
@@ -228,36 +245,32 @@ def observe_keyspace(server: RedisServer, sample: KeyspaceSample | None) -> Rest
     Raises:
         redis.RedisError: the server stopped answering.
     """
-    persistent: Counter[str] = Counter()
-    expiring: Counter[str] = Counter()
-    total = 0
     databases = _databases(server)
-    wanted = {entry.db for entry in sample.keys} if sample is not None else set()
-    by_db: dict[int, list[SampledKey]] = {}
-    seen: dict[tuple[int, str], _Seen] = {}
-    for entry in sample.keys if sample is not None else []:
-        by_db.setdefault(entry.db, []).append(entry)
-    for db in databases:
-        with _client(server, db) as client:
-            if sample is None:
+    if sample is None:
+        total = 0
+        for db in databases:
+            with _client(server, db) as client:
                 total += int(_call(client, "DBSIZE"))
-                continue
-            for _, kind, expires in _scan(client):
-                (expiring if expires else persistent)[kind] += 1
-                total += 1
-            seen.update({(db, entry.key): _seen(client, entry) for entry in by_db.get(db, [])})
-    # a sampled key of a database that holds no key (or does not exist here) is missing
-    for db in wanted - set(databases):
-        seen.update({(db, entry.key): _Seen("none") for entry in by_db[db]})
-    keys = sample.keys if sample is not None else []
-    return RestoredKeyspace(total, dict(persistent), dict(expiring), [seen[entry.db, entry.key] for entry in keys])
+        return RestoredKeyspace(total, {}, {})
+    tally = _Tally()
+    for _, _, kind, expires in _every_key(server, databases):
+        tally.add(kind, expires)
+    seen: list[SeenKey] = []
+    for entry in sample.keys:
+        if entry.db not in databases:  # a database that holds no key here (or does not exist)
+            seen.append(SeenKey("none"))
+            continue
+        with _client(server, entry.db) as client:
+            seen.append(_seen(client, entry))
+    total = sum(tally.persistent.values()) + sum(tally.expiring.values())
+    return RestoredKeyspace(total, dict(tally.persistent), dict(tally.expiring), seen)
 
 
 def _key(entry: SampledKey) -> str:
     return shown_key(entry.key, 80) + (f" (db {entry.db})" if entry.db else "")
 
 
-def _mismatch(entry: SampledKey, seen: _Seen) -> str:
+def _mismatch(entry: SampledKey, seen: SeenKey) -> str:
     """Why a sampled key differs after the restore ('' when it does not)."""
     if seen.type == "none":
         return f"key {_key(entry)} sampled in the copy's manifest is missing after restore"
