@@ -109,8 +109,10 @@ def _amcheck(restored: Staging, drill_clock: Stopwatch) -> None:
     "each type as the copy"
 )
 def _redis_keys(restored: Staging, drill_record: DrillRecorder) -> None:
-    if restored.redis_copy is None or restored.redis_keys is None:
+    if restored.redis_copy is None or restored.redis is None:
         raise HarnessError(f"no Redis copy restored: {restored.redis_error or 'no RDB copy in the backup bucket'}")
+    if restored.redis_keys is None:
+        raise HarnessError(f"{restored.redis_copy.key}: restored, but its keys were not read: {restored.redis_error}")
     comparison = compare_keyspace(restored.redis_copy, restored.redis_keys)
     drill_record.environment("redis.keys", comparison.basis)
     attach_json("Redis copy's keys (counts only, never values)", comparison.evidence)
