@@ -437,7 +437,8 @@ class World:
                     backup_redis(self.production_redis.url, client, storage.backup_bucket, storage.redis_prefix,
                                  taken_at=mark, wait_timeout=30, key_name=self.config.backup_key_name(),
                                  signer=self.manifest_signer, sample_keys=self.config.backup.redis_sample_keys,
-                                 redis_server=self.config.services.redis_server)  # fmt: skip
+                                 redis_server=self.config.services.redis_server,
+                                 sample_memory_mb=self.config.restore.redis_memory_mb)  # fmt: skip
                     spent["redis"] += time.monotonic() - phase
             for dump in dumps:
                 dump.result()

@@ -219,3 +219,20 @@ def test_a_hostile_key_name_is_escaped_and_cut_in_the_message(
     assert str(failed.value) == f"{copy.key}: key {shown} is a hash in the copy's manifest but a string after restore"
     assert "\x1b" not in str(failed.value)
     assert "secret" not in str(failed.value) + repr(comparison.evidence)
+
+
+def test_a_copy_too_large_to_sample_on_the_host_is_stored_counted_only_and_said_so(
+    redis_server: RedisServer, bucket: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The survey's throwaway runs beside production within a memory cap; beyond it the backup still happens."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.set("one", "1")
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_memory_mb=1)
+    assert (copy.keys, copy.sample) == (1, None)
+    assert client.head_object(Bucket=name, Key=copy.key)["ContentLength"] == copy.size
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "not sampled" in r.getMessage()]
+    assert warning.startswith(f"Redis 127.0.0.1:{redis_server.port}/0: the copy's keys were not sampled, its manifest ")
+    assert warning.endswith("(raise [restore] redis_memory_mb, or set [backup] redis_sample_keys = 0)")
+    assert redis_server.password not in caplog.text
