@@ -115,6 +115,8 @@ def _redis_keys(restored: Staging, drill_record: DrillRecorder) -> None:
         raise HarnessError(f"{restored.redis_copy.key}: restored, but its keys were not read: {restored.redis_error}")
     comparison = compare_keyspace(restored.redis_copy, restored.redis_keys)
     drill_record.environment("redis.keys", comparison.basis)
+    if comparison.advice:
+        drill_record.action_item(comparison.advice, what="Redis copy compared by key count only")
     attach_json("Redis copy's keys (counts only, never values)", comparison.evidence)
     comparison.check()
 

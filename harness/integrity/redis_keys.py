@@ -301,12 +301,16 @@ def _count_mismatch(sample: KeyspaceSample, restored: RestoredKeyspace) -> str:
 
 @dataclass(frozen=True)
 class KeyComparison:
-    """The restored Redis against its copy's manifest: what was compared, the evidence, the first mismatch."""
+    """The restored Redis against its copy's manifest: what was compared, the evidence, the first mismatch.
+
+    ``advice``: an action item when the comparison was weaker than it could be (a manifest without a sample).
+    """
 
     copy_key: str
     basis: str
     evidence: dict[str, Any]
     mismatch: str = ""
+    advice: str = ""
 
     def check(self) -> None:
         """Raise on the first mismatch.
@@ -332,7 +336,9 @@ def compare_keyspace(copy: BackupManifest, restored: RestoredKeyspace) -> KeyCom
             "keys in the manifest": copy.keys,
             "keys": restored.total,
         }
-        return KeyComparison(copy.key, basis, counted, mismatch)
+        advice = (f"{copy.key}: its manifest has no key sample, so only the key count was compared; take Redis "
+                  "copies with `codeblack-drills backup redis` ([backup] redis_sample_keys above 0)")  # fmt: skip
+        return KeyComparison(copy.key, basis, counted, mismatch, advice)
     reasons = [_mismatch(entry, seen) for entry, seen in zip(sample.keys, restored.sampled, strict=True)]
     matched = reasons.count("")
     kinds = sorted(set(sample.persistent) | set(sample.expiring) | set(restored.persistent) | set(restored.expiring))

@@ -79,6 +79,7 @@ def test_a_copy_without_a_sample_is_compared_by_count_and_says_so(provider: Prov
 
     copy, comparison = _restored_keys(provider, world.variant("redis keys", old_manifest_with_more_keys), "fewer")
     assert comparison.basis == "keys compared by count only: the manifest has no sample"
+    assert comparison.advice.startswith(f"{copy.key}: its manifest has no key sample, so only the key count was ")
     with pytest.raises(
         CheckFailed, match=rf"^{copy.key}: restored Redis holds {(copy.keys or 0) - 5} keys, manifest {copy.keys}$"
     ):
