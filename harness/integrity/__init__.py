@@ -2,7 +2,8 @@
 
 from harness.integrity.amcheck import check_amcheck, install_amcheck
 from harness.integrity.baseline import previous_rows
-from harness.integrity.redis_keys import KeyComparison, RestoredKeyspace, compare_keyspace, observe_keyspace
+from harness.integrity.redis_compare import KeyComparison, compare_keyspace
+from harness.integrity.redis_keys import RestoredKeyspace, observe_keyspace
 from harness.integrity.rows import (
     InsertCheck,
     RestoredCounts,

@@ -31,7 +31,8 @@ import redis
 
 from harness.config import DrillConfig, ServiceSettings
 from harness.errors import ServiceError
-from harness.integrity.redis_keys import compare_keyspace, observe_keyspace, survey_keyspace
+from harness.integrity import compare_keyspace, observe_keyspace
+from harness.integrity.redis_keys import survey_keyspace
 from harness.restore.dump_header import DumpHeader
 from harness.services.base import RUN_ENV, free_port, run_id, run_tool
 from harness.services.docker import (
