@@ -85,6 +85,17 @@ class ServiceSettings(_Section):
         "scripts/images)",
     )
     redis_image: str = Field(default="codeblack-drills/redis:7", description="the Redis image under Docker")
+    postgres_memory_mb: int = Field(
+        default=4096,
+        gt=0,
+        description="the memory of each PostgreSQL container (its /dev/shm and the pg_restore it runs included): "
+        "a restore that needs more fails there instead of taking the drill host's memory",
+    )
+    s3_image: str = Field(
+        default="codeblack-drills/s3",
+        description="the S3 server image under Docker (moto, built by scripts/images s3); without it, or with a "
+        "remote engine, the S3 endpoint is a local moto",
+    )
 
 
 class StagingSettings(_Section):

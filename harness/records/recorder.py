@@ -110,6 +110,7 @@ class DrillRecorder:
     rto_timeline: list[Phase] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     extra_items: list[ActionItem] = field(default_factory=list)
+    untested: set[str] = field(default_factory=set)
     waivers: list[WaiverEntry] = field(default_factory=list)
     checks: dict[str, Check] = field(default_factory=dict)
     written: DrillRecord | None = None
@@ -167,6 +168,10 @@ class DrillRecorder:
         """Add an action item the automatic ones cannot know about."""
         self.extra_items.append(ActionItem(what=what, number="", todo=text))
 
+    def not_retested(self, what: str) -> None:
+        """Say this drill could not look at ``what``: a previous item about it is followed up as not re-tested."""
+        self.untested.add(what)
+
     def waiver(self, rule: str, subject: str, approved_by: str, reason: str) -> None:
         """Record a gate bypassed on purpose, with who approved it and why."""
         self.waivers.append(WaiverEntry(rule=rule, subject=subject, approved_by=approved_by, reason=reason))
@@ -210,7 +215,7 @@ class DrillRecorder:
             rto_timeline=self.rto_timeline,
             verdict=_verdict(checks, self.measures, changes),
             action_items=items,
-            follow_up=follow_up(previous, items, checks, self.measures),
+            follow_up=follow_up(previous, items, checks, self.measures, self.untested),
             waivers=[*waivers, *(w for w in self.waivers if w not in waivers)],
             controls=control_statuses(checks, self.measures, sandbox=config.target.sandbox),
         )

@@ -222,6 +222,15 @@ def test_the_previous_drills_items_are_re_evaluated_against_this_drill() -> None
     assert [f.status for f in failing_again[:2]] == ["open", "open"]
 
 
+def test_a_note_this_drill_could_not_look_at_is_not_re_tested_rather_than_closed() -> None:
+    """A local drill's "owners and grants" item, then a drill on a shared staging server that cannot restore roles."""
+    item = ActionItem(what="owners and grants", number="", todo="no roles in the dump",
+                      cause="note:owners and grants: no roles in the dump")  # fmt: skip
+    previous = make_record().model_copy(update={"action_items": [item]})
+    assert [f.status for f in follow_up(previous, [], [], [])] == ["closed"]
+    assert [f.status for f in follow_up(previous, [], [], [], {"owners and grants"})] == ["not re-tested"]
+
+
 def test_items_of_records_written_before_causes_are_followed_up_by_their_title() -> None:
     old = make_record(checks=[FAILED], rpo=7.5)
     old = old.model_copy(update={"action_items": [i.model_copy(update={"cause": ""}) for i in old.action_items]})
