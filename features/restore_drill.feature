@@ -38,9 +38,9 @@ Feature: Monthly restore drill into isolated staging
     Then pg_amcheck finds no corruption in the restored database
 
   @staging @redis
-  Scenario: The newest Redis copy restores with all its keys
+  Scenario: The newest Redis copy restores with its keys, their types and sampled values
     Given the newest logical backup restored into isolated staging
-    Then the restored Redis holds as many keys as its copy's manifest counted
+    Then the restored Redis holds each key sampled when the copy was taken, with its type and value, and as many keys of each type as the copy
 
   @staging @app
   Scenario: The application starts against staging and its deep health is healthy

@@ -207,7 +207,9 @@ def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_ti
     signer = signer_from_config(config)
     manifest = backup_redis(url, _storage(config), config.backup_bucket(), config.storage.redis_prefix,
                             bgsave=bgsave, wait_timeout=wait_timeout, key_name=config.backup_key_name(), signer=signer,
-                            redis_check_rdb=find_redis_check_rdb(config.services.redis_server))  # fmt: skip
+                            redis_check_rdb=find_redis_check_rdb(config.services.redis_server),
+                            sample_keys=config.backup.redis_sample_keys, redis_server=config.services.redis_server,
+                            sample_memory_mb=config.restore.redis_memory_mb)  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
 

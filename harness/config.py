@@ -401,6 +401,13 @@ class BackupSettings(_Section):
         description="store the cluster's roles and memberships (pg_dumpall --globals-only --no-role-passwords) "
         "beside each logical dump, so the drill restores owners and grants",
     )
+    redis_sample_keys: int = Field(
+        default=256,
+        ge=0,
+        le=1024,
+        description="keys without an expiry that `backup redis` samples (type, size, value digest) from the copy, "
+        "loaded into a throwaway Redis that needs as much memory as the data; 0: the manifest counts keys only",
+    )
 
 
 class MigrationSettings(_Section):

@@ -260,7 +260,11 @@ def _insert(server: PostgresServer, dbname: str, tables: Sequence[_Table], until
 
 
 def _touch_redis(client: redis.Redis, rng: random.Random, moment: datetime) -> None:
-    """A day of production Redis traffic: sessions, rate-limit counters, the app's heartbeat."""
+    """A day of production Redis traffic: sessions, rate-limit counters, the app's heartbeat.
+
+    Beside the expiring sessions and counters, keys of every type that never expire (the heartbeat, the command
+    audit list, a config cache, device and offender lists, an event stream), so a restore drill samples each type.
+    """
     with client.pipeline(transaction=False) as pipe:
         for _ in range(rng.randint(20, 40)):
             pipe.set(f"session:{rng.getrandbits(64):016x}", f"user-{rng.randrange(5000)}", ex=14 * 86400)
@@ -268,6 +272,10 @@ def _touch_redis(client: redis.Redis, rng: random.Random, moment: datetime) -> N
             pipe.set(f"ratelimit:203.0.113.{rng.randrange(256)}", rng.randrange(1, 60), ex=3600)
         pipe.set(HEARTBEAT_KEY, moment.isoformat())
         pipe.lpush("codeblack:audit:commands", f"{moment.isoformat()} config sync")
+        pipe.hset("codeblack:config:cache", mapping={"synced_at": moment.isoformat(), f"day:{moment:%m%d}": "ok"})
+        pipe.sadd("codeblack:blacklist:devices", f"device-{moment:%Y%m%d}")
+        pipe.zadd("codeblack:offenders", {f"203.0.113.{moment.day}": moment.timestamp()})
+        pipe.xadd("codeblack:events", {"event": "config sync", "at": moment.isoformat()})
         pipe.execute()
 
 
@@ -435,7 +443,9 @@ class World:
                     phase = time.monotonic()
                     backup_redis(self.production_redis.url, client, storage.backup_bucket, storage.redis_prefix,
                                  taken_at=mark, wait_timeout=30, key_name=self.config.backup_key_name(),
-                                 signer=self.manifest_signer)  # fmt: skip
+                                 signer=self.manifest_signer, sample_keys=self.config.backup.redis_sample_keys,
+                                 redis_server=self.config.services.redis_server,
+                                 sample_memory_mb=self.config.restore.redis_memory_mb)  # fmt: skip
                     spent["redis"] += time.monotonic() - phase
             for dump in dumps:
                 dump.result()

@@ -16,6 +16,7 @@ from harness.integrity import (
     check_amcheck,
     check_audit_rows,
     check_recent_inserts,
+    compare_keyspace,
     compare_row_counts,
     compare_with_previous,
 )
@@ -24,7 +25,6 @@ from harness.measure.cutover import objective_names
 from harness.records import load_chain
 from harness.records.cadence import check_drill_interval
 from harness.restore.base import BaseRestore
-from harness.restore.redis import check_key_count
 from harness.restore.staging import Staging
 from harness.services.postgres import ensure_throwaway
 
@@ -105,13 +105,21 @@ def _amcheck(restored: Staging, drill_clock: Stopwatch) -> None:
         attach_text("pg_amcheck", check_amcheck(restored.postgres, restored.dbname) or "no corruption found")
 
 
-@then("the restored Redis holds as many keys as its copy's manifest counted")
-def _redis_keys(restored: Staging) -> None:
-    if restored.redis is None or restored.redis_copy is None:
+@then(
+    "the restored Redis holds each key sampled when the copy was taken, with its type and value, and as many keys of "
+    "each type as the copy"
+)
+def _redis_keys(restored: Staging, drill_record: DrillRecorder) -> None:
+    if restored.redis_copy is None or restored.redis is None:
         raise HarnessError(f"no Redis copy restored: {restored.redis_error or 'no RDB copy in the backup bucket'}")
-    attach_json(
-        "Redis copy", {"key": restored.redis_copy.key, "keys": check_key_count(restored.redis, restored.redis_copy)}
-    )
+    if restored.redis_keys is None:
+        raise HarnessError(f"{restored.redis_copy.key}: restored, but its keys were not read: {restored.redis_error}")
+    comparison = compare_keyspace(restored.redis_copy, restored.redis_keys)
+    drill_record.environment("redis.keys", comparison.basis)
+    if comparison.advice:
+        drill_record.action_item(comparison.advice, what="Redis copy compared by key count only")
+    attach_json("Redis copy's keys (counts only, never values)", comparison.evidence)
+    comparison.check()
 
 
 @when("the application is started against the staging copy", target_fixture="app")

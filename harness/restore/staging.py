@@ -31,6 +31,7 @@ from harness.config import DatabaseSettings, DrillConfig, Objectives
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.integrity.amcheck import install_amcheck
+from harness.integrity.redis_keys import RestoredKeyspace
 from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_name, store_rpo
 from harness.measure.projection import production_size, project_rto
@@ -81,6 +82,7 @@ class Staging:
         redis_copy: the manifest of that RDB copy.
         redis_error: why no Redis was restored (empty when it was, or when there is no copy).
         redis_newest: the newest heartbeat the restored Redis held right after its restore (when configured).
+        redis_keys: the restored Redis's keys right after its restore (before the app could write to it).
         has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
         jobs: how many parallel jobs pg_restore used.
         postgres_choice: which PostgreSQL staging runs and why (the dump's major, or what stood in for it).
@@ -105,6 +107,7 @@ class Staging:
     redis_copy: BackupManifest | None = None
     redis_error: str = ""
     redis_newest: NewestData | None = None
+    redis_keys: RestoredKeyspace | None = None
     has_manifest: bool = True
     jobs: int = 1
     postgres_choice: StagingPostgres | None = None

@@ -129,9 +129,10 @@ class RedisServer(abc.ABC):
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
 
-    def client(self) -> redis.Redis:
-        """A client with short timeouts."""
-        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+    def client(self, db: int = 0, *, protocol: int | None = None) -> redis.Redis:
+        """A client of database ``db`` with short timeouts (``protocol``: RESP 2 or 3; default redis-py's)."""
+        return redis.Redis(host=self.host, port=self.port, db=db, password=self.password or None,
+                           protocol=protocol, socket_timeout=5, socket_connect_timeout=2)  # fmt: skip
 
     def answers(self) -> bool:
         """Whether it answers PING (false while it loads its RDB or before it listens)."""

@@ -1,18 +1,23 @@
-"""The Redis copy against a real throwaway Redis and S3."""
+"""The Redis copy against a real throwaway Redis and S3: its key count and the sample of its keys."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from harness.backup.redis import backup_redis
-from harness.errors import HarnessError
-from harness.services.redis import RedisServer
+from harness.errors import CheckFailed, HarnessError
+from harness.integrity import compare_keyspace, observe_keyspace
+from harness.services.redis import LocalRedis, RedisServer
 from harness.services.s3 import MotoS3
+from harness.storage.manifest import BackupManifest
 
 
 @pytest.fixture
@@ -61,3 +66,173 @@ def test_the_key_count_is_the_files_not_the_live_servers(redis_server: RedisServ
         assert rd.dbsize() == 11
     copy = backup_redis(redis_server.url, client, name, "redis/rdb/", bgsave=False)
     assert copy.keys == 10
+
+
+def _every_type(rd: redis.Redis) -> None:
+    """Keys of every sampled type, a binary value, a key that expires and one in another database."""
+    rd.flushall()
+    rd.set("session:42", "user-7")
+    rd.set("blob", bytes(range(256)))
+    rd.hset("config:cache", mapping={"b": "2", "a": "1"})
+    rd.sadd("blacklist", "device-1", "device-2")
+    rd.zadd("offenders", {"203.0.113.1": 3.25, "203.0.113.2": 1e-7})
+    rd.rpush("audit", "first", "second")
+    rd.xadd("events", {"event": "sync", "at": "now"})
+    rd.set("ratelimit:203.0.113.9", 5, ex=3600)
+    rd.select(1)  # type: ignore[no-untyped-call]
+    rd.set("other-db", "1")
+
+
+def test_the_copy_s_manifest_samples_every_type_but_keys_that_expire(
+    redis_server: RedisServer, bucket: tuple[Any, str], tmp_path: Path
+) -> None:
+    """The sample is read from the copy; restored from the copy, the same keys compare equal."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        _every_type(rd)
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    with redis_server.client() as rd:
+        rd.set("session:42", "changed after the save")  # the live server moves on; the copy does not
+    sample = copy.sample
+    assert sample is not None
+    assert sample.persistent == {"string": 3, "hash": 1, "set": 1, "zset": 1, "list": 1, "stream": 1}
+    assert sample.expiring == {"string": 1}
+    assert sorted((k.db, k.key, k.type) for k in sample.keys) == [
+        (0, "audit", "list"), (0, "blacklist", "set"), (0, "blob", "string"), (0, "config:cache", "hash"),
+        (0, "events", "stream"), (0, "offenders", "zset"), (0, "session:42", "string"), (1, "other-db", "string"),
+    ]  # fmt: skip
+    restored = _restored(client, name, copy, tmp_path)
+    try:
+        comparison = compare_keyspace(copy, observe_keyspace(restored, sample))
+    finally:
+        restored.stop()
+    comparison.check()
+    assert comparison.evidence["keys sampled"] == comparison.evidence["sampled keys matched"] == 8
+    assert comparison.basis.startswith("8 of 8 sampled keys matched type, size and value digest")
+    assert "user-7" not in repr(comparison.evidence), "values never reach the evidence"
+
+
+def test_sampling_can_be_turned_off(redis_server: RedisServer, bucket: tuple[Any, str]) -> None:
+    client, name = bucket
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.set("one", "1")
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_keys=0)
+    assert (copy.keys, copy.sample) == (1, None)
+
+
+def test_the_sample_is_capped_spread_and_the_same_for_the_same_copy(
+    redis_server: RedisServer, bucket: tuple[Any, str]
+) -> None:
+    client, name = bucket
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.mset({f"order:{i:04d}": str(i) for i in range(300)})
+    first = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_keys=16)
+    second = backup_redis(redis_server.url, client, name, "redis/rdb/", bgsave=False, sample_keys=16)
+    assert first.sample is not None
+    assert second.sample is not None
+    assert first.sample.keys == second.sample.keys
+    picked = sorted(int(k.key.split(":")[1]) for k in first.sample.keys)
+    assert len(picked) == 16
+    assert picked[0] < 100, "spread over the key space, not the first keys SCAN meets"
+    assert picked[-1] > 200
+
+
+def _restored(client: Any, bucket: str, copy: BackupManifest, directory: Path) -> LocalRedis:
+    rdb = directory / "copy.rdb"
+    rdb.write_bytes(client.get_object(Bucket=bucket, Key=copy.key)["Body"].read())
+    return LocalRedis.create("sample-check", rdb_file=rdb)
+
+
+ANOTHER = "holds another value after restore than the one the copy's manifest digested"
+
+
+@pytest.mark.parametrize(
+    ("differ", "expected"),
+    [
+        (
+            lambda rd: rd.rpush("audit", "3"),
+            "key 'audit' (list) holds 3 elements after restore, 2 in the copy's manifest",
+        ),
+        (lambda rd: rd.expire("blob", 60), "key 'blob' has an expiry after restore but none in the copy's manifest"),
+        (lambda rd: rd.hset("config:cache", "a", "9"), f"key 'config:cache' (hash) {ANOTHER}"),
+        (lambda rd: rd.zadd("offenders", {"203.0.113.1": 3.5}), f"key 'offenders' (zset) {ANOTHER}"),
+        (
+            lambda rd: rd.set("unsampled", "x"),
+            "restored Redis holds 4 string keys without an expiry, the copy's manifest 3",
+        ),
+        (
+            lambda rd: rd.set("late", "x", ex=60),
+            "restored Redis holds 2 string keys with an expiry, more than the 1 of the copy's manifest",
+        ),
+        (lambda rd: rd.delete("ratelimit:203.0.113.9"), ""),  # a key with an expiry may expire before the restore
+        (
+            lambda rd: rd.rename("session:42", "session:43"),
+            "key 'session:42' sampled in the copy's manifest is missing after restore",
+        ),
+    ],
+)
+def test_each_difference_from_the_copy_s_manifest_fails_in_one_line(
+    redis_server: RedisServer, bucket: tuple[Any, str], tmp_path: Path, differ: Callable[[redis.Redis], Any],
+    expected: str,
+) -> None:  # fmt: skip
+    """The restored server is changed before it is read, as a copy that differs from its manifest would load."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        _every_type(rd)
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_keys=8)
+    restored = _restored(client, name, copy, tmp_path)
+    try:
+        with restored.client() as rd:
+            differ(rd)
+        comparison = compare_keyspace(copy, observe_keyspace(restored, copy.sample))
+    finally:
+        restored.stop()
+    if not expected:
+        comparison.check()
+        return
+    with pytest.raises(CheckFailed, match=f"^{re.escape(f'{copy.key}: {expected}')}$"):
+        comparison.check()
+
+
+def test_a_hostile_key_name_is_escaped_and_cut_in_the_message(
+    redis_server: RedisServer, bucket: tuple[Any, str], tmp_path: Path
+) -> None:
+    client, name = bucket
+    hostile = "\x1b[2J" + "k" * 200
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.hset(hostile, "secret-field", "secret-value")
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    restored = _restored(client, name, copy, tmp_path)
+    try:
+        with restored.client() as rd:
+            rd.delete(hostile)
+            rd.set(hostile, "x")
+        comparison = compare_keyspace(copy, observe_keyspace(restored, copy.sample))
+    finally:
+        restored.stop()
+    shown = repr(hostile[:80]) + "… (204 characters)"
+    with pytest.raises(CheckFailed) as failed:
+        comparison.check()
+    assert str(failed.value) == f"{copy.key}: key {shown} is a hash in the copy's manifest but a string after restore"
+    assert "\x1b" not in str(failed.value)
+    assert "secret" not in str(failed.value) + repr(comparison.evidence)
+
+
+def test_a_copy_too_large_to_sample_on_the_host_is_stored_counted_only_and_said_so(
+    redis_server: RedisServer, bucket: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The survey's throwaway runs beside production within a memory cap; beyond it the backup still happens."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.set("one", "1")
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_memory_mb=1)
+    assert (copy.keys, copy.sample) == (1, None)
+    assert client.head_object(Bucket=name, Key=copy.key)["ContentLength"] == copy.size
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "not sampled" in r.getMessage()]
+    assert warning.startswith(f"Redis 127.0.0.1:{redis_server.port}/0: the copy's keys were not sampled, its manifest ")
+    assert warning.endswith("(raise [restore] redis_memory_mb, or set [backup] redis_sample_keys = 0)")
+    assert redis_server.password not in caplog.text

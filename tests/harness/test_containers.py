@@ -33,6 +33,8 @@ from botocore.exceptions import ClientError
 
 from harness.config import DrillConfig, ServiceSettings
 from harness.errors import ServiceError
+from harness.integrity import compare_keyspace, observe_keyspace
+from harness.integrity.redis_keys import survey_keyspace
 from harness.restore.dump_header import DumpHeader
 from harness.services.base import RUN_ENV, free_port, run_id, run_tool
 from harness.services.docker import (
@@ -47,8 +49,10 @@ from harness.services.docker import (
 from harness.services.docker_s3 import ContainerS3
 from harness.services.postgres import OWNER_ROLE, find_binaries
 from harness.services.provider import Provider, s3_choice
+from harness.services.redis import LocalRedis
 from harness.services.s3 import MotoS3
 from harness.services.sweeper import find_leftovers, sweep
+from harness.storage.manifest import BackupManifest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = Path(sys.executable).parent / "codeblack-drills"
@@ -222,6 +226,37 @@ def test_a_redis_container_needs_its_password_and_loads_an_rdb(
             assert client.dbsize() == 25
     # The image is the engine's own (checked before the start): the log says nothing of pulling it.
     assert "Pulling image" not in caplog.text
+
+
+@needs_docker
+def test_a_copy_sampled_by_the_local_redis_compares_equal_restored_in_a_container(
+    docker_provider: Provider, tmp_path: Path
+) -> None:
+    """The key sample's digests are the drill's own rendering, not the server's: they hold across providers."""
+    local = LocalRedis.create("ct-sampled", settings={"save": "3600 1"})
+    try:
+        with local.client() as client:
+            client.hset("config", mapping={"b": "2", "a": "1"})
+            client.zadd("offenders", {"x": 0.1, "y": 2.5e-300})
+            client.xadd("events", {"event": "sync"})
+            client.rpush("audit", "one", "two")
+            client.set("session", "s", ex=3600)
+            client.save()
+        rdb = tmp_path / "dump.rdb"
+        shutil.copyfile(local.data_dir / "dump.rdb", rdb)
+        sample = survey_keyspace(local, 16)
+    finally:
+        local.stop()
+    restored = docker_provider.redis("ct-compared", rdb_file=rdb, memory_limit=256 * 2**20)
+    try:
+        assert isinstance(restored, ContainerRedis)
+        seen = observe_keyspace(restored, sample)
+    finally:
+        restored.stop()
+    assert len(sample.keys) == 4
+    copy = BackupManifest(kind="redis", key="redis/rdb/x.rdb", taken_at=datetime.now(UTC), format="rdb",
+                          sha256="0" * 64, size=0, keys=5, sample=sample)  # fmt: skip
+    compare_keyspace(copy, seen).check()
 
 
 @needs_docker
