@@ -3,12 +3,15 @@
 As root (namespaces made by root, then the pool account) and as an ordinary user (a user namespace, the way
 the drill runs without root), the shell finds the listed project and its own socket directory read-only,
 ``HOME`` and a private ``/tmp`` writable, and none of the host's ``/run``, ``/var`` or ``/home``: no server's
-Unix socket is there.
+Unix socket is there. In a user namespace the child is uid 0 of it, so it must hold no capability: a
+migration file that tries to walk out of the ``chroot``, remount the project writable or make a user namespace
+of its own to win them back is refused each time.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -36,8 +39,41 @@ def account() -> Iterator[ServiceAccount]:
     held.release()
 
 
-def _enter(account: ServiceAccount, *, as_root: bool) -> list[str]:
-    """Run the probe in the jail; return its output lines."""
+ESCAPES = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(name, act):
+    try:
+        print(name, "done:", act())
+    except OSError as exc:
+        print(name, "refused:", exc.strerror)
+def chroot_out():
+    os.makedirs("/tmp/out", exist_ok=True)
+    os.chroot("/tmp/out")
+    for _ in range(64):
+        os.chdir("..")
+    os.chroot(".")
+    return open({secret!r}).read()
+def remount(path):
+    if libc.mount(None, path.encode(), None, 32 | 4096, None) != 0:  # MS_REMOUNT | MS_BIND: read-write again
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return open(path + "/planted", "w").write("x")
+def user_namespace():
+    if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    return "made"
+attempt("chroot", chroot_out)
+attempt("remount", lambda: remount({project!r}))
+attempt("userns", user_namespace)
+"""
+
+
+def _enter(account: ServiceAccount, *, as_root: bool, python: str = "") -> list[str]:
+    """Run the probe (or, given, ``python`` code with the same ``{project}``, ``{secret}``) in the jail.
+
+    ``{secret}`` is a file outside the jail that the account owns and may read (mode 0600): only a way out of
+    the jail reaches it. Returns the output lines.
+    """
     scratch = Path(tempfile.mkdtemp(prefix="jail-"))
     project = Path(tempfile.mkdtemp(prefix="jail-project-"))
     try:
@@ -48,9 +84,15 @@ def _enter(account: ServiceAccount, *, as_root: bool) -> list[str]:
         project.chmod(0o755)
         user = account.user
         run, home = scratch / "run", scratch / "run" / "home"
+        secret = scratch / "secret"
+        secret.write_text("the drill's secret")
+        secret.chmod(0o600)
+        os.chown(secret, user.uid, user.gid)
+        probe = (["/usr/bin/python3", "-I", "-S", "-c", python.format(project=str(project), secret=str(secret))]
+                 if python else ["/bin/sh", "-c", PROBE.format(project=project, run=run, home=home)])  # fmt: skip
         spec = {"root": str(scratch / "root"), "readable": [str(project)], "run": str(run), "home": str(home),
                 "cwd": str(project), "uid": user.uid if as_root else None, "gid": user.gid if as_root else None,
-                "argv": ["/bin/sh", "-c", PROBE.format(project=project, run=run, home=home)]}  # fmt: skip
+                "argv": probe}  # fmt: skip
         jail = ["/usr/bin/python3", "-I", "-S", confine.__file__ or "", json.dumps(spec)]
         if as_root:
             argv = ["unshare", "--net", "--mount", "--", *jail]
@@ -81,4 +123,16 @@ def test_the_jail_holds_the_project_read_only_and_no_host_socket_directory(
         "ls: cannot access '/run': No such file or directory",
         "ls: cannot access '/var': No such file or directory",
         "ls: cannot access '/home': No such file or directory",
+    ], lines
+
+
+@pytest.mark.parametrize("as_root", [True, False], ids=["root, then the pool account", "a user namespace"])
+def test_a_child_can_neither_leave_the_chroot_nor_remount_nor_make_a_user_namespace(
+    account: ServiceAccount, as_root: bool
+) -> None:
+    lines = _enter(account, as_root=as_root, python=ESCAPES)
+    assert lines == [
+        "chroot refused: Operation not permitted",
+        "remount refused: Operation not permitted",
+        "userns refused: Operation not permitted",
     ], lines
