@@ -14,12 +14,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness.config import PROJECT_ROOT
 from harness.migrations import confine
 from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import give_to_service_user
@@ -136,3 +138,35 @@ def test_a_child_can_neither_leave_the_chroot_nor_remount_nor_make_a_user_namesp
         "remount refused: Operation not permitted",
         "userns refused: Operation not permitted",
     ], lines
+
+
+CHECK = """
+from harness.errors import HarnessError
+from harness.migrations.jail import check_user_namespaces
+try:
+    check_user_namespaces()
+except HarnessError as exc:
+    print(exc)
+else:
+    print("allowed")
+"""
+
+
+@pytest.mark.parametrize("allowed", [True, False], ids=["user namespaces allowed", "none allowed"])
+def test_a_host_that_allows_no_user_namespace_is_one_line_saying_so_and_what_to_do(allowed: bool) -> None:
+    # A user namespace of the test's own in which no further one may be made (user.max_user_namespaces = 0
+    # there): what the harness meets on a host that forbids them to ordinary users.
+    limit = "" if allowed else "echo 0 > /proc/sys/user/max_user_namespaces && "
+    argv = ["unshare", "--user", "--map-root-user", "--", "sh", "-c", f'{limit}exec "$@"', "sh",
+            sys.executable, "-c", CHECK]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "allowed"
+        if allowed
+        else "cannot isolate the migration child: without root its private network and file system come from a "
+        "user namespace, which root may not create here (unshare: unshare failed: No space left on device); run "
+        "the drill as root (sudo), or allow unprivileged user namespaces (sysctl user.max_user_namespaces above "
+        "0; Debian before 11: kernel.unprivileged_userns_clone=1; Ubuntu 23.10 and later: "
+        "kernel.apparmor_restrict_unprivileged_userns=0)"
+    ], done.stderr
