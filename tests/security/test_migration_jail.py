@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -23,8 +24,8 @@ import pytest
 
 from harness.config import PROJECT_ROOT
 from harness.migrations import confine
-from harness.services.accounts import ServiceAccount, acquire_account
-from harness.services.base import give_to_service_user
+from harness.services.accounts import acquire_account
+from harness.services.base import ServiceUser, give_to_service_user
 
 PROBE = (
     "id -u; echo $(ls /); touch {project}/planted 2>&1; touch {run}/socket-dir 2>&1; touch {home}/mine && echo wrote; "
@@ -33,11 +34,13 @@ PROBE = (
 
 
 @pytest.fixture
-def account() -> Iterator[ServiceAccount]:
+def account() -> Iterator[ServiceUser]:
+    """As root a pool account; without root the test's own user, whose jail is a user namespace as the drill's is."""
     held = acquire_account()
     if held is None:
-        pytest.skip("needs root: the pool accounts are created and switched to by root")
-    yield held
+        yield ServiceUser(pwd.getpwuid(os.getuid()).pw_name, os.getuid(), os.getgid())
+        return
+    yield held.user
     held.release()
 
 
@@ -70,21 +73,22 @@ attempt("userns", user_namespace)
 """
 
 
-def _enter(account: ServiceAccount, *, as_root: bool, python: str = "") -> list[str]:
+def _enter(user: ServiceUser, *, as_root: bool, python: str = "") -> list[str]:
     """Run the probe (or, given, ``python`` code with the same ``{project}``, ``{secret}``) in the jail.
 
     ``{secret}`` is a file outside the jail that the account owns and may read (mode 0600): only a way out of
     the jail reaches it. Returns the output lines.
     """
+    if as_root and os.geteuid() != 0:
+        pytest.skip("needs root: the pool accounts are created and switched to by root")
     scratch = Path(tempfile.mkdtemp(prefix="jail-"))
     project = Path(tempfile.mkdtemp(prefix="jail-project-"))
     try:
         (scratch / "root").mkdir()
         (scratch / "run" / "home").mkdir(parents=True)
-        give_to_service_user(scratch, account.user)
+        give_to_service_user(scratch, user)
         scratch.chmod(0o755)
         project.chmod(0o755)
-        user = account.user
         run, home = scratch / "run", scratch / "run" / "home"
         secret = scratch / "secret"
         secret.write_text("the drill's secret")
@@ -99,7 +103,8 @@ def _enter(account: ServiceAccount, *, as_root: bool, python: str = "") -> list[
         if as_root:
             argv = ["unshare", "--net", "--mount", "--", *jail]
         else:  # an ordinary user: the namespaces come from a user namespace, as without root
-            argv = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups",
+            ordinary = ["setpriv", f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups"]
+            argv = [*(ordinary if os.geteuid() == 0 else []),
                     "unshare", "--user", "--map-root-user", "--net", "--mount", "--", *jail]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
         assert not (project / "planted").exists()
@@ -110,11 +115,9 @@ def _enter(account: ServiceAccount, *, as_root: bool, python: str = "") -> list[
 
 
 @pytest.mark.parametrize("as_root", [True, False], ids=["root, then the pool account", "a user namespace"])
-def test_the_jail_holds_the_project_read_only_and_no_host_socket_directory(
-    account: ServiceAccount, as_root: bool
-) -> None:
+def test_the_jail_holds_the_project_read_only_and_no_host_socket_directory(account: ServiceUser, as_root: bool) -> None:
     lines = _enter(account, as_root=as_root)
-    assert lines[0] == (str(account.user.uid) if as_root else "0"), lines  # uid 0 of the namespace: the account
+    assert lines[0] == (str(account.uid) if as_root else "0"), lines  # uid 0 of the namespace: the account
     top = set(lines[1].split())
     assert {"usr", "etc", "tmp"} <= top, lines
     assert not {"run", "var", "home", "root", "proc"} & top, lines
@@ -130,7 +133,7 @@ def test_the_jail_holds_the_project_read_only_and_no_host_socket_directory(
 
 @pytest.mark.parametrize("as_root", [True, False], ids=["root, then the pool account", "a user namespace"])
 def test_a_child_can_neither_leave_the_chroot_nor_remount_nor_make_a_user_namespace(
-    account: ServiceAccount, as_root: bool
+    account: ServiceUser, as_root: bool
 ) -> None:
     lines = _enter(account, as_root=as_root, python=ESCAPES)
     assert lines == [
