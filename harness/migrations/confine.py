@@ -66,8 +66,9 @@ _SCRATCH = "size=256m,nr_inodes=16384"
 _ADDRESS_SPACE = 4 << 30
 # The largest file it may write: its output goes to a log on the host's disk (a write past this fails, EFBIG).
 _FILE_SIZE = 64 << 20
-# The processes (threads included) the pool account may have: the account is this child's alone, and a fork bomb
-# stops here, not at the host's pid limit. (Without root the account is the harness's: no limit is set.)
+# The processes (threads included) the child's user may have: the pool account is this child's alone, and without
+# root the count is of uid 0 of its own user namespace (the kernel counts RLIMIT_NPROC per user namespace), so
+# either way it counts only the jail's processes, and a fork bomb stops here, not at the host's pid limit.
 _PROCESSES = 256
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -152,8 +153,10 @@ def main(argv: list[str]) -> int:
             _build_root(spec["root"], spec["readable"], spec["run"], spec["home"], owner)
             os.chroot(spec["root"])
         os.chdir(spec["cwd"])
+        hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]  # without root it can only be lowered
+        processes = _PROCESSES if hard == resource.RLIM_INFINITY else min(_PROCESSES, hard)
+        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
         if spec["uid"] is not None:
-            resource.setrlimit(resource.RLIMIT_NPROC, (_PROCESSES, _PROCESSES))
             os.setgroups([])
             os.setgid(spec["gid"])
             os.setuid(spec["uid"])  # the kernel clears every capability as uid 0 is left
