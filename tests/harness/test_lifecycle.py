@@ -10,10 +10,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fixtures.config import Interrupts
 from harness.config import PROJECT_ROOT
 from harness.errors import ConfigError
 from harness.services.base import LABEL, RUN_ENV
@@ -130,8 +132,53 @@ def test_an_interrupt_python_swallowed_is_raised_again_at_the_next_step(monkeypa
 
     from fixtures import config as plugin
 
-    monkeypatch.setattr(plugin, "_received", [])
+    interrupts = plugin.Interrupts()
+    monkeypatch.setattr(plugin, "_interrupts", interrupts)
     plugin.pytest_bdd_before_step()  # nothing received: the drill goes on
-    monkeypatch.setattr(plugin, "_received", [signal.SIGTERM])
+    interrupts.received.append(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt, match=f"signal {signal.SIGTERM.value}"):
         plugin.pytest_bdd_before_step()
+
+
+# ``uv run`` without a terminal forwards a SIGINT the process group already delivered, so a cancelled CI job's
+# drill gets two at once. The signals below are real (sent to this process); only the "later" case reads a
+# given clock instead of waiting a second.
+@pytest.fixture
+def handler() -> Iterator[Interrupts]:
+    """An :class:`Interrupts` handling this process's SIGINT for the test (pytest's own handler put back)."""
+    installed = Interrupts()
+    previous = signal.signal(signal.SIGINT, installed)
+    try:
+        yield installed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_repeated_at_once_is_one_interrupt_and_the_cleanup_it_started_runs_to_its_end(
+    handler: Interrupts,
+) -> None:
+    cleaned: list[str] = []
+
+    def drill() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the process group's copy
+            signal.sigtimedwait([], 0)  # a moment for the handler to run
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)  # uv's forwarded copy, while the first one unwinds
+            cleaned.append("server stopped")
+
+    with pytest.raises(KeyboardInterrupt, match="signal 2"):
+        drill()
+    assert cleaned == ["server stopped"]
+    assert handler.received == [signal.SIGINT, signal.SIGINT]
+
+
+def test_a_signal_after_the_first_has_had_its_time_is_the_operator_insisting_and_raised() -> None:
+    times = iter([100.0, 100.0 + Interrupts.SAME_S])
+    interrupts = Interrupts(clock=lambda: next(times))
+    with pytest.raises(KeyboardInterrupt):
+        interrupts(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        interrupts(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt, match="signal 2"):
+        interrupts.again_if_swallowed()
