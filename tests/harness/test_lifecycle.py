@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -112,6 +113,32 @@ def test_dead_runs_of_any_id_are_swept_and_live_ones_kept() -> None:
             owner.unlink(missing_ok=True)
         for directory in directories.values():
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_user_other_than_root_leaves_another_users_dead_run_alone_and_names_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The sweep of an ordinary user meeting a dead root drill's leftovers: in the sticky temp directory they are
+    # not its to remove (it ended in a PermissionError). Here the test's own files play the other user's, the
+    # sweep's user id being another.
+    run = "theirs_" + uuid.uuid4().hex[:6]
+    dead_pid = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout.strip()
+    owner = Path(tempfile.gettempdir()) / f"{LABEL}-{run}-{dead_pid}.owner"
+    owner.write_text(dead_pid)
+    directory = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{run}-pg-staging-"))
+    try:
+        monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 4242)
+        with caplog.at_level(logging.WARNING, logger="harness.services"):
+            listed, swept = find_leftovers(stale_only=True), sweep()
+        assert directory not in listed.directories + swept.directories
+        assert owner.exists()
+        assert directory.exists()
+        (left,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("left the leftovers")]
+        assert run in left.split(" in ")[0], left
+        assert left.endswith("another user's, which only that user or root may remove (sudo codeblack-drills sweep)")
+    finally:
+        owner.unlink(missing_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_server_standing_in_for_production_is_refused_by_the_guard(provider) -> None:  # type: ignore[no-untyped-def]
