@@ -243,8 +243,10 @@ def jail_command(
     (workdir / "root").mkdir()
     # A pid namespace of its own, its first process the child: when the child ends (or unshare is killed,
     # --kill-child), the kernel kills every process in it at once. Killing the account's processes one pid at a
-    # time misses one that forks and exits faster than the walk.
-    namespaces = ["--net", "--mount", "--pid", "--kill-child"]
+    # time misses one that forks and exits faster than the walk. An IPC namespace of its own: System V shared
+    # memory, semaphores and queues are the host's otherwise, and without root every segment of the user's
+    # (mode 0600 or not) is the child's to read and write.
+    namespaces = ["--net", "--mount", "--ipc", "--pid", "--kill-child"]
     if os.geteuid() != 0:
         namespaces = [*_USER_NAMESPACE, *namespaces]
     return ["unshare", *namespaces, "--", sys.executable, "-I", "-S", confine.__file__ or "", json.dumps(spec)]
