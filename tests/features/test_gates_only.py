@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import PROJECT_ROOT
+from tests.security.test_hostile_migration_file import CHILD_HAS_AN_ACCOUNT
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +119,7 @@ def test_a_project_whose_package_is_missing_could_not_run_naming_the_module(tmp_
     assert "fix or revert" not in drift
 
 
+@CHILD_HAS_AN_ACCOUNT
 def test_a_package_the_childs_account_cannot_read_could_not_run_naming_the_directory(tmp_path: Path) -> None:
     project = _project(tmp_path)
     closed = project / "src" / "shelf"
