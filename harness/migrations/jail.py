@@ -202,7 +202,10 @@ def check_user_namespaces() -> None:
         HarnessError: one line with ``unshare``'s reason and what to do.
     """
     if reason := _user_namespace_refusal():
-        user = pwd.getpwuid(os.geteuid()).pw_name
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:  # a container's uid with no passwd entry
+            user = f"uid {os.geteuid()}"
         raise HarnessError(
             f"cannot isolate the migration child: without root its private network and file system come from a "
             f"user namespace, which {user} may not create here ({reason}); run the drill as root (sudo), or "
