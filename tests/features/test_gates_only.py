@@ -54,6 +54,10 @@ def _project(tmp_path: Path) -> Path:
     packages = next((project / ".venv" / "lib").glob("python3*/site-packages"))
     # Alembic, SQLAlchemy, psycopg and pydantic as the project pins them (here: the drill's), and its own envkit.
     (packages / "shelf-deps.pth").write_text(f"{site.getsitepackages()[0]}\n{project / 'vendor' / 'envkit'}\n")
+    # Its reports beside it: [reports] dir is read from the current directory, the clone's root here, whose
+    # record chain (the sandbox's, signed) an unsigned "shelf" record would break for `records verify`.
+    config = project / "drill.toml"
+    config.write_text(config.read_text().replace('dir = "reports"', f'dir = "{project / "reports"}"'))
     return project
 
 
