@@ -284,7 +284,8 @@ def records_verify(ctx: click.Context, directory: Path | None) -> None:
         raise HarnessError(f"{directory}: no drill records here; run the monthly drill or pass the directory")
     key = None
     if config.reports.verify_key:
-        key = RecordKey(*load_verify_key(config.reports.verify_key, f"{config.source}: [reports] verify_key"))
+        public, key_id = load_verify_key(config.reports.verify_key, f"{config.source}: [reports] verify_key")
+        key = RecordKey(public, key_id, target=config.target.name)
     result = verify_chain(directory, key)
     if not result.ok:
         raise CheckFailed(result.problem)
