@@ -153,6 +153,24 @@ def test_a_server_standing_in_for_production_is_refused_by_the_guard(provider) -
         production.stop()
 
 
+def _shared_memory_of(uid: int) -> list[str]:
+    return [line.split()[1] for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+            if int(line.split()[7]) == uid]  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers have accounts of their own only under root (CI runs as root)")
+def test_a_killed_servers_shared_memory_goes_with_its_account(provider) -> None:  # type: ignore[no-untyped-def]
+    server = provider.postgres("killed")
+    try:
+        uid = server.account.user.uid
+        server.kill()
+        left = _shared_memory_of(uid)
+        assert left, "PostgreSQL's interlock segment should outlive a kill -9 (the state this test needs)"
+    finally:
+        server.stop()
+    assert not set(left) & set(_shared_memory_of(uid))
+
+
 def test_an_interrupt_python_swallowed_is_raised_again_at_the_next_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """A handler's KeyboardInterrupt lost in a finaliser ("Exception ignored") must still stop the drill."""
     import signal
