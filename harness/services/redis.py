@@ -135,11 +135,15 @@ class RedisServer(abc.ABC):
                            protocol=protocol, socket_timeout=5, socket_connect_timeout=2)  # fmt: skip
 
     def answers(self) -> bool:
-        """Whether it answers PING (false while it loads its RDB or before it listens)."""
+        """Whether it answers PING (false while it loads its RDB, before it listens, or too busy to answer in time).
+
+        A PING that times out is "not yet": a server loading a large (or crafted) RDB on a busy machine may not
+        even accept within the client's timeout; the caller's deadline decides when waiting ends.
+        """
         try:
             with self.client() as client:
                 return bool(client.ping())
-        except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
+        except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             return False
 
     @abc.abstractmethod
