@@ -112,12 +112,17 @@ def test_the_copy_s_manifest_samples_every_type_but_keys_that_expire(
     assert "user-7" not in repr(comparison.evidence), "values never reach the evidence"
 
 
-def test_sampling_can_be_turned_off(redis_server: RedisServer, bucket: tuple[Any, str]) -> None:
+def _one_key_copy(redis_server: RedisServer, bucket: tuple[Any, str], **options: Any) -> BackupManifest:
+    """A copy of a Redis holding one key, backed up with ``options``."""
     client, name = bucket
     with redis_server.client() as rd:
         rd.flushall()
         rd.set("one", "1")
-    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_keys=0)
+    return backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, **options)
+
+
+def test_sampling_can_be_turned_off(redis_server: RedisServer, bucket: tuple[Any, str]) -> None:
+    copy = _one_key_copy(redis_server, bucket, sample_keys=0)
     assert (copy.keys, copy.sample) == (1, None)
 
 
@@ -226,10 +231,7 @@ def test_a_copy_too_large_to_sample_on_the_host_is_stored_counted_only_and_said_
 ) -> None:
     """The survey's throwaway runs beside production within a memory cap; beyond it the backup still happens."""
     client, name = bucket
-    with redis_server.client() as rd:
-        rd.flushall()
-        rd.set("one", "1")
-    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_memory_mb=1)
+    copy = _one_key_copy(redis_server, bucket, sample_memory_mb=1)
     assert (copy.keys, copy.sample) == (1, None)
     assert client.head_object(Bucket=name, Key=copy.key)["ContentLength"] == copy.size
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "not sampled" in r.getMessage()]
