@@ -231,7 +231,7 @@ ROW_COUNTS = "Row counts of the critical tables match the backup's manifest"
 APP = "The application starts against staging and its deep health is healthy"
 SANDBOX_SCENARIOS = "isolated_staging or row_counts or deep_health"
 """The restore drill's scenarios an auditor opens: the restore with its backup, the row counts, the app."""
-DSN_PASSWORD = re.compile(r"\w+://[^/\s:@'\"]*:(?!\*\*\*@)[^@\s/'\"]+@")
+DSN_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]{0,15}://[^/\s:@'\"]{0,64}:(?!\*\*\*@)[^@\s/'\"]{1,128}@")
 """A connection URL carrying a password (``postgresql://user:secret@host``, not ``:***@``), whatever the run's was."""
 
 STEPS = """() => {
@@ -275,11 +275,20 @@ def sandbox_drill(tmp_path_factory: pytest.TempPathFactory) -> SandboxDrill:
     return SandboxDrill(config, home / "reports", record, by_name)
 
 
-@pytest.fixture(scope="module")
-def served_report(sandbox_drill: SandboxDrill, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The sandbox run's report as ``report`` renders it by default, served over HTTP as the README says."""
-    out = tmp_path_factory.mktemp("served-report")
-    render_handover(load_config(sandbox_drill.config), sandbox_drill.reports, out)
+@pytest.fixture(scope="module", params=["served over HTTP", "single file from disk"])
+def report(
+    request: pytest.FixtureRequest, sandbox_drill: SandboxDrill, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The sandbox run's report as ``report`` renders it: by default served over HTTP (the README says so), and
+    with ``--single-file`` opened from disk (``file://``), as an auditor handed the folder opens it."""
+    out = tmp_path_factory.mktemp("report")
+    single_file = request.param == "single file from disk"
+    index = render_handover(
+        load_config(sandbox_drill.config), sandbox_drill.reports, out, single_file=single_file
+    ).index
+    if single_file:
+        yield index.as_uri()
+        return
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
@@ -288,7 +297,7 @@ def served_report(sandbox_drill: SandboxDrill, tmp_path_factory: pytest.TempPath
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(out)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+        yield f"http://127.0.0.1:{server.server_address[1]}/{index.name}"
     finally:
         server.shutdown()
         server.server_close()
@@ -344,11 +353,11 @@ def _leaks(text: str) -> list[str]:
 
 @pytest.mark.slow
 def test_a_restore_scenario_shows_its_steps_and_the_evidence_its_record_holds(
-    sandbox_drill: SandboxDrill, served_report: str, tmp_path: Path
+    sandbox_drill: SandboxDrill, report: str, tmp_path: Path
 ) -> None:
     record, result = sandbox_drill.record, sandbox_drill.results[RESTORE]
     assert record.backup is not None
-    with browser(served_report, tmp_path / "profile") as page:
+    with browser(report, tmp_path / "profile") as page:
         steps = _open_scenario(page, result)
         assert steps == [[step["name"], step["status"]] for step in result["steps"]]
         assert {status for _, status in steps} == {"passed"}
@@ -364,10 +373,10 @@ def test_a_restore_scenario_shows_its_steps_and_the_evidence_its_record_holds(
 
 @pytest.mark.slow
 def test_the_row_counts_shown_are_those_the_record_holds(
-    sandbox_drill: SandboxDrill, served_report: str, tmp_path: Path
+    sandbox_drill: SandboxDrill, report: str, tmp_path: Path
 ) -> None:
     result = sandbox_drill.results[ROW_COUNTS]
-    with browser(served_report, tmp_path / "profile") as page:
+    with browser(report, tmp_path / "profile") as page:
         steps = _open_scenario(page, result)
         counted = steps[1][0]  # the Then: "each critical table holds exactly the rows the backup's manifest counted"
         table = _open_attachment(page, counted, "expected vs restored")
@@ -378,11 +387,11 @@ def test_the_row_counts_shown_are_those_the_record_holds(
 
 @pytest.mark.slow
 def test_no_step_of_the_restore_scenarios_shows_a_credential(
-    sandbox_drill: SandboxDrill, served_report: str, tmp_path: Path
+    sandbox_drill: SandboxDrill, report: str, tmp_path: Path
 ) -> None:
     """Every step unfolded, so its parameters are on the page: none is a key, a seed or a URL with a password."""
     for name in (RESTORE, ROW_COUNTS, APP):
-        with browser(served_report, tmp_path / name[:12]) as page:
+        with browser(report, tmp_path / name[:12]) as page:
             result = sandbox_drill.results[name]
             _open_scenario(page, result)
             for step in result["steps"]:
