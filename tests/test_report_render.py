@@ -267,12 +267,12 @@ def sandbox_drill(tmp_path_factory: pytest.TempPathFactory) -> SandboxDrill:
     argv = [sys.executable, "-m", "pytest", "features/test_restore_drill.py", "-k", SANDBOX_SCENARIOS,
             "-p", "no:randomly", "-p", "no:cacheprovider", f"--drill-config={config}"]  # fmt: skip
     done = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
-    (record,) = load_chain(home / "reports" / "drills")
-    (results,) = run_results(home / "reports")
-    scenarios = [json.loads(path.read_text()) for path in results.glob("*-result.json")]
-    by_name = {result["name"]: result for result in scenarios}
-    assert {RESTORE, ROW_COUNTS, APP} <= set(by_name), (done.stdout + done.stderr)[-4000:]
-    return SandboxDrill(config, home / "reports", record, by_name)
+    output = (done.stdout + done.stderr)[-4000:]
+    records, runs = load_chain(home / "reports" / "drills"), run_results(home / "reports")
+    assert len(records) == len(runs) == 1, output
+    by_name = {r["name"]: r for r in (json.loads(path.read_text()) for path in runs[0].glob("*-result.json"))}
+    assert {RESTORE, ROW_COUNTS, APP} <= set(by_name), output
+    return SandboxDrill(config, home / "reports", records[0], by_name)
 
 
 @pytest.fixture(scope="module", params=["served over HTTP", "single file from disk"])
