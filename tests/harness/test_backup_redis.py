@@ -15,6 +15,7 @@ import redis
 from harness.backup.redis import backup_redis
 from harness.errors import CheckFailed, HarnessError
 from harness.integrity import compare_keyspace, observe_keyspace
+from harness.integrity.redis_keys import MAX_DIGESTED_BYTES
 from harness.services.redis import LocalRedis, RedisServer
 from harness.services.s3 import MotoS3
 from harness.storage.manifest import BackupManifest
@@ -224,6 +225,45 @@ def test_a_hostile_key_name_is_escaped_and_cut_in_the_message(
     assert str(failed.value) == f"{copy.key}: key {shown} is a hash in the copy's manifest but a string after restore"
     assert "\x1b" not in str(failed.value)
     assert "secret" not in str(failed.value) + repr(comparison.evidence)
+
+
+def test_a_sampled_key_whose_elements_grew_huge_is_not_read_whole(
+    redis_server: RedisServer, bucket: tuple[Any, str], tmp_path: Path
+) -> None:
+    """A sample's size counts elements: the same two elements, 40 MB each, take more than a key may to be read."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        _every_type(rd)
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    restored = _restored(client, name, copy, tmp_path)
+    try:
+        with restored.client() as rd:
+            rd.delete("audit")
+            rd.rpush("audit", "f" * 40 * 2**20, "s" * 40 * 2**20)
+        seen = observe_keyspace(restored, copy.sample)
+        comparison = compare_keyspace(copy, seen)
+    finally:
+        restored.stop()
+    assert copy.sample is not None
+    [audit] = [key for entry, key in zip(copy.sample.keys, seen.sampled, strict=True) if entry.key == "audit"]
+    assert (audit.size, audit.digest) == (2, None)
+    with pytest.raises(CheckFailed, match=rf"^{re.escape(copy.key)}: key 'audit' \(list\) takes \d+ bytes after "
+                       rf"restore, more than the {MAX_DIGESTED_BYTES} a sampled key may \(the backup samples none that "
+                       r"large\); it was not read$"):  # fmt: skip
+        comparison.check()
+
+
+def test_a_key_of_few_but_large_elements_is_not_sampled(redis_server: RedisServer, bucket: tuple[Any, str]) -> None:
+    """What the backup samples, a restored Redis of another version holds within what the drill reads whole."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.rpush("large", "a" * 9 * 2**20, "b" * 9 * 2**20)
+        rd.rpush("small", "a", "b")
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    assert copy.sample is not None
+    assert [key.key for key in copy.sample.keys] == ["small"]
+    assert copy.sample.persistent == {"list": 2}
 
 
 def test_a_copy_too_large_to_sample_on_the_host_is_stored_counted_only_and_said_so(
