@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.config import DrillConfig
 from harness.deployment import Deployment
-from harness.errors import HarnessError
+from harness.errors import CheckFailed, HarnessError
 from harness.storage.catalogue import BackupObject, fetch_manifest, list_configured
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import BackupManifest, shown_key
 
-__all__ = ["Chosen", "newest_backup"]
+__all__ = ["Chosen", "check_dumped_database", "newest_backup"]
 
 Chosen = tuple[BackupObject, BackupManifest | None]
 
@@ -62,3 +63,24 @@ def newest_backup(deployment: Deployment, prefixes: Sequence[str], *, suffix: st
             raise
         manifest = None
     return chosen, manifest
+
+
+def check_dumped_database(config: DrillConfig, manifest: BackupManifest | None) -> None:
+    """A ``[[databases]]`` entry's dump must be of that database, as its manifest records (``current_database()``).
+
+    Several databases of the same schema (one per tenant, say) count alike: a dump of one stored under
+    another's prefix (a cron job whose DSN was not changed) would restore and count as the other's, and
+    earn a GO for a database that has no backup at all. A lone ``[database]`` is not held to its name: the
+    production database may be named otherwise than the one restored into staging.
+
+    Raises:
+        CheckFailed: the manifest records another database; one line naming the dump and both names.
+    """
+    wanted = config.database.name
+    if not config.multiple_databases or manifest is None or manifest.database in ("", wanted):
+        return
+    dumped = shown_key(manifest.database, 80)
+    raise CheckFailed(
+        f"{shown_key(manifest.key)}: its manifest records a dump of database {dumped}, not of {wanted!r} "
+        f"([[databases]]); back {wanted!r} up with a DSN of that database (backup postgres --database {wanted})"
+    )

@@ -1,0 +1,79 @@
+"""A ``[[databases]]`` entry restores only a dump of its own database, whatever prefix the dump sits under.
+
+Two tenants' databases of the same schema count alike: a dump of one stored under the other's prefix (the cron
+job of the second kept the first's DSN) restores and counts clean, so the second database, which has no
+backup at all, would earn a GO. Its manifest, signed by the backup host, records the database it dumped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.backup.postgres import backup_postgres, dump_options
+from harness.config import DrillConfig, load_config
+from harness.deployment import Deployment
+from harness.errors import CheckFailed
+from harness.measure.stopwatch import Stopwatch
+from harness.restore.select import check_dumped_database, newest_backup
+from harness.restore.staging import restore_logical
+from harness.services.postgres import PostgresServer
+from harness.services.provider import Provider
+from harness.services.s3 import S3Server
+from sandbox.target import toml_text
+
+SCHEMA = "CREATE TABLE accounts (id int PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());" \
+         "INSERT INTO accounts SELECT g FROM generate_series(1, 3) g;"  # fmt: skip
+
+
+@pytest.fixture
+def tenants(pg_server: PostgresServer, tmp_path: Path) -> Iterator[tuple[DrillConfig, str, str]]:
+    """Two tenants' databases of one schema, listed as ``[[databases]]``."""
+    suffix = uuid.uuid4().hex[:6]
+    first, second = f"tenant_a_{suffix}", f"tenant_b_{suffix}"
+    for name in (first, second):
+        pg_server.create_database(name)
+        with pg_server.connect(name) as conn:
+            conn.execute(SCHEMA)
+    entries = [{"name": name, "critical_tables": ["accounts"], "require_recent_inserts": False}
+               for name in (first, second)]  # fmt: skip
+    (tmp_path / "drill.toml").write_text(toml_text({
+        "target": {"name": "tenants", "sandbox": False},
+        "storage": {"backup_bucket": f"tenants-{suffix}", "uploads_bucket": "", "base_backups": False},
+        "databases": entries, "redis": {"enabled": False}, "app": {"enabled": False},
+        "migrations": {"enabled": False}}))  # fmt: skip
+    yield load_config(tmp_path / "drill.toml"), first, second
+    for name in (first, second):
+        pg_server.drop_database(name)
+
+
+def test_a_dump_of_another_database_under_an_entry_s_prefix_is_refused(
+    tenants: tuple[DrillConfig, str, str], pg_server: PostgresServer, s3_server: S3Server, provider: Provider
+) -> None:
+    config, first, second = tenants
+    client = s3_server.client()
+    client.create_bucket(Bucket=config.storage.backup_bucket)
+    target = Deployment(name="tenants", config=config, storage=s3_server.endpoint, redis_url=None,
+                        database_host="", verify_key="")  # fmt: skip
+    view = config.for_database(second)
+    # The second tenant's cron, with the first tenant's DSN: the first's data under the second's prefix.
+    backup_postgres(pg_server.dsn(first), client, config.storage.backup_bucket, view.storage.logical_prefix,
+                    pg_dump=pg_server.binaries.tool("pg_dump"), options=dump_options(view))  # fmt: skip
+    dump, manifest = newest_backup(target, [view.storage.logical_prefix])
+    assert manifest is not None
+    with pytest.raises(CheckFailed) as refused:
+        restore_logical(provider, target, view, dump, manifest, watch=Stopwatch(), name="mislabelled")
+    assert str(refused.value) == (
+        f"{dump.key!r}: its manifest records a dump of database {first!r}, not of {second!r} ([[databases]]); "
+        f"back {second!r} up with a DSN of that database (backup postgres --database {second})"
+    )
+    # The control: the second tenant's own dump, taken later, is its newest and is its own.
+    backup_postgres(pg_server.dsn(second), client, config.storage.backup_bucket, view.storage.logical_prefix,
+                    pg_dump=pg_server.binaries.tool("pg_dump"), options=dump_options(view))  # fmt: skip
+    _, own = newest_backup(target, [view.storage.logical_prefix])
+    assert own is not None
+    assert own.database == second
+    check_dumped_database(view, own)
