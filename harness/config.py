@@ -765,6 +765,7 @@ def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | Non
         message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise ConfigError(f"{source}: {section}{key}: {message}") from None
     _check_databases(config, listed="databases" in declared)
+    _check_dump_prefixes(config)
     return config
 
 
@@ -790,6 +791,37 @@ def _check_databases(config: DrillConfig, *, listed: bool) -> None:
                 raise ConfigError(
                     f"{source}: [[databases]] backup_prefix {prefix!r} of {name!r} holds {other!r}'s "
                     f"{inside!r}: each database's dumps need a prefix of their own"
+                )
+
+
+def _check_dump_prefixes(config: DrillConfig) -> None:
+    """No database's dumps share a prefix with base backups, Redis copies or the stored drill records.
+
+    ``prune`` holds everything under a dump prefix to the dumps' retention (14 days, the newest kept), so a
+    ``backup_prefix`` of ``postgres/`` deleted weekly base backups the plan keeps four weeks; and the drill takes
+    the newest object under it for the dump.
+
+    Raises:
+        ConfigError: one line naming both keys and what to do.
+    """
+    storage, reports = config.storage, config.reports
+    others = {
+        "[storage] base_daily_prefix": storage.base_daily_prefix,
+        "[storage] base_weekly_prefix": storage.base_weekly_prefix,
+        "[storage] redis_prefix": storage.redis_prefix,
+    }
+    if reports.storage_prefix and reports.storage_bucket in ("", storage.backup_bucket):
+        others["[reports] storage_prefix"] = reports.storage_prefix
+    section = "[[databases]]" if config.databases else "[database]"
+    for entry in config.databases or [config.database]:
+        prefix = config.backup_prefix_of(entry)
+        key = f"{section} backup_prefix" if entry.backup_prefix else "[storage] logical_prefix"
+        whose = f" (the dumps of {entry.name!r})" if entry.name else ""
+        for other_key, other in others.items():
+            if prefix.startswith(other) or other.startswith(prefix):
+                raise ConfigError(
+                    f"{config.source}: {key} {prefix!r}{whose} and {other_key} {other!r} overlap: prune would "
+                    "delete the one's objects by the other's retention; give each a prefix of its own"
                 )
 
 
