@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from harness.backup.postgres import backup_postgres, dump_options
 from harness.config import DrillConfig, load_config
 from harness.deployment import Deployment
-from harness.errors import CheckFailed
+from harness.errors import CheckFailed, HarnessError
 from harness.measure.stopwatch import Stopwatch
 from harness.restore.select import check_dumped_database, newest_backup
 from harness.restore.staging import restore_logical
@@ -59,9 +60,11 @@ def test_a_dump_of_another_database_under_an_entry_s_prefix_is_refused(
     target = Deployment(name="tenants", config=config, storage=s3_server.endpoint, redis_url=None,
                         database_host="", verify_key="")  # fmt: skip
     view = config.for_database(second)
-    # The second tenant's cron, with the first tenant's DSN: the first's data under the second's prefix.
+    # The second tenant's cron, with the first tenant's DSN, on a backup host whose codeblack-drills does not yet
+    # hold the DSN to the entry (test_the_backup_refuses_...): the first's data under the second's prefix.
+    older = replace(dump_options(view), database_name="")
     backup_postgres(pg_server.dsn(first), client, config.storage.backup_bucket, view.storage.logical_prefix,
-                    pg_dump=pg_server.binaries.tool("pg_dump"), options=dump_options(view))  # fmt: skip
+                    pg_dump=pg_server.binaries.tool("pg_dump"), options=older)  # fmt: skip
     dump, manifest = newest_backup(target, [view.storage.logical_prefix])
     assert manifest is not None
     with pytest.raises(CheckFailed) as refused:
@@ -77,3 +80,21 @@ def test_a_dump_of_another_database_under_an_entry_s_prefix_is_refused(
     assert own is not None
     assert own.database == second
     check_dumped_database(view, own)
+
+
+def test_the_backup_refuses_a_dsn_of_another_database_than_the_entry_s(
+    tenants: tuple[DrillConfig, str, str], pg_server: PostgresServer, s3_server: S3Server
+) -> None:
+    """The cron job that kept the first tenant's DSN fails at once, before anything is stored under the prefix."""
+    config, first, second = tenants
+    client = s3_server.client()
+    client.create_bucket(Bucket=config.storage.backup_bucket)
+    view = config.for_database(second)
+    with pytest.raises(HarnessError) as refused:
+        backup_postgres(pg_server.dsn(first), client, config.storage.backup_bucket, view.storage.logical_prefix,
+                        pg_dump=pg_server.binaries.tool("pg_dump"), options=dump_options(view))  # fmt: skip
+    assert str(refused.value) == (
+        f"the DSN connects to database {first!r}, not to {second!r} of [[databases]] (whose dumps this prefix "
+        "holds): point --dsn-env at that database"
+    )
+    assert client.list_objects_v2(Bucket=config.storage.backup_bucket).get("KeyCount") == 0
