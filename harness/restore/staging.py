@@ -479,16 +479,16 @@ def restore_logical(
     :attr:`Staging.has_manifest` is then false and the integrity checks fall back to ``minimum_rows``.
 
     Raises:
-        CheckFailed: the dump differs from its manifest, its manifest records another database than a
-            ``[[databases]]`` entry's, or pg_restore refuses it (its message quoted).
+        CheckFailed: the dump differs from its manifest, its manifest or header records another database
+            than a ``[[databases]]`` entry's, or pg_restore refuses it (its message quoted).
         ConfigError: a table or column drill.toml names is not in the restored database (the key named).
         HarnessError: the staging server died, the disk filled, or the server did not start.
     """
-    check_dumped_database(config, manifest)
     jobs = config.restore.jobs or os.cpu_count() or 1
     server: PostgresServer | None = None
     with watch.phase("download"):
         header = _dump_header(deployment, dump.key)
+    check_dumped_database(config, dump.key, manifest, header)
     existing = StagingServer.from_config(config) if config.staging.provider == "server" else None
     chosen = _client_tools(provider, config, header, existing)
     directory = label_dir("dump", Path(config.restore.work_dir) if config.restore.work_dir else None)

@@ -19,11 +19,13 @@ from harness.config import DrillConfig, load_config
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError
 from harness.measure.stopwatch import Stopwatch
+from harness.restore.dump_header import parse_dump_header
 from harness.restore.select import check_dumped_database, newest_backup
 from harness.restore.staging import restore_logical
 from harness.services.postgres import PostgresServer
 from harness.services.provider import Provider
 from harness.services.s3 import S3Server
+from harness.storage.manifest import MANIFEST_SUFFIX
 from sandbox.target import toml_text
 
 SCHEMA = "CREATE TABLE accounts (id int PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now());" \
@@ -73,13 +75,26 @@ def test_a_dump_of_another_database_under_an_entry_s_prefix_is_refused(
         f"{dump.key!r}: its manifest records a dump of database {first!r}, not of {second!r} ([[databases]]); "
         f"back {second!r} up with a DSN of that database (backup postgres --database {second})"
     )
+    # Without its manifest (a dump taken by other tools), the dump's own header still names the first tenant.
+    client.delete_object(Bucket=config.storage.backup_bucket, Key=dump.key + MANIFEST_SUFFIX)
+    assert newest_backup(target, [view.storage.logical_prefix]) == (dump, None)
+    with pytest.raises(CheckFailed) as refused:
+        restore_logical(provider, target, view, dump, None, watch=Stopwatch(), name="mislabelled")
+    assert str(refused.value) == (
+        f"{dump.key!r}: its header records a dump of database {first!r}, not of {second!r} ([[databases]]); "
+        f"back {second!r} up with a DSN of that database (backup postgres --database {second})"
+    )
     # The control: the second tenant's own dump, taken later, is its newest and is its own.
     backup_postgres(pg_server.dsn(second), client, config.storage.backup_bucket, view.storage.logical_prefix,
                     pg_dump=pg_server.binaries.tool("pg_dump"), options=dump_options(view))  # fmt: skip
-    _, own = newest_backup(target, [view.storage.logical_prefix])
+    chosen, own = newest_backup(target, [view.storage.logical_prefix])
     assert own is not None
     assert own.database == second
-    check_dumped_database(view, own)
+    head = client.get_object(Bucket=config.storage.backup_bucket, Key=chosen.key, Range="bytes=0-4095")
+    header = parse_dump_header(head["Body"].read())
+    assert header is not None
+    assert header.database == second
+    check_dumped_database(view, chosen.key, own, header)
 
 
 def test_the_backup_refuses_a_dsn_of_another_database_than_the_entry_s(
