@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from harness.integrity import compare_keyspace, observe_keyspace
 from harness.integrity.redis_keys import MAX_DIGESTED_BYTES
 from harness.services.redis import LocalRedis, RedisServer
 from harness.services.s3 import MotoS3
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import MAX_KEY_COUNT, BackupManifest, parse_manifest
 
 
 @pytest.fixture
@@ -278,3 +279,18 @@ def test_a_copy_too_large_to_sample_on_the_host_is_stored_counted_only_and_said_
     assert warning.startswith(f"Redis 127.0.0.1:{redis_server.port}/0: the copy's keys were not sampled, its manifest ")
     assert warning.endswith("(raise [restore] redis_memory_mb, or set [backup] redis_sample_keys = 0)")
     assert redis_server.password not in caplog.text
+
+
+@pytest.mark.parametrize("field", ["keys", "sample.persistent.string"])
+def test_a_key_count_beyond_what_redis_can_hold_is_refused_in_one_short_line(field: str) -> None:
+    """JSON allows a number of thousands of digits; quoted in a mismatch it would be a line as long."""
+    document: dict[str, Any] = {"kind": "redis", "key": "redis/rdb/x.rdb", "taken_at": "2026-01-01T00:00:00Z",
+                                "format": "rdb", "sha256": "0" * 64, "size": 1, "keys": 1,
+                                "sample": {"persistent": {"string": 1}, "expiring": {}, "keys": []}}  # fmt: skip
+    name = field.rsplit(".", 1)[-1]
+    raw = json.dumps(document).replace(f'"{name}": 1', f'"{name}": {"9" * 4000}')
+    with pytest.raises(HarnessError) as refused:
+        parse_manifest(raw.encode(), where="x.manifest.json")
+    assert str(refused.value) == (
+        f"x.manifest.json: malformed manifest: {field}: Input should be less than or equal to {MAX_KEY_COUNT}"
+    )
