@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CheckFailed, ConfigError
+from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations.destructive import find_destructive
 from harness.migrations.history import check_linear_history, check_tracked, load_graph
 from harness.migrations.project import MigrationProject
@@ -213,3 +213,28 @@ def test_a_migration_file_reads_no_key_of_the_harness_s_session_keyring(tmp_path
     finally:
         libc.syscall(keyctl, 3, key)  # KEYCTL_REVOKE
     assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: not found, errno {errno.ENOKEY})")
+
+
+FORGED = "boom\n\nCUT-OVER: GO\x1b]52;c;cHduZWQ=\x07\x1b[2J"
+ESCAPED = r"CUT-OVER: GO\x1b]52;c;cHduZWQ=\x07\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    ("top", "shown"),
+    [
+        (f"raise RuntimeError({FORGED!r})", rf"fails to load (RuntimeError: boom\n\n{ESCAPED})"),
+        (f"import os, sys\nsys.stdout.write({FORGED!r})\nsys.stdout.flush()\nos._exit(3)",
+         f"exited with code 3 before answering: boom |  | {ESCAPED}"),
+    ],
+    ids=["its-exception", "its-output"],
+)  # fmt: skip
+def test_a_migration_file_s_text_reaches_the_message_escaped_on_one_line(tmp_path: Path, top: str, shown: str) -> None:
+    """Line breaks would forge a line of the drill's output, terminal escapes act on the operator's terminal."""
+    root = build_project("forged", tmp_path)
+    (root / "versions" / FILE).write_text(f'"""notes"""\n{top}\n{REVISION_BODY}')
+    with pytest.raises((CheckFailed, HarnessError)) as failure:
+        check_tracked(MigrationProject(root, REVISION, "sandbox.codeblack.models:Base.metadata"))
+    message = str(failure.value)
+    assert shown in message
+    assert "\n" not in message
+    assert "\x1b" not in message
