@@ -154,7 +154,7 @@ def backup_postgres_command(ctx: click.Context, dsn_env: str, database: str) -> 
             f"{config.source}: [[databases]] lists {', '.join(config.database_names())}: name the one to back up "
             "with --database"
         )
-    config = config.for_database(database)
+    config = config.for_database(database or config.database.name)  # a list of one needs no --database
     dsn = _from_env(dsn_env, "--dsn-env")
     signer = signer_from_config(config)
     pg_dump = dump_binaries(dsn, config.services.postgres_bin_dir).tool("pg_dump")

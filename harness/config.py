@@ -765,6 +765,7 @@ def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | Non
         message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise ConfigError(f"{source}: {section}{key}: {message}") from None
     _check_databases(config, listed="databases" in declared)
+    _check_storage_prefixes(config)
     return config
 
 
@@ -791,6 +792,44 @@ def _check_databases(config: DrillConfig, *, listed: bool) -> None:
                     f"{source}: [[databases]] backup_prefix {prefix!r} of {name!r} holds {other!r}'s "
                     f"{inside!r}: each database's dumps need a prefix of their own"
                 )
+
+
+def _overlap(config: DrillConfig, first: tuple[str, str], second: tuple[str, str], whose: str = "") -> None:
+    """Refuse two prefixes (key, prefix) of which one holds the other; ``whose``: what the first holds."""
+    (key, prefix), (other_key, other) = first, second
+    if prefix.startswith(other) or other.startswith(prefix):
+        raise ConfigError(
+            f"{config.source}: {key} {prefix!r}{whose} and {other_key} {other!r} overlap: prune would delete the one's "
+            "objects by the other's retention; give each a prefix of its own"
+        )
+
+
+def _check_storage_prefixes(config: DrillConfig) -> None:
+    """No two kinds of backup share a prefix: dumps, daily and weekly base backups, Redis copies, drill records.
+
+    ``prune`` holds everything under a prefix to that kind's retention: a dump ``backup_prefix`` of ``postgres/``
+    deleted weekly base backups (kept four weeks) after the dumps' 14 days, and a weekly prefix holding the daily
+    one kept four of the two together; the drill also takes the newest object under a prefix for its kind.
+    (Databases' dump prefixes among themselves: :func:`_check_databases`.)
+
+    Raises:
+        ConfigError: one line naming both keys and what to do.
+    """
+    storage, reports = config.storage, config.reports
+    kinds = [("[storage] base_daily_prefix", storage.base_daily_prefix),
+             ("[storage] base_weekly_prefix", storage.base_weekly_prefix),
+             ("[storage] redis_prefix", storage.redis_prefix)]  # fmt: skip
+    if reports.storage_prefix and reports.storage_bucket in ("", storage.backup_bucket):
+        kinds.append(("[reports] storage_prefix", reports.storage_prefix))
+    for index, kind in enumerate(kinds):
+        for other in kinds[index + 1 :]:
+            _overlap(config, kind, other)
+    section = "[[databases]]" if config.databases else "[database]"
+    for entry in config.databases or [config.database]:
+        key = f"{section} backup_prefix" if entry.backup_prefix else "[storage] logical_prefix"
+        whose = f" (the dumps of {entry.name!r})" if entry.name else ""
+        for kind in kinds:
+            _overlap(config, (key, config.backup_prefix_of(entry)), kind, whose)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> DrillConfig:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import CheckFailed
-from harness.integrity.redis_keys import RestoredKeyspace, SeenKey
+from harness.integrity.redis_keys import MAX_DIGESTED_BYTES, RestoredKeyspace, SeenKey
 from harness.storage.manifest import BackupManifest, KeyspaceSample, SampledKey, shown_key
 
 __all__ = ["KeyComparison", "compare_keyspace"]
@@ -42,6 +42,9 @@ def _mismatch(entry: SampledKey, seen: SeenKey) -> str:
     unit = "bytes" if entry.type == "string" else "elements"
     if seen.size != entry.size:
         return f"{what} holds {seen.size} {unit} after restore, {entry.size} in the copy's manifest"
+    if seen.memory is not None:
+        return (f"{what} takes {seen.memory} bytes after restore, more than the {MAX_DIGESTED_BYTES} a sampled key "
+                "may (the backup samples none that large); it was not read")  # fmt: skip
     if seen.digest != entry.digest:
         return f"{what} holds another value after restore than the one the copy's manifest digested"
     return ""

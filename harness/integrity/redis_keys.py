@@ -17,8 +17,13 @@ crash or reconfigure the server), and its output is the server's own, not promis
 
 The sample is deterministic and spread over the key space: of the eligible keys (no expiry, a name that is
 UTF-8 of at most :data:`MAX_SAMPLED_KEY` characters, a size of at most :data:`MAX_SAMPLED_SIZE` bytes or
-elements) the ones whose ``sha256(db, key)`` is smallest, so the same copy always gives the same sample and
+elements, and a memory use of at most a quarter of :data:`MAX_DIGESTED_BYTES`) the ones whose ``sha256(db, key)``
+is smallest, so the same copy always gives the same sample and
 no key prefix crowds out the others. Hash fields with their own expiry (Redis 7.4+) are not known to it.
+
+A sample's size counts elements, not bytes: 65,536 elements of a list may each be a 512 MB string. So the drill
+reads a sampled key whole only when its ``MEMORY USAGE`` is at most :data:`MAX_DIGESTED_BYTES`; a bigger one,
+which the backup could not have sampled, differs from the copy's manifest without being read.
 
 Values never leave this module, only their digests, which sit in the manifest beside the copy (which holds
 the values themselves) and go nowhere else.
@@ -39,12 +44,17 @@ from harness.services.redis import RedisServer
 from harness.storage.manifest import MAX_SAMPLED_KEY, MAX_SAMPLED_SIZE, KeyspaceSample, SampledKey
 
 __all__ = [
+    "MAX_DIGESTED_BYTES",
     "RestoredKeyspace",
     "SeenKey",
     "observe_keyspace",
     "survey_keyspace",
     "value_digest",
 ]
+
+MAX_DIGESTED_BYTES = 64 * 2**20
+"""The most memory a sampled key may take in the restored Redis for the drill to read it whole and digest it."""
+_SAMPLED_BYTES = MAX_DIGESTED_BYTES // 4  # what the backup samples: room for another Redis's encoding of it
 
 _SIZE = {"string": "STRLEN", "list": "LLEN", "set": "SCARD", "zset": "ZCARD", "hash": "HLEN", "stream": "XLEN"}
 _BATCH = 1000
@@ -128,6 +138,11 @@ def _size(client: redis.Redis, key: bytes, kind: str) -> int:
     return int(_call(client, _SIZE[kind], key))
 
 
+def _memory(client: redis.Redis, key: bytes) -> int:
+    """Bytes ``key`` takes in the server, every element counted (``SAMPLES 0``): read before reading it whole."""
+    return int(_call(client, "MEMORY", "USAGE", key, "SAMPLES", 0) or 0)
+
+
 def _rank(db: int, key: bytes) -> bytes:
     """Where a key stands in the sample's order: its hash, so the order is fixed and spread over the key space."""
     return hashlib.sha256(f"{db}\0".encode() + key).digest()
@@ -179,7 +194,8 @@ def survey_keyspace(server: RedisServer, cap: int) -> KeyspaceSample:
             continue
         with _client(server, db) as client:
             size = _size(client, key, kind)
-            if len(name) <= MAX_SAMPLED_KEY and size <= MAX_SAMPLED_SIZE:
+            small = len(name) <= MAX_SAMPLED_KEY and size <= MAX_SAMPLED_SIZE
+            if small and _memory(client, key) <= _SAMPLED_BYTES:
                 digest = value_digest(client, key, kind)
                 sampled.append(SampledKey.model_validate({"db": db, "key": name, "type": kind, "size": size,
                                                           "digest": digest}))  # fmt: skip
@@ -188,12 +204,16 @@ def survey_keyspace(server: RedisServer, cap: int) -> KeyspaceSample:
 
 @dataclass(frozen=True)
 class SeenKey:
-    """One sampled key as the restored Redis holds it (``None``: not read, an earlier property differed)."""
+    """One sampled key as the restored Redis holds it (``None``: not read, an earlier property differed).
+
+    ``memory``: set only when the key takes more than :data:`MAX_DIGESTED_BYTES` and so was not read.
+    """
 
     type: str
     expires: bool = False
     size: int | None = None
     digest: str | None = None
+    memory: int | None = None
 
 
 @dataclass
@@ -216,6 +236,9 @@ def _seen(client: redis.Redis, entry: SampledKey) -> SeenKey:
     size = _size(client, key, kind)
     if size != entry.size:  # only a key of the sampled (capped) size is read whole
         return SeenKey(kind, size=size)
+    memory = _memory(client, key)
+    if memory > MAX_DIGESTED_BYTES:
+        return SeenKey(kind, size=size, memory=memory)
     return SeenKey(kind, size=size, digest=value_digest(client, key, kind))
 
 

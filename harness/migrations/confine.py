@@ -14,8 +14,8 @@ root in fresh network and mount namespaces (``unshare --net --mount``); it
    private ``/tmp`` and ``HOME``, each a small tmpfs, so the child cannot fill the host's disk or memory,
 3. changes root into it, drops to the pool account (:func:`harness.services.accounts.acquire_account`) or,
    without root, drops every capability it holds in its user namespace, sets ``no_new_privs``, re-arms the
-   parent-death signal and caps its processes' number, address space and file size (its output goes to a log
-   on the host's disk),
+   parent-death signal, caps its processes' number, address space and file size (its output goes to a log
+   on the host's disk) and leaves the harness's session keyring for an empty one of its own,
 4. and replaces itself (``execv``) with the project's interpreter on :mod:`harness.migrations.child`.
 
 ``/run``, ``/var``, ``/tmp``, ``/home`` and ``/root`` of the host are not in the jail (save the listed paths
@@ -70,6 +70,10 @@ _FILE_SIZE = 64 << 20
 # root the count is of uid 0 of its own user namespace (the kernel counts RLIMIT_NPROC per user namespace), so
 # either way it counts only the jail's processes, and a fork bomb stops here, not at the host's pid limit.
 _PROCESSES = 256
+# keyctl(2) has no glibc wrapper: its system call number per machine (``uname -m``).
+_KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "loongarch64": 219, "ppc64le": 271, "s390x": 280,
+           "i686": 288, "armv7l": 311}  # fmt: skip
+_KEYCTL_JOIN_SESSION_KEYRING, _ENOSYS = 1, 38
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -114,6 +118,24 @@ def _drop_capabilities() -> None:
     if _libc.capset(header, none) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"capset: {os.strerror(errno)}")
+
+
+def _own_session_keyring() -> None:
+    """Leave the harness's session keyring for a new, empty one of the child's.
+
+    The session keyring is inherited like the environment, and a key linked in it (a Kerberos ticket cache, an
+    fscrypt or CIFS key of the drill's user) is *possessed* by every process that inherits it, whatever its uid:
+    ``keyctl search @s user NAME`` and ``keyctl read`` gave it to a migration file, as the pool account too. A
+    kernel without keyrings (``ENOSYS``) has nothing to leave.
+    """
+    machine = os.uname().machine
+    number = _KEYCTL.get(machine)
+    if number is None:
+        raise OSError(_ENOSYS, f"no keyctl system call number is known for {machine}, so the session keyring "
+                      "cannot be left")  # fmt: skip
+    if _libc.syscall(number, _KEYCTL_JOIN_SESSION_KEYRING, None) < 0 and ctypes.get_errno() != _ENOSYS:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"joining a session keyring of its own: {os.strerror(errno)}")
 
 
 def _loopback_up() -> None:
@@ -162,6 +184,7 @@ def main(argv: list[str]) -> int:
             os.setuid(spec["uid"])  # the kernel clears every capability as uid 0 is left
         else:
             _drop_capabilities()
+        _own_session_keyring()  # after the uid change: the new keyring is the child's own
         _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # no setuid binary in /usr lifts it back
         _libc.prctl(_PR_SET_PDEATHSIG, 9)  # cleared by the uid change: die with the harness
         resource.setrlimit(resource.RLIMIT_AS, (_ADDRESS_SPACE, _ADDRESS_SPACE))

@@ -47,6 +47,7 @@ from harness.restore.extensions import (
 )
 from harness.restore.preflight import check_schema
 from harness.restore.roles import Roles, check_owners, fetch_globals, missing_role, pass_lists, restore_roles
+from harness.restore.select import check_dumped_database
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
 from harness.services.external import ExternalPostgres, StagingServer
 from harness.services.pgversions import StagingPostgres, choose_staging
@@ -478,7 +479,8 @@ def restore_logical(
     :attr:`Staging.has_manifest` is then false and the integrity checks fall back to ``minimum_rows``.
 
     Raises:
-        CheckFailed: the dump differs from its manifest or pg_restore refuses it (its message quoted).
+        CheckFailed: the dump differs from its manifest, its manifest or header records another database
+            than a ``[[databases]]`` entry's, or pg_restore refuses it (its message quoted).
         ConfigError: a table or column drill.toml names is not in the restored database (the key named).
         HarnessError: the staging server died, the disk filled, or the server did not start.
     """
@@ -486,6 +488,7 @@ def restore_logical(
     server: PostgresServer | None = None
     with watch.phase("download"):
         header = _dump_header(deployment, dump.key)
+    check_dumped_database(config, dump.key, manifest, header)
     existing = StagingServer.from_config(config) if config.staging.provider == "server" else None
     chosen = _client_tools(provider, config, header, existing)
     directory = label_dir("dump", Path(config.restore.work_dir) if config.restore.work_dir else None)

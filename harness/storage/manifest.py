@@ -38,6 +38,7 @@ from harness.errors import CheckFailed, HarnessError
 __all__ = [
     "GLOBALS_SUFFIX",
     "MANIFEST_SUFFIX",
+    "MAX_KEY_COUNT",
     "MAX_SAMPLE",
     "MAX_SAMPLED_KEY",
     "MAX_SAMPLED_SIZE",
@@ -93,7 +94,9 @@ MAX_SAMPLED_SIZE = 65_536
 
 SampledType = Literal["string", "list", "set", "zset", "hash", "stream"]
 _TypeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
-_Count = Annotated[int, Field(ge=0)]
+MAX_KEY_COUNT = 2**64
+"""More keys than a Redis can count: a sample's per-type count beyond it is refused, not quoted digit by digit."""
+_Count = Annotated[int, Field(ge=0, le=MAX_KEY_COUNT)]
 
 
 class SampledKey(BaseModel):
@@ -152,7 +155,7 @@ class BackupManifest(BaseModel):
     database: str = ""
     tables: dict[str, TableStats] = Field(default_factory=dict)
     all_tables: bool = Field(default=False, description="logical: tables holds every table of the dump")
-    keys: int | None = Field(default=None, ge=0, description="Redis: number of keys in the RDB")
+    keys: int | None = Field(default=None, ge=0, le=MAX_KEY_COUNT, description="Redis: number of keys in the RDB")
     sample: KeyspaceSample | None = Field(default=None, description="Redis: keys per type and sampled keys")
     heartbeat: datetime | None = None
     database_size: int | None = Field(

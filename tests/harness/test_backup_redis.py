@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -15,9 +16,10 @@ import redis
 from harness.backup.redis import backup_redis
 from harness.errors import CheckFailed, HarnessError
 from harness.integrity import compare_keyspace, observe_keyspace
+from harness.integrity.redis_keys import MAX_DIGESTED_BYTES
 from harness.services.redis import LocalRedis, RedisServer
 from harness.services.s3 import MotoS3
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import MAX_KEY_COUNT, BackupManifest, parse_manifest
 
 
 @pytest.fixture
@@ -226,6 +228,45 @@ def test_a_hostile_key_name_is_escaped_and_cut_in_the_message(
     assert "secret" not in str(failed.value) + repr(comparison.evidence)
 
 
+def test_a_sampled_key_whose_elements_grew_huge_is_not_read_whole(
+    redis_server: RedisServer, bucket: tuple[Any, str], tmp_path: Path
+) -> None:
+    """A sample's size counts elements: the same two elements, 40 MB each, take more than a key may to be read."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        _every_type(rd)
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    restored = _restored(client, name, copy, tmp_path)
+    try:
+        with restored.client() as rd:
+            rd.delete("audit")
+            rd.rpush("audit", "f" * 40 * 2**20, "s" * 40 * 2**20)
+        seen = observe_keyspace(restored, copy.sample)
+        comparison = compare_keyspace(copy, seen)
+    finally:
+        restored.stop()
+    assert copy.sample is not None
+    [audit] = [key for entry, key in zip(copy.sample.keys, seen.sampled, strict=True) if entry.key == "audit"]
+    assert (audit.size, audit.digest) == (2, None)
+    with pytest.raises(CheckFailed, match=rf"^{re.escape(copy.key)}: key 'audit' \(list\) takes \d+ bytes after "
+                       rf"restore, more than the {MAX_DIGESTED_BYTES} a sampled key may \(the backup samples none that "
+                       r"large\); it was not read$"):  # fmt: skip
+        comparison.check()
+
+
+def test_a_key_of_few_but_large_elements_is_not_sampled(redis_server: RedisServer, bucket: tuple[Any, str]) -> None:
+    """What the backup samples, a restored Redis of another version holds within what the drill reads whole."""
+    client, name = bucket
+    with redis_server.client() as rd:
+        rd.flushall()
+        rd.rpush("large", "a" * 9 * 2**20, "b" * 9 * 2**20)
+        rd.rpush("small", "a", "b")
+    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    assert copy.sample is not None
+    assert [key.key for key in copy.sample.keys] == ["small"]
+    assert copy.sample.persistent == {"list": 2}
+
+
 def test_a_copy_too_large_to_sample_on_the_host_is_stored_counted_only_and_said_so(
     redis_server: RedisServer, bucket: tuple[Any, str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -238,3 +279,18 @@ def test_a_copy_too_large_to_sample_on_the_host_is_stored_counted_only_and_said_
     assert warning.startswith(f"Redis 127.0.0.1:{redis_server.port}/0: the copy's keys were not sampled, its manifest ")
     assert warning.endswith("(raise [restore] redis_memory_mb, or set [backup] redis_sample_keys = 0)")
     assert redis_server.password not in caplog.text
+
+
+@pytest.mark.parametrize("field", ["keys", "sample.persistent.string"])
+def test_a_key_count_beyond_what_redis_can_hold_is_refused_in_one_short_line(field: str) -> None:
+    """JSON allows a number of thousands of digits; quoted in a mismatch it would be a line as long."""
+    document: dict[str, Any] = {"kind": "redis", "key": "redis/rdb/x.rdb", "taken_at": "2026-01-01T00:00:00Z",
+                                "format": "rdb", "sha256": "0" * 64, "size": 1, "keys": 1,
+                                "sample": {"persistent": {"string": 1}, "expiring": {}, "keys": []}}  # fmt: skip
+    name = field.rsplit(".", 1)[-1]
+    raw = json.dumps(document).replace(f'"{name}": 1', f'"{name}": {"9" * 4000}')
+    with pytest.raises(HarnessError) as refused:
+        parse_manifest(raw.encode(), where="x.manifest.json")
+    assert str(refused.value) == (
+        f"x.manifest.json: malformed manifest: {field}: Input should be less than or equal to {MAX_KEY_COUNT}"
+    )

@@ -62,12 +62,27 @@ def test_the_single_database_section_is_the_one_entry_case() -> None:
         (TARGET + "[[databases]]\nname = 'a'\n[[databases]]\nname = 'b'\nbackup_prefix = 'postgres/logical/a/b/'\n",
          "[[databases]] backup_prefix 'postgres/logical/a/' of 'a' holds 'b''s 'postgres/logical/a/b/': each "
          "database's dumps need a prefix of their own"),
+        (TARGET + "[[databases]]\nname = 'a'\nbackup_prefix = 'postgres/'\n",
+         "[[databases]] backup_prefix 'postgres/' (the dumps of 'a') and [storage] base_daily_prefix "
+         "'postgres/base/daily/' overlap: prune would delete the one's objects by the other's retention; give each "
+         "a prefix of its own"),
+        (TARGET + "[[databases]]\nname = 'a'\n[storage]\nredis_prefix = 'postgres/logical/a/redis/'\n",
+         "[storage] logical_prefix 'postgres/logical/a/' (the dumps of 'a') and [storage] redis_prefix "
+         "'postgres/logical/a/redis/' overlap: prune would delete the one's objects by the other's retention; "
+         "give each a prefix of its own"),
+        (TARGET + "[[databases]]\nname = 'a'\nbackup_prefix = 'drill-'\n[reports]\nstorage_prefix = 'drill-records/'\n",
+         "[[databases]] backup_prefix 'drill-' (the dumps of 'a') and [reports] storage_prefix 'drill-records/' "
+         "overlap: prune would delete the one's objects by the other's retention; give each a prefix of its own"),
+        (TARGET + "[storage]\nbase_weekly_prefix = 'postgres/base/'\n",
+         "[storage] base_daily_prefix 'postgres/base/daily/' and [storage] base_weekly_prefix 'postgres/base/' "
+         "overlap: prune would delete the one's objects by the other's retention; give each a prefix of its own"),
         (TARGET + "[[databases]]\nname = 'a'\n[[databases]]\nname = 'b'\ncritical_table = ['t']\n",
          "[[databases]] entry 2 critical_table: unknown key"),
         (TARGET + "[restore]\nparallel_databases = 0\n",
          "[restore] parallel_databases: Input should be greater than or equal to 1"),
     ],
-    ids=["empty", "duplicate-name", "no-name", "both-sections", "nested-prefix", "unknown-key", "no-parallelism"],
+    ids=["empty", "duplicate-name", "no-name", "both-sections", "nested-prefix", "over-base-backups",
+         "under-redis-copies", "over-records", "weekly-over-daily", "unknown-key", "no-parallelism"],
 )  # fmt: skip
 def test_a_bad_list_of_databases_fails_in_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
