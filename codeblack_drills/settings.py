@@ -19,6 +19,7 @@ MARKERS = {
     "config_safety": "the plan's Change Safety Gates",
     "staging": "runs on the staging copy restored from the newest backup (restored ahead of the first scenario)",
     "app": "runs the target app against staging (it is launched ahead, as soon as staging is restored)",
+    "each_database": "runs once per database of [[databases]] (one scenario each), on that database's own staging copy",
     "redis": "needs the target's Redis ([redis] enabled)",
     "base_backups": "needs the target's base backups ([storage] base_backups)",
     "uploads": "needs the target's uploads bucket ([storage] uploads_bucket)",

@@ -5,15 +5,18 @@ Feature: Backup strategy
   INFO persistence; the one exception is a canary object in the uploads bucket, and only where the drill
   configuration allows it (storage.allow_canary_write).
   A scenario about a part the target does not have (Redis, base backups, an uploads bucket; drill.toml says
-  which) is reported as not applicable, with the setting that says so.
+  which) is reported as not applicable, with the setting that says so. A target of several databases
+  ([[databases]] in drill.toml) has the logical dumps of each checked under its own prefix (@each_database).
   Each sentence states the plan's number so the report shows what was checked; the drill takes the number
   from drill.toml and stops with a configuration error if the two differ.
 
+  @each_database
   Scenario: PostgreSQL is dumped with pg_dump at least every 6 hours
     Given the logical backups in the deployment's object storage
     Then the newest logical backup is at most 6 hours old
     And no two consecutive logical backups of the last 14 days are more than 6 hours apart
 
+  @each_database
   Scenario: Compressed logical dumps are kept for 14 days
     Given the logical backups in the deployment's object storage
     Then the logical backups cover the last 14 days and none older than 14 days plus the retention grace is kept

@@ -129,11 +129,19 @@ def backup() -> None:
     epilog=_examples(
         "DATABASE_URL=postgresql://backup@db:5432/codeblack codeblack-drills backup postgres",
         "codeblack-drills --config prod.toml backup postgres --dsn-env CODEBLACK_DB_URL",
+        "CATALOG_URL=postgresql://backup@db:5432/catalog codeblack-drills backup postgres --database catalog "
+        "--dsn-env CATALOG_URL",
     ),
 )
 @click.option("--dsn-env", default="DATABASE_URL", show_default=True, help="Variable holding the database DSN.")
+@click.option(
+    "--database",
+    "database",
+    default="",
+    help="The [[databases]] entry to back up (its tables and backup_prefix); needed when drill.toml lists several.",
+)
 @click.pass_context
-def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
+def backup_postgres_command(ctx: click.Context, dsn_env: str, database: str) -> None:
     """Stream a compressed pg_dump (custom format) to storage with its manifest.
 
     The manifest's row counts are read in the same snapshot as the dump. Memory stays flat: the dump goes
@@ -141,6 +149,12 @@ def backup_postgres_command(ctx: click.Context, dsn_env: str) -> None:
     else from the installed PostgreSQL of the server's major version (PostgreSQL 13 to 18), else the newest.
     """
     config = _config(ctx)
+    if not database and len(config.databases) > 1:
+        raise ConfigError(
+            f"{config.source}: [[databases]] lists {', '.join(config.database_names())}: name the one to back up "
+            "with --database"
+        )
+    config = config.for_database(database or config.database.name)  # a list of one needs no --database
     dsn = _from_env(dsn_env, "--dsn-env")
     signer = signer_from_config(config)
     pg_dump = dump_binaries(dsn, config.services.postgres_bin_dir).tool("pg_dump")
@@ -193,7 +207,9 @@ def backup_redis_command(ctx: click.Context, url_env: str, bgsave: bool, wait_ti
     signer = signer_from_config(config)
     manifest = backup_redis(url, _storage(config), config.backup_bucket(), config.storage.redis_prefix,
                             bgsave=bgsave, wait_timeout=wait_timeout, key_name=config.backup_key_name(), signer=signer,
-                            redis_check_rdb=find_redis_check_rdb(config.services.redis_server))  # fmt: skip
+                            redis_check_rdb=find_redis_check_rdb(config.services.redis_server),
+                            sample_keys=config.backup.redis_sample_keys, redis_server=config.services.redis_server,
+                            sample_memory_mb=config.restore.redis_memory_mb)  # fmt: skip
     click.echo(manifest.model_dump_json(indent=2))
 
 
@@ -268,7 +284,8 @@ def records_verify(ctx: click.Context, directory: Path | None) -> None:
         raise HarnessError(f"{directory}: no drill records here; run the monthly drill or pass the directory")
     key = None
     if config.reports.verify_key:
-        key = RecordKey(*load_verify_key(config.reports.verify_key, f"{config.source}: [reports] verify_key"))
+        public, key_id = load_verify_key(config.reports.verify_key, f"{config.source}: [reports] verify_key")
+        key = RecordKey(public, key_id, target=config.target.name)
     result = verify_chain(directory, key)
     if not result.ok:
         raise CheckFailed(result.problem)

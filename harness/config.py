@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from harness.errors import ConfigError
 from harness.identifiers import TableName, parse_column, parse_table
@@ -85,6 +85,17 @@ class ServiceSettings(_Section):
         "scripts/images)",
     )
     redis_image: str = Field(default="codeblack-drills/redis:7", description="the Redis image under Docker")
+    postgres_memory_mb: int = Field(
+        default=4096,
+        gt=0,
+        description="the memory of each PostgreSQL container (its /dev/shm and the pg_restore it runs included): "
+        "a restore that needs more fails there instead of taking the drill host's memory",
+    )
+    s3_image: str = Field(
+        default="codeblack-drills/s3",
+        description="the S3 server image under Docker (moto, built by scripts/images s3); without it, or with a "
+        "remote engine, the S3 endpoint is a local moto",
+    )
 
 
 class StagingSettings(_Section):
@@ -197,6 +208,14 @@ class DatabaseSettings(_Section):
     """
 
     name: str = Field(default="", description="the database restored into staging (required to restore)")
+    backup_prefix: str = Field(
+        default="",
+        description="where this database's dumps are in the backup bucket; empty: [storage] logical_prefix for "
+        "[database], <logical_prefix><name>/ for a [[databases]] entry",
+    )
+    rpo_hours: float | None = Field(
+        default=None, gt=0, description="this database's RPO objective; unset: [objectives] rpo_hours"
+    )
     production_size_gb: float = Field(
         default=0,
         ge=0,
@@ -382,6 +401,13 @@ class BackupSettings(_Section):
         description="store the cluster's roles and memberships (pg_dumpall --globals-only --no-role-passwords) "
         "beside each logical dump, so the drill restores owners and grants",
     )
+    redis_sample_keys: int = Field(
+        default=256,
+        ge=0,
+        le=1024,
+        description="keys without an expiry that `backup redis` samples (type, size, value digest) from the copy, "
+        "loaded into a throwaway Redis that needs as much memory as the data; 0: the manifest counts keys only",
+    )
 
 
 class MigrationSettings(_Section):
@@ -436,6 +462,9 @@ class RestoreSettings(_Section):
     incident_time: str = ""
     redis_memory_mb: int = Field(
         default=4096, gt=0, description="the address space a restored Redis may take while loading its RDB copy"
+    )
+    parallel_databases: int = Field(
+        default=2, ge=1, description="how many [[databases]] entries restore at the same time (each its own server)"
     )
 
 
@@ -514,6 +543,11 @@ class DrillConfig(_Section):
     staging: StagingSettings = Field(default_factory=StagingSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     objectives: Objectives = Field(default_factory=Objectives)
+    databases: list[DatabaseSettings] = Field(  # before database: an entry's error is reported as the entry's
+        default_factory=list,
+        description="several databases drilled in one run, each with [database]'s keys; the first is the one the "
+        "app and the migrations use ([database] then holds it)",
+    )
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     app: AppSettings = Field(default_factory=AppSettings)
@@ -525,6 +559,52 @@ class DrillConfig(_Section):
     objective_approvals: list[ObjectiveApproval] = Field(default_factory=list)
     source: Path = Field(default=DEFAULT_CONFIG, exclude=True)
     declared: frozenset[str] = Field(default=frozenset(), exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_database(cls, data: Any) -> Any:
+        """``[[databases]]``'s first entry is ``database``: the one the app, the migrations and Redis go with."""
+        if isinstance(data, dict) and data.get("databases") and "database" not in data:
+            return {**data, "database": data["databases"][0]}
+        return data
+
+    @property
+    def multiple_databases(self) -> bool:
+        """Whether the file lists databases in ``[[databases]]`` (their measures and checks are then named)."""
+        return bool(self.databases)
+
+    @property
+    def database_label(self) -> str:
+        """How records and measures name ``[database]``: its name among several ``[[databases]]``, else ``""``."""
+        return self.database.name if self.databases else ""
+
+    def database_names(self) -> list[str]:
+        """The databases the drill restores, in the file's order (``[database] name`` alone without a list)."""
+        return [entry.name for entry in self.databases] or [self.database.name]
+
+    def for_database(self, name: str) -> DrillConfig:
+        """This configuration as a drill of database ``name`` alone: its entry as ``[database]``, its dumps' prefix.
+
+        The library restores and counts one ``[database]`` at a time; each ``[[databases]]`` entry is drilled
+        through such a view. ``""`` (or the name of a lone ``[database]``) is the configuration itself.
+
+        Raises:
+            ConfigError: no ``[[databases]]`` entry is named so.
+        """
+        if not self.databases and name in ("", self.database.name):
+            return self
+        entry = next((entry for entry in self.databases if entry.name == name), None)
+        if entry is None:
+            known = ", ".join(self.database_names())
+            raise ConfigError(f"{self.source}: no database {name!r} in [[databases]] (it lists {known})")
+        storage = self.storage.model_copy(update={"logical_prefix": self.backup_prefix_of(entry)})
+        return self.model_copy(update={"database": entry, "storage": storage})
+
+    def backup_prefix_of(self, entry: DatabaseSettings) -> str:
+        """Where ``entry``'s dumps are: its ``backup_prefix``, else ``logical_prefix`` (+ its name in a list)."""
+        if entry.backup_prefix:
+            return entry.backup_prefix
+        return f"{self.storage.logical_prefix}{entry.name}/" if self.databases else self.storage.logical_prefix
 
     @property
     def gates_only(self) -> bool:
@@ -613,16 +693,16 @@ class DrillConfig(_Section):
         path = Path(self.reports.dir).expanduser()
         return path if path.is_absolute() else ((root or Path.cwd()) / path).resolve()
 
-    def with_changes(self, **sections: dict[str, Any]) -> DrillConfig:
+    def with_changes(self, **sections: Any) -> DrillConfig:
         """A copy with some keys of some sections replaced, validated like the file (used for variants)."""
         data = self.model_dump(mode="python")
         for section, values in sections.items():
-            data[section] = {**data[section], **values}
+            data[section] = {**data[section], **values} if isinstance(values, dict) else values
         return _validate(data, self.source, self.declared | set(sections))
 
 
 #: The sections that describe a deployment beyond its migrations (their absence makes a gates-only target).
-_DEPLOYMENT_PARTS = frozenset({"storage", "redis", "app", "database", "restore"})
+_DEPLOYMENT_PARTS = frozenset({"storage", "redis", "app", "database", "databases", "restore"})
 
 
 PROFILE_KEYS = {
@@ -649,6 +729,8 @@ def _with_sandbox_profile(data: dict[str, Any], source: Path) -> dict[str, Any]:
     embedded = tomllib.loads(DEFAULT_CONFIG.read_text())
     merged = dict(data)
     for section, keys in PROFILE_KEYS.items():
+        if section == "database" and "databases" in data:
+            continue  # the file lists its own databases
         own = data.get(section)
         if own is not None and not isinstance(own, dict):
             continue  # not a table: validation names it
@@ -664,17 +746,90 @@ def _validate(data: dict[str, Any], source: Path, declared: frozenset[str] | Non
             target = data.get("target")
             if not isinstance(target, dict) or "sandbox" not in target:  # no world to build for it
                 data = {**data, "target": {**(target if isinstance(target, dict) else {}), "sandbox": False}}
+        if "database" in data and "databases" in data:
+            raise ConfigError(
+                f"{source}: [database] and [[databases]] are both set: list every database in [[databases]] "
+                "(the first is the one the app and the migrations use), or keep the single [database]"
+            )
         data = _with_sandbox_profile(data, source)
     try:
         config = DrillConfig.model_validate({**data, "source": source, "declared": declared})
     except ValidationError as exc:
         first = exc.errors()[0]
         location = [str(part) for part in first["loc"]]
-        section = f"[{location[0]}] " if len(location) > 1 else ""
+        if location[0] == "databases" and len(location) > 2:  # an entry's key: say which entry
+            section, location = f"[[databases]] entry {int(location[1]) + 1} ", location[1:]
+        else:
+            section = f"[{location[0]}] " if len(location) > 1 else ""
         key = ".".join(location[1:]) if len(location) > 1 else location[0]
         message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
         raise ConfigError(f"{source}: {section}{key}: {message}") from None
+    _check_databases(config, listed="databases" in declared)
+    _check_storage_prefixes(config)
     return config
+
+
+def _check_databases(config: DrillConfig, *, listed: bool) -> None:
+    """``[[databases]]``: at least one entry, each named, no name twice, no entry's dumps under another's prefix.
+
+    Raises:
+        ConfigError: one line naming the key.
+    """
+    source = config.source
+    if listed and not config.databases:
+        raise ConfigError(f"{source}: [[databases]] is empty: list at least one database, or use [database]")
+    names = [entry.name for entry in config.databases]
+    for number, name in enumerate(names, start=1):
+        if not name:
+            raise ConfigError(f"{source}: [[databases]] entry {number} name is not set: the database to restore")
+        if names.index(name) != number - 1:
+            raise ConfigError(f"{source}: [[databases]] name {name!r} is listed twice: each entry names one database")
+    prefixes = [(entry.name, config.backup_prefix_of(entry)) for entry in config.databases]
+    for name, prefix in prefixes:
+        for other, inside in prefixes:
+            if other != name and inside.startswith(prefix):
+                raise ConfigError(
+                    f"{source}: [[databases]] backup_prefix {prefix!r} of {name!r} holds {other!r}'s "
+                    f"{inside!r}: each database's dumps need a prefix of their own"
+                )
+
+
+def _overlap(config: DrillConfig, first: tuple[str, str], second: tuple[str, str], whose: str = "") -> None:
+    """Refuse two prefixes (key, prefix) of which one holds the other; ``whose``: what the first holds."""
+    (key, prefix), (other_key, other) = first, second
+    if prefix.startswith(other) or other.startswith(prefix):
+        raise ConfigError(
+            f"{config.source}: {key} {prefix!r}{whose} and {other_key} {other!r} overlap: prune would delete the one's "
+            "objects by the other's retention; give each a prefix of its own"
+        )
+
+
+def _check_storage_prefixes(config: DrillConfig) -> None:
+    """No two kinds of backup share a prefix: dumps, daily and weekly base backups, Redis copies, drill records.
+
+    ``prune`` holds everything under a prefix to that kind's retention: a dump ``backup_prefix`` of ``postgres/``
+    deleted weekly base backups (kept four weeks) after the dumps' 14 days, and a weekly prefix holding the daily
+    one kept four of the two together; the drill also takes the newest object under a prefix for its kind.
+    (Databases' dump prefixes among themselves: :func:`_check_databases`.)
+
+    Raises:
+        ConfigError: one line naming both keys and what to do.
+    """
+    storage, reports = config.storage, config.reports
+    kinds = [("[storage] base_daily_prefix", storage.base_daily_prefix),
+             ("[storage] base_weekly_prefix", storage.base_weekly_prefix),
+             ("[storage] redis_prefix", storage.redis_prefix)]  # fmt: skip
+    if reports.storage_prefix and reports.storage_bucket in ("", storage.backup_bucket):
+        kinds.append(("[reports] storage_prefix", reports.storage_prefix))
+    for index, kind in enumerate(kinds):
+        for other in kinds[index + 1 :]:
+            _overlap(config, kind, other)
+    section = "[[databases]]" if config.databases else "[database]"
+    for entry in config.databases or [config.database]:
+        key = f"{section} backup_prefix" if entry.backup_prefix else "[storage] logical_prefix"
+        whose = f" (the dumps of {entry.name!r})" if entry.name else ""
+        for kind in kinds:
+            _overlap(config, (key, config.backup_prefix_of(entry)), kind, whose)
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> DrillConfig:

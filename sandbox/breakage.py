@@ -26,6 +26,9 @@ from psycopg import sql
 from harness.backup.base import BASE_ARCHIVE
 from harness.backup.postgres import backup_postgres
 from harness.backup.store import put_manifest, timestamped_key
+from harness.errors import HarnessError
+from harness.services.base import label_dir, remove_dir
+from harness.services.redis import LocalRedis
 from harness.storage.catalogue import BackupObject, Catalogue, fetch_manifest, list_backups
 from harness.storage.manifest import BackupManifest, manifest_key
 from sandbox.world import Mutation, VariantContext, set_noncurrent_rule
@@ -41,6 +44,8 @@ __all__ = [
     "no_manifest",
     "no_recent_inserts",
     "no_redis_copy_yesterday",
+    "redis_key_renamed",
+    "redis_sample_differs",
     "replaced_newest",
     "short_noncurrent_rule",
     "stale_newest",
@@ -74,8 +79,11 @@ def _delete(ctx: VariantContext, objects: list[BackupObject], *, folder: bool = 
             ctx.client.delete_object(Bucket=ctx.bucket, Key=key)
 
 
-def _rewrite_newest_manifest(ctx: VariantContext, change: Callable[[BackupManifest], BackupManifest]) -> None:
-    newest = _dumps(ctx).newest()
+def _rewrite_newest_manifest(
+    ctx: VariantContext, change: Callable[[BackupManifest], BackupManifest], prefix: str = ""
+) -> None:
+    """Rewrite the newest manifest under ``prefix`` (default: the logical dumps'), signed as a faulty host would."""
+    newest = _catalogue(ctx, prefix, ".rdb").newest() if prefix else _dumps(ctx).newest()
     put_manifest(
         ctx.client, ctx.bucket, change(fetch_manifest(ctx.client, ctx.bucket, newest.key)), ctx.world.manifest_signer
     )
@@ -122,24 +130,71 @@ def expired_kept(days: float) -> Mutation:
     return mutate
 
 
+def _day_before_newest(catalogue: Catalogue, days_ago: int) -> list[BackupObject]:
+    """The objects taken ``days_ago`` world days before the newest (the world's days start at its newest copy)."""
+    taken = sorted({obj.taken_at for obj in catalogue.objects}, reverse=True)
+    return [obj for obj in catalogue.objects if obj.taken_at == taken[days_ago]]
+
+
 def missing_snapshot_day(days_ago: int) -> Mutation:
-    """Delete the daily base backup taken ``days_ago`` days before now (1 = yesterday's)."""
+    """Delete the daily base backup taken ``days_ago`` days before the newest one (1 = the day before it)."""
 
     def mutate(ctx: VariantContext) -> None:
-        day = (ctx.world.now - timedelta(days=days_ago)).date()
         daily = _catalogue(ctx, ctx.world.config.storage.base_daily_prefix, BASE_ARCHIVE)
-        _delete(ctx, [obj for obj in daily.objects if obj.taken_at.date() == day], folder=True)
+        _delete(ctx, _day_before_newest(daily, days_ago), folder=True)
 
     return mutate
 
 
 def no_redis_copy_yesterday() -> Mutation:
-    """Delete yesterday's Redis RDB copy and its manifest."""
+    """Delete the Redis RDB copy taken the day before the newest one, and its manifest."""
 
     def mutate(ctx: VariantContext) -> None:
-        day = (ctx.world.now - timedelta(days=1)).date()
-        copies = _catalogue(ctx, ctx.world.config.storage.redis_prefix)
-        _delete(ctx, [obj for obj in copies.objects if obj.taken_at.date() == day])
+        _delete(ctx, _day_before_newest(_catalogue(ctx, ctx.world.config.storage.redis_prefix), 1))
+
+    return mutate
+
+
+def redis_sample_differs(key: str, **change: str) -> Mutation:
+    """The newest Redis copy's manifest says something else of its sampled ``key`` (e.g. ``type="set"``)."""
+
+    def sampled(manifest: BackupManifest) -> BackupManifest:
+        if manifest.sample is None or key not in {entry.key for entry in manifest.sample.keys}:
+            raise HarnessError(f"{manifest.key}: {key!r} is not sampled in its manifest")
+        keys = [entry.model_copy(update=change) if entry.key == key else entry for entry in manifest.sample.keys]
+        return manifest.model_copy(update={"sample": manifest.sample.model_copy(update={"keys": keys})})
+
+    return lambda ctx: _rewrite_newest_manifest(ctx, sampled, ctx.world.config.storage.redis_prefix)
+
+
+def redis_key_renamed(key: str, new: str) -> Mutation:
+    """The newest Redis copy holds ``key`` as ``new`` (a real RDB, saved by Redis); its manifest is unchanged.
+
+    The manifest's sha256 and size are the new file's, so only the keys tell the copies apart: the key count
+    and the counts per type still hold.
+    """
+
+    def mutate(ctx: VariantContext) -> None:
+        newest = _catalogue(ctx, ctx.world.config.storage.redis_prefix, ".rdb").newest()
+        work = label_dir("renamed-copy")
+        try:
+            ctx.client.download_file(ctx.bucket, newest.key, str(work / "copy.rdb"))
+            server = LocalRedis.create("renamed", rdb_file=work / "copy.rdb")
+            try:
+                with server.client() as client:
+                    client.rename(key, new)
+                    client.save()
+                body = (server.data_dir / "dump.rdb").read_bytes()
+            finally:
+                server.stop()
+        finally:
+            remove_dir(work)
+        ctx.client.put_object(Bucket=ctx.bucket, Key=newest.key, Body=body)
+        _rewrite_newest_manifest(
+            ctx,
+            lambda m: m.model_copy(update={"sha256": hashlib.sha256(body).hexdigest(), "size": len(body)}),
+            ctx.world.config.storage.redis_prefix,
+        )
 
     return mutate
 

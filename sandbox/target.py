@@ -25,7 +25,7 @@ ENV = {"access": "DRILL_TEST_S3_ACCESS_KEY", "secret": "DRILL_TEST_S3_SECRET_KEY
 """The environment variables the written ``drill.toml`` names for the storage credentials."""
 
 
-def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, Any]) -> Path:
+def write_drill_toml(directory: Path, target: Deployment, **sections: Any) -> Path:
     """A ``drill.toml`` in ``directory`` for ``target``, with some keys of some sections replaced or added.
 
     The file carries the target's profile over (its tables, its app's command, endpoints and variables, its
@@ -43,20 +43,28 @@ def write_drill_toml(directory: Path, target: Deployment, **sections: dict[str, 
                 "migrations": {"script_location": str(config.resolve_path(migrations.script_location)),
                                **config.migrations.model_dump(include=set(PROFILE_KEYS["migrations"]))},
                 "reports": {"dir": str(directory / "reports")}}  # fmt: skip
+    if "databases" in sections:  # a target of several databases lists them instead of [database]
+        settings.pop("database")
     for name, values in sections.items():
-        settings[name] = {**settings.get(name, {}), **values}
+        settings[name] = {**settings.get(name, {}), **values} if isinstance(values, Mapping) else values
     slug = re.sub(r"[^a-z0-9]+", "-", target.name.lower()).strip("-")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "drill.toml").write_text(toml_text({"target": {"name": slug, "sandbox": False}, **settings}))
     return directory / "drill.toml"
 
 
-def toml_text(sections: Mapping[str, Mapping[str, Any]]) -> str:
-    """A ``drill.toml``'s text: one table per section, nested tables written inline."""
+def toml_text(sections: Mapping[str, Any]) -> str:
+    """A ``drill.toml``'s text: one table per section (a list: an array of tables), nested tables written inline."""
     return "\n".join(
-        f"[{name}]\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
+        "\n".join(_table(f"[[{name}]]", entry) for entry in values)
+        if isinstance(values, list)
+        else _table(f"[{name}]", values)
         for name, values in sections.items()
     )
+
+
+def _table(header: str, values: Mapping[str, Any]) -> str:
+    return header + "\n" + "".join(f"{key} = {_toml(value)}\n" for key, value in values.items())
 
 
 def _toml(value: Any) -> str:

@@ -11,8 +11,8 @@ Hosts: everything runs on 127.0.0.1, so the world reports its database host as
 :data:`PRODUCTION_DB_HOST`, the name production's database would have; the off-server rule then compares the
 storage endpoint's host with that name, as it would for a real deployment.
 
-Data is deterministic (seeded) except for "now", which anchors the history so that the newest dump is at
-most one dump interval old.
+Data is deterministic (seeded) except for "now", which anchors the history so that the newest dump is half
+a dump interval old (:func:`timeline`).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ PRODUCTION_DB_HOST = "db.codeblack.internal"
 """The simulated production database host name (every server really listens on 127.0.0.1)."""
 
 HEARTBEAT_KEY = "codeblack:heartbeat"
-"""The Redis key production's app refreshes (the world sets it at every simulated midnight and at "now")."""
+"""The Redis key production's app refreshes (the world sets it at the start of every simulated day and at "now")."""
 MANIFEST_SEED = base64.b64encode(hashlib.sha256(b"codeblack-drills sandbox manifests: a published rehearsal key")
                                  .digest()).decode()  # fmt: skip
 """The seed the world signs its manifests with, published on purpose: the sandbox is a rehearsal whose records
@@ -116,6 +116,7 @@ class Timeline:
     now: datetime
     marks: tuple[datetime, ...]
     dumps: frozenset[datetime]
+    days: frozenset[datetime]
     daily: frozenset[datetime]
     weekly: frozenset[datetime]
     redis: frozenset[datetime]
@@ -124,29 +125,35 @@ class Timeline:
 def timeline(config: DrillConfig, now: datetime, history_days: int) -> Timeline:
     """The simulated clock's stops between ``now - history_days`` and ``now``, and what each one backs up.
 
-    Dumps every ``dump_interval_hours`` from midnight UTC within the retention window; base backups at the
-    newest ``daily_snapshots`` midnights and the newest ``weekly_snapshots`` Sunday midnights; a Redis copy
-    at each midnight within the retention window.
+    Dumps every ``dump_interval_hours``, the newest half an interval before ``now``; the world's days start
+    at the newest stop and every 24 h before it. Base backups at the newest ``daily_snapshots`` day starts and
+    the newest ``weekly_snapshots`` that fall on a Sunday; a Redis copy at each day start within the retention
+    window. The stops are anchored to ``now``, not to the wall clock's midnight, so that every drill of a
+    fresh world measures the same RPOs: with stops at midnight UTC, a world built just before 00:00, 06:00,
+    12:00 or 18:00 and drilled just after held newest data one whole interval old, and missed its RPO.
     """
     objectives = config.objectives
     interval = timedelta(hours=objectives.dump_interval_hours)
-    start = datetime.combine((now - timedelta(days=history_days)).date(), datetime.min.time(), UTC)
+    newest = now - interval / 2
+    start = newest - timedelta(days=history_days)
     marks: list[datetime] = []
-    mark = start
-    while mark <= now:
+    mark = newest
+    while mark >= start:
         marks.append(mark)
-        mark += interval
+        mark -= interval
+    marks.reverse()
     window = now - timedelta(days=objectives.retention_days)
-    midnights = [m for m in marks if m.hour == 0 and m.minute == 0]
-    sundays = [m for m in midnights if m.weekday() == 6]
+    days = [m for m in marks if (newest - m) % timedelta(days=1) == timedelta(0)]
+    sundays = [m for m in days if m.weekday() == 6]
     return Timeline(
         start=start,
         now=now,
         marks=tuple(marks),
         dumps=frozenset(m for m in marks if m > window),
-        daily=frozenset(midnights[-objectives.daily_snapshots :] if objectives.daily_snapshots else ()),
+        days=frozenset(days),
+        daily=frozenset(days[-objectives.daily_snapshots :] if objectives.daily_snapshots else ()),
         weekly=frozenset(sundays[-objectives.weekly_snapshots :] if objectives.weekly_snapshots else ()),
-        redis=frozenset(m for m in midnights if m > window),
+        redis=frozenset(m for m in days if m > window),
     )
 
 
@@ -253,7 +260,11 @@ def _insert(server: PostgresServer, dbname: str, tables: Sequence[_Table], until
 
 
 def _touch_redis(client: redis.Redis, rng: random.Random, moment: datetime) -> None:
-    """A day of production Redis traffic: sessions, rate-limit counters, the app's heartbeat."""
+    """A day of production Redis traffic: sessions, rate-limit counters, the app's heartbeat.
+
+    Beside the expiring sessions and counters, keys of every type that never expire (the heartbeat, the command
+    audit list, a config cache, device and offender lists, an event stream), so a restore drill samples each type.
+    """
     with client.pipeline(transaction=False) as pipe:
         for _ in range(rng.randint(20, 40)):
             pipe.set(f"session:{rng.getrandbits(64):016x}", f"user-{rng.randrange(5000)}", ex=14 * 86400)
@@ -261,6 +272,10 @@ def _touch_redis(client: redis.Redis, rng: random.Random, moment: datetime) -> N
             pipe.set(f"ratelimit:203.0.113.{rng.randrange(256)}", rng.randrange(1, 60), ex=3600)
         pipe.set(HEARTBEAT_KEY, moment.isoformat())
         pipe.lpush("codeblack:audit:commands", f"{moment.isoformat()} config sync")
+        pipe.hset("codeblack:config:cache", mapping={"synced_at": moment.isoformat(), f"day:{moment:%m%d}": "ok"})
+        pipe.sadd("codeblack:blacklist:devices", f"device-{moment:%Y%m%d}")
+        pipe.zadd("codeblack:offenders", {f"203.0.113.{moment.day}": moment.timestamp()})
+        pipe.xadd("codeblack:events", {"event": "config sync", "at": moment.isoformat()})
         pipe.execute()
 
 
@@ -422,13 +437,15 @@ class World:
                                     taken_at=mark, compression=self.options.base_compression,
                                     signer=self.manifest_signer)  # fmt: skip
                         spent["base"] += time.monotonic() - phase
-                if mark.hour == 0:
+                if mark in line.days:
                     _touch_redis(rd, rng, mark)
                 if mark in line.redis:
                     phase = time.monotonic()
                     backup_redis(self.production_redis.url, client, storage.backup_bucket, storage.redis_prefix,
                                  taken_at=mark, wait_timeout=30, key_name=self.config.backup_key_name(),
-                                 signer=self.manifest_signer)  # fmt: skip
+                                 signer=self.manifest_signer, sample_keys=self.config.backup.redis_sample_keys,
+                                 redis_server=self.config.services.redis_server,
+                                 sample_memory_mb=self.config.restore.redis_memory_mb)  # fmt: skip
                     spent["redis"] += time.monotonic() - phase
             for dump in dumps:
                 dump.result()

@@ -62,8 +62,8 @@ def _timeline(name: str, catalogue: Catalogue) -> Catalogue:
 
 
 @given("the logical backups in the deployment's object storage", target_fixture="logical_backups")
-def _logical_backups(deployment: Deployment) -> Catalogue:
-    return _timeline("logical backups", catalogue_of(deployment, "logical"))
+def _logical_backups(deployment: Deployment, drill_database: str) -> Catalogue:
+    return _timeline("logical backups", catalogue_of(deployment, "logical", drill_database))
 
 
 @then(parsers.parse("the newest logical backup is at most {hours:g} hours old"))

@@ -64,17 +64,21 @@ def _two_step(config_gates: ConfigGates) -> GateRun[Any]:
 @then("each change stayed pending, with the old value in force, until it was approved")
 def _pending(gate_run: GateRun[Any]) -> None:
     attach_json("two-step approval evidence", [dataclasses.asdict(item) for item in gate_run.evidence])
-    assert all(item.value_while_pending == item.value_before for item in gate_run.evidence)
+    early = [item.key for item in gate_run.evidence if item.value_while_pending != item.value_before]
+    assert not early, f"changed while the change was still pending approval: {', '.join(early)}"
 
 
 @then("no actor could approve a change they had proposed themselves")
 def _no_self_approval(gate_run: GateRun[Any]) -> None:
-    assert all(min(item.self_approval_status, item.approver_self_approval_status) >= 400 for item in gate_run.evidence)
+    self_approved = [item.key for item in gate_run.evidence
+                     if min(item.self_approval_status, item.approver_self_approval_status) < 400]  # fmt: skip
+    assert not self_approved, f"a proposer's own approval was accepted for: {', '.join(self_approved)}"
 
 
 @then("each change took effect once a second, authorised approver approved it")
 def _approved(gate_run: GateRun[Any]) -> None:
-    assert all(item.value_after_approval == item.proposed_value for item in gate_run.evidence)
+    not_applied = [item.key for item in gate_run.evidence if item.value_after_approval != item.proposed_value]
+    assert not not_applied, f"did not take the approved value: {', '.join(not_applied)}"
 
 
 @when("a change to each sensitive key is attempted through the config API", target_fixture="gate_run")
@@ -85,7 +89,10 @@ def _sensitive(config_gates: ConfigGates) -> GateRun[Any]:
 @then("every attempt is refused and the key keeps the value held in the secret manager")
 def _refused(gate_run: GateRun[Any]) -> None:
     attach_json("refusals", [dataclasses.asdict(item) for item in gate_run.evidence])
-    assert all(item.status_code >= 400 and item.shown_after == item.shown_before for item in gate_run.evidence)
+    accepted = [f"{item.key} (HTTP {item.status_code})" for item in gate_run.evidence if item.status_code < 400]
+    changed = [item.key for item in gate_run.evidence if item.shown_after != item.shown_before]
+    assert not accepted, f"sensitive keys accepted a change through the config API: {', '.join(accepted)}"
+    assert not changed, f"sensitive keys no longer hold the secret manager's value: {', '.join(changed)}"
 
 
 @when("an ordinary config key is changed and put back through the config API", target_fixture="gate_run")
@@ -96,12 +103,15 @@ def _signed(config_gates: ConfigGates) -> GateRun[Any]:
 @then("every config API response carried a valid Ed25519 signature over its exact body")
 def _verified(gate_run: GateRun[Any]) -> None:
     attach_json("verified signatures", gate_run.evidence.verified)
-    assert len(gate_run.evidence.verified) == len(gate_run.exchanges)
+    verified, total = len(gate_run.evidence.verified), len(gate_run.exchanges)
+    assert verified == total, f"only {verified} of {total} config API responses carried a valid signature"
 
 
 @then("copies of a signed response with one body byte or the signature altered are rejected")
 def _forgeries(gate_run: GateRun[Any]) -> None:
-    assert gate_run.evidence.forgeries_rejected == ["one body byte changed", "signature changed"]
+    rejected = gate_run.evidence.forgeries_rejected
+    missed = [forgery for forgery in ("one body byte changed", "signature changed") if forgery not in rejected]
+    assert not missed, f"a forged response was accepted as signed: {', '.join(missed)}"
 
 
 @when(

@@ -16,14 +16,15 @@ from harness.integrity import (
     check_amcheck,
     check_audit_rows,
     check_recent_inserts,
+    compare_keyspace,
     compare_row_counts,
     compare_with_previous,
 )
-from harness.measure import Stopwatch, cut_over_verdict, rpo_measure, rto_measure
+from harness.measure import Stopwatch, cut_over_verdict, rto_measure
+from harness.measure.cutover import objective_names
 from harness.records import load_chain
 from harness.records.cadence import check_drill_interval
 from harness.restore.base import BaseRestore
-from harness.restore.redis import check_key_count
 from harness.restore.staging import Staging
 from harness.services.postgres import ensure_throwaway
 
@@ -34,11 +35,13 @@ if TYPE_CHECKING:  # a clone's fixtures/ or the installed package's: only annota
 
 
 @given("the newest logical backup restored into isolated staging", target_fixture="restored")
-def _restored(staging: Staging, drill_record: DrillRecorder) -> Staging:
-    drill_record.backup_used(staging.dump, staging.counts.tables)
-    attach_json("backup restored", {**staging.download.evidence(), "manifest": staging.has_manifest,
+def _restored(database_copy: Staging, drill_record: DrillRecorder) -> Staging:
+    drill_record.backup_used(database_copy.dump, database_copy.counts.tables, database=database_copy.label,
+                             primary=database_copy.primary)  # fmt: skip
+    attach_json("backup restored", {**database_copy.download.evidence(), "database": database_copy.dbname,
+                                    "manifest": database_copy.has_manifest,
                                     "manifest authenticity": drill_record.env.get("manifests", "")})  # fmt: skip
-    return staging
+    return database_copy
 
 
 @then("the restored dump's size and sha256 match the manifest written when it was taken")
@@ -63,28 +66,26 @@ def _restore_log(restored: Staging) -> None:
 
 
 @then("each critical table holds exactly the rows the backup's manifest counted")
-def _row_counts(
-    restored: Staging, deployment: Deployment, row_baseline: RowBaseline | None, drill_record: DrillRecorder
-) -> None:
+def _row_counts(restored: Staging, row_baseline: RowBaseline | None, drill_record: DrillRecorder) -> None:
     comparison = compare_row_counts(restored.counts.tables, restored.dump if restored.has_manifest else None,
-                                    deployment.config.database, row_baseline)  # fmt: skip
-    drill_record.environment("rows.basis", comparison.basis)
+                                    restored.settings, row_baseline)  # fmt: skip
+    drill_record.environment(f"rows.basis.{restored.label}" if restored.label else "rows.basis", comparison.basis)
     attach_table(f"expected vs restored ({comparison.basis})", list(comparison.header), comparison.rows)
     comparison.check()
 
 
 @then("no critical table holds fewer rows than the previous drill restored, beyond the shrink drill.toml allows")
-def _no_shrink(restored: Staging, deployment: Deployment, previous_drill: RowBaseline | None) -> None:
+def _no_shrink(restored: Staging, previous_drill: RowBaseline | None) -> None:
     comparison = compare_with_previous(restored.counts.tables, previous_drill,
-                                       deployment.config.database.max_shrink_fraction)  # fmt: skip
+                                       restored.settings.max_shrink_fraction)  # fmt: skip
     attach_table(f"previous drill vs restored ({comparison.basis})", list(comparison.header), comparison.rows)
     comparison.check()
 
 
 @then("each critical table holds the rows inserted in the 24 hours before the backup")
-def _recent_inserts(restored: Staging, deployment: Deployment, drill_record: DrillRecorder) -> None:
+def _recent_inserts(restored: Staging, drill_record: DrillRecorder) -> None:
     inserts = check_recent_inserts(restored.counts.tables, restored.dump, has_manifest=restored.has_manifest,
-                                   require=deployment.config.database.require_recent_inserts)  # fmt: skip
+                                   require=restored.settings.require_recent_inserts)  # fmt: skip
     attach_table("inserts in the 24 h before the backup", list(inserts.header), inserts.rows)
     if inserts.warning:
         attach_text("warning", inserts.warning)
@@ -92,10 +93,10 @@ def _recent_inserts(restored: Staging, deployment: Deployment, drill_record: Dri
 
 
 @then("the audit table holds records of the 24 hours before the backup")
-def _audit_rows(restored: Staging, deployment: Deployment) -> None:
-    attach_json("audit records in the window", {"table": deployment.config.database.audit_table,
+def _audit_rows(restored: Staging) -> None:
+    attach_json("audit records in the window", {"table": restored.settings.audit_table,
                                                 "rows": restored.counts.audit_rows})  # fmt: skip
-    check_audit_rows(restored.counts, deployment.config.database, restored.dump.taken_at)
+    check_audit_rows(restored.counts, restored.settings, restored.dump.taken_at)
 
 
 @then("pg_amcheck finds no corruption in the restored database")
@@ -104,13 +105,21 @@ def _amcheck(restored: Staging, drill_clock: Stopwatch) -> None:
         attach_text("pg_amcheck", check_amcheck(restored.postgres, restored.dbname) or "no corruption found")
 
 
-@then("the restored Redis holds as many keys as its copy's manifest counted")
-def _redis_keys(restored: Staging) -> None:
-    if restored.redis is None or restored.redis_copy is None:
+@then(
+    "the restored Redis holds each key sampled when the copy was taken, with its type and value, and as many keys of "
+    "each type as the copy"
+)
+def _redis_keys(restored: Staging, drill_record: DrillRecorder) -> None:
+    if restored.redis_copy is None or restored.redis is None:
         raise HarnessError(f"no Redis copy restored: {restored.redis_error or 'no RDB copy in the backup bucket'}")
-    attach_json(
-        "Redis copy", {"key": restored.redis_copy.key, "keys": check_key_count(restored.redis, restored.redis_copy)}
-    )
+    if restored.redis_keys is None:
+        raise HarnessError(f"{restored.redis_copy.key}: restored, but its keys were not read: {restored.redis_error}")
+    comparison = compare_keyspace(restored.redis_copy, restored.redis_keys)
+    drill_record.environment("redis.keys", comparison.basis)
+    if comparison.advice:
+        drill_record.action_item(comparison.advice, what="Redis copy compared by key count only")
+    attach_json("Redis copy's keys (counts only, never values)", comparison.evidence)
+    comparison.check()
 
 
 @when("the application is started against the staging copy", target_fixture="app")
@@ -166,9 +175,7 @@ def _rto_projected(
 
 @then("the data lost since the newest restored data is within the RPO objective")
 def _rpo(restored: Staging, drill_clock: Stopwatch, deployment: Deployment, drill_record: DrillRecorder) -> None:
-    rpo = rpo_measure(
-        drill_clock.incident, restored.counts.newest, restored.dump.taken_at, deployment.config.objectives
-    )
+    rpo = restored.rpo(drill_clock.incident, deployment.config.objectives)
     drill_record.measure(rpo.name, rpo.value, rpo.objective, rpo.unit, rpo.detail)
     attach_json("RPO", {**rpo.as_dict(), "incident": drill_clock.incident, "basis": restored.counts.newest.basis})
     if not rpo.met:
@@ -214,9 +221,9 @@ def _monthly(deployment: Deployment, drill_records: Path, drill_record: DrillRec
 
 
 @then("cut-over is GO only because every restore step passed and both objectives were met")
-def _cut_over(drill_record: DrillRecorder, request: pytest.FixtureRequest) -> None:
+def _cut_over(drill_record: DrillRecorder, deployment: Deployment, request: pytest.FixtureRequest) -> None:
     checks = [check for node, check in drill_record.checks.items() if node != request.node.nodeid]
-    verdict = cut_over_verdict(checks, drill_record.measures)
+    verdict = cut_over_verdict(checks, drill_record.measures, objectives=objective_names(deployment.config))
     attach_json("cut-over verdict", verdict.model_dump())
     if verdict.decision != "GO":  # the verdict's reasons are the operator's line, not pytest's traceback
         raise CheckFailed("NO-GO: " + "; ".join(verdict.reasons))

@@ -105,7 +105,7 @@ def test_backup_prune_drill_verify_report(site: dict[str, Any]) -> None:
         "The newest logical backup restores into isolated staging",
         "Row counts of the critical tables match the backup's manifest",
         "The restored database has no corruption",
-        "The newest Redis copy restores with all its keys",
+        "The newest Redis copy restores with its keys, their types and sampled values",
         "The newest base backup restores physically and reaches consistency",
     }
     assert record["environment"]["rows.basis"] == f"manifest of {dump}"

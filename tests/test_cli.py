@@ -84,6 +84,15 @@ def test_backups_taken_then_pruned(site: dict[str, Any]) -> None:
     assert _keys(site) == taken
 
 
+def test_a_list_of_one_database_is_backed_up_without_naming_it(site: dict[str, Any], pg_database: Any) -> None:
+    """``--database`` is needed only to choose among several entries; a list of one names its database."""
+    text = site["config"].read_text().replace("[database]\n", f"[[databases]]\nname = {pg_database.name!r}\n")
+    site["config"].write_text(text)
+    dump = run_cli(site, "backup", "postgres")
+    assert dump.returncode == 0, dump.stderr
+    assert json.loads(dump.stdout)["key"].startswith(f"postgres/logical/{pg_database.name}/")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -3,27 +3,41 @@
 Two drills of a tiny target run first, each into its own ``reports/runs/<run id>/``; ``render_handover`` then
 writes the folder an auditor receives: a single-file ``index.html`` with Allure's history of both runs, the
 plan the scenarios link to, and the newest record as HTML and PDF.
+
+The tiny drill's steps carry no evidence, so the restore scenarios an auditor opens with their evidence come from
+a real drill: ``features/restore_drill.feature``'s restore, row-count and app scenarios on the sandbox, whose
+report is read as a reader reads it (:mod:`tests.browser`: the tree unfolded, the scenario clicked, its steps and
+attachments opened) and compared with that run's drill record.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness.config import load_config
+from harness.config import PROJECT_ROOT, load_config
 from harness.errors import ConfigError, HarnessError
-from harness.records import load_chain
+from harness.records import DrillRecord, load_chain
 from harness.records.handover import Handover, history_file, render_handover, run_results
 from harness.records.pdf import CHROMIUM_FLAGS
 from harness.records.report import ALLURE_CACHE, REPORT_CSP, render_html, verdict_summary
+from harness.services.base import RUN_ENV
+from tests.browser import Browser, browser
+from tests.features.test_drill_evidence import CREDENTIALS, sandbox_drill_toml
 from tests.harness.test_records_session import DrillRun, run_drill, write_drill_project
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -210,3 +224,180 @@ def test_report_screenshot(handover: Handover, tmp_path: Path) -> None:
             break
     assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert picture.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+RESTORE = "The newest logical backup restores into isolated staging"
+ROW_COUNTS = "Row counts of the critical tables match the backup's manifest"
+APP = "The application starts against staging and its deep health is healthy"
+SANDBOX_SCENARIOS = "isolated_staging or row_counts or deep_health"
+"""The restore drill's scenarios an auditor opens: the restore with its backup, the row counts, the app."""
+DSN_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]{0,15}://[^/\s:@'\"]{0,64}:(?!\*\*\*@)[^@\s/'\"]{1,128}@")
+"""A connection URL carrying a password (``postgresql://user:secret@host``, not ``:***@``), whatever the run's was."""
+
+STEPS = """() => {
+    const root = document.querySelector('[data-testid=test-result-steps-root]');
+    const steps = root ? [...root.querySelectorAll(':scope > [data-testid=test-result-step]')] : [];
+    return steps.length && steps.map((step) => [
+        step.querySelector('[data-testid=test-result-step-title]').innerText,
+        step.querySelector('[data-testid^=tree-leaf-status-]').dataset.testid.replace('tree-leaf-status-', ''),
+    ]);
+}"""
+"""The scenario's steps as the page lists them: title and the status its icon shows."""
+
+
+@dataclass(frozen=True)
+class SandboxDrill:
+    """The restore scenarios of ``features/restore_drill.feature`` run on the sandbox, as the operator runs them."""
+
+    config: Path
+    reports: Path
+    record: DrillRecord
+    results: dict[str, dict[str, Any]]
+    """The run's Allure results by scenario name."""
+
+
+@pytest.fixture(scope="module")
+def sandbox_drill(tmp_path_factory: pytest.TempPathFactory) -> SandboxDrill:
+    home = tmp_path_factory.mktemp("sandbox-drill")
+    config = home / "drill.toml"
+    config.write_text(sandbox_drill_toml(home / "reports"))
+    env = {**os.environ, "DRILL_OPERATOR": "ops-auditor-check"}
+    env.pop("DRILL_CONFIG", None)
+    env.pop(RUN_ENV, None)  # a run of its own, its results under reports/runs/<run id>/
+    argv = [sys.executable, "-m", "pytest", "features/test_restore_drill.py", "-k", SANDBOX_SCENARIOS,
+            "-p", "no:randomly", "-p", "no:cacheprovider", f"--drill-config={config}"]  # fmt: skip
+    done = subprocess.run(argv, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    output = (done.stdout + done.stderr)[-4000:]
+    records, runs = load_chain(home / "reports" / "drills"), run_results(home / "reports")
+    assert len(records) == len(runs) == 1, output
+    by_name = {r["name"]: r for r in (json.loads(path.read_text()) for path in runs[0].glob("*-result.json"))}
+    assert {RESTORE, ROW_COUNTS, APP} <= set(by_name), output
+    return SandboxDrill(config, home / "reports", records[0], by_name)
+
+
+@pytest.fixture(scope="module", params=["served over HTTP", "single file from disk"])
+def report(
+    request: pytest.FixtureRequest, sandbox_drill: SandboxDrill, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The sandbox run's report as ``report`` renders it: by default served over HTTP (the README says so), and
+    with ``--single-file`` opened from disk (``file://``), as an auditor handed the folder opens it."""
+    out = tmp_path_factory.mktemp("report")
+    single_file = request.param == "single file from disk"
+    index = render_handover(
+        load_config(sandbox_drill.config), sandbox_drill.reports, out, single_file=single_file
+    ).index
+    if single_file:
+        yield index.as_uri()
+        return
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(out)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{index.name}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _tree_item(kind: str, title: str) -> str:
+    return f"[...document.querySelectorAll('[data-testid=tree-{kind}-title]')].find((t) => t.innerText === {title!r})"
+
+
+def _open_scenario(page: Browser, result: dict[str, Any]) -> list[list[str]]:
+    """Open a scenario from the report's tree as a reader does: unfold its sections, click it; its steps as listed."""
+    name, sections = result["name"], result["titlePath"]
+    for section, inner in zip(sections, [*sections[1:], None], strict=True):
+        shown = _tree_item("section", inner) if inner else _tree_item("leaf", name)
+        if not page.evaluate(f"!!({shown})"):  # a section the report did not unfold by itself
+            page.click(_tree_item("section", section), f"the section {section!r} in the report's tree")
+        page.wait(f"() => {shown}", f"{inner or name!r} in the report's tree")
+    page.click(_tree_item("leaf", name), f"the scenario {name!r} in the report's tree")
+    page.wait(f"() => document.querySelector('[data-testid=test-result-info-title]')?.innerText === {name!r}",
+              f"the page of {name!r}")  # fmt: skip
+    steps: list[list[str]] = page.wait(STEPS, f"the steps of {name!r}")
+    return steps
+
+
+def _step(title: str) -> str:
+    return ("[...document.querySelectorAll('[data-testid=test-result-step]')].find((step) => "
+            f"step.querySelector('[data-testid=test-result-step-title]').innerText === {title!r})")  # fmt: skip
+
+
+def _unfold(page: Browser, title: str) -> str:
+    """Click the step ``title`` open, as a reader does to see its parameters and attachments; returns the step."""
+    step = _step(title)
+    page.click(f"{step}?.querySelector('[data-testid=test-result-step-header]')", f"the step {title!r}")
+    return step
+
+
+def _open_attachment(page: Browser, title: str, name: str) -> str:
+    """Unfold the step ``title`` and open its attachment ``name``; the text the page shows of its content."""
+    attachment = (
+        f"[...{_unfold(page, title)}.querySelectorAll('[data-testid=test-result-attachment]')].find((a) => "
+        f"a.querySelector('[data-testid=test-result-attachment-header]').innerText.includes({name!r}))"
+    )
+    page.click(f"{attachment}?.querySelector('[data-testid=test-result-attachment-header] button')",
+               f"the attachment {name!r} of the step {title!r}")  # fmt: skip
+    shown: str = page.wait(f"() => {attachment}.querySelector('[data-testid$=attachment-content]')?.innerText",
+                           f"the content of the attachment {name!r}")  # fmt: skip
+    return shown
+
+
+def _leaks(text: str) -> list[str]:
+    return [secret for secret in CREDENTIALS if secret in text] + DSN_PASSWORD.findall(text)
+
+
+@pytest.mark.slow
+def test_a_restore_scenario_shows_its_steps_and_the_evidence_its_record_holds(
+    sandbox_drill: SandboxDrill, report: str, tmp_path: Path
+) -> None:
+    record, result = sandbox_drill.record, sandbox_drill.results[RESTORE]
+    assert record.backup is not None
+    with browser(report, tmp_path / "profile") as page:
+        steps = _open_scenario(page, result)
+        assert steps == [[step["name"], step["status"]] for step in result["steps"]]
+        assert {status for _, status in steps} == {"passed"}
+        given, _, isolated, _ = (title for title, _ in steps)
+        backup = json.loads(_open_attachment(page, given, "backup restored"))
+        shown = (backup["key"], backup["size"], backup["sha256"])
+        assert shown == (record.backup.key, record.backup.size, record.backup.sha256)
+        staging = json.loads(_open_attachment(page, isolated, "staging server"))
+        assert staging["port"] == next(s.port for s in record.staging if s.what == "staging PostgreSQL")
+        dom = page.evaluate("document.documentElement.outerHTML")
+    assert _leaks(html.unescape(dom)) == []
+
+
+@pytest.mark.slow
+def test_the_row_counts_shown_are_those_the_record_holds(
+    sandbox_drill: SandboxDrill, report: str, tmp_path: Path
+) -> None:
+    result = sandbox_drill.results[ROW_COUNTS]
+    with browser(report, tmp_path / "profile") as page:
+        steps = _open_scenario(page, result)
+        counted = steps[1][0]  # the Then: "each critical table holds exactly the rows the backup's manifest counted"
+        table = _open_attachment(page, counted, "expected vs restored")
+    header, *rows = (line.split("\t") for line in table.strip().splitlines())
+    restored = {row[header.index("table")]: int(row[header.index("restored rows")]) for row in rows}
+    assert restored == sandbox_drill.record.restored_rows
+
+
+@pytest.mark.slow
+def test_no_step_of_the_restore_scenarios_shows_a_credential(
+    sandbox_drill: SandboxDrill, report: str, tmp_path: Path
+) -> None:
+    """Every step unfolded, so its parameters are on the page: none is a key, a seed or a URL with a password."""
+    for name in (RESTORE, ROW_COUNTS, APP):
+        with browser(report, tmp_path / name[:12]) as page:
+            result = sandbox_drill.results[name]
+            _open_scenario(page, result)
+            for step in result["steps"]:
+                if step.get("parameters") or step.get("attachments"):  # a step with neither has nothing to unfold
+                    shown = _unfold(page, step["name"])
+                    page.wait(f"() => {shown}.querySelector('[data-testid=test-result-step-content]')",
+                              f"the step {step['name']!r} unfolded")  # fmt: skip
+            dom = page.evaluate("document.documentElement.outerHTML")
+        assert _leaks(html.unescape(dom)) == [], name

@@ -61,6 +61,8 @@ class DumpOptions:
     compression: str = "gzip:6"
     timeout_s: float = 6 * 3600.0
     globals: bool = True
+    database_name: str = ""
+    """A ``[[databases]]`` entry's name: the DSN must connect to that database (``""``: any database)."""
 
     def database(self) -> DatabaseSettings:
         """The counting keys as validated settings (a malformed name fails here, before any connection)."""
@@ -93,6 +95,7 @@ def dump_options(config: DrillConfig) -> DumpOptions:
         count_all_tables=database.count_all_tables,
         key_name=config.backup_key_name(),
         globals=config.backup.globals,
+        database_name=database.name if config.multiple_databases else "",
     )
 
 
@@ -205,7 +208,8 @@ def backup_postgres(
 
     Raises:
         HarnessError: the database, a table or storage cannot be read or written; ``pg_dump`` failed; a
-            configured table or time column is missing or not a time (one line naming the key of drill.toml).
+            configured table or time column is missing or not a time (one line naming the key of drill.toml);
+            the DSN connects to another database than ``options.database_name``.
     """
     moment = backup_time(taken_at)
     settings = options.database()
@@ -219,6 +223,11 @@ def backup_postgres(
                                     "current_database(), pg_database_size(current_database())").fetchone()  # fmt: skip
         assert snapshot_row is not None
         snapshot, server_version, database, database_size = snapshot_row
+        if options.database_name and database != options.database_name:
+            raise HarnessError(
+                f"the DSN connects to database {database!r}, not to {options.database_name!r} of [[databases]] (whose "
+                "dumps this prefix holds): point --dsn-env at that database"
+            )
         tables = count_tables(conn, settings, moment)
         beat = heartbeat_spec(settings)
         heartbeat = None if beat is None else newest_time(conn, beat, settings.time_zone)

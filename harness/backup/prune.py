@@ -88,7 +88,9 @@ def prune(client: Any, bucket: str, config: DrillConfig, *, now: datetime, dry_r
     storage, objectives = config.storage, config.objectives
     cutoff = now - timedelta(days=objectives.retention_days, hours=objectives.retention_grace_hours)
     doomed: list[str] = []
-    for prefix in (storage.logical_prefix, storage.redis_prefix):
+    # Each database of [[databases]] keeps its own newest dump, under its own prefix.
+    logical = [config.for_database(name).storage.logical_prefix for name in config.database_names()]
+    for prefix in (*logical, storage.redis_prefix):
         catalogue = _catalogue(client, bucket, prefix, config)
         doomed += _with_manifests(catalogue, _older_than(catalogue, cutoff))
     for prefix, keep in ((storage.base_daily_prefix, objectives.daily_snapshots),

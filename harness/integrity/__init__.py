@@ -1,7 +1,9 @@
-"""Integrity of a restored database: row counts, recent inserts, audit rows (against a manifest or a floor); amcheck."""
+"""Integrity of restored data: row counts, recent inserts, audit rows, amcheck; a restored Redis's keys."""
 
 from harness.integrity.amcheck import check_amcheck, install_amcheck
 from harness.integrity.baseline import previous_rows
+from harness.integrity.redis_compare import KeyComparison, compare_keyspace
+from harness.integrity.redis_keys import RestoredKeyspace, observe_keyspace
 from harness.integrity.rows import (
     InsertCheck,
     RestoredCounts,
@@ -16,15 +18,19 @@ from harness.integrity.rows import (
 
 __all__ = [
     "InsertCheck",
+    "KeyComparison",
     "RestoredCounts",
+    "RestoredKeyspace",
     "RowBaseline",
     "RowCheck",
     "check_amcheck",
     "check_audit_rows",
     "check_recent_inserts",
+    "compare_keyspace",
     "compare_row_counts",
     "compare_with_previous",
     "count_restored",
     "install_amcheck",
+    "observe_keyspace",
     "previous_rows",
 ]

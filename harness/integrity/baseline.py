@@ -18,14 +18,16 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.integrity.rows import ROW_RULES, RowBaseline
 from harness.records.chain import load_chain, verify_chain
+from harness.records.record import BackupUsed, DrillRecord, Restored
 
 __all__ = ["previous_rows"]
 
 
-def previous_rows(directory: Path, target: str, taken_at: datetime) -> RowBaseline | None:
+def previous_rows(directory: Path, target: str, taken_at: datetime, database: str = "") -> RowBaseline | None:
     """The restored row counts of the newest earlier drill of ``target`` on a backup taken at or before ``taken_at``.
 
-    Records whose row-count check failed are passed over.
+    Records whose row-count check failed are passed over. ``database`` names a ``[[databases]]`` entry: its own
+    rows and its own dump's time in each record are read instead of the first database's.
 
     Returns ``None`` when no such record exists (a first drill, or records older than ``restored_rows``).
 
@@ -37,9 +39,17 @@ def previous_rows(directory: Path, target: str, taken_at: datetime) -> RowBaseli
         raise HarnessError(f"{result.problem}; the previous drill's row counts cannot serve as the basis")
     for record in reversed(load_chain(directory)):
         failed = any(c.status == "failed" and c.message.startswith(ROW_RULES) for c in record.checks)
-        if (record.target == target and record.restored_rows and record.backup is not None
-                and record.backup.taken_at <= taken_at and not failed):  # fmt: skip
+        rows, backup = _rows_of(record, database)
+        if record.target == target and rows and backup is not None and backup.taken_at <= taken_at and not failed:
             source = (f"the previous drill's restored rows (run {record.run_id} of {record.finished_at:%Y-%m-%d %H:%M} "
-                      f"UTC, backup {record.backup.key})")  # fmt: skip
-            return RowBaseline(source, dict(record.restored_rows))
+                      f"UTC, backup {backup.key})")  # fmt: skip
+            return RowBaseline(source, dict(rows))
     return None
+
+
+def _rows_of(record: DrillRecord, database: str) -> tuple[dict[str, int], BackupUsed | Restored | None]:
+    """A record's restored rows of ``database`` (``""``: the first) and the dump they were restored from."""
+    if not database:
+        return record.restored_rows, record.backup
+    dump = next((r for r in record.restored if r.what == f"PostgreSQL dump {database}"), None)
+    return record.database_rows.get(database, {}), dump

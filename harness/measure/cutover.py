@@ -7,23 +7,38 @@ record applies to the whole session, narrowed here to the restore drill's own sc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from harness.config import DrillConfig
+from harness.measure.objectives import rpo_name
 from harness.records import Check, Measure, Verdict, decide
 
-__all__ = ["OBJECTIVES", "cut_over_verdict"]
+__all__ = ["OBJECTIVES", "cut_over_verdict", "objective_names"]
 
 OBJECTIVES = ("RPO", "RTO")
 
 
-def cut_over_verdict(checks: Iterable[Check], measures: Iterable[Measure], *, area: str = "restore_drill") -> Verdict:
-    """Decide cut-over from the ``area``'s scenario outcomes and the RPO/RTO measures.
+def objective_names(config: DrillConfig) -> list[str]:
+    """The measures cut-over needs: every database's RPO (``RPO <name>`` among several) and the RTO."""
+    if not config.multiple_databases:
+        return list(OBJECTIVES)
+    return [*(rpo_name(name) for name in config.database_names()), "RTO"]
 
-    A missing RPO or RTO is a reason against: an unmeasured objective is not a met one.
+
+def cut_over_verdict(
+    checks: Iterable[Check],
+    measures: Iterable[Measure],
+    *,
+    area: str = "restore_drill",
+    objectives: Sequence[str] = OBJECTIVES,
+) -> Verdict:
+    """Decide cut-over from the ``area``'s scenario outcomes and the ``objectives``' measures (RPO and RTO).
+
+    A missing objective is a reason against: an unmeasured objective is not a met one.
     """
-    measured = [m for m in measures if m.name in OBJECTIVES]
+    measured = [m for m in measures if m.name in objectives]
     verdict = decide([c for c in checks if c.area == area], measured)
-    missing = [f"{name} was not measured" for name in OBJECTIVES if name not in {m.name for m in measured}]
+    missing = [f"{name} was not measured" for name in objectives if name not in {m.name for m in measured}]
     if not missing:
         return verdict
     reasons = [r for r in verdict.reasons if verdict.decision == "NO-GO"] + missing

@@ -31,6 +31,7 @@ __all__ = [
     "redis_heartbeat",
     "redis_rpo",
     "rpo_measure",
+    "rpo_name",
     "rto_measure",
     "store_rpo",
 ]
@@ -127,6 +128,11 @@ def store_rpo(
     seconds = (incident - newest.moment).total_seconds()
     detail = f"newest data {newest.moment.isoformat()} from {newest.basis} ({seconds:.0f} s); backup age {age_h:.2f} h"
     return Measure(name, seconds / 3600, objective_hours, "h", detail)
+
+
+def rpo_name(database: str = "") -> str:
+    """The name of a database's RPO measure: ``RPO``, or ``RPO <name>`` in a drill of several (``[[databases]]``)."""
+    return f"RPO {database}" if database else "RPO"
 
 
 def rpo_measure(incident: datetime, newest: NewestData, backup_taken_at: datetime, objectives: Objectives) -> Measure:

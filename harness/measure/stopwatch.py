@@ -64,6 +64,14 @@ class Stopwatch:
         self.stopped_at = self.now()
         return self.stopped_at
 
+    def stop_not_before(self, moment: datetime) -> None:
+        """Move a stop that came before ``moment`` to it: the recovery ends with the last of its parts.
+
+        The app may be healthy on the first database while another database of the drill still restores.
+        """
+        if self.stopped_at is not None and moment > self.stopped_at:
+            self.stopped_at = moment
+
     @property
     def rto(self) -> timedelta:
         """Incident to stop (or to now while running)."""

@@ -56,6 +56,30 @@ __all__ = [
 
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 _REPLY_TIMEOUT_S = 600.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SHOWN_FIELDS = frozenset({"error", "where"})  # what of a reply goes into messages; SQL and names stay as sent
+
+
+def _printable(text: str) -> str:
+    """Text of the project's code escaped for a message: no newline to forge a line, no terminal escape."""
+    return _CONTROL.sub(lambda found: repr(found[0])[1:-1], text)
+
+
+def _escaped(reply: Any) -> Any:
+    """``reply`` with every ``error`` and ``where`` (at any depth: a file's load error too) made printable.
+
+    They are the project's exception texts, which reach the operator's terminal, the record and the report
+    through the gate's one-line failure: a migration file raising a message with line breaks and terminal
+    escapes printed a forged line ("CUT-OVER: GO") and cleared the screen.
+    """
+    if isinstance(reply, dict):
+        return {key: _printable(value) if key in _SHOWN_FIELDS and isinstance(value, str) else _escaped(value)
+                for key, value in reply.items()}  # fmt: skip
+    if isinstance(reply, list):
+        return [_escaped(item) for item in reply]
+    return reply
+
+
 _MISSING_EXTENSION = re.compile(
     r'extension "(?P<name>[^"]+)" is not available|could not open extension control file "[^"]*/(?P<file>[^/"]+)'
     r'\.control"'
@@ -259,7 +283,7 @@ class MigrationChild:
             lines = (self._workdir / "child.log").read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        return " | ".join(lines[-3:])
+        return _printable(" | ".join(lines[-3:]))
 
     def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self._process is not None
@@ -276,7 +300,7 @@ class MigrationChild:
                 f"the migration child ({self.python}) exited with code {code} before answering: {self._log_tail()}"
             )
         try:
-            reply = json.loads(line)
+            reply = _escaped(json.loads(line))
         except ValueError:
             reply = None
         if not isinstance(reply, dict):  # the project's code wrote on the reply descriptor

@@ -9,24 +9,27 @@ the path.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pwd
 import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.migrations import confine
 from harness.services.base import ServiceUser
 
-__all__ = ["check_readable", "jail_command", "readable_paths"]
+__all__ = ["check_readable", "check_user_namespaces", "jail_command", "readable_paths"]
 
 
 _PACKAGE_DIRS = {"site-packages", "dist-packages"}
 _SYSTEM_DIRS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/", "/etc/")
+_USER_NAMESPACE = ["--user", "--map-root-user"]  # the jail's namespaces without root: uid 0 of one is the user
 
 
 def _held(path: Path, venv: Path, project: list[str]) -> bool:
@@ -174,6 +177,44 @@ def tree_paths(root: Path) -> list[str]:
     return found
 
 
+@functools.cache
+def _user_namespace_refusal() -> str:
+    """Why this user may not make the jail's namespaces (``unshare``'s own line), or ``""`` when it may."""
+    try:
+        probe = ["unshare", *_USER_NAMESPACE, "--net", "--mount", "true"]
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        return "unshare is not installed (Debian/Ubuntu: apt-get install util-linux)"
+    except subprocess.TimeoutExpired:
+        return "unshare --user did not return within 30 s"
+    if done.returncode == 0:
+        return ""
+    return (done.stderr.strip().splitlines() or [f"unshare --user exited with code {done.returncode}"])[-1]
+
+
+def check_user_namespaces() -> None:
+    """Without root the jail's namespaces come from a user namespace: where the host allows none, say so at once.
+
+    Otherwise the child would die before its first answer with ``unshare``'s bare complaint, which names
+    neither the cause nor the two ways out.
+
+    Raises:
+        HarnessError: one line with ``unshare``'s reason and what to do.
+    """
+    if reason := _user_namespace_refusal():
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:  # a container's uid with no passwd entry
+            user = f"uid {os.geteuid()}"
+        raise HarnessError(
+            f"cannot isolate the migration child: without root its private network and file system come from a "
+            f"user namespace, which {user} may not create here ({reason}); run the drill as root (sudo), or "
+            "allow unprivileged user namespaces (sysctl user.max_user_namespaces above 0; Debian before 11: "
+            "kernel.unprivileged_userns_clone=1; Ubuntu 23.10 and later: "
+            "kernel.apparmor_restrict_unprivileged_userns=0)"
+        )
+
+
 def jail_command(
     workdir: Path,
     python: str,
@@ -192,7 +233,10 @@ def jail_command(
     Raises:
         ConfigError: a path the jail binds, or one inside ``trees``, is not readable by ``user``; or one of the
             project's leads out of it.
+        HarnessError: without root, the host allows no user namespace (:func:`check_user_namespaces`).
     """
+    if os.geteuid() != 0:
+        check_user_namespaces()
     readable = readable_paths(python, project, cwd)
     if user is not None:
         check_readable(readable + [path for tree in trees for path in tree_paths(tree)], user)
@@ -202,8 +246,10 @@ def jail_command(
     (workdir / "root").mkdir()
     # A pid namespace of its own, its first process the child: when the child ends (or unshare is killed,
     # --kill-child), the kernel kills every process in it at once. Killing the account's processes one pid at a
-    # time misses one that forks and exits faster than the walk.
-    namespaces = ["--net", "--mount", "--pid", "--kill-child"]
+    # time misses one that forks and exits faster than the walk. An IPC namespace of its own: System V shared
+    # memory, semaphores and queues are the host's otherwise, and without root every segment of the user's
+    # (mode 0600 or not) is the child's to read and write.
+    namespaces = ["--net", "--mount", "--ipc", "--pid", "--kill-child"]
     if os.geteuid() != 0:
-        namespaces = ["--user", "--map-root-user", *namespaces]
+        namespaces = [*_USER_NAMESPACE, *namespaces]
     return ["unshare", *namespaces, "--", sys.executable, "-I", "-S", confine.__file__ or "", json.dumps(spec)]

@@ -7,12 +7,15 @@ A daily snapshot for each of the last N days, a weekly one for each of the last 
 it needs does not restore. So the newest backup is downloaded, ``base.tar.gz`` extracted to a plain data
 directory with ``pg_wal.tar.gz`` extracted into its ``pg_wal/`` and ``backup_manifest`` beside it, and
 verified as a plain backup: every file's checksum and the WAL from the backup's start to its end.
+
+The tarballs are the bucket's, so they are unpacked by the harness's own reader
+(:func:`harness.restore.tarball.unpack`), as the physical restore does, never by ``tarfile``: its
+``filter="data"`` has had escapes, and the Pythons before 3.11.4 (Debian 12's ``python3`` is 3.11.2) lack it.
 """
 
 from __future__ import annotations
 
 import shutil
-import tarfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +25,7 @@ from harness.config import Objectives
 from harness.errors import CheckFailed, ServiceError
 from harness.policy.evidence import Evidence
 from harness.policy.timeline import Schedule, check_count, check_schedule
+from harness.restore.tarball import expanded_size, unpack
 from harness.services.base import label_dir, remove_dir, run_tool
 from harness.storage.catalogue import BackupObject, Catalogue, fetch_manifest
 from harness.storage.download import download_object, verify_against
@@ -82,13 +86,18 @@ def _companion(catalogue: Catalogue, obj: BackupObject, name: str) -> str:
     return key
 
 
-def _extract(archive: Path, into: Path) -> None:
-    into.mkdir(parents=True, exist_ok=True)
+def _extract(archive: Path, into: Path, key: str, declared: int | None) -> None:
+    """Unpack ``archive`` (the object ``key``) into ``into``, capped at the expanded size its manifest declares.
+
+    Without a manifest the stream's own size is read first (decompressed, nothing written), so the cap holds
+    what is there and a full disk is still one line naming the directory.
+    """
+    into.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(into, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise CheckFailed(f"base backup archive {archive.name} cannot be extracted: {exc}") from None
+        size = expanded_size(archive) if declared is None else declared
+    except (OSError, EOFError) as exc:
+        raise CheckFailed(f"{key}: not a valid gzip stream: {exc}") from None
+    unpack(archive, into, what=key, declared=size)
 
 
 def verify_base_backup(
@@ -118,13 +127,16 @@ def verify_base_backup(
         downloads = scratch / "downloads"
         downloads.mkdir()
         base = download_object(client, catalogue.bucket, obj.key, downloads)
+        manifest = None
         if catalogue.manifest_for(obj) is not None:
-            verify_against(base, fetch_manifest(client, catalogue.bucket, obj, trust))
+            manifest = fetch_manifest(client, catalogue.bucket, obj, trust)
+            verify_against(base, manifest)
         wal = download_object(client, catalogue.bucket, wal_key, downloads)
         backup_manifest = download_object(client, catalogue.bucket, manifest_key, downloads)
         data = scratch / "data"
-        _extract(base.path, data)
-        _extract(wal.path, data / "pg_wal")
+        wal_declared = manifest.companions.get(_WAL_ARCHIVE) if manifest is not None else None
+        _extract(base.path, data, obj.key, manifest.expanded if manifest is not None else None)
+        _extract(wal.path, data / "pg_wal", wal_key, wal_declared.expanded if wal_declared is not None else None)
         shutil.copyfile(backup_manifest.path, data / _BACKUP_MANIFEST)
         base.path.unlink()
         try:

@@ -20,14 +20,16 @@ __all__ = ["BackupKind", "catalogue_of", "stated_objective"]
 BackupKind = Literal["logical", "daily", "weekly", "redis"]
 
 
-def catalogue_of(deployment: Deployment, kind: BackupKind) -> Catalogue:
+def catalogue_of(deployment: Deployment, kind: BackupKind, database: str = "") -> Catalogue:
     """The deployment's backups of one kind, listed from its backup bucket (read-only).
+
+    ``database`` names a ``[[databases]]`` entry: its logical dumps are those under its own prefix.
 
     Raises:
         HarnessError: nothing under the prefix, unparseable keys, or storage refused the listing.
         CheckFailed: a key is dated in the future (beyond ``storage.max_clock_skew_s``) or cannot name a file.
     """
-    storage = deployment.config.storage
+    storage = deployment.config.for_database(database).storage
     prefix, suffix = {
         "logical": (storage.logical_prefix, ""),
         "daily": (storage.base_daily_prefix, BASE_ARCHIVE),

@@ -11,6 +11,7 @@ previous drill's items against its own results (:func:`follow_up`).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from datetime import date
 
 from harness.records.record import (
@@ -50,7 +51,10 @@ CONSEQUENCE = "NO-GO: "
 
 
 def _measure_item(measure: Measure, phases: dict[str, float]) -> ActionItem:
-    todo = MEASURE_ADVICE.get(measure.name.lower(), f"bring {measure.name} back within its objective")
+    name = measure.name.lower()  # a database's "RPO orders" takes the RPO's advice
+    todo = MEASURE_ADVICE.get(name) or MEASURE_ADVICE.get(
+        name.split()[0], f"bring {measure.name} back within its objective"
+    )
     if measure.name.lower() == "rto" and phases:
         slowest, seconds = max(phases.items(), key=lambda item: item[1])
         todo += f" ({slowest} took {format_number(seconds)} s)"
@@ -116,9 +120,13 @@ def assign(items: list[ActionItem], owner: str, due: date) -> list[ActionItem]:
     return assigned
 
 
-def _status_now(cause: str, checks: list[Check], measures: list[Measure], open_causes: set[str]) -> FollowUpStatus:
+def _status_now(
+    cause: str, checks: list[Check], measures: list[Measure], open_causes: set[str], untested: Collection[str]
+) -> FollowUpStatus:
     """Whether a previous cause is closed, still open, or was not re-tested by this drill."""
     kind, _, name = cause.partition(":")
+    if kind == "note" and any(name.startswith(f"{what}: ") for what in untested):
+        return "not re-tested"
     if kind == "measure":
         measure = next((m for m in measures if m.name == name), None)
         return "not re-tested" if measure is None else ("closed" if measure.met else "open")
@@ -131,19 +139,25 @@ def _status_now(cause: str, checks: list[Check], measures: list[Measure], open_c
 
 
 def follow_up(
-    previous: DrillRecord | None, items: list[ActionItem], checks: list[Check], measures: list[Measure]
+    previous: DrillRecord | None,
+    items: list[ActionItem],
+    checks: list[Check],
+    measures: list[Measure],
+    untested: Collection[str] = (),
 ) -> list[FollowUp]:
     """The previous drill's action items, each closed, still open or not re-tested by this drill's results.
 
     A measure's item is closed when the measure is within its objective now; a check's when its scenario
-    passed now; any other item when this drill raised no item of the same cause.
+    passed now; any other item when this drill raised no item of the same cause, unless this drill could not
+    look at what the item is about (``untested``: e.g. owners and grants on a shared staging server): silence
+    there is not a fix.
     """
     if previous is None:
         return []
     open_causes = {item.cause for item in items}
     return [
         FollowUp(cause=cause, item=item.line(), since=previous.run_id,
-                 status=_status_now(cause, checks, measures, open_causes))
+                 status=_status_now(cause, checks, measures, open_causes, untested))
         for item in previous.action_items
         for cause in [item.cause or _legacy_cause(item)]
     ]  # fmt: skip

@@ -58,10 +58,20 @@ ALLURE_SUFFIX = "-allure.sha256"
 
 @dataclass(frozen=True)
 class RecordKey:
-    """The public key the records must be signed by (``[reports] verify_key``) and its id."""
+    """The public key the records must be signed by (``[reports] verify_key``), its id, and whose records it signs.
+
+    One records directory may hold the drills of several targets (a rehearsal on the sandbox, then the real
+    deployment), each signed with its own key or not at all: ``target`` names the target whose records this key
+    must have signed (empty: every record's).
+    """
 
     key: Ed25519PublicKey
     key_id: str
+    target: str = ""
+
+    def covers(self, record: DrillRecord) -> bool:
+        """Whether ``record`` is one this key must have signed."""
+        return not self.target or record.target == self.target
 
 
 @dataclass(frozen=True)
@@ -282,6 +292,7 @@ def verify_chain(directory: Path, key: RecordKey | None = None) -> ChainResult:
     files = _record_files(directory) if directory.is_dir() else []
     previous_hash = ""
     unsigned = signed = 0
+    others: dict[str, int] = {}
     run_ids: set[str] = set()
     for index, path in enumerate(files):
         try:
@@ -294,12 +305,17 @@ def verify_chain(directory: Path, key: RecordKey | None = None) -> ChainResult:
             return ChainResult(
                 index, f"{path}: the record before it was removed, altered or reordered (previous_hash does not match)"
             )
-        problem = _signature_problem(path, record, key, signed > 0) or _covered_file_problem(directory, record, path)
-        if problem:
-            return ChainResult(index, problem)
-        signed, unsigned = (signed + 1, unsigned) if record.signature else (signed, unsigned + 1)
         previous_hash = record.hash
         run_ids.add(record.run_id)
+        problem = ""
+        if key is not None and not key.covers(record):
+            others[record.target] = others.get(record.target, 0) + 1
+        else:
+            problem = _signature_problem(path, record, key, signed > 0)
+            signed, unsigned = (signed + 1, unsigned) if record.signature else (signed, unsigned + 1)
+        problem = problem or _covered_file_problem(directory, record, path)
+        if problem:
+            return ChainResult(index, problem)
     head = directory / HEAD_FILE
     if head.exists():
         name, _, expected = head.read_text(encoding="utf-8").strip().partition(" ")
@@ -315,6 +331,12 @@ def verify_chain(directory: Path, key: RecordKey | None = None) -> ChainResult:
         warnings.append(
             f"WARNING: {unsigned} of {len(files)} drill records in {directory} are unsigned: whoever can write "
             "this directory could have re-sealed them (set [reports] signing_key_env and verify_key)"
+        )
+    if others and key is not None:
+        names = ", ".join(f"{name or '(unnamed)'} ({count})" for name, count in sorted(others.items()))
+        warnings.append(
+            f"WARNING: records of other targets in {directory} were not checked against the verify key of "
+            f"{key.target}: {names}; verify them with their own drill.toml"
         )
     if signed and key is None:
         warnings.append(

@@ -19,9 +19,10 @@ from harness.records.chain import load_chain
 from harness.records.controls import PLAN_PAGE
 from harness.records.html import markdown_page, record_page
 from harness.records.pdf import print_pdf
+from harness.records.record import DrillRecord
 from harness.records.report import render_html, render_runs
 
-__all__ = ["Handover", "history_file", "render_handover", "run_results", "run_targets"]
+__all__ = ["Handover", "history_file", "render_handover", "run_results"]
 
 
 @dataclass
@@ -38,13 +39,33 @@ def run_results(reports: Path) -> list[Path]:
     return sorted(runs, key=lambda path: (path.stat().st_mtime, path.parent.name))
 
 
-def run_targets(reports: Path) -> dict[str, str]:
-    """Each run's target, from the drill records (a run without a readable record has none)."""
-    drills = reports / "drills"
-    try:
-        return {record.run_id: record.target for record in load_chain(drills)} if drills.is_dir() else {}
-    except HarnessError:
-        return {}  # a broken chain is `records verify`'s to report; the report then has no history to keep
+@dataclass
+class _Chain:
+    """The drill records under ``reports/drills``, read once per report: the history and the PDF both need them."""
+
+    drills: Path
+    records: list[DrillRecord] = field(default_factory=list)
+    error: HarnessError | None = None
+
+    @classmethod
+    def read(cls, reports: Path) -> _Chain:
+        drills = reports / "drills"
+        try:
+            return cls(drills, load_chain(drills) if drills.is_dir() else [])
+        except HarnessError as exc:
+            return cls(drills, error=exc)
+
+    def targets(self) -> dict[str, str]:
+        """Each run's target (none when the chain is broken: that is `records verify`'s to report)."""
+        return {record.run_id: record.target for record in self.records}
+
+    def record_of(self, run_id: str) -> DrillRecord:
+        if self.error is not None:
+            raise self.error
+        records = [record for record in self.records if record.run_id == run_id]
+        if not records:
+            raise HarnessError(f"{self.drills}: no drill record of run {run_id}, so there is no record to print")
+        return records[-1]
 
 
 def history_file(reports: Path, target: str) -> Path:
@@ -65,13 +86,9 @@ def _plan_page(config: DrillConfig, out: Path) -> Path | None:
     return page
 
 
-def _record_pages(reports: Path, run_id: str, out: Path) -> list[Path]:
-    drills = reports / "drills"
-    records = [record for record in load_chain(drills) if record.run_id == run_id] if drills.is_dir() else []
-    if not records:
-        raise HarnessError(f"{drills}: no drill record of run {run_id}, so there is no record to print")
-    record = records[-1]
-    trend = drills / record.trend_image if record.trend_image else None
+def _record_pages(chain: _Chain, run_id: str, out: Path) -> list[Path]:
+    record = chain.record_of(run_id)
+    trend = chain.drills / record.trend_image if record.trend_image else None
     page = out / f"drill-record-{run_id}.html"
     page.write_text(record_page(record, trend.read_bytes() if trend and trend.is_file() else None), "utf-8")
     return [page, print_pdf(page, page.with_suffix(".pdf"))]
@@ -92,7 +109,8 @@ def render_handover(
         HarnessError: no run to render, its record is missing (``pdf``), or a renderer failed.
         ConfigError: ``[reports] plan`` names a file that cannot be read.
     """
-    targets = run_targets(reports)
+    chain = _Chain.read(reports)
+    targets = chain.targets()
     runs = [run.resolve() for run in run_results(reports)]
     name = config.target.name
     if results is not None and results.resolve() in runs:
@@ -116,5 +134,5 @@ def render_handover(
     if plan is not None:
         handover.files.append(plan)
     if pdf:
-        handover.files += _record_pages(reports, target.resolve().parent.name, out)
+        handover.files += _record_pages(chain, target.resolve().parent.name, out)
     return handover

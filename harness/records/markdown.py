@@ -90,8 +90,10 @@ def render_markdown(record: DrillRecord, *, trend_link: bool = True) -> str:
     if record.backup and not record.restored:
         b = record.backup
         lines.append(f"- Backup used: `{b.key}` taken {b.taken_at.isoformat()}, {b.size} bytes, sha256 `{b.sha256}`")
-    if record.restored_rows:
-        lines.append("- Rows restored: " + ", ".join(f"{t} {n}" for t, n in sorted(record.restored_rows.items())))
+    for database, restored in record.database_rows.items() or [("", record.restored_rows)]:
+        if restored:  # a drill of several databases lists each one's
+            of = f" in {database}" if database else ""
+            lines.append(f"- Rows restored{of}: " + ", ".join(f"{t} {n}" for t, n in sorted(restored.items())))
     if record.restored:
         lines += ["", "## Restored", ""]
         rows = [[r.what, r.key, r.size, r.sha256, r.taken_at.isoformat()] for r in record.restored]

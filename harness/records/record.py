@@ -258,8 +258,9 @@ class DrillRecord(_Part):
     """One drill run, hash-chained to the record before it.
 
     ``restored_rows`` holds each critical table's row count as restored: a later drill compares its own
-    counts with them (see :mod:`harness.integrity.baseline`). ``manifests_authenticated`` says whether the
-    restored backup's manifest was verified against ``[storage] manifest_verify_key``; without it, whoever
+    counts with them (see :mod:`harness.integrity.baseline`); in a drill of several databases (``[[databases]]``)
+    ``database_rows`` holds them per database, and ``restored_rows`` the first's. ``manifests_authenticated`` says
+    whether the restored backup's manifest was verified against ``[storage] manifest_verify_key``; without it, whoever
     can write the bucket could have written the numbers the drill compared with.
 
     ``sandbox`` marks a rehearsal on the harness's own world: never evidence about production. ``attribution``
@@ -286,6 +287,7 @@ class DrillRecord(_Part):
     restored: list[Restored] = Field(default_factory=list)
     staging: list[StagingServer] = Field(default_factory=list)
     restored_rows: dict[str, int] = Field(default_factory=dict)
+    database_rows: dict[str, dict[str, int]] = Field(default_factory=dict)
     manifests_authenticated: bool = False
     checks: list[Check] = Field(default_factory=list)
     measures: list[Measure] = Field(default_factory=list)

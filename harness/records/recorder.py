@@ -102,6 +102,7 @@ class DrillRecorder:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     backup: BackupUsed | None = None
     restored_rows: dict[str, int] = field(default_factory=dict)
+    database_rows: dict[str, dict[str, int]] = field(default_factory=dict)
     manifests_authenticated: bool = False
     restored: list[Restored] = field(default_factory=list)
     staging: list[StagingServer] = field(default_factory=list)
@@ -110,23 +111,38 @@ class DrillRecorder:
     rto_timeline: list[Phase] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     extra_items: list[ActionItem] = field(default_factory=list)
+    untested: set[str] = field(default_factory=set)
     waivers: list[WaiverEntry] = field(default_factory=list)
     checks: dict[str, Check] = field(default_factory=dict)
     written: DrillRecord | None = None
     path: Path | None = None
     error: str = ""
 
-    def backup_used(self, manifest: BackupManifest, tables: Mapping[str, TableStats] | None = None) -> None:
+    def backup_used(
+        self,
+        manifest: BackupManifest,
+        tables: Mapping[str, TableStats] | None = None,
+        *,
+        database: str = "",
+        primary: bool = True,
+    ) -> None:
         """Name the backup the drill restored (key, content hash, size, time) and, once restored, its rows per table.
 
         The rows are the basis of a later drill whose dump has no manifest (:mod:`harness.integrity.baseline`).
+        In a drill of several databases, ``database`` names the one (its rows are kept under its name); the
+        ``primary`` one's backup is also the record's ``backup``.
         """
+        rows = None if tables is None else {table: stats.rows for table, stats in tables.items()}
+        if database and rows is not None:
+            self.database_rows[database] = rows
+        self.restored_backup(f"PostgreSQL dump {database}" if database else "PostgreSQL dump", manifest)
+        if not primary:
+            return
         self.backup = BackupUsed(key=manifest.key, sha256=manifest.sha256, size=manifest.size,
                                  taken_at=manifest.taken_at)  # fmt: skip
-        if tables is not None:
-            self.restored_rows = {table: stats.rows for table, stats in tables.items()}
+        if rows is not None:
+            self.restored_rows = rows
         self.env.update({"backup.key": manifest.key, "backup.sha256": manifest.sha256})
-        self.restored_backup("PostgreSQL dump", manifest)
 
     def restored_backup(self, what: str, manifest: BackupManifest) -> None:
         """Name a backup the drill restored (``PostgreSQL dump``, ``Redis copy``, ``base backup``), once per kind."""
@@ -167,6 +183,10 @@ class DrillRecorder:
         """Add an action item the automatic ones cannot know about."""
         self.extra_items.append(ActionItem(what=what, number="", todo=text))
 
+    def not_retested(self, what: str) -> None:
+        """Say this drill could not look at ``what``: a previous item about it is followed up as not re-tested."""
+        self.untested.add(what)
+
     def waiver(self, rule: str, subject: str, approved_by: str, reason: str) -> None:
         """Record a gate bypassed on purpose, with who approved it and why."""
         self.waivers.append(WaiverEntry(rule=rule, subject=subject, approved_by=approved_by, reason=reason))
@@ -203,6 +223,7 @@ class DrillRecorder:
             restored=self.restored,
             staging=self.staging,
             restored_rows=self.restored_rows,
+            database_rows=self.database_rows,
             manifests_authenticated=self.manifests_authenticated,
             checks=checks,
             measures=self.measures,
@@ -210,7 +231,7 @@ class DrillRecorder:
             rto_timeline=self.rto_timeline,
             verdict=_verdict(checks, self.measures, changes),
             action_items=items,
-            follow_up=follow_up(previous, items, checks, self.measures),
+            follow_up=follow_up(previous, items, checks, self.measures, self.untested),
             waivers=[*waivers, *(w for w in self.waivers if w not in waivers)],
             controls=control_statuses(checks, self.measures, sandbox=config.target.sandbox),
         )

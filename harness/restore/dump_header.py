@@ -30,11 +30,13 @@ class DumpHeader:
             up to its own.
         source_version: the version string of the server that was dumped (``15.18 (Debian 15.18-0+deb12u1)``).
         dumper_version: the version string of the ``pg_dump`` that wrote the file.
+        database: the name of the database that was dumped (``""``: not read).
     """
 
     archive_version: tuple[int, int, int]
     source_version: str
     dumper_version: str
+    database: str = ""
 
     @property
     def source_major(self) -> int | None:
@@ -104,7 +106,8 @@ def parse_dump_header(data: bytes) -> DumpHeader | None:
             reader.integer()  # compression level
         for _ in range(7):  # creation time: sec, min, hour, mday, mon, year, isdst
             reader.integer()
-        reader.string()  # database name
-        return DumpHeader(version, reader.string(), reader.string())
+        database = reader.string()
+        source, dumper = reader.string(), reader.string()
+        return DumpHeader(version, source, dumper, database)
     except ValueError:
         return None

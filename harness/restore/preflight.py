@@ -85,4 +85,7 @@ def check_schema(conn: psycopg.Connection[Any], config: DrillConfig) -> None:
     if heartbeat and table("heartbeat_table", heartbeat) and not schema.has_column(heartbeat, beat):
         problems.append(f"[database] heartbeat_column {beat!r} is not a column of heartbeat table {heartbeat!r}")
     if problems:
-        raise ConfigError(f"{config.source}: " + "; ".join(problems) + " (fix drill.toml or the backup)")
+        text = "; ".join(problems)
+        if config.database_label:  # an entry of [[databases]]: its keys are named as the entry's
+            text = text.replace("[database]", f"[[databases]] {config.database_label!r}")
+        raise ConfigError(f"{config.source}: {text} (fix drill.toml or the backup)")

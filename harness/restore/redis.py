@@ -1,9 +1,10 @@
-"""Restore the newest Redis RDB copy into a throwaway Redis and check its key count against the copy's manifest.
+"""Restore the newest Redis RDB copy into a throwaway Redis.
 
-The plan copies Redis backup files off-server daily; a copy that does not load, or loads with fewer keys
-than were saved, would lose the command and audit data the plan keeps in Redis. The restored server is
-switched to ``appendonly yes`` (rewriting its AOF from memory) so the app's deep health accepts it. The key
-count is a separate check, so a short copy fails its own scenario while the app can still start.
+The plan copies Redis backup files off-server daily; a copy that does not load, or loads without the keys
+that were saved, would lose the command and audit data the plan keeps in Redis. The restored server is
+switched to ``appendonly yes`` (rewriting its AOF from memory) so the app's deep health accepts it. Its keys
+are compared with the copy's manifest apart (:mod:`harness.integrity.redis_keys`), so a short copy fails its
+own scenario while the app can still start.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.storage.manifest import BackupManifest
 
-__all__ = ["check_key_count", "restore_redis"]
+__all__ = ["restore_redis"]
 
 log = logging.getLogger("harness.restore")
 
@@ -62,16 +63,3 @@ def restore_redis(
         raise
     log.info("restored %s into Redis %s", copy.key, name)
     return server
-
-
-def check_key_count(server: RedisServer, copy: BackupManifest) -> int:
-    """The restored Redis holds as many keys as the copy's manifest counted; returns the count.
-
-    Raises:
-        CheckFailed: names the copy's key and both counts.
-    """
-    with server.client() as client:
-        keys = int(client.dbsize())
-    if copy.keys is not None and keys != copy.keys:
-        raise CheckFailed(f"{copy.key}: restored Redis holds {keys} keys, manifest {copy.keys}")
-    return keys

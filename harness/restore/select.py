@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.config import DrillConfig
 from harness.deployment import Deployment
-from harness.errors import HarnessError
+from harness.errors import CheckFailed, HarnessError
+from harness.restore.dump_header import DumpHeader
 from harness.storage.catalogue import BackupObject, fetch_manifest, list_configured
-from harness.storage.manifest import BackupManifest
+from harness.storage.manifest import BackupManifest, shown_key
 
-__all__ = ["Chosen", "newest_backup"]
+__all__ = ["Chosen", "check_dumped_database", "newest_backup"]
 
 Chosen = tuple[BackupObject, BackupManifest | None]
 
@@ -62,3 +64,31 @@ def newest_backup(deployment: Deployment, prefixes: Sequence[str], *, suffix: st
             raise
         manifest = None
     return chosen, manifest
+
+
+def check_dumped_database(
+    config: DrillConfig, key: str, manifest: BackupManifest | None, header: DumpHeader | None
+) -> None:
+    """A ``[[databases]]`` entry's dump must be of that database, as its manifest and its header record.
+
+    Several databases of the same schema (one per tenant, say) count alike: a dump of one stored under
+    another's prefix (a cron job whose DSN was not changed) would restore and count as the other's, and
+    earn a GO for a database that has no backup at all. The manifest records ``current_database()``, the
+    custom-format header the database ``pg_dump`` connected to (a dump without a manifest has it too). A lone
+    ``[database]`` is not held to its name: the production database may be named otherwise than the one
+    restored into staging.
+
+    Raises:
+        CheckFailed: the manifest or the header records another database; one line naming the dump and both.
+    """
+    wanted = config.database.name
+    if not config.multiple_databases:
+        return
+    for source, dumped in (("manifest", manifest.database if manifest else ""),
+                           ("header", header.database if header else "")):  # fmt: skip
+        if dumped and dumped != wanted:
+            raise CheckFailed(
+                f"{shown_key(key)}: its {source} records a dump of database {shown_key(dumped, 80)}, not of "
+                f"{wanted!r} ([[databases]]); back {wanted!r} up with a DSN of that database (backup postgres "
+                f"--database {wanted})"
+            )

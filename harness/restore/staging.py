@@ -28,12 +28,13 @@ from pathlib import Path
 
 from psycopg import sql
 
-from harness.config import DrillConfig, Objectives
+from harness.config import DatabaseSettings, DrillConfig, Objectives
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, HarnessError, ServiceError
 from harness.integrity.amcheck import install_amcheck
+from harness.integrity.redis_keys import RestoredKeyspace
 from harness.integrity.rows import RestoredCounts, count_restored
-from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_measure
+from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_name, store_rpo
 from harness.measure.projection import production_size, project_rto
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
@@ -47,6 +48,7 @@ from harness.restore.extensions import (
 )
 from harness.restore.preflight import check_schema
 from harness.restore.roles import Roles, check_owners, fetch_globals, missing_role, pass_lists, restore_roles
+from harness.restore.select import check_dumped_database
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
 from harness.services.external import ExternalPostgres, StagingServer
 from harness.services.pgversions import StagingPostgres, choose_staging
@@ -81,12 +83,17 @@ class Staging:
         redis_copy: the manifest of that RDB copy.
         redis_error: why no Redis was restored (empty when it was, or when there is no copy).
         redis_newest: the newest heartbeat the restored Redis held right after its restore (when configured).
+        redis_keys: the restored Redis's keys right after its restore (before the app could write to it).
         has_manifest: whether the dump had a manifest (else ``dump`` was made from the download).
         jobs: how many parallel jobs pg_restore used.
         postgres_choice: which PostgreSQL staging runs and why (the dump's major, or what stood in for it).
         roles: the roles restored from the dump's globals, with owners and grants (``None``: the dump has none).
         roles_warning: why owners and grants were not restored (empty when they were).
         server_description: the existing staging server's version and settings (empty: a throwaway server).
+        settings: the ``[database]`` (or ``[[databases]]`` entry) the copy was restored and is checked for.
+        label: the entry's name in a drill of several databases (``""``: the target has one ``[database]``).
+        primary: whether it is the first database, the one the app, the migrations and Redis go with.
+        verified_at: when the restore and its counts were done (the recovery ends once every database is).
         on_stop: what to do once both servers are stopped (e.g. let the thread that started one end).
     """
 
@@ -101,12 +108,17 @@ class Staging:
     redis_copy: BackupManifest | None = None
     redis_error: str = ""
     redis_newest: NewestData | None = None
+    redis_keys: RestoredKeyspace | None = None
     has_manifest: bool = True
     jobs: int = 1
     postgres_choice: StagingPostgres | None = None
     roles: Roles | None = None
     roles_warning: str = ""
     server_description: str = ""
+    settings: DatabaseSettings = field(default_factory=DatabaseSettings)
+    label: str = ""
+    primary: bool = True
+    verified_at: datetime | None = None
     on_stop: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     @property
@@ -150,9 +162,17 @@ class Staging:
             )
         return f"{got}; no manifest beside the dump to compare with (manifests are not signed: no manifest_verify_key)"
 
+    def rpo(self, incident: datetime, objectives: Objectives) -> Measure:
+        """The database's RPO in hours (the plan's ``RPO``; ``RPO <name>`` among several), against its objective.
+
+        The objective is the database's own ``rpo_hours`` when its entry sets one, else ``[objectives] rpo_hours``.
+        """
+        objective = self.settings.rpo_hours or objectives.rpo_hours
+        return store_rpo(rpo_name(self.label), incident, self.counts.newest, self.dump.taken_at, objective)
+
     def rpo_per_store(self, incident: datetime, objectives: Objectives) -> list[Measure]:
         """Each restored store's RPO in hours: PostgreSQL's (the plan's ``RPO``), Redis's when its heartbeat is set."""
-        measures = [rpo_measure(incident, self.counts.newest, self.dump.taken_at, objectives)]
+        measures = [self.rpo(incident, objectives)]
         if self.redis_newest is not None and self.redis_copy is not None:
             measures.append(redis_rpo(incident, self.redis_newest, self.redis_copy.taken_at, objectives))
         return measures
@@ -454,7 +474,8 @@ def restore_logical(
     :attr:`Staging.has_manifest` is then false and the integrity checks fall back to ``minimum_rows``.
 
     Raises:
-        CheckFailed: the dump differs from its manifest or pg_restore refuses it (its message quoted).
+        CheckFailed: the dump differs from its manifest, its manifest or header records another database
+            than a ``[[databases]]`` entry's, or pg_restore refuses it (its message quoted).
         ConfigError: a table or column drill.toml names is not in the restored database (the key named).
         HarnessError: the staging server died, the disk filled, or the server did not start.
     """
@@ -470,7 +491,9 @@ def restore_logical(
             )
             with watch.phase("provision"):
                 # The header (which PostgreSQL major the dump needs) is read off the download's first bytes.
-                chosen = _client_tools(provider, config, parse_dump_header(head.result()[:HEADER_BYTES]), existing)
+                header = parse_dump_header(head.result()[:HEADER_BYTES])
+                check_dumped_database(config, dump.key, manifest, header)  # before anything is provisioned
+                chosen = _client_tools(provider, config, header, existing)
                 server, dbname = _provision(provider, config, existing, chosen.binaries, name, directory)
                 chosen = replace(chosen, binaries=server.binaries)  # a container's own, once it runs
                 ensure_throwaway(server.dsn(dbname))
@@ -503,5 +526,7 @@ def restore_logical(
     log.info("restored %s into %s/%s with %d jobs", dump.key, server.name, dbname, jobs)
     return Staging(server, dbname, described, downloaded, restore_log, watch, counts,
                    has_manifest=manifest is not None, jobs=jobs, postgres_choice=chosen, roles=roles,
-                   roles_warning=roles_warning,
-                   server_description=existing.describe(dbname) if existing else "")  # fmt: skip
+                   roles_warning=roles_warning, server_description=existing.describe(dbname) if existing else "",
+                   settings=config.database, label=config.database_label,
+                   primary=config.database.name == config.database_names()[0],
+                   verified_at=watch.now())  # fmt: skip

@@ -15,6 +15,8 @@ user (``None`` here), as the README says.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
 import logging
 import os
@@ -29,7 +31,7 @@ import psutil
 from harness.errors import ServiceError
 from harness.services.base import LABEL, ServiceUser, service_user
 
-__all__ = ["ServiceAccount", "acquire_account"]
+__all__ = ["ServiceAccount", "acquire_account", "remove_orphaned_shared_memory"]
 
 log = logging.getLogger("harness.services")
 
@@ -49,9 +51,17 @@ class ServiceAccount:
     def kill_processes(self) -> list[int]:
         """Kill every process of this account (a server's children included); return their pids.
 
+        Then remove the System V shared memory the account's dead servers left: PostgreSQL removes its segment
+        only when it shuts down, so every killed server (a kill -9, a failed drill) left one behind for good.
         Only for a dedicated account: the shared fallback user also runs other servers.
         """
-        return _kill_processes_of(self.user.uid) if self.dedicated else []
+        if not self.dedicated:
+            return []
+        killed = _kill_processes_of(self.user.uid)
+        removed = remove_orphaned_shared_memory(self.user.uid)
+        if removed:
+            log.info("removed %d shared memory segment(s) dead servers of %s left", len(removed), self.user.name)
+        return killed
 
     def release(self) -> None:
         """Kill the account's processes, then let another server have it. Safe to call twice."""
@@ -77,6 +87,30 @@ def _kill_processes_of(uid: int) -> list[int]:
                 continue
     psutil.wait_procs([psutil.Process(pid) for pid in found if psutil.pid_exists(pid)], timeout=5)
     return found
+
+
+SYSV_SHM = Path("/proc/sysvipc/shm")
+_IPC_RMID = 0
+
+
+def remove_orphaned_shared_memory(uid: int) -> list[int]:
+    """Remove the System V shared memory segments of ``uid`` that no process has attached; their ids.
+
+    Called only for a pool account this process holds, once its processes are killed: every segment of that
+    uid then belongs to a server that is gone, and no server of another run can attach to it.
+    """
+    try:
+        lines = SYSV_SHM.read_text().splitlines()[1:]
+    except OSError:
+        return []
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    removed = []
+    for line in lines:  # key shmid perms size cpid lpid nattch uid ...
+        fields = line.split()
+        orphan = len(fields) > 7 and int(fields[7]) == uid and int(fields[6]) == 0
+        if orphan and libc.shmctl(int(fields[1]), _IPC_RMID, None) == 0:
+            removed.append(int(fields[1]))
+    return removed
 
 
 def _ensure_user(name: str) -> pwd.struct_passwd | None:

@@ -23,10 +23,11 @@ Each container satisfies the interface its local twin does (:class:`~harness.ser
   not reachable from here, so there the port is published on the engine's host (``DOCKER_HOST``'s, or
   ``TESTCONTAINERS_HOST_OVERRIDE``), where the passwords are what protects it.
 
-What stays local under every provider, and why: the S3 endpoint (moto: no S3 server is packaged by Debian); a
+The S3 endpoint runs in a container of the project's moto image when the engine has it
+(:mod:`harness.services.docker_s3`), else as a local moto. What stays local under every provider, and why: a
 physical restore of a base backup (the data directory is unpacked here, and the local ``pg_controldata`` and
-server read it); the sandbox world's production servers (its base backups are restored by the local binaries,
-which need a cluster written by the same build).
+server read it); the sandbox world's production PostgreSQL and Redis (its base backups are restored by the
+local binaries, which need a cluster written by the same build).
 """
 
 from __future__ import annotations
@@ -62,11 +63,17 @@ __all__ = [
     "ContainerPostgres",
     "ContainerRedis",
     "ImageBinaries",
+    "address",
     "docker_available",
     "engine_address",
+    "has_image",
     "image_installation",
     "image_majors",
+    "local_engine",
+    "publish",
+    "remove",
     "remove_containers",
+    "start",
 ]
 
 log = logging.getLogger("harness.services.docker")
@@ -118,7 +125,8 @@ def _client_env() -> dict[str, str]:
     return {var: os.environ[var] for var in _CLIENT_ENV if var in os.environ}
 
 
-def _local_engine() -> bool:
+def local_engine() -> bool:
+    """Whether the engine is this machine's (its containers' networks are reachable from here)."""
     return engine_address().startswith("unix://")
 
 
@@ -142,23 +150,34 @@ def image_majors(template: str) -> dict[int, str]:
     return found
 
 
-def _need_image(image: str) -> None:
-    """Refuse an image the engine lacks: it would be pulled, and no registry is assumed to answer."""
+def has_image(image: str) -> bool:
+    """Whether the engine has ``image`` (built here: nothing is pulled)."""
     from docker.errors import ImageNotFound
 
     with _client() as client:
         try:
             client.images.get(image)
         except ImageNotFound:
-            name = image.rsplit("/", 1)[-1]
-            raise ServiceError(
-                f"the Docker engine at {engine_address()} has no image {image}: build it with `scripts/images {name}`"
-            ) from None
+            return False
+    return True
 
 
-def _start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: Callable[[DockerContainer], bool],
-           timeout: float) -> DockerContainer:  # fmt: skip
+def _need_image(image: str) -> None:
+    """Refuse an image the engine lacks: it would be pulled, and no registry is assumed to answer."""
+    if not has_image(image):
+        name = image.rsplit("/", 1)[-1].removesuffix(":latest")
+        raise ServiceError(
+            f"the Docker engine at {engine_address()} has no image {image}: build it with `scripts/images {name}`"
+        )
+
+
+def start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: Callable[[DockerContainer], bool],
+          timeout: float, *, memory_limit: int | None = None, **options: Any) -> DockerContainer:  # fmt: skip
     """Build the container from ``recipe``, label it with the run id, start it and wait until ``ready``.
+
+    ``options`` are the engine's ``containers.run`` arguments (``shm_size``...), given here and not by the recipe:
+    testcontainers' ``with_kwargs`` replaces what an earlier call gave. ``memory_limit`` (bytes) caps the
+    container's memory, swap included (else the engine allows as much swap again).
 
     A failure (no engine any more, a missing image, a server that exited or never became ready) is one line
     quoting the container's last log line, and leaves nothing running.
@@ -171,10 +190,11 @@ def _start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: 
     network: str | None = None
     try:
         _need_image(image)
-        network = _own_network() if _local_engine() else None
+        network = _own_network() if local_engine() else None
+        memory = {} if memory_limit is None else {"mem_limit": memory_limit, "memswap_limit": memory_limit}
         container = recipe().with_kwargs(
             labels={RUN_LABEL: run_id()}, cap_drop=["ALL"], security_opt=["no-new-privileges"],
-            **({"network": network} if network else {}),
+            **({"network": network} if network else {}), **memory, **options,
         )  # fmt: skip
         container.start()
         started = container
@@ -182,6 +202,9 @@ def _start(what: str, image: str, recipe: Callable[[], DockerContainer], ready: 
         def probe() -> bool:
             started.get_wrapped_container().reload()
             if started.get_wrapped_container().status not in ("created", "running"):
+                if memory_limit is not None and started.get_wrapped_container().attrs["State"].get("OOMKilled"):
+                    raise ServiceError(f"it ran out of memory within its limit of {memory_limit // 2**20} MB (the "
+                                       f"kernel ended it): {_last_log(started)}")  # fmt: skip
                 raise ServiceError(f"it exited: {_last_log(started)}")
             return ready(started)
 
@@ -225,19 +248,19 @@ def _remove_network(name: str) -> None:
         client.networks.get(name).remove()
 
 
-def _publish(container: DockerContainer, port: int) -> DockerContainer:
+def publish(container: DockerContainer, port: int) -> DockerContainer:
     """Publish ``port`` on the engine's host when the engine is remote (a local one is reached on the network)."""
-    return container if _local_engine() else container.with_exposed_ports(port)
+    return container if local_engine() else container.with_exposed_ports(port)
 
 
-def _address(container: DockerContainer, port: int) -> tuple[str, int]:
+def address(container: DockerContainer, port: int) -> tuple[str, int]:
     """Where the harness reaches ``port``: the container's address on its own network, or the published port.
 
     A remote engine publishes on its own host: ``DOCKER_HOST``'s (testcontainers' ``host()``, which honours
     ``TESTCONTAINERS_HOST_OVERRIDE``). Not ``get_container_host_ip()``: inside a container, for an engine at
     ``tcp://127.0.0.1`` it guesses the default gateway, which is not where that engine publishes.
     """
-    if not _local_engine():
+    if not local_engine():
         return container.get_docker_client().host(), int(container.get_exposed_port(port))
     wrapped = container.get_wrapped_container()
     wrapped.reload()
@@ -245,7 +268,7 @@ def _address(container: DockerContainer, port: int) -> tuple[str, int]:
     return str(next(iter(networks.values()))["IPAddress"]), port
 
 
-def _remove(container: DockerContainer) -> None:
+def remove(container: DockerContainer) -> None:
     """Remove a container, its volumes and its own network; a second call (already removed) is a no-op."""
     from docker.errors import APIError
 
@@ -326,11 +349,13 @@ class ContainerPostgres(PostgresServer):
     @classmethod
     def create(
         cls, name: str, *, image: str, settings: Mapping[str, str] | None = None, files: Path | None = None,
-        timeout: float = 60.0,
+        memory_limit: int | None = None, timeout: float = 60.0,
     ) -> ContainerPostgres:  # fmt: skip
         """Start a container, give ``postgres`` and the owner role their passwords, and wait until it answers.
 
         ``files``: a directory the server's tools will read (the dump's), mounted read-only at the same path.
+        ``memory_limit`` (bytes): the container's memory, its ``/dev/shm`` and the tools it runs included; a
+        restore that needs more (a crafted dump, or ``pg_restore -j`` beyond the machine) ends there.
 
         Raises:
             ServiceError: the image is not built, the engine refused, or the server did not become ready.
@@ -342,18 +367,19 @@ class ContainerPostgres(PostgresServer):
             argv += ["-c", f"{key}={value}"]
 
         def recipe() -> DockerContainer:
-            # Parallel index builds during pg_restore use shared memory; Docker's default /dev/shm is 64 MB.
-            made = _publish(DockerContainer(image).with_command(argv).with_kwargs(shm_size="1g"), 5432)
-            mounted = files is not None and _local_engine()  # else each file is copied in (share)
+            made = publish(DockerContainer(image).with_command(argv), 5432)
+            mounted = files is not None and local_engine()  # else each file is copied in (share)
             return made.with_volume_mapping(str(files), str(files), "ro") if mounted else made
 
         passwords = {role: register_secret(secrets.token_urlsafe(24)) for role in ("postgres", OWNER_ROLE)}
         setup = _password_sql(passwords).encode()
-        container = _start(f"PostgreSQL {name}", image, recipe, lambda made: _psql(made, setup), timeout)
+        # Parallel index builds during pg_restore use shared memory; Docker's default /dev/shm is 64 MB.
+        container = start(f"PostgreSQL {name}", image, recipe, lambda made: _psql(made, setup), timeout,
+                          memory_limit=memory_limit, shm_size="1g")  # fmt: skip
         try:
             tools = label_dir(f"pgtools-{name}")
             binaries = ContainerBinaries(tools, f"{image} container", container_id=container.get_container_id())
-            server = cls(name, *_address(container, 5432), binaries, container, copies_files=not _local_engine())
+            server = cls(name, *address(container, 5432), binaries, container, copies_files=not local_engine())
             server.passwords = passwords
             server.passfile = label_dir(f"pgpass-{name}") / "pgpass"
             server._write_passfile()
@@ -361,7 +387,7 @@ class ContainerPostgres(PostgresServer):
             log.info("PostgreSQL %s ready in container %s on %s:%d (%s)", name, image, server.host, server.port,
                      binaries.version)  # fmt: skip
         except BaseException:
-            _remove(container)
+            remove(container)
             raise
         return server
 
@@ -409,7 +435,7 @@ class ContainerPostgres(PostgresServer):
     def stop(self, timeout: float = 15.0) -> None:
         """Remove the container (it is disposable: no clean shutdown needed), its tools and passfile. Idempotent."""
         self._forbid_writes()
-        _remove(self.container)
+        remove(self.container)
         remove_dir(self.binaries.bin_dir)
         if self.passfile is not None:
             remove_dir(self.passfile.parent)
@@ -497,23 +523,21 @@ class ContainerRedis(RedisServer):
         conf = redis_conf_text({"bind": "0.0.0.0", "port": "6379", "dir": "/data", **hardened_conf(password, settings)})
 
         def recipe() -> DockerContainer:
-            made = _publish(DockerContainer(image).with_command(["/etc/redis/drill.conf"]), 6379)
+            made = publish(DockerContainer(image).with_command(["/etc/redis/drill.conf"]), 6379)
             made.with_copy_into_container(conf.encode(), "/etc/redis/drill.conf")
-            if memory_limit is not None:
-                made.with_kwargs(mem_limit=memory_limit)
             return made if rdb_file is None else made.with_copy_into_container(rdb_file, "/data/dump.rdb")
 
         def ready(made: DockerContainer) -> bool:
-            return cls(name, *_address(made, 6379), made, password=password).answers()
+            return cls(name, *address(made, 6379), made, password=password).answers()
 
-        container = _start(f"Redis {name}", image, recipe, ready, timeout)
-        server = cls(name, *_address(container, 6379), container, password=password)
+        container = start(f"Redis {name}", image, recipe, ready, timeout, memory_limit=memory_limit)
+        server = cls(name, *address(container, 6379), container, password=password)
         log.info("Redis %s ready in container %s on %s:%d", name, image, server.host, server.port)
         return server
 
     def stop(self, timeout: float = 10.0) -> None:
         """Remove the container without saving. Safe to call twice."""
-        _remove(self.container)
+        remove(self.container)
 
 
 def remove_containers(runs: Iterable[str], *, remove: bool = True) -> list[str]:

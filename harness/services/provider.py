@@ -1,9 +1,10 @@
 """Choosing where throwaway servers come from, once per session, and saying which was chosen and why.
 
-``local`` runs them as processes from local binaries; ``docker`` runs the drill's throwaways as containers of
-the project's images (:mod:`harness.services.docker`, whose docstring lists what stays local under every
-provider and why). ``auto`` runs local processes, and a staging copy in a container when the dump was taken by
-a PostgreSQL major that is not installed here but whose image the engine has: staging runs production's major.
+``local`` runs them as processes from local binaries; ``docker`` runs the drill's throwaways as containers of the
+project's images (:mod:`harness.services.docker`, whose docstring lists what stays local under every provider and why),
+and the S3 endpoint too when the engine has the S3 image and is this machine's. ``auto`` runs local processes, and a
+staging copy in a container when the dump was taken by a PostgreSQL major that is not installed here but whose image the
+engine has: staging runs production's major.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from harness.services.docker import (
     ImageBinaries,
     docker_available,
     engine_address,
+    has_image,
     image_installation,
     image_majors,
+    local_engine,
 )
+from harness.services.docker_s3 import ContainerS3
 from harness.services.pgversions import StagingPostgres, choose_staging, install_hint
 from harness.services.postgres import (
     LocalPostgres,
@@ -37,7 +41,7 @@ from harness.services.postgres import (
 from harness.services.redis import LocalRedis, RedisServer, find_redis_server
 from harness.services.s3 import MotoS3, S3Server
 
-__all__ = ["Provider", "choose_provider"]
+__all__ = ["Provider", "choose_provider", "s3_choice"]
 
 log = logging.getLogger("harness.services")
 
@@ -81,6 +85,9 @@ class Provider:
     why: str = ""
     #: PostgreSQL images the engine has, by major (``auto`` and ``docker`` with an engine; else empty).
     images: dict[int, str] = field(default_factory=dict)
+    #: Where the S3 endpoint runs and why: ``services.s3_image`` under ``docker`` when usable, else empty (moto).
+    s3_image: str = ""
+    s3_why: str = "moto (local)"
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> Provider:
@@ -93,7 +100,10 @@ class Provider:
         images: dict[int, str] = {}
         if kind == "docker" or (settings.provider == "auto" and docker_available()):
             images = image_majors(settings.postgres_image)
-        return cls(settings, kind, find_binaries(settings.postgres_bin_dir), why, images)
+        provider = cls(settings, kind, find_binaries(settings.postgres_bin_dir), why, images)
+        if kind == "docker":
+            provider.s3_image, provider.s3_why = s3_choice(settings.s3_image)
+        return provider
 
     @property
     def postgres_image(self) -> str:
@@ -110,8 +120,8 @@ class Provider:
         majors = ", ".join(str(major) for major in sorted(self.images)) or "none built"
         if self.kind == "docker":
             return (
-                f"docker ({self.why}; PostgreSQL images: {majors}; {self.settings.redis_image}); "
-                f"S3, physical restores and production stand-ins local ({local}; moto S3)"
+                f"docker ({self.why}; PostgreSQL images: {majors}; {self.settings.redis_image}; S3: {self.s3_why}); "
+                f"physical restores and production's PostgreSQL and Redis stand-ins local ({local})"
             )
         containers = f"; staging in a container when the dump's major is not installed here (images: {majors})"
         return f"local ({self.why}; {local}; redis-server; moto S3{containers if self.images else ''})"
@@ -151,14 +161,15 @@ class Provider:
 
         ``binaries`` choose another installation than the session's (a staging copy runs the dump's major): an
         image's runs in a container under every provider. ``files``: a directory the server's own tools read
-        (the dump's), which a container mounts read-only.
+        (the dump's), which a container mounts read-only. A container gets ``services.postgres_memory_mb``.
         """
         binaries = binaries or self.binaries
-        if isinstance(binaries, ImageBinaries):
-            return ContainerPostgres.create(name, image=binaries.image, settings=settings, files=files)
-        if self.kind == "docker" and throwaway:
-            return ContainerPostgres.create(name, image=self.image_for(int(binaries.major)), settings=settings,
-                                            files=files)  # fmt: skip
+        image = binaries.image if isinstance(binaries, ImageBinaries) else ""
+        if not image and self.kind == "docker" and throwaway:
+            image = self.image_for(int(binaries.major))
+        if image:
+            return ContainerPostgres.create(name, image=image, settings=settings, files=files,
+                                            memory_limit=self.settings.postgres_memory_mb * 2**20)  # fmt: skip
         return LocalPostgres.create(name, settings=settings, binaries=binaries, throwaway=throwaway)
 
     def restored_postgres(
@@ -190,5 +201,18 @@ class Provider:
                                  memory_limit=memory_limit)  # fmt: skip
 
     def s3(self) -> S3Server:
-        """A throwaway S3 endpoint: moto under every provider (Debian packages no S3 server to build an image of)."""
-        return MotoS3.create()
+        """A throwaway S3 endpoint: moto, in a container of :attr:`s3_image` when one was chosen, else local."""
+        return ContainerS3.create(image=self.s3_image) if self.s3_image else MotoS3.create()
+
+
+def s3_choice(image: str) -> tuple[str, str]:
+    """The S3 image to run under ``docker`` (empty: a local moto), and the words saying which and why.
+
+    Only a local engine's container runs it: moto accepts any credentials, so its port is never published on a
+    remote engine's host, where an internal network would not be reachable from here either.
+    """
+    if not local_engine():
+        return "", f"moto (local: the engine at {engine_address()} is remote, and S3 is not published there)"
+    if not has_image(image):
+        return "", f"moto (local: the engine has no image {image}; scripts/images s3 builds it)"
+    return image, f"moto in a {image} container"

@@ -129,16 +129,21 @@ class RedisServer(abc.ABC):
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
 
-    def client(self) -> redis.Redis:
-        """A client with short timeouts."""
-        return redis.Redis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2)
+    def client(self, db: int = 0, *, protocol: int | None = None) -> redis.Redis:
+        """A client of database ``db`` with short timeouts (``protocol``: RESP 2 or 3; default redis-py's)."""
+        return redis.Redis(host=self.host, port=self.port, db=db, password=self.password or None,
+                           protocol=protocol, socket_timeout=5, socket_connect_timeout=2)  # fmt: skip
 
     def answers(self) -> bool:
-        """Whether it answers PING (false while it loads its RDB or before it listens)."""
+        """Whether it answers PING (false while it loads its RDB, before it listens, or too busy to answer in time).
+
+        A PING that times out is "not yet": a server loading a large (or crafted) RDB on a busy machine may not
+        even accept within the client's timeout; the caller's deadline decides when waiting ends.
+        """
         try:
             with self.client() as client:
                 return bool(client.ping())
-        except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError):
+        except (redis.exceptions.BusyLoadingError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             return False
 
     @abc.abstractmethod

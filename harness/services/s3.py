@@ -1,9 +1,9 @@
-"""An S3 endpoint: moto's server on loopback (the default), MinIO in a container, or a real endpoint.
+"""An S3 endpoint: moto's server on loopback (the default), moto in a container, or a real endpoint.
 
 :class:`S3Server` is what the drill needs from a throwaway S3 wherever it runs: its endpoint (URL and
-credentials), a client and a stop; :class:`MotoS3` is the local one, MinIO lives in
-:mod:`harness.services.docker`. moto speaks the real S3 protocol over HTTP, so the harness's boto3 code
-paths (pagination, ranged GETs, versioning, lifecycle) run exactly as they would against AWS or MinIO.
+credentials), a client and a stop; :class:`MotoS3` is the local one, the container lives in
+:mod:`harness.services.docker_s3`. moto speaks the real S3 protocol over HTTP, so the harness's boto3 code
+paths (pagination, ranged GETs, versioning, lifecycle, Object Lock) run exactly as they would against AWS.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ _CLIENTS = threading.Lock()
 
 log = logging.getLogger("harness.services.s3")
 
-#: Credentials of every throwaway S3 (moto accepts any; MinIO is started with these).
+#: Credentials of every throwaway S3 (moto accepts any).
 ACCESS_KEY = "drill-access-key"
 SECRET_KEY = "drill-secret-key"
 

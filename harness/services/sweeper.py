@@ -12,6 +12,10 @@ A run id names files, so a run claims ownership only under a safe token (letters
 directory belongs to the longest known run id its name starts with, so a dead run ``a`` never takes the
 directories of a live run ``a-b`` named before run ids were checked. An owner whose pid now belongs to another
 process (the pid was reused) is told apart by the process's start time, which the owner file records.
+
+A user other than root sweeps only the dead runs its own processes claimed: another user's (a root drill's)
+owner files and directories in the sticky temp directory are not its to remove, and trying ended the drill's
+start in a ``PermissionError``. They are named in one warning, with the command that removes them.
 """
 
 from __future__ import annotations
@@ -100,6 +104,22 @@ def _dead_runs(owners: dict[str, list[Path]]) -> set[str]:
     return {run for run, files in owners.items() if not any(_owner_alive(owner) for owner in files)}
 
 
+def _ours(owners: dict[str, list[Path]], runs: set[str]) -> tuple[set[str], set[str]]:
+    """``runs`` split into those this user may sweep and those another user's process claimed (root: none)."""
+    me = os.geteuid()
+    if me == 0:
+        return runs, set()
+
+    def claimed_by_other(owner: Path) -> bool:
+        try:
+            return owner.lstat().st_uid != me
+        except OSError:
+            return False  # gone meanwhile: nothing of it to leave alone
+
+    theirs = {run for run in runs if any(claimed_by_other(owner) for owner in owners.get(run, []))}
+    return runs - theirs, theirs
+
+
 def live_runs() -> set[str]:
     """Runs on this machine with an owner that still runs (their databases on a staging server are theirs)."""
     owners = _owners()
@@ -139,7 +159,7 @@ class Leftovers:
 def find_leftovers(run: str | None = None, *, stale_only: bool = False) -> Leftovers:
     """Labelled processes, directories and containers, of one run or of every run (or of dead runs only)."""
     owners = _owners()
-    dead = _dead_runs(owners) if stale_only else set()
+    dead = _ours(owners, _dead_runs(owners))[0] if stale_only else set()
     known = set(owners) | ({run} if run else set())
 
     def wanted(label: str | None) -> bool:
@@ -165,7 +185,10 @@ def find_leftovers(run: str | None = None, *, stale_only: bool = False) -> Lefto
 def sweep(run: str | None = None) -> Leftovers:
     """Kill and remove the leftovers of dead runs (or of one named run); returns what was removed."""
     owners = _owners()
-    runs = {run} if run else _dead_runs(owners)
+    runs, theirs = ({run}, set()) if run else _ours(owners, _dead_runs(owners))
+    if theirs:
+        log.warning("left the leftovers of dead drill run(s) %s in %s: another user's, which only that user or "
+                    "root may remove (sudo codeblack-drills sweep)", ", ".join(sorted(theirs)), _tmp())  # fmt: skip
     found = find_leftovers(run, stale_only=run is None)
     found.containers = remove_containers(runs)
     for proc in found.processes:

@@ -14,6 +14,12 @@ in one PUT and read in one GET: no window in which a manifest exists without its
 to list, pair and cap. Canonical JSON (sorted keys, no whitespace) makes it independent of how a writer
 indents the document.
 
+A Redis copy's manifest may carry a :class:`KeyspaceSample` (:mod:`harness.integrity.redis_keys`): counts of
+its keys per type and a bounded sample of keys without an expiry, each with its type, size and a digest of its
+value. Being untrusted, the sample is bounded here: at most :data:`MAX_SAMPLE` keys of at most
+:data:`MAX_SAMPLED_KEY` characters, known types, hex digests; nothing in it is executed or sent anywhere but
+to the drill's own restored Redis.
+
 Keys are untrusted too: :func:`backup_file_name` refuses a key that cannot name a local file (it ends with
 ``/``, its last part is ``.`` or ``..``, is longer than a file name may be, or holds control characters).
 """
@@ -23,18 +29,24 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from harness.errors import CheckFailed, HarnessError
 
 __all__ = [
     "GLOBALS_SUFFIX",
     "MANIFEST_SUFFIX",
+    "MAX_KEY_COUNT",
+    "MAX_SAMPLE",
+    "MAX_SAMPLED_KEY",
+    "MAX_SAMPLED_SIZE",
     "BackupManifest",
     "Companion",
+    "KeyspaceSample",
     "ManifestSignature",
+    "SampledKey",
     "TableStats",
     "backup_file_name",
     "canonical_json",
@@ -73,6 +85,50 @@ class Companion(BaseModel):
     expanded: int | None = Field(default=None, ge=0, description="a tarball: bytes of its uncompressed tar stream")
 
 
+MAX_SAMPLE = 1024
+"""The most sampled keys a Redis copy's manifest may carry (``backup redis`` samples 256 by default)."""
+MAX_SAMPLED_KEY = 512
+"""The longest key name (characters) a sample may carry; longer keys are not sampled."""
+MAX_SAMPLED_SIZE = 65_536
+"""The largest key a sample may carry: bytes of a string, elements of any other type."""
+
+SampledType = Literal["string", "list", "set", "zset", "hash", "stream"]
+_TypeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+MAX_KEY_COUNT = 2**64
+"""More keys than a Redis can count: a sample's per-type count beyond it is refused, not quoted digit by digit."""
+_Count = Annotated[int, Field(ge=0, le=MAX_KEY_COUNT)]
+
+
+class SampledKey(BaseModel):
+    """One key of a Redis copy without an expiry, as it was in the copy: its type, size and value digest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    db: int = Field(default=0, ge=0, le=1023)
+    key: str = Field(max_length=MAX_SAMPLED_KEY)
+    type: SampledType
+    size: int = Field(ge=0, le=MAX_SAMPLED_SIZE, description="bytes of a string, elements of any other type")
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class KeyspaceSample(BaseModel):
+    """What a Redis copy held: keys per type with and without an expiry, and a sample of keys without one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rendering: Literal["sha256-canonical-v1"] = "sha256-canonical-v1"
+    persistent: dict[_TypeName, _Count] = Field(max_length=32, description="keys without an expiry, per type")
+    expiring: dict[_TypeName, _Count] = Field(max_length=32, description="keys with an expiry, per type")
+    keys: list[SampledKey] = Field(max_length=MAX_SAMPLE)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> KeyspaceSample:
+        seen = {(entry.db, entry.key) for entry in self.keys}
+        if len(seen) != len(self.keys):
+            raise ValueError("a key is sampled twice")
+        return self
+
+
 class ManifestSignature(BaseModel):
     """Who signed a manifest and the signature itself (base64), over :meth:`BackupManifest.signed_bytes`."""
 
@@ -99,7 +155,8 @@ class BackupManifest(BaseModel):
     database: str = ""
     tables: dict[str, TableStats] = Field(default_factory=dict)
     all_tables: bool = Field(default=False, description="logical: tables holds every table of the dump")
-    keys: int | None = Field(default=None, ge=0, description="Redis: number of keys in the RDB")
+    keys: int | None = Field(default=None, ge=0, le=MAX_KEY_COUNT, description="Redis: number of keys in the RDB")
+    sample: KeyspaceSample | None = Field(default=None, description="Redis: keys per type and sampled keys")
     heartbeat: datetime | None = None
     database_size: int | None = Field(
         default=None, ge=0, description="logical: pg_database_size of the dumped database in the dump's snapshot"
@@ -157,6 +214,12 @@ def backup_file_name(key: str) -> str:
     raise CheckFailed(f"{shown_key(key)} cannot name a backup object: {reason}; rename or remove the object")
 
 
+def _shown_part(part: str | int) -> str:
+    """A part of a field's path: a dict key of the manifest (a table, a Redis type) is the writer's text."""
+    text = str(part)
+    return text if re.fullmatch(r"[\w.:\[\]-]{1,64}", text) else shown_key(text, 40)
+
+
 def parse_manifest(raw: bytes, *, where: str) -> BackupManifest:
     """Parse a manifest, failing with one line naming the object.
 
@@ -167,7 +230,7 @@ def parse_manifest(raw: bytes, *, where: str) -> BackupManifest:
         return BackupManifest.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "document"
+        field = ".".join(_shown_part(part) for part in first["loc"]) or "document"
         raise HarnessError(f"{where}: malformed manifest: {field}: {first['msg']}") from None
 
 

@@ -44,7 +44,7 @@ class Drill:
     results: Path
 
 
-def _drill_toml(reports: Path) -> str:
+def sandbox_drill_toml(reports: Path) -> str:
     """The embedded drill.toml for a copy under ``reports`` (its paths are ``package:path``, valid anywhere)."""
     sections = tomllib.loads((PROJECT_ROOT / "drill.toml").read_text())
     sections["reports"]["dir"] = str(reports)
@@ -55,7 +55,7 @@ def _drill_toml(reports: Path) -> str:
 def drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
     home = tmp_path_factory.mktemp("evidence")
     config = home / "drill.toml"
-    config.write_text(_drill_toml(home / "reports"))
+    config.write_text(sandbox_drill_toml(home / "reports"))
     results = home / "allure-results"
     env = {**os.environ, "DRILL_OPERATOR": OPERATOR}
     env.pop("DRILL_CONFIG", None)

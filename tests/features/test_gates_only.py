@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import PROJECT_ROOT
+from tests.security.test_hostile_migration_file import CHILD_HAS_AN_ACCOUNT
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +54,10 @@ def _project(tmp_path: Path) -> Path:
     packages = next((project / ".venv" / "lib").glob("python3*/site-packages"))
     # Alembic, SQLAlchemy, psycopg and pydantic as the project pins them (here: the drill's), and its own envkit.
     (packages / "shelf-deps.pth").write_text(f"{site.getsitepackages()[0]}\n{project / 'vendor' / 'envkit'}\n")
+    # Its reports beside it: [reports] dir is read from the current directory, the clone's root here, whose
+    # record chain (the sandbox's, signed) an unsigned "shelf" record would break for `records verify`.
+    config = project / "drill.toml"
+    config.write_text(config.read_text().replace('dir = "reports"', f'dir = "{project / "reports"}"'))
     return project
 
 
@@ -118,6 +123,7 @@ def test_a_project_whose_package_is_missing_could_not_run_naming_the_module(tmp_
     assert "fix or revert" not in drift
 
 
+@CHILD_HAS_AN_ACCOUNT
 def test_a_package_the_childs_account_cannot_read_could_not_run_naming_the_directory(tmp_path: Path) -> None:
     project = _project(tmp_path)
     closed = project / "src" / "shelf"

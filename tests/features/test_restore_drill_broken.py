@@ -21,7 +21,14 @@ from psycopg import sql
 from harness.backup.postgres import backup_postgres
 from harness.deployment import Deployment
 from harness.records import append_record, load_chain
-from sandbox.breakage import hash_mismatch, missing_rows, no_recent_inserts, stale_newest, truncated_dump
+from sandbox.breakage import (
+    hash_mismatch,
+    missing_rows,
+    no_recent_inserts,
+    redis_sample_differs,
+    stale_newest,
+    truncated_dump,
+)
 from sandbox.world import Mutation, VariantContext, World
 from tests.features.drill_run import leftovers, run_drill
 from tests.reliability.checks import TRACEBACK
@@ -181,3 +188,25 @@ def test_a_small_dump_of_a_two_terabyte_production_misses_the_projected_rto(
     assert record.verdict.decision == "NO-GO"
     assert next(m for m in record.measures if m.name == "RTO").met
     assert any(reason.startswith("RTO projected ") for reason in record.verdict.reasons)
+
+
+REDIS = "test_the_newest_redis_copy_restores_with_its_keys_their_types_and_sampled_values"
+
+
+def test_a_redis_copy_whose_sampled_key_changed_type_fails_naming_the_key(tmp_path: Path, sandbox_world: World) -> None:
+    """The manifest is signed by the world's key (as a faulty backup host would): only the sample catches it."""
+    broken = sandbox_world.variant("redis type", redis_sample_differs("codeblack:config:cache", type="set"))
+    done = run_drill(tmp_path, broken, "redis_copy")
+    assert leftovers(done.run) == []
+    assert list(done.failures) == [REDIS]
+    assert re.fullmatch(
+        r"harness\.errors\.CheckFailed: redis/rdb/codeblack-\d{8}T\d{6}Z\.rdb: key 'codeblack:config:cache' is a "
+        r"set in the copy's manifest but a hash after restore",
+        done.failures[REDIS],
+    ), done.failures[REDIS]
+    (record,) = done.records()
+    compared = record["environment"]["redis.keys"]
+    basis = r"(\d+) of (\d+) sampled keys matched type, size and value digest; keys per type compared "
+    counted = re.fullmatch(basis + r"\(exactly without an expiry, at most the copy's with one\)", compared)
+    assert counted is not None, compared
+    assert int(counted.group(1)) == int(counted.group(2)) - 1

@@ -10,6 +10,7 @@ no engine answers or the images are not built, these tests are skipped with the 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +29,12 @@ import psutil
 import psycopg
 import pytest
 import redis
+from botocore.exceptions import ClientError
 
 from harness.config import DrillConfig, ServiceSettings
 from harness.errors import ServiceError
+from harness.integrity import compare_keyspace, observe_keyspace
+from harness.integrity.redis_keys import survey_keyspace
 from harness.restore.dump_header import DumpHeader
 from harness.services.base import RUN_ENV, free_port, run_id, run_tool
 from harness.services.docker import (
@@ -41,14 +46,23 @@ from harness.services.docker import (
     engine_address,
     image_majors,
 )
+from harness.services.docker_s3 import ContainerS3
 from harness.services.postgres import OWNER_ROLE, find_binaries
-from harness.services.provider import Provider
+from harness.services.provider import Provider, s3_choice
+from harness.services.redis import LocalRedis
+from harness.services.s3 import MotoS3
 from harness.services.sweeper import find_leftovers, sweep
+from harness.storage.manifest import BackupManifest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = Path(sys.executable).parent / "codeblack-drills"
 #: The images these tests run: what scripts/test builds.
-NEEDED = ("codeblack-drills/postgres:15", "codeblack-drills/postgres:18", "codeblack-drills/redis:7")
+NEEDED = (
+    "codeblack-drills/postgres:15",
+    "codeblack-drills/postgres:18",
+    "codeblack-drills/redis:7",
+    "codeblack-drills/s3:latest",
+)
 
 
 def _not_ready() -> str:
@@ -92,6 +106,15 @@ def docker_provider_fixture(drill_config: DrillConfig) -> Iterator[Provider]:
     yield Provider.from_settings(drill_config.services.model_copy(update={"provider": "docker"}))
     assert labelled() == []
     assert {name for name in volumes_and_networks() - before if f"-{run_id()}-" in name} == set()
+
+
+@pytest.fixture(name="either_provider", params=["local", pytest.param("docker", marks=needs_docker)])
+def either_provider_fixture(request: pytest.FixtureRequest) -> Provider:
+    """The session's local provider, then the docker one: a test taking it shows both behave the same.
+
+    The docker one is skipped with the reason :data:`NOT_READY` gives (no engine, images not built).
+    """
+    return request.getfixturevalue("provider" if request.param == "local" else "docker_provider")  # type: ignore[no-any-return]
 
 
 #: A TCP connection to the Debian mirror the images were built from (deb.debian.org's address, no DNS needed).
@@ -150,6 +173,9 @@ def test_a_postgres_container_admits_only_passwords_and_restores_as_a_role_witho
         assert _host_account_of(attrs) is None
         assert attrs["HostConfig"]["CapDrop"] == ["ALL"]
         assert attrs["HostConfig"]["SecurityOpt"] == ["no-new-privileges"]
+        limit = ServiceSettings().postgres_memory_mb * 2**20  # the default: 4 GB, swap included
+        assert (attrs["HostConfig"]["Memory"], attrs["HostConfig"]["MemorySwap"]) == (limit, limit)
+        assert attrs["HostConfig"]["ShmSize"] == 2**30  # pg_restore -j's parallel index builds (Docker's: 64 MB)
         # Nothing published: the harness reaches it on an internal network of its own, from which nothing gets
         # out (a crafted dump cannot call anywhere), where a container on Docker's default network does.
         assert attrs["HostConfig"]["PortBindings"] in ({}, None)
@@ -193,10 +219,148 @@ def test_a_redis_container_needs_its_password_and_loads_an_rdb(
         saved.container.copy_from_container("/data/dump.rdb", tmp_path / "dump.rdb")
         restored = docker_provider.redis("ct-restored", rdb_file=tmp_path / "dump.rdb", memory_limit=256 * 2**20)
         stack.callback(restored.stop)
+        assert isinstance(restored, ContainerRedis)
+        limits = _inspect(restored.container)["HostConfig"]
+        assert (limits["Memory"], limits["MemorySwap"]) == (256 * 2**20, 256 * 2**20)
         with restored.client() as client:
             assert client.dbsize() == 25
     # The image is the engine's own (checked before the start): the log says nothing of pulling it.
     assert "Pulling image" not in caplog.text
+
+
+@needs_docker
+def test_a_copy_sampled_by_the_local_redis_compares_equal_restored_in_a_container(
+    docker_provider: Provider, tmp_path: Path
+) -> None:
+    """The key sample's digests are the drill's own rendering, not the server's: they hold across providers."""
+    local = LocalRedis.create("ct-sampled", settings={"save": "3600 1"})
+    try:
+        with local.client() as client:
+            client.hset("config", mapping={"b": "2", "a": "1"})
+            client.zadd("offenders", {"x": 0.1, "y": 2.5e-300})
+            client.xadd("events", {"event": "sync"})
+            client.rpush("audit", "one", "two")
+            client.set("session", "s", ex=3600)
+            client.save()
+        rdb = tmp_path / "dump.rdb"
+        shutil.copyfile(local.data_dir / "dump.rdb", rdb)
+        sample = survey_keyspace(local, 16)
+    finally:
+        local.stop()
+    restored = docker_provider.redis("ct-compared", rdb_file=rdb, memory_limit=256 * 2**20)
+    try:
+        assert isinstance(restored, ContainerRedis)
+        seen = observe_keyspace(restored, sample)
+    finally:
+        restored.stop()
+    assert len(sample.keys) == 4
+    copy = BackupManifest(kind="redis", key="redis/rdb/x.rdb", taken_at=datetime.now(UTC), format="rdb",
+                          sha256="0" * 64, size=0, keys=5, sample=sample)  # fmt: skip
+    compare_keyspace(copy, seen).check()
+
+
+@needs_docker
+def test_a_postgres_containers_memory_is_services_postgres_memory_mb(drill_config: DrillConfig) -> None:
+    settings = drill_config.services.model_copy(update={"provider": "docker", "postgres_memory_mb": 320})
+    server = Provider.from_settings(settings).postgres(f"mem{uuid.uuid4().hex[:4]}")
+    try:
+        assert isinstance(server, ContainerPostgres)
+        limits = _inspect(server.container)["HostConfig"]
+        assert (limits["Memory"], limits["MemorySwap"]) == (320 * 2**20, 320 * 2**20)
+        # The limit is the kernel's: the container's cgroup reports it to what runs inside.
+        inside = server.container.exec(["cat", "/sys/fs/cgroup/memory.max"])
+        if inside.exit_code != 0:  # cgroup v1
+            inside = server.container.exec(["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"])
+        assert inside.output.decode().strip() == str(320 * 2**20)
+    finally:
+        server.stop()
+    assert labelled() == []
+
+
+@needs_docker
+def test_the_s3_container_keeps_versions_and_compliance_locks_as_the_local_moto_does(docker_provider: Provider) -> None:
+    assert docker_provider.s3_why == "moto in a codeblack-drills/s3 container"
+    assert "S3: moto in a codeblack-drills/s3 container" in docker_provider.describe()
+    server = docker_provider.s3()
+    try:
+        assert isinstance(server, ContainerS3)
+        assert server.endpoint.provider == "moto (codeblack-drills/s3 container)"
+        attrs = _inspect(server.container)
+        assert attrs["Config"]["User"] == "s3"
+        assert _host_account_of(attrs) is None
+        assert (attrs["HostConfig"]["CapDrop"], attrs["HostConfig"]["SecurityOpt"]) == (["ALL"], ["no-new-privileges"])
+        assert attrs["HostConfig"]["PortBindings"] in ({}, None)  # moto takes any credentials: never published
+        assert _network_attrs(attrs["HostConfig"]["NetworkMode"])["Internal"] is True
+        client = server.client()
+        client.create_bucket(Bucket="kept")
+        client.put_bucket_versioning(Bucket="kept", VersioningConfiguration={"Status": "Enabled"})
+        client.put_object(Bucket="kept", Key="k", Body=b"one")
+        client.delete_object(Bucket="kept", Key="k")
+        versions = client.list_object_versions(Bucket="kept")
+        assert (len(versions["Versions"]), len(versions["DeleteMarkers"])) == (1, 1)
+        client.create_bucket(Bucket="locked", ObjectLockEnabledForBucket=True)
+        until = datetime.now(UTC) + timedelta(days=1)
+        put = client.put_object(Bucket="locked", Key="record.json", Body=b"{}", ObjectLockMode="COMPLIANCE",
+                                ObjectLockRetainUntilDate=until)  # fmt: skip
+        with pytest.raises(ClientError, match="AccessDenied"):
+            client.delete_object(Bucket="locked", Key="record.json", VersionId=put["VersionId"])
+    finally:
+        server.stop()
+    server.stop()  # a second stop is a no-op
+
+
+@needs_docker
+def test_without_the_s3_image_the_docker_provider_runs_a_local_moto_and_says_why(drill_config: DrillConfig) -> None:
+    settings = drill_config.services.model_copy(update={"provider": "docker", "s3_image": "codeblack-drills/s3:0"})
+    provider = Provider.from_settings(settings)
+    assert provider.s3_why == "moto (local: the engine has no image codeblack-drills/s3:0; scripts/images s3 builds it)"
+    assert f"S3: {provider.s3_why})" in provider.describe()
+    server = provider.s3()
+    try:
+        assert isinstance(server, MotoS3)
+    finally:
+        server.stop()
+    assert labelled() == []
+
+
+@needs_docker
+def test_an_s3_container_that_never_answers_is_one_line_and_leaves_nothing(docker_provider: Provider) -> None:
+    """A failed start removes its container and network (the fixture checks): here an image that serves no S3."""
+    with pytest.raises(ServiceError) as failure:
+        ContainerS3.create(image="codeblack-drills/redis:7", timeout=3)
+    assert str(failure.value) == (
+        "S3 container from codeblack-drills/redis:7 did not start: S3 in its container was not ready after 3 s"
+    )
+
+
+def test_the_s3_images_wheels_are_the_locked_closure_of_the_moto_the_local_provider_runs() -> None:
+    """No engine needed: what scripts/images installs in the s3 image, read from uv.lock for bookworm's Python."""
+    lines = subprocess.run([sys.executable, "images/s3/requirements.py", "uv.lock"], capture_output=True, text=True,
+                           timeout=60, cwd=ROOT, check=True).stdout.splitlines()  # fmt: skip
+    pins = dict(line.split(" ", 1)[0].split("==") for line in lines)
+    assert pins["moto"] == importlib.metadata.version("moto")
+    assert {"flask", "werkzeug", "boto3", "cryptography", "pyyaml"} <= pins.keys()  # moto[server]'s and moto's own
+    assert pins["networkx"] == "3.6.1"  # locked twice, by Python range: the image's 3.11 takes this one
+    assert all(" --hash=sha256:" in line for line in lines)  # scripts/images installs with --require-hashes
+
+
+@needs_docker
+def test_a_built_image_is_kept_while_its_recipe_is_unchanged() -> None:
+    """The recipe hash is deterministic: a second run builds nothing (scripts/test has made the first already)."""
+    for _ in range(2):
+        result = subprocess.run(["bash", "scripts/images", "s3"], capture_output=True, text=True, timeout=600,
+                                cwd=ROOT, check=False)  # fmt: skip
+    assert (result.returncode, result.stderr.splitlines()) == (0, ["images: codeblack-drills/s3 is up to date"])
+
+
+def test_with_a_remote_engine_s3_stays_a_local_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No engine needed: moto takes any credentials, so its port is never published on a remote engine's host."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("DOCKER_HOST", address)
+    assert s3_choice("codeblack-drills/s3") == (
+        "",
+        f"moto (local: the engine at {address} is remote, and S3 is not published there)",
+    )
 
 
 @needs_docker
@@ -237,6 +401,8 @@ def test_a_killed_runs_containers_are_removed_by_sweep() -> None:
         "claim_run()\n"
         "ContainerPostgres.create('killed', image='codeblack-drills/postgres:18')\n"
         "ContainerRedis.create('killed', image='codeblack-drills/redis:7')\n"
+        "from harness.services.docker_s3 import ContainerS3\n"
+        "ContainerS3.create(image='codeblack-drills/s3')\n"
         "print('ready', flush=True)\n"
         "import time; time.sleep(600)\n"
     )
@@ -246,11 +412,11 @@ def test_a_killed_runs_containers_are_removed_by_sweep() -> None:
         try:
             assert process.stdout is not None
             assert process.stdout.readline().strip() == "ready"
-            assert len(labelled(run)) == 2
+            assert len(labelled(run)) == 3
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait(30)
-    assert len(labelled(run)) == 2  # a killed run leaves its containers running...
+    assert len(labelled(run)) == 3  # a killed run leaves its containers running...
     # ...until a sweep removes them and their networks: this one, or a drill starting meanwhile (each sweeps first).
     subprocess.run([PROGRAM, "sweep"], capture_output=True, text=True, timeout=120, check=True, cwd=ROOT)
     assert labelled(run) == []
@@ -323,5 +489,6 @@ def test_the_sandbox_drill_with_containers_gives_the_local_verdict(tmp_path: Pat
     record = next(line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("drill record: "))
     environment = json.dumps(json.loads(Path(record).read_text()))
     assert "docker (services.provider = 'docker'" in environment
+    assert "S3: moto in a codeblack-drills/s3 container" in environment
     assert "from codeblack-drills/postgres:18 container; the dump's source major: 18" in environment
     assert labelled(run) == []

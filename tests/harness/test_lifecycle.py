@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -10,10 +11,12 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from fixtures.config import Interrupts
 from harness.config import PROJECT_ROOT
 from harness.errors import ConfigError
 from harness.services.base import LABEL, RUN_ENV
@@ -112,6 +115,32 @@ def test_dead_runs_of_any_id_are_swept_and_live_ones_kept() -> None:
             shutil.rmtree(directory, ignore_errors=True)
 
 
+def test_a_user_other_than_root_leaves_another_users_dead_run_alone_and_names_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The sweep of an ordinary user meeting a dead root drill's leftovers: in the sticky temp directory they are
+    # not its to remove (it ended in a PermissionError). Here the test's own files play the other user's, the
+    # sweep's user id being another.
+    run = "theirs_" + uuid.uuid4().hex[:6]
+    dead_pid = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True).stdout.strip()
+    owner = Path(tempfile.gettempdir()) / f"{LABEL}-{run}-{dead_pid}.owner"
+    owner.write_text(dead_pid)
+    directory = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{run}-pg-staging-"))
+    try:
+        monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 4242)
+        with caplog.at_level(logging.WARNING, logger="harness.services"):
+            listed, swept = find_leftovers(stale_only=True), sweep()
+        assert directory not in listed.directories + swept.directories
+        assert owner.exists()
+        assert directory.exists()
+        (left,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("left the leftovers")]
+        assert run in left.split(" in ")[0], left
+        assert left.endswith("another user's, which only that user or root may remove (sudo codeblack-drills sweep)")
+    finally:
+        owner.unlink(missing_ok=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def test_a_server_standing_in_for_production_is_refused_by_the_guard(provider) -> None:  # type: ignore[no-untyped-def]
     from harness.errors import UnsafeTargetError
     from harness.services.postgres import ensure_throwaway
@@ -124,14 +153,77 @@ def test_a_server_standing_in_for_production_is_refused_by_the_guard(provider) -
         production.stop()
 
 
+def _shared_memory_of(uid: int) -> list[str]:
+    return [line.split()[1] for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+            if int(line.split()[7]) == uid]  # fmt: skip
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers have accounts of their own only under root (CI runs as root)")
+def test_a_killed_servers_shared_memory_goes_with_its_account(provider) -> None:  # type: ignore[no-untyped-def]
+    server = provider.postgres("killed")
+    try:
+        uid = server.account.user.uid
+        server.kill()
+        left = _shared_memory_of(uid)
+        assert left, "PostgreSQL's interlock segment should outlive a kill -9 (the state this test needs)"
+    finally:
+        server.stop()
+    assert not set(left) & set(_shared_memory_of(uid))
+
+
 def test_an_interrupt_python_swallowed_is_raised_again_at_the_next_step(monkeypatch: pytest.MonkeyPatch) -> None:
     """A handler's KeyboardInterrupt lost in a finaliser ("Exception ignored") must still stop the drill."""
     import signal
 
     from fixtures import config as plugin
 
-    monkeypatch.setattr(plugin, "_received", [])
+    interrupts = plugin.Interrupts()
+    monkeypatch.setattr(plugin, "_interrupts", interrupts)
     plugin.pytest_bdd_before_step()  # nothing received: the drill goes on
-    monkeypatch.setattr(plugin, "_received", [signal.SIGTERM])
+    interrupts.received.append(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt, match=f"signal {signal.SIGTERM.value}"):
         plugin.pytest_bdd_before_step()
+
+
+# ``uv run`` without a terminal forwards a SIGINT the process group already delivered, so a cancelled CI job's
+# drill gets two at once. The signals below are real (sent to this process); only the "later" case reads a
+# given clock instead of waiting a second.
+@pytest.fixture
+def handler() -> Iterator[Interrupts]:
+    """An :class:`Interrupts` handling this process's SIGINT for the test (pytest's own handler put back)."""
+    installed = Interrupts()
+    previous = signal.signal(signal.SIGINT, installed)
+    try:
+        yield installed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_signal_repeated_at_once_is_one_interrupt_and_the_cleanup_it_started_runs_to_its_end(
+    handler: Interrupts,
+) -> None:
+    cleaned: list[str] = []
+
+    def drill() -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # the process group's copy
+            signal.sigtimedwait([], 0)  # a moment for the handler to run
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)  # uv's forwarded copy, while the first one unwinds
+            cleaned.append("server stopped")
+
+    with pytest.raises(KeyboardInterrupt, match="signal 2"):
+        drill()
+    assert cleaned == ["server stopped"]
+    assert handler.received == [signal.SIGINT, signal.SIGINT]
+
+
+def test_a_signal_after_the_first_has_had_its_time_is_the_operator_insisting_and_raised() -> None:
+    times = iter([100.0, 100.0 + Interrupts.SAME_S])
+    interrupts = Interrupts(clock=lambda: next(times))
+    with pytest.raises(KeyboardInterrupt):
+        interrupts(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt):
+        interrupts(signal.SIGINT, None)
+    with pytest.raises(KeyboardInterrupt, match="signal 2"):
+        interrupts.again_if_swallowed()

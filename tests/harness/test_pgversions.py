@@ -42,6 +42,7 @@ from harness.storage.manifest import BackupManifest
 from tests.harness.test_containers import (
     NOT_READY,
     docker_provider_fixture,  # noqa: F401 - the fixture
+    either_provider_fixture,  # noqa: F401 - the fixture
     needs_docker,
 )
 from tests.harness.test_restore import make_production
@@ -117,12 +118,6 @@ def _restore(provider: Provider, deployment: Deployment, manifest: BackupManifes
     dump = BackupObject(manifest.key, manifest.taken_at, manifest.size, "")
     return restore_logical(provider, deployment, config, dump, manifest, watch=Stopwatch(),
                            name=f"stg{uuid.uuid4().hex[:6]}")  # fmt: skip
-
-
-@pytest.fixture(params=["local", pytest.param("docker", marks=needs_docker)])
-def either_provider(request: pytest.FixtureRequest) -> Provider:
-    """The session's local provider, then the docker one: staging runs the dump's major under both."""
-    return request.getfixturevalue("provider" if request.param == "local" else "docker_provider")  # type: ignore[no-any-return]
 
 
 @needs_pg15

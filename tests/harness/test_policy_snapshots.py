@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from harness.errors import CheckFailed
 from harness.policy.snapshots import verify_base_backup
 from harness.storage.catalogue import Catalogue, list_backups
 from tests.harness.test_catalogue import bucket_fixture  # noqa: F401 - the bucket fixture
+from tests.security.tars import Member, build
 
 DAILY, WEEKLY = "postgres/base/daily/", "postgres/base/weekly/"
 
@@ -59,3 +61,23 @@ def test_a_base_backup_without_its_wal_fails(pg_server: Any, bucket: tuple[Any, 
     assert str(caught.value) == (
         f"base backup {daily.newest().key} has no pg_wal.tar.gz beside it; it cannot be verified or restored"
     )
+
+
+def test_a_base_backup_whose_tarball_holds_a_link_is_refused_before_anything_is_written_through_it(
+    pg_server: Any, bucket: tuple[Any, str], tmp_path: Path
+) -> None:
+    # Unpacked by the harness's reader, as the physical restore is: a link out of the data directory and a file
+    # through it are refused naming the member. (The listing has no manifest now, so none vouches for the bytes.)
+    client, name = bucket
+    daily, weekly = _backups(pg_server, bucket)
+    newest = daily.newest()
+    client.delete_object(Bucket=name, Key=daily.manifest_for(newest))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    hostile = build([Member("escape", tarfile.SYMTYPE, link=str(outside)), Member("escape/planted", data=b"x")])
+    client.put_object(Bucket=name, Key=newest.key, Body=hostile)
+    relisted = list_backups(client, name, DAILY, suffix="base.tar.gz")
+    with pytest.raises(CheckFailed) as caught:
+        verify_base_backup(client, [relisted, weekly], pg_server.binaries.tool("pg_verifybackup"))
+    assert str(caught.value) == f"{newest.key}: member 'escape': symbolic links are not allowed; refused"
+    assert list(outside.iterdir()) == []

@@ -71,3 +71,17 @@ def test_each_mismatch_is_named_by_its_key_in_one_line(
     with pytest.raises(ConfigError) as failure:
         check_schema(restored, config)
     assert str(failure.value) == f"{config.source}: {problem} (fix drill.toml or the backup)"
+
+
+def test_a_name_of_a_databases_entry_is_named_as_the_entrys_key(tmp_path: Path, restored: Any) -> None:
+    path = tmp_path / "drill.toml"
+    path.write_text("[target]\nsandbox = false\n\n[[databases]]\nname = 'library'\n" + GOOD +
+                    "\n[[databases]]\nname = 'archive'\ncritical_tables = ['members', 'loans']\n")  # fmt: skip
+    config = load_config(path)
+    check_schema(restored, config.for_database("library"))
+    with pytest.raises(ConfigError) as caught:
+        check_schema(restored, config.for_database("archive"))
+    assert str(caught.value) == (
+        f"{path}: [[databases]] 'archive' default_time_column: critical table 'members' has no column 'created_at'; "
+        "[[databases]] 'archive' critical_tables 'loans' is not in the restored database (fix drill.toml or the backup)"
+    )

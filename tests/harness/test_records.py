@@ -222,6 +222,15 @@ def test_the_previous_drills_items_are_re_evaluated_against_this_drill() -> None
     assert [f.status for f in failing_again[:2]] == ["open", "open"]
 
 
+def test_a_note_this_drill_could_not_look_at_is_not_re_tested_rather_than_closed() -> None:
+    """A local drill's "owners and grants" item, then a drill on a shared staging server that cannot restore roles."""
+    item = ActionItem(what="owners and grants", number="", todo="no roles in the dump",
+                      cause="note:owners and grants: no roles in the dump")  # fmt: skip
+    previous = make_record().model_copy(update={"action_items": [item]})
+    assert [f.status for f in follow_up(previous, [], [], [])] == ["closed"]
+    assert [f.status for f in follow_up(previous, [], [], [], {"owners and grants"})] == ["not re-tested"]
+
+
 def test_items_of_records_written_before_causes_are_followed_up_by_their_title() -> None:
     old = make_record(checks=[FAILED], rpo=7.5)
     old = old.model_copy(update={"action_items": [i.model_copy(update={"cause": ""}) for i in old.action_items]})
@@ -328,6 +337,18 @@ def test_trend_chart_labels_a_missed_objective_in_red(tmp_path: Path) -> None:
     path = plot_trend([make_record(0, rpo=2.0), make_record(1, rpo=7.5)], tmp_path / "trend.svg")
     labels = {node.text: node.get("fill") for node in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text")}
     assert (labels["2.00"], labels["7.50"]) == ("#000", "#d62728")
+
+
+def test_trend_chart_of_several_databases_draws_the_rpo_nearest_its_objective(tmp_path: Path) -> None:
+    record = make_record(0).model_copy(update={
+        "measures": [measure("RPO orders", 5.0, 6, "h"), measure("RPO catalog", 4.0, 3, "h"),
+                     measure("RTO", 9, 60, "min")],
+        "database_rows": {"orders": {"orders": 1}, "catalog": {"products": 1}},
+    })  # fmt: skip
+    path = plot_trend([make_record(1), record], tmp_path / "trend.svg")
+    labels = {node.text: node.get("fill") for node in ET.parse(path).getroot().iter("{http://www.w3.org/2000/svg}text")}
+    assert labels["4.00"] == "#d62728"  # the catalog's, beyond its own 3 h
+    assert "5.00" not in labels
 
 
 def test_environment_properties_escape_keys_and_keep_values(tmp_path: Path) -> None:

@@ -170,6 +170,26 @@ def test_a_drill_whose_verdict_left_the_chain_is_named(site: dict[str, Any], cap
     )  # fmt: skip
 
 
+def test_records_of_another_target_in_the_directory_are_left_to_their_own_key(
+    site: dict[str, Any], capsys: Any
+) -> None:
+    """A rehearsal's signed records, then an unsigned drill of another target: not a re-sealed record of this one."""
+    config: Path = site["config"]
+    config.write_text(config.read_text().replace("[target]\n", '[target]\nname = "codeblack-sandbox"\n', 1))
+    drills = site["drills"]
+    _, library = append_record(drills, make_record(3).model_copy(update={"target": "library"}))
+    site["store"].keep([p for p in record_files(drills) if p.name.startswith(library.stem)])
+    code, out, err = verify(site, capsys)
+    assert (code, out.splitlines()[-1]) == (0, "drill record chain OK: 4 records")
+    assert err.splitlines() == [
+        f"WARNING: records of other targets in {drills} were not checked against the verify key of "
+        "codeblack-sandbox: library (1); verify them with their own drill.toml"
+    ]
+    _, own = append_record(drills, make_record(4))  # unsigned, of the key's own target: re-sealed as before
+    code, _, err = verify(site, capsys)
+    assert (code, err.startswith(f"check failed: {own}: re-sealed: unsigned after signed records")) == (1, True)
+
+
 def test_an_unsigned_chain_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     drills = tmp_path / "drills"
     for day in range(2):

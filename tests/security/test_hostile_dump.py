@@ -1,12 +1,15 @@
 """A logical dump from the bucket is untrusted: what it holds must not run with power over the drill host.
 
 Each case plants a payload in a real production database, takes a real dump of it with the backup side's own
-``backup postgres`` (so its manifest is genuine) and restores it as the drill does. The payload is a
-function that runs ``COPY ... TO PROGRAM`` to write the server's environment into a canary file; it is
-reached the ways a restore reaches code: an expression index (built by ``pg_restore``, evaluated again by
-amcheck), a materialized view (refreshed by ``pg_restore``) and an event trigger (fired by later DDL). A
-control first shows the payload is live: run by a superuser, it writes the canary. Restored by the drill, it
-never does, and no server the drill starts holds a secret of the harness in its environment.
+``backup postgres`` (so its manifest is genuine) and restores it as the drill does, into a local staging
+server and into a container (``either_provider``; the container case is skipped with the reason where no
+engine or image is ready). The payload is a function that runs ``COPY ... TO PROGRAM`` to write the server's
+environment into a canary file; it is reached the ways a restore reaches code: an expression index (built by
+``pg_restore``, evaluated again by amcheck), a materialized view (refreshed by ``pg_restore``) and an event
+trigger (fired by later DDL). Controls show the payload is live: run by a superuser of production, and of the
+staging server itself afterwards, it writes the canary (in a container, in the container's own filesystem).
+Restored by the drill, it never does, and no server the drill starts holds a secret of the harness in its
+environment.
 """
 
 from __future__ import annotations
@@ -32,9 +35,15 @@ from harness.config import DrillConfig
 from harness.errors import CheckFailed
 from harness.integrity import check_amcheck
 from harness.services.base import RUN_ENV, ManagedProcess, ServiceUser, child_setup, run_tool, service_user
-from harness.services.postgres import OWNER_ROLE, LocalPostgres
+from harness.services.docker import ContainerPostgres
+from harness.services.postgres import OWNER_ROLE, LocalPostgres, PostgresServer
 from harness.services.provider import Provider
 from harness.services.redis import LocalRedis
+from tests.harness.test_containers import (
+    docker_provider_fixture,  # noqa: F401 - the fixture
+    either_provider_fixture,  # noqa: F401 - the fixture
+    needs_docker,
+)
 from tests.harness.test_restore import TAKEN_AT, leftovers, make_production
 
 PLANTED = "planted-secret-" + uuid.uuid4().hex
@@ -56,9 +65,10 @@ def payload(canary: Path) -> str:
     """SQL that makes ``pwn``: it writes the server's environment to ``canary`` when allowed, else nothing.
 
     The error is swallowed, as an attacker would, so a refused command does not stop the restore: only the
-    restore role's lack of power keeps the host safe.
+    restore role's lack of power keeps the host safe. The canary's directory is made when missing: a staging
+    container has a filesystem of its own, where the payload must be able to write too.
     """
-    command = f"env > {canary}"
+    command = f"mkdir -p {canary.parent} && env > {canary}"
     return f"""
         CREATE OR REPLACE FUNCTION public.pwn(x bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
         BEGIN
@@ -99,8 +109,29 @@ def prove_live(server: Any, dbname: str, canary: Path) -> None:
     canary.unlink()
 
 
+def canary_text(server: PostgresServer, canary: Path) -> str | None:
+    """What the payload wrote to ``canary`` where ``server`` runs (this machine, or its container); None: nothing."""
+    if isinstance(server, ContainerPostgres):
+        done = server.container.exec(["cat", str(canary)])
+        return done.output.decode(errors="replace") if done.exit_code == 0 else None
+    return canary.read_text() if canary.exists() else None
+
+
+def prove_live_on_staging(server: PostgresServer, dbname: str, canary: Path) -> None:
+    """The control on staging itself, afterwards: its superuser runs the payload, which writes the canary there.
+
+    So only the restore role's lack of power kept it from running, locally and in a container alike; and what it
+    wrote, the staging server's environment, holds no secret of the harness.
+    """
+    with server.connect(dbname) as conn:
+        conn.execute("SELECT public.pwn(1)")
+    environment = canary_text(server, canary)
+    assert environment is not None, f"control: the payload did not run on {server.provider} staging as superuser"
+    assert PLANTED not in environment, "staging inherited the harness's environment"
+
+
 def test_a_dump_that_runs_commands_through_an_index_and_a_view_restores_without_running_them(
-    provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path,
+    either_provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setenv("DRILL_PLANTED_SECRET", PLANTED)
@@ -109,21 +140,24 @@ def test_a_dump_that_runs_commands_through_an_index_and_a_view_restores_without_
                                  extra_sql=plant_index_and_view(canary))  # fmt: skip
     prove_live(pg_server, production.manifest.database, canary)
     name = f"stg{uuid.uuid4().hex[:6]}"
-    staging = production.restore(provider, name=name)
+    staging = production.restore(either_provider, name=name)
     try:
+        assert staging.postgres.provider == either_provider.kind
         with staging.postgres.connect(staging.dbname, OWNER_ROLE) as conn:
             conn.execute("REFRESH MATERIALIZED VIEW pwned")
             owner = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
         check_amcheck(staging.postgres, staging.dbname)  # evaluates the index expression again
         assert owner == (False,)
         assert not canary.exists(), canary.read_text()
+        assert canary_text(staging.postgres, canary) is None
+        prove_live_on_staging(staging.postgres, staging.dbname, canary)
     finally:
         staging.stop()
     assert leftovers(name) == []
 
 
 def test_a_dump_with_an_event_trigger_is_refused_and_runs_nothing(
-    provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path
+    either_provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path
 ) -> None:
     canary = canary_dir / "event-trigger"
     trigger = (
@@ -141,7 +175,7 @@ def test_a_dump_with_an_event_trigger_is_refused_and_runs_nothing(
         with pytest.raises(CheckFailed, match=rf"^{production.manifest.key}: does not restore: .*permission denied "
                            rf"to create event trigger \"pwn_on_ddl\".* \(the drill restores as {OWNER_ROLE}, a "
                            "role without superuser power"):  # fmt: skip
-            production.restore(provider, name=name)
+            production.restore(either_provider, name=name)
         assert not canary.exists()
         assert leftovers(name) == []
     finally:  # the trigger fires on the session server's DDL too: drop it before the next test creates anything
@@ -178,7 +212,7 @@ def plant_search_path_trap(canary: Path) -> str:
 
 
 def test_a_dump_that_repoints_the_search_path_runs_nothing_as_superuser(
-    provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path,
+    either_provider: Provider, pg_server: Any, s3_server: Any, drill_config: DrillConfig, canary_dir: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     canary = canary_dir / "search-path"
@@ -191,15 +225,43 @@ def test_a_dump_that_repoints_the_search_path_runs_nothing_as_superuser(
     canary.unlink()
     name = f"stg{uuid.uuid4().hex[:6]}"
     with caplog.at_level(logging.WARNING, logger="harness.restore"):
-        staging = production.restore(provider, name=name)
+        staging = production.restore(either_provider, name=name)
     try:
+        assert staging.postgres.provider == either_provider.kind
         assert f"the restore of {staging.dbname} set session defaults, removed: every role in {staging.dbname}: " \
             "search_path=public, pg_catalog" in caplog.messages  # fmt: skip
         check_amcheck(staging.postgres, staging.dbname)  # its index check runs set_path again: only as the owner
         assert not canary.exists(), canary.read_text()
+        assert canary_text(staging.postgres, canary) is None
+        prove_live_on_staging(staging.postgres, staging.dbname, canary)
     finally:
         staging.stop()
     assert leftovers(name) == []
+
+
+@needs_docker
+def test_the_dumps_directory_is_read_only_to_a_containers_tools(docker_provider: Provider, tmp_path: Path) -> None:
+    """A staging container's tools read the dump's directory, and must not change it.
+
+    ``pg_restore`` runs in the container by ``docker exec`` as the harness's uid (root, when the drill runs as
+    root, with every capability dropped). Root owns the dump's directory, so only the mount keeps a crafted
+    archive (or whatever runs in the container) from rewriting the dump the drill verified: it is read-only.
+    Locally the tools run as the harness, which owns the dump in any case.
+    """
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (dump / "nightly.dump").write_bytes(b"PGDMP")
+    server = docker_provider.postgres("rodump", files=dump)
+    try:
+        assert isinstance(server, ContainerPostgres)
+        as_tool = ["docker", "exec", "-u", f"{os.geteuid()}:{os.getegid()}", server.container.get_container_id()]
+        done = subprocess.run([*as_tool, "sh", "-c", f"echo forged > {dump}/nightly.dump; touch {dump}/planted"],
+                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    finally:
+        server.stop()
+    assert "Read-only file system" in done.stderr, done.stderr
+    assert (dump / "nightly.dump").read_bytes() == b"PGDMP"
+    assert sorted(path.name for path in dump.iterdir()) == ["nightly.dump"]
 
 
 def test_throwaway_servers_and_tools_start_with_no_secret_of_the_harness(

@@ -3,13 +3,14 @@
 Loading the revision graph runs each migration file's module code in the jailed child. A file that never returns
 must not hang the gate (the child gets a deadline for each answer, then is killed, and the gate names what it
 was asked); a file that forks a process which keeps changing its pid (so a kill of the account's processes,
-one pid at a time, misses it) must not outlive the child.
+one pid at a time, misses it) must not outlive the child. Nor may it reach the host's System V shared memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import ctypes
+import random
 import shutil
 import site
 import socket
@@ -207,8 +208,6 @@ raise RuntimeError(f"fork={outcome}")
 
 
 def test_a_migration_file_cannot_fork_without_limit(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the process limit is the pool account's, which only a root drill switches to")
     project = _project(tmp_path, BOMB)
 
     with pytest.raises(CheckFailed) as failure:
@@ -288,3 +287,39 @@ def test_a_symlink_in_the_project_cannot_bring_a_host_socket_into_the_jail(
         "jail holds only the project; replace the link with what it points to"
     )
     assert received == []
+
+
+# Looks up a System V shared memory segment of the host by its key, and reads it when found.
+SHARED_MEMORY = """
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype = ctypes.c_void_p
+found = libc.shmget({key}, 0, 0)
+if found < 0:
+    raise RuntimeError("shm=" + errno.errorcode[ctypes.get_errno()])
+raise RuntimeError("shm=" + ctypes.string_at(libc.shmat(found, None, 0), 6).decode())
+"""
+
+
+@pytest.fixture
+def shared_memory() -> Iterator[int]:
+    """A System V segment on the host holding b"secret", open to every user (mode 0666): its key."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    key = random.randint(1 << 20, 1 << 30)
+    segment = libc.shmget(key, 4096, 0o1000 | 0o2000 | 0o666)  # IPC_CREAT | IPC_EXCL
+    assert segment >= 0, f"shmget: errno {ctypes.get_errno()}"
+    try:
+        ctypes.memmove(libc.shmat(segment, None, 0), b"secret", 6)
+        yield key
+    finally:
+        libc.shmctl(segment, 0, None)  # IPC_RMID: gone once detached (at the test process's exit)
+
+
+def test_a_migration_file_finds_no_shared_memory_of_the_host(tmp_path: Path, shared_memory: int) -> None:
+    project = _project(tmp_path, SHARED_MEMORY.format(key=shared_memory))
+
+    with pytest.raises(CheckFailed) as failure:
+        check_tracked(project)
+
+    assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: shm=ENOENT)"), failure.value

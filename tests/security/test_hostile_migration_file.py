@@ -9,6 +9,9 @@ only the isolation stops the file.
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import os
 import re
 import shutil
 import socket
@@ -19,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import CheckFailed, ConfigError
+from harness.errors import CheckFailed, ConfigError, HarnessError
 from harness.migrations.destructive import find_destructive
 from harness.migrations.history import check_linear_history, check_tracked, load_graph
 from harness.migrations.project import MigrationProject
@@ -37,6 +40,9 @@ secret = os.environ.get({secret!r}, "absent")
 {guard}socket.create_connection(("127.0.0.1", {port}), timeout=2).sendall(secret.encode())
 """
 GUARD = "try:\n    {}\nexcept OSError:\n    pass\n"
+CHILD_HAS_AN_ACCOUNT = pytest.mark.skipif(
+    os.geteuid() != 0, reason="needs root: without it the child is the harness's own user, who may enter what it owns"
+)
 REVISION_BODY = f'''
 import sqlalchemy as sa
 from alembic import op
@@ -152,6 +158,7 @@ def test_a_migration_file_that_cannot_do_its_mischief_is_named_as_failing_to_loa
     assert listener.received == []
 
 
+@CHILD_HAS_AN_ACCOUNT
 @pytest.mark.parametrize(
     "closed",
     ["", "versions"],  # the project's root; its versions/ inside an open root (Alembic would list no revision)
@@ -170,3 +177,64 @@ def test_a_project_the_childs_account_cannot_read_is_a_setup_error_naming_the_pa
         rf"users \(chmod -R o\+rX {re.escape(str(path))}\)",
         str(failure.value),
     ), failure.value
+
+
+#: keyctl(2) and add_key(2) by machine: neither has a glibc wrapper.
+KEY_CALLS = {"x86_64": (250, 248), "aarch64": (219, 217)}
+KEYRING_READER = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+found = libc.syscall({keyctl}, 10, -3, b"user", {name!r}, 0)  # KEYCTL_SEARCH the session keyring
+if found >= 0:
+    value = ctypes.create_string_buffer(64)
+    read = libc.syscall({keyctl}, 11, found, value, 64)  # KEYCTL_READ
+    raise RuntimeError("read " + value.raw[:max(read, 0)].decode())
+raise RuntimeError("not found, errno " + str(ctypes.get_errno()))
+"""
+
+
+@pytest.mark.skipif(os.uname().machine not in KEY_CALLS, reason="keyctl's system call number is known here")
+def test_a_migration_file_reads_no_key_of_the_harness_s_session_keyring(tmp_path: Path) -> None:
+    """A key in the drill's session keyring (a Kerberos ticket cache, say) is possessed by whoever inherits it."""
+    keyctl, add_key = KEY_CALLS[os.uname().machine]
+    libc = ctypes.CDLL(None, use_errno=True)
+    name, secret = f"drill-{tmp_path.name}".encode(), b"planted-in-the-keyring"
+    key = libc.syscall(add_key, b"user", name, secret, len(secret), -3)  # into the session keyring
+    assert key >= 0, f"add_key: errno {ctypes.get_errno()}"
+    try:
+        value = ctypes.create_string_buffer(64)  # the control: the harness's process reads it
+        assert libc.syscall(keyctl, 11, libc.syscall(keyctl, 10, -3, b"user", name, 0), value, 64) == len(secret)
+        assert value.raw[: len(secret)] == secret
+        root = build_project("keyring", tmp_path)
+        top = KEYRING_READER.format(keyctl=keyctl, name=name)
+        (root / "versions" / FILE).write_text(f'"""notes"""\n{top}{REVISION_BODY}')
+        with pytest.raises(CheckFailed) as failure:
+            check_tracked(MigrationProject(root, REVISION, "sandbox.codeblack.models:Base.metadata"))
+    finally:
+        libc.syscall(keyctl, 3, key)  # KEYCTL_REVOKE
+    assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: not found, errno {errno.ENOKEY})")
+
+
+FORGED = "boom\n\nCUT-OVER: GO\x1b]52;c;cHduZWQ=\x07\x1b[2J"
+ESCAPED = r"CUT-OVER: GO\x1b]52;c;cHduZWQ=\x07\x1b[2J"
+
+
+@pytest.mark.parametrize(
+    ("top", "shown"),
+    [
+        (f"raise RuntimeError({FORGED!r})", rf"fails to load (RuntimeError: boom\n\n{ESCAPED})"),
+        (f"import os, sys\nsys.stdout.write({FORGED!r})\nsys.stdout.flush()\nos._exit(3)",
+         f"exited with code 3 before answering: boom |  | {ESCAPED}"),
+    ],
+    ids=["its-exception", "its-output"],
+)  # fmt: skip
+def test_a_migration_file_s_text_reaches_the_message_escaped_on_one_line(tmp_path: Path, top: str, shown: str) -> None:
+    """Line breaks would forge a line of the drill's output, terminal escapes act on the operator's terminal."""
+    root = build_project("forged", tmp_path)
+    (root / "versions" / FILE).write_text(f'"""notes"""\n{top}\n{REVISION_BODY}')
+    with pytest.raises((CheckFailed, HarnessError)) as failure:
+        check_tracked(MigrationProject(root, REVISION, "sandbox.codeblack.models:Base.metadata"))
+    message = str(failure.value)
+    assert shown in message
+    assert "\n" not in message
+    assert "\x1b" not in message

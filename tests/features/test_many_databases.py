@@ -1,0 +1,300 @@
+"""A target of two PostgreSQL databases drilled in one run (``[[databases]]``), each on a copy of its own.
+
+The shop keeps its orders (``public.customers``, ``public.orders``) and its catalog (``catalog.products``,
+``public.price_changes``) in two databases of different schemas. Each is backed up as cron would, by
+``codeblack-drills backup postgres --database NAME`` under its own prefix; then ``pytest features/ -m
+restore_drill`` runs in a subprocess as an operator runs it: both are restored into staging copies of their own,
+counted against their own manifests and held to their own RPO, in one record and one verdict. A broken world
+breaks one of the two (its dump short of a row, its data older than its RPO): the verdict is NO-GO naming that
+database, and the other's scenarios still pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backup.postgres import backup_postgres, dump_options
+from harness.backup.store import put_manifest
+from harness.config import PROJECT_ROOT, load_config
+from harness.deployment import Deployment
+from harness.services.postgres import PostgresServer
+from harness.services.s3 import S3Server
+from harness.storage.catalogue import fetch_manifest, list_configured
+from sandbox.target import ENV, toml_text, write_drill_toml
+from tests.features.drill_run import DrillRun, leftovers, run_drill
+from tests.harness.test_staging_server import ADMIN_ENV, admin_dsn, existing_server
+from tests.test_cli import PROGRAM
+
+pytestmark = pytest.mark.slow
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "many_databases"
+ROW_COUNTS = "Row counts of the critical tables match the backup's manifest"
+
+
+def _entries(orders: str, catalog: str) -> list[dict[str, Any]]:
+    """The two ``[[databases]]`` entries: different tables, time columns and schemas."""
+    return [
+        {"name": orders, "critical_tables": ["customers", "orders"],
+         "time_columns": {"customers": "signed_up_at", "orders": "placed_at"}},
+        {"name": catalog, "critical_tables": ["catalog.products", "price_changes"],
+         "time_columns": {"catalog.products": "listed_on", "price_changes": "changed_at"}},
+    ]  # fmt: skip
+
+
+def _sections(bucket: str, databases: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"storage": {"backup_bucket": bucket, "uploads_bucket": "", "base_backups": False,
+                        "database_host": "db.shop.invalid"},
+            "databases": databases, "redis": {"enabled": False}, "app": {"enabled": False},
+            "migrations": {"enabled": False}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shop(
+    tmp_path_factory: pytest.TempPathFactory, pg_server: PostgresServer, s3_server: S3Server
+) -> Iterator[dict[str, Any]]:
+    """The shop's two production databases, and the target as the drill sees it (without backups yet)."""
+    suffix = uuid.uuid4().hex[:6]
+    orders, catalog = f"orders_{suffix}", f"catalog_{suffix}"
+    for name, schema in ((orders, "orders.sql"), (catalog, "catalog.sql")):
+        pg_server.create_database(name)
+        with pg_server.connect(name) as conn:
+            conn.execute((DATA / schema).read_text())  # type: ignore[arg-type]
+    home = tmp_path_factory.mktemp("shop")
+    (home / "drill.toml").write_text(toml_text({"target": {"name": "shop", "sandbox": False},
+                                                **_sections("shop-backups", _entries(orders, catalog))}))  # fmt: skip
+    config = load_config(home / "drill.toml")
+    target = Deployment(name="shop", config=config, storage=s3_server.endpoint, redis_url=None,
+                        database_host=config.storage.database_host, verify_key="")  # fmt: skip
+    yield {"target": target, "orders": orders, "catalog": catalog, "home": home, "pg": pg_server, "s3": s3_server}
+    for name in (orders, catalog):
+        pg_server.drop_database(name)
+
+
+def _backed_up(shop: dict[str, Any], directory: Path, databases: list[dict[str, Any]]) -> dict[str, Any]:
+    """A bucket of its own with each database's newest dump, taken by the CLI as cron takes it; the sections."""
+    bucket = f"shop-{uuid.uuid4().hex[:8]}"
+    client = shop["s3"].client()
+    client.create_bucket(Bucket=bucket)
+    sections = _sections(bucket, databases)
+    toml = write_drill_toml(directory / "cron", shop["target"], **sections)
+    endpoint = shop["s3"].endpoint
+    env = {**os.environ, ENV["access"]: endpoint.access_key.get_secret_value(),
+           ENV["secret"]: endpoint.secret_key.get_secret_value()}  # fmt: skip
+    env.pop("CODEBLACK_SIGNING_KEY", None)
+    for entry in databases:
+        taken = subprocess.run([PROGRAM, "--config", str(toml), "backup", "postgres", "--database", entry["name"]],
+                               env={**env, "DATABASE_URL": shop["pg"].dsn(entry["name"])}, capture_output=True,
+                               text=True, timeout=120, check=False)  # fmt: skip
+        assert taken.returncode == 0, taken.stderr
+        assert json.loads(taken.stdout)["key"].startswith(f"postgres/logical/{entry['name']}/shop-")
+    return {"bucket": bucket, "sections": sections, "client": client}
+
+
+def _drill(directory: Path, shop: dict[str, Any], sections: dict[str, Any]) -> DrillRun:
+    done = run_drill(directory, shop["target"], "", feature="features/", timeout=300,
+                     env={"CODEBLACK_SIGNING_KEY": ""}, args=("-m", "restore_drill"), **sections)  # fmt: skip
+    assert leftovers(done.run) == []
+    return done
+
+
+def _statuses(record: dict[str, Any]) -> dict[str, str]:
+    return {check["scenario"]: check["status"] for check in record["checks"]}
+
+
+def test_two_databases_of_different_schemas_reach_go_in_one_drill(tmp_path: Path, shop: dict[str, Any]) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
+    done = _drill(tmp_path, shop, world["sections"])
+    assert done.returncode == 0, done.output[-4000:]
+    [record] = done.records()
+    assert record["verdict"]["decision"] == "GO", record["verdict"]
+    assert record["database_rows"] == {
+        orders: {"customers": 30, "orders": 120},
+        catalog: {"catalog.products": 50, "price_changes": 200},
+    }
+    assert record["restored_rows"] == record["database_rows"][orders]  # the first database's, as before
+    [markdown] = (done.reports / "drills").glob("drill-*.md")
+    assert f"- Rows restored in {catalog}: catalog.products 50, price_changes 200\n" in markdown.read_text()
+    rpo = {m["name"]: m for m in record["measures"] if m["name"].startswith("RPO")}
+    assert set(rpo) == {f"RPO {orders}", f"RPO {catalog}"}
+    assert all(m["met"] and m["objective"] == 6 for m in rpo.values())
+    assert "placed_at" not in rpo[f"RPO {catalog}"]["detail"]  # each from its own tables
+    assert "newest row of public.catalog" not in rpo[f"RPO {orders}"]["detail"]
+    dumps = {entry["what"]: entry["key"] for entry in record["restored"]}
+    assert dumps[f"PostgreSQL dump {orders}"].startswith(f"postgres/logical/{orders}/")
+    assert dumps[f"PostgreSQL dump {catalog}"].startswith(f"postgres/logical/{catalog}/")
+    servers = {server["what"] for server in record["staging"]}
+    assert {f"staging PostgreSQL of {orders}", f"staging PostgreSQL of {catalog}"} <= servers
+    statuses = _statuses(record)
+    for database in (orders, catalog):
+        assert statuses[f"{ROW_COUNTS} (database {database})"] == "passed"
+        assert statuses[f"The restored database has no corruption (database {database})"] == "passed"
+    assert statuses["Cut-over to production is decided only after staging verification"] == "passed"
+    assert record["environment"]["rto.stopped_at"] == "every restored database verified ([app] enabled = false)"
+
+
+def test_on_an_existing_staging_server_each_database_gets_a_database_of_its_own(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
+    server = existing_server("shop-staging")
+    try:
+        before = _databases(server)
+        sections = {**world["sections"], "staging": {"provider": "server", "admin_dsn_env": ADMIN_ENV}}
+        done = run_drill(tmp_path, shop["target"], "", feature="features/", timeout=300, args=("-m", "restore_drill"),
+                         env={"CODEBLACK_SIGNING_KEY": "", ADMIN_ENV: admin_dsn(server)}, **sections)  # fmt: skip
+        assert done.returncode == 0, done.output[-4000:]
+        [record] = done.records()
+        assert record["verdict"]["decision"] == "GO", record["verdict"]
+        servers = {server["what"] for server in record["staging"]}
+        assert {f"staging PostgreSQL of {orders} (an existing server)",
+                f"staging PostgreSQL of {catalog} (an existing server)"} <= servers  # fmt: skip
+        assert set(record["database_rows"]) == {orders, catalog}
+        assert _databases(server) == before  # both of the run's databases dropped at the end
+    finally:
+        server.stop()
+
+
+def _databases(server: PostgresServer) -> set[str]:
+    with server.connect() as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
+
+
+def test_a_dump_short_of_a_row_in_one_database_is_no_go_naming_that_database(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
+    config = shop["target"].config.with_changes(storage={"backup_bucket": world["bucket"]})
+    [dump] = list_configured(world["client"], world["bucket"], f"postgres/logical/{catalog}/", config.storage).objects
+    manifest = fetch_manifest(world["client"], world["bucket"], dump)
+    counted = manifest.tables["price_changes"]  # the manifest counted one row more than the dump holds
+    tables = {**manifest.tables, "price_changes": counted.model_copy(update={"rows": counted.rows + 1})}
+    put_manifest(world["client"], world["bucket"], manifest.model_copy(update={"tables": tables}))
+    done = _drill(tmp_path, shop, world["sections"])
+    [record] = done.records()
+    assert record["verdict"]["decision"] == "NO-GO"
+    statuses = _statuses(record)
+    assert statuses[f"{ROW_COUNTS} (database {catalog})"] == "failed"
+    assert statuses[f"{ROW_COUNTS} (database {orders})"] == "passed"
+    message = next(c["message"] for c in record["checks"] if c["scenario"] == f"{ROW_COUNTS} (database {catalog})")
+    assert message.startswith("row counts"), message
+    assert "price_changes: restored 200 rows, manifest 201" in message, message
+    assert any(f"{ROW_COUNTS} (database {catalog})" in reason for reason in record["verdict"]["reasons"])
+    assert not any(orders in reason for reason in record["verdict"]["reasons"]), record["verdict"]["reasons"]
+    assert any(f"(database {catalog})" in item["what"] for item in record["action_items"])
+    assert all(m["met"] for m in record["measures"])
+
+
+def test_data_older_than_one_databases_own_rpo_is_no_go_naming_that_database(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    entries = _entries(orders, catalog)
+    entries[1]["rpo_hours"] = 0.25  # its newest price change is 45 minutes old: beyond its own RPO
+    world = _backed_up(shop, tmp_path, entries)
+    done = _drill(tmp_path, shop, {**world["sections"], "restore": {"parallel_databases": 1}})
+    [record] = done.records()
+    restores = sorted((span["start_s"], span["end_s"]) for span in record["rto_timeline"] if span["name"] == "restore")
+    assert len(restores) == 2
+    assert restores[0][1] <= restores[1][0]  # one database at a time: [restore] parallel_databases = 1
+    assert record["verdict"]["decision"] == "NO-GO"
+    rpo = {m["name"]: m for m in record["measures"] if m["name"].startswith("RPO")}
+    assert (rpo[f"RPO {catalog}"]["met"], rpo[f"RPO {catalog}"]["objective"]) == (False, 0.25)
+    assert (rpo[f"RPO {orders}"]["met"], rpo[f"RPO {orders}"]["objective"]) == (True, 6)
+    statuses = _statuses(record)
+    per_store = "Data loss is measured to the second for each store from its newest heartbeat"
+    assert statuses[f"{per_store} (database {catalog})"] == "failed"
+    assert statuses[f"{per_store} (database {orders})"] == "passed"
+    assert statuses[f"{ROW_COUNTS} (database {catalog})"] == "passed"
+    assert any(reason.startswith(f"RPO {catalog} ") for reason in record["verdict"]["reasons"]), record["verdict"]
+    items = {item["what"]: item for item in record["action_items"] if item["what"] != "manifests"}  # unsigned
+    assert list(items) == [f"RPO {catalog}"]
+    assert items[f"RPO {catalog}"]["todo"].startswith("increase pg_dump frequency")
+
+
+def test_the_backup_policy_judges_each_databases_dumps_under_its_own_prefix(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog)[:1])
+    config = shop["target"].config.for_database(catalog)  # the catalog's cron stopped 8 hours ago
+    pg = shop["pg"]
+    stale = backup_postgres(pg.dsn(catalog), world["client"], world["bucket"], config.storage.logical_prefix,
+                            pg_dump=pg.binaries.tool("pg_dump"), options=dump_options(config),
+                            taken_at=datetime.now(UTC) - timedelta(hours=8))  # fmt: skip
+    sections = {**world["sections"], "databases": _entries(orders, catalog)}
+    done = run_drill(tmp_path, shop["target"], "dumped", feature="features/", timeout=300,
+                     env={"CODEBLACK_SIGNING_KEY": ""}, args=("-m", "backup_policy"), **sections)  # fmt: skip
+    [record] = done.records()
+    cadence = "PostgreSQL is dumped with pg_dump at least every 6 hours"
+    checks = {c["scenario"]: c for c in record["checks"] if c["scenario"].startswith(cadence)}
+    assert checks[f"{cadence} (database {orders})"]["status"] == "passed", checks
+    failed = checks[f"{cadence} (database {catalog})"]
+    assert failed["status"] == "failed"
+    assert stale.key in failed["message"], failed["message"]
+
+
+def test_a_database_without_backups_fails_its_own_scenarios_and_the_verdict(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog)[:1])  # the catalog's backup job never ran
+    done = _drill(tmp_path, shop, {**world["sections"], "databases": _entries(orders, catalog)})
+    [record] = done.records()
+    assert record["verdict"]["decision"] == "NO-GO"
+    statuses = _statuses(record)
+    restores = "The newest logical backup restores into isolated staging"
+    assert statuses[f"{restores} (database {orders})"] == "passed"
+    assert statuses[f"{ROW_COUNTS} (database {orders})"] == "passed"
+    failed = {c["scenario"]: c["message"] for c in record["checks"] if c["status"] == "failed"}
+    assert failed[f"{restores} (database {catalog})"] == (
+        f"no backups under s3://{world['bucket']}/postgres/logical/{catalog}/"
+    ), failed
+    cut_over = failed["Cut-over to production is decided only after staging verification"]
+    assert cut_over.endswith(f"; RPO {catalog} was not measured"), cut_over
+    assert any(f"(database {catalog})" in reason for reason in record["verdict"]["reasons"])
+    assert not any(f"(database {orders})" in reason for reason in record["verdict"]["reasons"])
+    assert record["database_rows"] == {orders: {"customers": 30, "orders": 120}}
+
+
+@pytest.mark.parametrize(
+    ("listed", "expected"),
+    [
+        ("[[databases]]\nname = 'orders'\n[[databases]]\nname = 'orders'\n",
+         "[[databases]] name 'orders' is listed twice: each entry names one database"),
+        ("databases = []\n", "[[databases]] is empty: list at least one database, or use [database]"),
+        ("[database]\nname = 'orders'\n[[databases]]\nname = 'catalog'\n",
+         "[database] and [[databases]] are both set: list every database in [[databases]] (the first is the one "
+         "the app and the migrations use), or keep the single [database]"),
+    ],
+    ids=["duplicate-name", "empty-list", "both-sections"],
+)  # fmt: skip
+def test_a_bad_list_of_databases_stops_the_drill_in_one_line_naming_the_key(
+    tmp_path: Path, listed: str, expected: str
+) -> None:
+    path = tmp_path / "drill.toml"
+    path.write_text(_rooted(listed))
+    done = subprocess.run([sys.executable, "-m", "pytest", "features/", "-p", "no:randomly", f"--drill-config={path}"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 4, output[-2000:]  # pytest's usage error: nothing ran
+    assert f"ERROR: {path}: {expected}" in output.splitlines(), output[-2000:]
+    assert "Traceback" not in output
+
+
+def _rooted(listed: str) -> str:
+    """A file for a real target around ``listed`` (a root key such as ``databases = []`` comes first)."""
+    target = "[target]\nname = 'shop'\nsandbox = false\n"
+    return listed + target if listed.startswith("databases =") else target + listed
