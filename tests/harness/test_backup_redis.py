@@ -90,9 +90,7 @@ def test_the_copy_s_manifest_samples_every_type_but_keys_that_expire(
 ) -> None:
     """The sample is read from the copy; restored from the copy, the same keys compare equal."""
     client, name = bucket
-    with redis_server.client() as rd:
-        _every_type(rd)
-    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    copy = _copy_of(redis_server, bucket)
     with redis_server.client() as rd:
         rd.set("session:42", "changed after the save")  # the live server moves on; the copy does not
     sample = copy.sample
@@ -114,17 +112,26 @@ def test_the_copy_s_manifest_samples_every_type_but_keys_that_expire(
     assert "user-7" not in repr(comparison.evidence), "values never reach the evidence"
 
 
-def _one_key_copy(redis_server: RedisServer, bucket: tuple[Any, str], **options: Any) -> BackupManifest:
-    """A copy of a Redis holding one key, backed up with ``options``."""
+def _one_key(rd: redis.Redis) -> None:
+    rd.flushall()
+    rd.set("one", "1")
+
+
+def _copy_of(
+    redis_server: RedisServer,
+    bucket: tuple[Any, str],
+    fill: Callable[[redis.Redis], None] = _every_type,
+    **options: Any,
+) -> BackupManifest:
+    """A copy of the Redis ``fill`` wrote (default: a key of every type), backed up with ``options``."""
     client, name = bucket
     with redis_server.client() as rd:
-        rd.flushall()
-        rd.set("one", "1")
+        fill(rd)
     return backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, **options)
 
 
 def test_sampling_can_be_turned_off(redis_server: RedisServer, bucket: tuple[Any, str]) -> None:
-    copy = _one_key_copy(redis_server, bucket, sample_keys=0)
+    copy = _copy_of(redis_server, bucket, _one_key, sample_keys=0)
     assert (copy.keys, copy.sample) == (1, None)
 
 
@@ -186,9 +193,7 @@ def test_each_difference_from_the_copy_s_manifest_fails_in_one_line(
 ) -> None:  # fmt: skip
     """The restored server is changed before it is read, as a copy that differs from its manifest would load."""
     client, name = bucket
-    with redis_server.client() as rd:
-        _every_type(rd)
-    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10, sample_keys=8)
+    copy = _copy_of(redis_server, bucket, sample_keys=8)
     restored = _restored(client, name, copy, tmp_path)
     try:
         with restored.client() as rd:
@@ -233,9 +238,7 @@ def test_a_sampled_key_whose_elements_grew_huge_is_not_read_whole(
 ) -> None:
     """A sample's size counts elements: the same two elements, 40 MB each, take more than a key may to be read."""
     client, name = bucket
-    with redis_server.client() as rd:
-        _every_type(rd)
-    copy = backup_redis(redis_server.url, client, name, "redis/rdb/", wait_timeout=10)
+    copy = _copy_of(redis_server, bucket)
     restored = _restored(client, name, copy, tmp_path)
     try:
         with restored.client() as rd:
@@ -272,7 +275,7 @@ def test_a_copy_too_large_to_sample_on_the_host_is_stored_counted_only_and_said_
 ) -> None:
     """The survey's throwaway runs beside production within a memory cap; beyond it the backup still happens."""
     client, name = bucket
-    copy = _one_key_copy(redis_server, bucket, sample_memory_mb=1)
+    copy = _copy_of(redis_server, bucket, _one_key, sample_memory_mb=1)
     assert (copy.keys, copy.sample) == (1, None)
     assert client.head_object(Bucket=name, Key=copy.key)["ContentLength"] == copy.size
     [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "not sampled" in r.getMessage()]
