@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
 
-from harness.errors import CheckFailed, ConfigError, HarnessError
+from harness.errors import CheckFailed, ConfigError, HarnessError, printable
 from harness.migrations import child as child_module
 from harness.migrations.child import Forwarder
 from harness.migrations.jail import first_closed_directory, jail_command, readable_paths
@@ -56,13 +56,7 @@ __all__ = [
 
 _BOOT = "import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')"
 _REPLY_TIMEOUT_S = 600.0
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SHOWN_FIELDS = frozenset({"error", "where"})  # what of a reply goes into messages; SQL and names stay as sent
-
-
-def _printable(text: str) -> str:
-    """Text of the project's code escaped for a message: no newline to forge a line, no terminal escape."""
-    return _CONTROL.sub(lambda found: repr(found[0])[1:-1], text)
 
 
 def _escaped(reply: Any) -> Any:
@@ -73,7 +67,7 @@ def _escaped(reply: Any) -> Any:
     escapes printed a forged line ("CUT-OVER: GO") and cleared the screen.
     """
     if isinstance(reply, dict):
-        return {key: _printable(value) if key in _SHOWN_FIELDS and isinstance(value, str) else _escaped(value)
+        return {key: printable(value) if key in _SHOWN_FIELDS and isinstance(value, str) else _escaped(value)
                 for key, value in reply.items()}  # fmt: skip
     if isinstance(reply, list):
         return [_escaped(item) for item in reply]
@@ -283,7 +277,7 @@ class MigrationChild:
             lines = (self._workdir / "child.log").read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        return _printable(" | ".join(lines[-3:]))
+        return printable(" | ".join(lines[-3:]))
 
     def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self._process is not None
