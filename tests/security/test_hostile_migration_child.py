@@ -63,6 +63,13 @@ def _project(tmp_path: Path, top_level: str) -> MigrationProject:
     return MigrationProject(root, REVISION, METADATA)
 
 
+def _load_failure(tmp_path: Path, top_level: str) -> str:
+    """How the tracked-files check reports a migration file whose top level is ``top_level``."""
+    with pytest.raises(CheckFailed) as failure:
+        check_tracked(_project(tmp_path, top_level))
+    return str(failure.value)
+
+
 def _named(name: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["name", "status"]):
@@ -180,14 +187,8 @@ raise RuntimeError(f"tmp={fill('/tmp')} home={fill(os.environ['HOME'])} memory={
 
 
 def test_a_migration_file_cannot_fill_the_disk_or_take_unbounded_memory(tmp_path: Path) -> None:
-    project = _project(tmp_path, HOARD)
-
-    with pytest.raises(CheckFailed) as failure:
-        check_tracked(project)
-
-    assert str(failure.value).endswith(
-        f"{FILE}: fails to load (RuntimeError: tmp=ENOSPC home=ENOSPC memory=MemoryError)"
-    ), failure.value
+    message = _load_failure(tmp_path, HOARD)
+    assert message.endswith(f"{FILE}: fails to load (RuntimeError: tmp=ENOSPC home=ENOSPC memory=MemoryError)"), message
 
 
 # Forks sleeping children until a fork fails or 600 exist: a fork bomb's first steps, stopped before the host's.
@@ -208,12 +209,8 @@ raise RuntimeError(f"fork={outcome}")
 
 
 def test_a_migration_file_cannot_fork_without_limit(tmp_path: Path) -> None:
-    project = _project(tmp_path, BOMB)
-
-    with pytest.raises(CheckFailed) as failure:
-        check_tracked(project)
-
-    assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: fork=EAGAIN)"), failure.value
+    message = _load_failure(tmp_path, BOMB)
+    assert message.endswith(f"{FILE}: fails to load (RuntimeError: fork=EAGAIN)"), message
 
 
 # Prints without end: the child's output goes to a log file on the host's disk, which must not grow without limit.
@@ -230,12 +227,8 @@ raise RuntimeError(f"stdout={outcome}")
 
 
 def test_a_migration_file_cannot_fill_the_disk_through_its_output(tmp_path: Path) -> None:
-    project = _project(tmp_path, CHATTER)
-
-    with pytest.raises(CheckFailed) as failure:
-        check_tracked(project)
-
-    assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: stdout=EFBIG)"), failure.value
+    message = _load_failure(tmp_path, CHATTER)
+    assert message.endswith(f"{FILE}: fails to load (RuntimeError: stdout=EFBIG)"), message
 
 
 @pytest.fixture
@@ -317,9 +310,5 @@ def shared_memory() -> Iterator[int]:
 
 
 def test_a_migration_file_finds_no_shared_memory_of_the_host(tmp_path: Path, shared_memory: int) -> None:
-    project = _project(tmp_path, SHARED_MEMORY.format(key=shared_memory))
-
-    with pytest.raises(CheckFailed) as failure:
-        check_tracked(project)
-
-    assert str(failure.value).endswith(f"{FILE}: fails to load (RuntimeError: shm=ENOENT)"), failure.value
+    message = _load_failure(tmp_path, SHARED_MEMORY.format(key=shared_memory))
+    assert message.endswith(f"{FILE}: fails to load (RuntimeError: shm=ENOENT)"), message
