@@ -46,6 +46,8 @@ class DeployRehearsal:
     timings: list[RevisionTiming] = field(default_factory=list)
     statements: list[StatementSeen] = field(default_factory=list)
     locks: list[LockHeld] = field(default_factory=list)
+    #: The watcher of the revision being applied, for callers that act on what it sees (None between revisions).
+    watching: LockWatcher | None = None
 
     def pending(self) -> list[str]:
         """The revisions ``alembic upgrade head`` would apply to this copy, oldest first.
@@ -91,7 +93,11 @@ class DeployRehearsal:
                 started = time.monotonic()
                 try:
                     with LockWatcher(self.copy.dsn) as watcher:
-                        child.upgrade(revision)
+                        self.watching = watcher
+                        try:
+                            child.upgrade(revision)
+                        finally:
+                            self.watching = None
                 except MigrationFailed as failed:
                     raise CheckFailed(
                         f"revision {revision} fails on the restored production data: {failed.error} "

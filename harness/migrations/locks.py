@@ -105,6 +105,9 @@ class LockWatcher:
     interval: float = 0.01
     held: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
     running: dict[tuple[int, object, str], list[float]] = field(default_factory=dict)
+    #: Set once a sample has seen a statement of the migration waiting for a lock another session holds.
+    wait_seen: threading.Event = field(default_factory=threading.Event)
+    _sampling: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _error: Exception | None = None
@@ -120,13 +123,27 @@ class LockWatcher:
                     for pid, started, query, waiting in observer.execute(_STATEMENTS, (self.role,)).fetchall():
                         first, _, waited = self.running.get((pid, started, query), [now, now, 0.0])
                         self.running[(pid, started, query)] = [first, now, waited + (self.interval if waiting else 0)]
+                        if waiting:
+                            self.wait_seen.set()
+                    self._sampling.set()
                     self._stop.wait(self.interval)
         except psycopg.Error as exc:
             self._error = exc
+        finally:
+            self._sampling.set()
 
     def __enter__(self) -> LockWatcher:
+        """Start sampling and return once the first sample is taken, so the revision runs watched from its start.
+
+        Raises:
+            HarnessError: the observer could not connect (in 5 s) or take its first sample (in 30 s).
+        """
         self._thread = threading.Thread(target=self._run, name="lock-watcher", daemon=True)
         self._thread.start()
+        if not self._sampling.wait(timeout=30):
+            self._stop.set()
+            raise HarnessError("could not watch the locks of the migration: no sample taken in 30 s")
+        self._raise_error()
         return self
 
     def __exit__(

@@ -63,7 +63,7 @@ def test_the_rehearsal_records_each_statement_its_duration_and_the_locks_it_took
 
 
 def test_a_statement_waiting_for_a_lock_another_session_holds_is_measured(tmp_path: Path, pg_database: Any) -> None:
-    """A reader holds orders open until the migration is seen waiting for it; the wait is then on record."""
+    """A reader holds orders open until the watcher has seen the migration wait for it; the wait is then on record."""
     project = MigrationProject(build_project("lock_safe", tmp_path), "5afe00000001", METADATA)
     project.upgrade(pg_database, "b6e8dcb19a40")
     rewrite = tmp_path / "lock_safe" / "versions" / "5afe00000001_orders_index.py"
@@ -74,7 +74,7 @@ def test_a_statement_waiting_for_a_lock_another_session_holds_is_measured(tmp_pa
     rehearsal = DeployRehearsal(project, load_graph(project), pg_database)
     with connected(pg_database) as reader:
         reader.execute(text("SELECT count(*) FROM orders"))  # ACCESS SHARE on orders until this transaction ends
-        release = threading.Thread(target=_release_when_waiting, args=(pg_database, reader), daemon=True)
+        release = threading.Thread(target=_release_when_waiting, args=(rehearsal, reader), daemon=True)
         release.start()
         rehearsal.upgrade()
         release.join(10)
@@ -100,18 +100,17 @@ def downgrade():
 '''
 
 
-def _release_when_waiting(database: Any, reader: Any) -> None:
-    """End the reader's transaction once a backend is seen waiting for a lock (a known state, no sleep)."""
-    with connected(database) as observer:
+def _release_when_waiting(rehearsal: DeployRehearsal, reader: Any) -> None:
+    """End the reader's transaction once the rehearsal's watcher has seen the migration wait (a known state)."""
 
-        def waiting() -> bool:
-            count = observer.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"))
-            seen = bool(count.scalar_one() > 0)
-            observer.commit()  # pg_stat_activity is a snapshot per transaction: take a new one next time
-            return seen
+    def seen_waiting() -> bool:
+        watcher = rehearsal.watching
+        return watcher is not None and watcher.wait_seen.is_set()
 
-        wait_until(waiting, timeout=30, what="the migration to wait for the reader's lock")
-    reader.commit()
+    try:
+        wait_until(seen_waiting, timeout=30, what="the lock watcher to see the migration wait for the reader's lock")
+    finally:
+        reader.commit()  # the migration goes on either way; a wait never seen leaves the assertion below to fail
 
 
 def test_a_concurrent_index_holds_no_access_exclusive_lock(tmp_path: Path, pg_database: Any) -> None:
