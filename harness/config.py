@@ -484,8 +484,11 @@ class ObjectiveApproval(_Section):
     @field_validator("objective")
     @classmethod
     def _known_objective(cls, value: str) -> str:
-        if value not in Objectives.model_fields:
-            raise ValueError(f"{value!r} is not a key of [objectives] ({', '.join(Objectives.model_fields)})")
+        if value not in Objectives.model_fields and not value.startswith("rpo_hours "):
+            raise ValueError(
+                f"{value!r} is not a key of [objectives] ({', '.join(Objectives.model_fields)}) nor "
+                "'rpo_hours <name>' of a [[databases]] entry"
+            )
         return value
 
 
@@ -792,6 +795,13 @@ def _check_databases(config: DrillConfig, *, listed: bool) -> None:
                     f"{source}: [[databases]] backup_prefix {prefix!r} of {name!r} holds {other!r}'s "
                     f"{inside!r}: each database's dumps need a prefix of their own"
                 )
+    for number, approval in enumerate(config.objective_approvals, start=1):
+        database = approval.objective.removeprefix("rpo_hours ")
+        if database != approval.objective and database not in names:
+            raise ConfigError(
+                f"{source}: [[objective_approvals]] entry {number} objective {approval.objective!r}: no database "
+                f"{database!r} in [[databases]] ({', '.join(names) or 'none listed'})"
+            )
 
 
 def _overlap(config: DrillConfig, first: tuple[str, str], second: tuple[str, str], whose: str = "") -> None:

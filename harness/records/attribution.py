@@ -90,8 +90,9 @@ def _declared_objectives(text: str) -> set[str]:
 
 
 def _objectives(config: DrillConfig, declared: set[str]) -> list[ObjectiveValue]:
+    """Each ``[objectives]`` key, then each ``[[databases]]`` entry's RPO (``rpo_hours <name>``), with its source."""
     where = f"{config.source} [objectives]"
-    return [
+    common = [
         ObjectiveValue(
             name=name,
             value=float(getattr(config.objectives, name)),
@@ -99,10 +100,19 @@ def _objectives(config: DrillConfig, declared: set[str]) -> list[ObjectiveValue]
         )
         for name in Objectives.model_fields
     ]
+    inherited = next(objective for objective in common if objective.name == "rpo_hours")
+    return common + [
+        ObjectiveValue(name=f"rpo_hours {entry.name}", value=entry.rpo_hours,
+                       source=f"{config.source} [[databases]] {entry.name} rpo_hours")
+        if entry.rpo_hours is not None
+        else inherited.model_copy(update={"name": f"rpo_hours {entry.name}",
+                                          "source": f"{inherited.source}, inherited by [[databases]] {entry.name}"})
+        for entry in config.databases
+    ]  # fmt: skip
 
 
 def _looser(name: str, previous: float, current: float) -> bool:
-    return current < previous if name in STRICTER_WHEN_LARGER else current > previous
+    return current < previous if name.split()[0] in STRICTER_WHEN_LARGER else current > previous
 
 
 def objective_changes(
@@ -112,10 +122,11 @@ def objective_changes(
     if previous is None or previous.attribution is None:
         return []
     before = {objective.name: objective.value for objective in previous.attribution.objectives}
+    now = {objective.name: objective.value for objective in current}
     changes = []
     for objective in current:
         old = before.get(objective.name)
-        if old is None or old == objective.value:
+        if old is None or old == objective.value or _stated_by_common(objective, before, now):
             continue
         approval = next((a for a in config.objective_approvals
                          if a.objective == objective.name and a.value == objective.value), None)  # fmt: skip
@@ -125,6 +136,14 @@ def objective_changes(
             approved_by=approval.approved_by if approval else "", reason=approval.reason if approval else "",
         ))  # fmt: skip
     return changes
+
+
+def _stated_by_common(objective: ObjectiveValue, before: dict[str, float], now: dict[str, float]) -> bool:
+    """A database's RPO that follows ``[objectives] rpo_hours`` before and after: that key's change states it."""
+    name, _, database = objective.name.partition(" ")
+    if not database or name not in now:
+        return False
+    return before.get(name) == before[objective.name] and now[name] == objective.value
 
 
 def attribution(config: DrillConfig, previous: DrillRecord | None, operator_option: str | None = None) -> Attribution:

@@ -94,3 +94,17 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "drill.toml"
     path.write_text(text)
     return path
+
+
+def test_an_approval_for_the_rpo_of_a_database_not_listed_names_the_entry(tmp_path: Path) -> None:
+    approval = ('[[objective_approvals]]\nobjective = "rpo_hours catalogue"\nvalue = 1\napproved_by = "cto-grace"\n'
+                'reason = "the catalog moved to hourly dumps"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, TWO + approval))
+    assert str(caught.value) == (
+        f"{tmp_path / 'drill.toml'}: [[objective_approvals]] entry 1 objective 'rpo_hours catalogue': no database "
+        "'catalogue' in [[databases]] (orders, catalog)"
+    )
+    approval = approval.replace("rpo_hours catalogue", "rpo_hour")
+    with pytest.raises(ConfigError, match="'rpo_hour' is not a key of \\[objectives\\]"):
+        load_config(_write(tmp_path, TWO + approval))

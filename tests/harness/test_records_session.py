@@ -359,6 +359,42 @@ def test_a_loosened_objective_without_approval_is_no_go_and_with_approval_is_sta
     assert not [i for i in approved.action_items if i.cause.startswith("objective:")]
 
 
+DATABASES = (
+    "[[databases]]\nname = 'shop'\ncritical_tables = ['orders']\n{shop}\n"
+    "[[databases]]\nname = 'catalog'\ncritical_tables = ['products']\n"
+)
+
+
+def test_a_database_rpo_loosened_without_approval_is_no_go_naming_the_database(tmp_path: Path) -> None:
+    root = write_drill_project(tmp_path, rows=10, toml=DATABASES.format(shop="rpo_hours = 2"))
+    first = load_chain(run_drill(root).reports / "drills")[-1]
+    assert [(o.name, o.value, o.source) for o in first.attribution.objectives  # type: ignore[union-attr]
+            if o.name.startswith("rpo_hours ")] == [
+        ("rpo_hours shop", 2, f"{root / 'drill.toml'} [[databases]] shop rpo_hours"),
+        ("rpo_hours catalog", 6, "default (the plan's), inherited by [[databases]] catalog"),
+    ]  # fmt: skip
+    write_drill_project(root, rows=10, toml=DATABASES.format(shop="rpo_hours = 24"))
+    loosened = load_chain(run_drill(root).reports / "drills")[-1]
+    line = ("rpo_hours shop changed from 2 to 24 since the previous drill without an approval "
+            "([[objective_approvals]] in drill.toml)")  # fmt: skip
+    assert line in loosened.verdict.reasons
+    assert [c.name for c in loosened.attribution.objective_changes] == ["rpo_hours shop"]  # type: ignore[union-attr]
+    approval = ('[[objective_approvals]]\nobjective = "rpo_hours shop"\nvalue = 1\napproved_by = "cto-grace"\n'
+                'reason = "the shop moved to hourly dumps"\n')  # fmt: skip
+    write_drill_project(root, rows=10, toml=DATABASES.format(shop="rpo_hours = 1") + approval)
+    approved = load_chain(run_drill(root).reports / "drills")[-1]
+    (change,) = approved.attribution.objective_changes  # type: ignore[union-attr]
+    assert (change.name, change.approved_by, change.looser) == ("rpo_hours shop", "cto-grace", False)
+
+
+def test_a_common_rpo_change_is_stated_once_not_again_for_each_database_inheriting_it(tmp_path: Path) -> None:
+    root = write_drill_project(tmp_path, rows=10, toml=DATABASES.format(shop=""))
+    run_drill(root)
+    write_drill_project(root, rows=10, toml="[objectives]\nrpo_hours = 3\n" + DATABASES.format(shop=""))
+    tightened = load_chain(run_drill(root).reports / "drills")[-1]
+    assert [c.name for c in tightened.attribution.objective_changes] == ["rpo_hours"]  # type: ignore[union-attr]
+
+
 def test_a_sandbox_run_is_marked_a_rehearsal_everywhere(tmp_path: Path) -> None:
     run = run_drill(write_drill_project(tmp_path, sandbox=True))
     (record,) = load_chain(run.reports / "drills")
