@@ -74,7 +74,10 @@ def not_applicable(config: DrillConfig, tags: Collection[str]) -> str | None:
         return f"{NOT_APPLICABLE}the target has an app, so the deploy is rehearsed with it (scenario tagged @app)"
     for part in PARTS:
         if part.tag in tags and not part.present(config):
-            return f"{NOT_APPLICABLE}the target has {part.what} ({part.absent_when} in {config.source.name})"
+            absent = part.absent_when
+            if config.multiple_databases:  # the entry of the database judged (a view: :meth:`for_database`)
+                absent = absent.replace("[database]", f"[[databases]] {config.database.name}")
+            return f"{NOT_APPLICABLE}the target has {part.what} ({absent} in {config.source.name})"
     return None
 
 

@@ -55,6 +55,16 @@ def test_a_part_the_target_lacks_is_not_applicable_naming_the_setting(
     assert not_applicable(config, RESTORE) is None  # PostgreSQL's restore always applies
 
 
+def test_a_database_without_an_audit_table_is_named_by_its_entry(tmp_path: Path) -> None:
+    entries = ("[[databases]]\nname = 'orders'\ncritical_tables = ['orders']\naudit_table = 'audit_log'\n"
+               "[[databases]]\nname = 'catalog'\ncritical_tables = ['products']\naudit_table = ''\n")  # fmt: skip
+    config = _config(tmp_path, entries)
+    assert not_applicable(config.for_database("orders"), {"audit"}) is None
+    assert not_applicable(config.for_database("catalog"), {"audit"}) == (
+        'not applicable: the target has no audit table ([[databases]] catalog audit_table = "" in drill.toml)'
+    )
+
+
 def test_the_rehearsal_without_an_app_applies_only_to_a_target_without_an_app(tmp_path: Path) -> None:
     rehearsal = {"predeploy", "migration_gates", "migrations", "staging", "without_app"}
     assert not_applicable(load_config(PROJECT_ROOT / "drill.toml"), rehearsal) == (
