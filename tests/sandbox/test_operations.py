@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -12,9 +14,10 @@ from typing import Any
 import httpx
 import redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import sessionmaker
 
 from sandbox.codeblack.app import create_app
-from sandbox.codeblack.heartbeat import REDIS_KEY
+from sandbox.codeblack.heartbeat import REDIS_KEY, HeartbeatWriter
 from sandbox.codeblack.settings import Settings
 
 OPS = {"X-Actor": "ops"}
@@ -89,6 +92,45 @@ def test_heartbeat_writes_rows_and_the_redis_key_then_stops(
             after_shutdown = connection.scalar(beats)
             time.sleep(0.3)
             assert connection.scalar(beats) == after_shutdown
+    finally:
+        client.close()
+        engine.dispose()
+
+
+_BEAT_WAITING = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO heartbeats%'"
+)
+
+
+def test_a_beat_in_flight_when_the_heartbeat_stops_ends_before_it_does(database_url: str, redis_server: Any) -> None:
+    """The app closes its stores once the heartbeat has stopped: a beat still in flight then wrote after it."""
+    engine = create_engine(database_url)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    writer = HeartbeatWriter(sessionmaker(engine), client, interval=0.1)
+
+    async def stop_with_a_beat_in_flight() -> bool:
+        with engine.connect() as locker, engine.connect() as observer:
+            locker.execute(text("LOCK TABLE heartbeats IN ACCESS EXCLUSIVE MODE"))  # the first beat waits for it
+            task = asyncio.create_task(writer.run())
+            while not observer.execute(_BEAT_WAITING).scalar_one():  # a known state: the beat waits for the lock
+                observer.commit()  # pg_stat_activity is a snapshot per transaction: take a new one next time
+                await asyncio.sleep(0.02)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=0.5)  # it cannot end while its beat waits, however long
+            locker.commit()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return bool(done)
+
+    try:
+        client.delete(REDIS_KEY)
+        stopped_with_the_beat_waiting = asyncio.run(asyncio.wait_for(stop_with_a_beat_in_flight(), 60))
+        with engine.connect() as connection:
+            assert (stopped_with_the_beat_waiting, connection.scalar(text("SELECT count(*) FROM heartbeats"))) == (
+                False,
+                1,
+            ), "the heartbeat stopped while its beat was still in flight"
+        assert client.get(REDIS_KEY) is not None
     finally:
         client.close()
         engine.dispose()
