@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import psutil
@@ -15,7 +15,7 @@ from harness.app.runner import AppProcess, app_env
 from harness.config import DrillConfig
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, ServiceError
-from harness.services.base import wait_until
+from harness.migrations.deploy import wait_listening
 from sandbox.codeblack.revisions import alembic_config
 
 
@@ -33,11 +33,6 @@ def app_environment(
     )  # fmt: skip
     yield app_env(config, deployment, database_url=pg_database.sqlalchemy_url, redis_url=redis_server.url)
     s3_server.client().delete_bucket(Bucket=bucket)
-
-
-def _answered(app: AppProcess) -> Callable[[], bool]:
-    """Whether the app has answered its health endpoint (or exited, which :meth:`AppProcess.wait_healthy` reports)."""
-    return lambda: app.process is None or not app.process.alive() or app.get_health() is not None
 
 
 def _command(factory: str) -> list[str]:
@@ -71,7 +66,7 @@ def test_a_backend_whose_database_is_down_fails_naming_the_component(
     try:
         # The deadline is tested from a known state, the app answering: its start alone takes seconds on a busy
         # machine, and a deadline that passed before the first answer says "never answered" instead.
-        wait_until(_answered(app), timeout=120, what="the broken backend's first answer")
+        wait_listening(app, timeout=120)
         with pytest.raises(CheckFailed, match=r"not healthy within 1 s \(down: database: OperationalError"):
             app.wait_healthy(timeout=1)
     finally:
