@@ -50,14 +50,23 @@ class Stopwatch:
         try:
             yield
         finally:
-            self.add(name, time.monotonic() - started)
+            self._record(name, started, time.monotonic())
 
     def add(self, name: str, seconds: float) -> None:
         """Add seconds to a phase that ends now (for phases measured elsewhere, e.g. an app launched ahead)."""
-        end = (self.now() - self.incident).total_seconds()
+        ended = time.monotonic()
+        self._record(name, ended - seconds, ended)
+
+    def _record(self, name: str, started: float, ended: float) -> None:
+        """Add the phase between two monotonic readings; its span's ends are offsets of those very readings.
+
+        A span's start once came from a later reading minus the duration: a phase delayed between the two
+        readings started, on the timeline, after a phase timed inside it.
+        """
+        offset = (self._wall0 - self.incident).total_seconds() - self._mono0
         with self._lock:
-            self.phases[name] = self.phases.get(name, 0.0) + seconds
-            self.spans.append(Phase(name=name, start_s=round(end - seconds, 3), end_s=round(end, 3)))
+            self.phases[name] = self.phases.get(name, 0.0) + (ended - started)
+            self.spans.append(Phase(name=name, start_s=round(offset + started, 3), end_s=round(offset + ended, 3)))
 
     def stop(self) -> datetime:
         """Stop the RTO clock (health is green); returns the moment."""

@@ -9,6 +9,7 @@ with a parent-death signal, so even a SIGKILLed harness does not leave servers r
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import logging
@@ -78,11 +79,27 @@ def label_dir(what: str, base: Path | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{LABEL}-{_RUN_ID}-{what}-", dir=base))
 
 
+#: Ports :func:`free_port` handed out lately, so that it never hands one out twice while a server may yet bind it.
+_HANDED_OUT: collections.deque[int] = collections.deque(maxlen=4096)
+_HANDED_OUT_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now, and that this process has not handed out lately.
+
+    The caller binds it a moment later (a server starting). The kernel picks a free port at random each time, so
+    two servers started side by side (staging PostgreSQL and Redis) were at times handed the same one, and the
+    second to bind it failed to start.
+    """
+    with _HANDED_OUT_LOCK:
+        for _ in range(64):  # at most 4,096 of ~14,000 ports are recent: a few picks find another
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = int(sock.getsockname()[1])
+            if port not in _HANDED_OUT:
+                break
+        _HANDED_OUT.append(port)
+        return port
 
 
 def wait_until(probe: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -9,6 +9,7 @@ at the next tick: a store outage must not kill the app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -56,10 +57,19 @@ class HeartbeatWriter:
         return now
 
     async def run(self) -> None:
-        """Beat every interval until the task is cancelled (at app shutdown)."""
+        """Beat every interval until the task is cancelled (at app shutdown).
+
+        A beat in flight when the task is cancelled is waited for: its thread cannot be stopped, and it would
+        otherwise write after the app has stopped, through the engine and Redis client the app is closing.
+        """
         while True:
+            beat = asyncio.ensure_future(asyncio.to_thread(self.beat))
             try:
-                await asyncio.to_thread(self.beat)
+                await asyncio.shield(beat)
+            except asyncio.CancelledError:
+                with contextlib.suppress(SQLAlchemyError, redis.RedisError):
+                    await beat
+                raise
             except (SQLAlchemyError, redis.RedisError) as exc:
                 log.warning("heartbeat failed, retrying in %g s: %s", self.interval, exc)
             await asyncio.sleep(self.interval)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from harness.deployment import Deployment
-from harness.services.base import free_port
 from sandbox.breakage import (
     hash_mismatch,
     missing_snapshot_day,
@@ -26,6 +25,7 @@ from sandbox.breakage import (
 )
 from sandbox.world import World
 from tests.features.drill_run import run_drill
+from tests.ports import closed_port
 
 pytestmark = pytest.mark.slow
 
@@ -85,8 +85,9 @@ def test_a_missing_snapshot_and_copy_a_plain_dump_and_a_7_day_rule_fail_the_feat
 
 
 def test_unreachable_storage_fails_in_one_line(tmp_path: Path, sandbox_world: World) -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    failures = _feature_failures(tmp_path, sandbox_world.deployment, url, "dumped")
+    with closed_port() as port:  # held through the drill: no server it starts meanwhile can take the port
+        url = f"http://127.0.0.1:{port}"
+        failures = _feature_failures(tmp_path, sandbox_world.deployment, url, "dumped")
     assert list(failures.values()) == [
         f"harness.errors.HarnessError: s3://{sandbox_world.deployment.backup_bucket}/postgres/logical/: cannot reach "
         f"object storage at {url} (connection refused or no route); check storage.endpoint_url in drill.toml"

@@ -138,17 +138,17 @@ def test_a_newest_dump_older_than_the_rpo_misses_it_and_the_verdict_is_no_go(
 def test_an_app_that_never_becomes_healthy_fails_naming_the_down_component(
     tmp_path: Path, sandbox_world: World
 ) -> None:
-    failures = run_feature(tmp_path, sandbox_world.deployment, "deep_health", app={"command": UNHEALTHY,
-                           "startup_timeout_s": 10})  # fmt: skip
+    # The default startup deadline (30 s): the down component is named only once the app answers, and uvicorn's
+    # start alone took 4-8 s on a busy 2-core machine (a shorter deadline failed "never answered" instead).
+    failures = run_feature(tmp_path, sandbox_world.deployment, "deep_health", app={"command": UNHEALTHY})
     [message] = failures.values()
-    assert "not healthy within 10 s (down: database: OperationalError: connection refused (broken backend))" in message
+    assert "not healthy within 30 s (down: database: OperationalError: connection refused (broken backend))" in message
 
 
 def test_a_missing_uploads_bucket_is_reported_down_by_deep_health(tmp_path: Path, sandbox_world: World) -> None:
     target = sandbox_world.deployment
     missing = target.config.with_changes(storage={"uploads_bucket": "codeblack-uploads-missing"})
-    failures = run_feature(tmp_path, Deployment(**{**target.__dict__, "config": missing}), "deep_health",
-                           app={"startup_timeout_s": 15})  # fmt: skip
+    failures = run_feature(tmp_path, Deployment(**{**target.__dict__, "config": missing}), "deep_health")
     [message] = failures.values()
     assert "(down: object_storage: " in message
 

@@ -14,11 +14,11 @@ import pytest
 from pydantic import SecretStr
 
 from harness.errors import CheckFailed, HarnessError
-from harness.services.base import free_port
 from harness.services.s3 import MotoS3, S3Endpoint
 from harness.storage.catalogue import fetch_manifest, list_backups
 from harness.storage.manifest import BackupManifest, format_timestamp
 from harness.storage.signing import ManifestTrust
+from tests.ports import closed_port
 
 PREFIX = "postgres/logical/"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -132,10 +132,11 @@ def test_a_missing_bucket_is_named(s3_server: Any) -> None:
 
 
 def test_an_unreachable_endpoint_is_named() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
-    endpoint = S3Endpoint(url, "us-east-1", SecretStr("k"), SecretStr("s"))
-    with pytest.raises(HarnessError) as caught:
-        list_backups(endpoint.client(max_attempts=1, timeout=2), "b", PREFIX)
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}"
+        endpoint = S3Endpoint(url, "us-east-1", SecretStr("k"), SecretStr("s"))
+        with pytest.raises(HarnessError) as caught:
+            list_backups(endpoint.client(max_attempts=1, timeout=2), "b", PREFIX)
     assert str(caught.value) == (
         f"s3://b/{PREFIX}: cannot reach object storage at {url} (connection refused or no route); "
         "check storage.endpoint_url in drill.toml"

@@ -27,6 +27,7 @@ from harness.config import DrillConfig
 from harness.errors import ConfigError, HarnessError, ServiceError
 from harness.redact import redact, register_secret
 from sandbox.codeblack.revisions import alembic_config
+from tests.ports import closed_port
 
 AUDIT = "config_change_history"
 
@@ -140,11 +141,13 @@ def test_a_hung_app_fails_within_the_request_deadline_and_a_stopped_one_is_a_set
             ),
         ):
             client.entries()
-    with (
-        ConfigClient(url, key, api_path="/api/v1/config", proposer="a", approver="b", timeout_s=0.3) as client,
-        pytest.raises(ServiceError, match=rf"^cannot reach the app at {url} for GET /api/v1/config"),
-    ):
-        client.entries()
+    with closed_port() as port:  # the app stopped: its port refuses, and no server started meanwhile can take it
+        stopped = f"http://127.0.0.1:{port}"
+        with (
+            ConfigClient(stopped, key, api_path="/api/v1/config", proposer="a", approver="b", timeout_s=0.3) as client,
+            pytest.raises(ServiceError, match=rf"^cannot reach the app at {stopped} for GET /api/v1/config"),
+        ):
+            client.entries()
 
 
 def test_a_config_api_without_a_path_is_a_config_error_naming_the_key() -> None:

@@ -53,6 +53,7 @@ from harness.services.redis import LocalRedis
 from harness.services.s3 import MotoS3
 from harness.services.sweeper import find_leftovers, sweep
 from harness.storage.manifest import BackupManifest
+from tests.ports import closed_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = Path(sys.executable).parent / "codeblack-drills"
@@ -428,9 +429,11 @@ def test_a_killed_runs_containers_are_removed_by_sweep() -> None:
 )
 def test_scripts_containers_without_an_engine_says_why_in_one_line() -> None:
     """scripts/test hands this line to the container tests as their skip reason: it must be the only one."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    result = subprocess.run(["bash", "scripts/containers", "redis:7"], capture_output=True, text=True, timeout=60,
-                            cwd=ROOT, env={**os.environ, "DOCKER_HOST": address}, check=False)  # fmt: skip
+    with closed_port() as port:
+        address = f"tcp://127.0.0.1:{port}"
+        result = subprocess.run(["bash", "scripts/containers", "redis:7"], capture_output=True, text=True,
+                                timeout=60, cwd=ROOT, env={**os.environ, "DOCKER_HOST": address},
+                                check=False)  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"containers: no Docker engine answers at DOCKER_HOST={address}"]
 

@@ -19,7 +19,7 @@ import pytest
 from fixtures.config import Interrupts
 from harness.config import PROJECT_ROOT
 from harness.errors import ConfigError
-from harness.services.base import LABEL, RUN_ENV
+from harness.services.base import LABEL, RUN_ENV, free_port
 from harness.services.sweeper import check_run_id, find_leftovers, sweep
 
 CASE = PROJECT_ROOT / "tests" / "data" / "lifecycle" / "case_servers.py"
@@ -227,3 +227,13 @@ def test_a_signal_after_the_first_has_had_its_time_is_the_operator_insisting_and
         interrupts(signal.SIGINT, None)
     with pytest.raises(KeyboardInterrupt, match="signal 2"):
         interrupts.again_if_swallowed()
+
+
+def test_free_port_never_hands_the_same_port_to_two_servers_of_one_run() -> None:
+    """Servers started side by side (staging PostgreSQL and Redis) are each handed a port they bind a moment later.
+
+    The kernel picks a port at random each time, so among a run's picks some repeat (a birthday draw from ~14,000:
+    2,000 picks all but surely hold one), and the second server to bind a repeated port would fail to start.
+    """
+    ports = [free_port() for _ in range(2000)]
+    assert len(set(ports)) == len(ports), sorted(port for port in set(ports) if ports.count(port) > 1)

@@ -18,11 +18,11 @@ from harness.policy.redis_persistence import (
     read_persistence,
     verify_rdb_copy,
 )
-from harness.services.base import free_port
 from harness.services.redis import find_redis_check_rdb
 from harness.storage.catalogue import list_backups
 from harness.storage.manifest import format_timestamp
 from tests.harness.test_catalogue import _put_many, bucket_fixture  # noqa: F401 - the bucket fixture
+from tests.ports import closed_port
 
 PREFIX = "redis/rdb/"
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -61,8 +61,7 @@ def test_an_old_last_save_fails_with_its_age(redis_server: Any) -> None:
 
 
 def test_an_unreachable_redis_is_one_line() -> None:
-    port = free_port()
-    with pytest.raises(HarnessError, match=rf"^cannot reach Redis 127.0.0.1:{port}: "):
+    with closed_port() as port, pytest.raises(HarnessError, match=rf"^cannot reach Redis 127.0.0.1:{port}: "):
         read_persistence(f"redis://:hunter2@127.0.0.1:{port}/0")
     with pytest.raises(HarnessError, match=r"^no live Redis to check: set redis.url_env"):
         read_persistence(None)

@@ -5,22 +5,24 @@ The containers themselves are tested in ``test_containers.py``."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import pytest
 
 from harness.config import DrillConfig, ServiceSettings
 from harness.errors import ServiceError
-from harness.services.base import free_port
 from harness.services.docker import remove_containers
 from harness.services.provider import Provider
+from tests.ports import closed_port
 
 
 @pytest.fixture
-def no_engine(monkeypatch: pytest.MonkeyPatch) -> str:
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the Docker client at a loopback port nothing listens on, so no engine can answer."""
-    address = f"tcp://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("DOCKER_HOST", address)
-    return address
+    with closed_port() as port:
+        address = f"tcp://127.0.0.1:{port}"
+        monkeypatch.setenv("DOCKER_HOST", address)
+        yield address
 
 
 def test_auto_picks_local_processes_here_and_the_report_says_so(drill_config: DrillConfig) -> None:

@@ -31,11 +31,12 @@ from harness.applicability import secret_keys
 from harness.config import DrillConfig
 from harness.errors import CheckFailed, ConfigError, HarnessError, UnsafeTargetError
 from harness.integrity import check_amcheck
-from harness.services.base import LABEL, free_port, give_to_service_user, label_dir, remove_dir, run_id, run_tool
+from harness.services.base import LABEL, give_to_service_user, label_dir, remove_dir, run_id, run_tool
 from harness.services.external import StagingServer, Stamp, database_name, role_name
 from harness.services.postgres import LocalPostgres, PostgresServer, ensure_throwaway, find_binaries
 from harness.services.provider import Provider
 from tests.harness.test_restore import TAKEN_AT, Production, make_production
+from tests.ports import closed_port
 
 ADMIN_ENV = "DRILL_TEST_STAGING_ADMIN_DSN"
 PRODUCTION_ENV = "DRILL_TEST_PRODUCTION_DSN"
@@ -334,12 +335,12 @@ def test_a_staging_dsn_that_is_not_one_fails_in_one_line_without_quoting_it(
 def test_an_unreachable_staging_server_fails_in_one_line(
     drill_config: DrillConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = free_port()
-    monkeypatch.setenv(ADMIN_ENV, f"postgresql://postgres:s3cr3t-staging@127.0.0.1:{port}/postgres")
     config = drill_config.with_changes(staging={"provider": "server", "admin_dsn_env": ADMIN_ENV})
-    with pytest.raises(HarnessError, match=rf"^\S+: \[staging\] admin_dsn_env \({ADMIN_ENV}\): cannot reach the "
-                       rf"staging server 127\.0\.0\.1:{port} as postgres: .+$") as refused:  # fmt: skip
-        StagingServer.from_config(config)
+    with closed_port() as port:
+        monkeypatch.setenv(ADMIN_ENV, f"postgresql://postgres:s3cr3t-staging@127.0.0.1:{port}/postgres")
+        with pytest.raises(HarnessError, match=rf"^\S+: \[staging\] admin_dsn_env \({ADMIN_ENV}\): cannot reach "
+                           rf"the staging server 127\.0\.0\.1:{port} as postgres: .+$") as refused:  # fmt: skip
+            StagingServer.from_config(config)
     assert "s3cr3t" not in str(refused.value)
     assert "\n" not in str(refused.value)
 

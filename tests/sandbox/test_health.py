@@ -15,14 +15,9 @@ from sqlalchemy.engine import make_url
 from sandbox.codeblack.app import create_app
 from sandbox.codeblack.revisions import alembic_config
 from sandbox.codeblack.settings import Settings
+from tests.ports import closed_port
 
 DEEP = "/api/v1/system/health/deep"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -59,8 +54,9 @@ def test_deep_health_is_ok_when_every_store_is_up(api: httpx.Client, settings: S
 
 
 def test_unreachable_database_is_down_and_its_password_is_not_shown(serve: Any, settings: Settings) -> None:
-    url = make_url(settings.database_url).set(password="hunter2-secret", port=_closed_port())
-    response = _deep(serve, replace(settings, database_url=url.render_as_string(hide_password=False)))
+    with closed_port() as port:
+        url = make_url(settings.database_url).set(password="hunter2-secret", port=port)
+        response = _deep(serve, replace(settings, database_url=url.render_as_string(hide_password=False)))
     body = response.json()
     assert response.status_code == 503
     assert body["status"] == "unhealthy"
@@ -96,7 +92,8 @@ def test_unmigrated_database_is_down(serve: Any, settings: Settings, pg_server: 
 
 
 def test_unreachable_redis_is_down(serve: Any, settings: Settings) -> None:
-    response = _deep(serve, replace(settings, redis_url=f"redis://127.0.0.1:{_closed_port()}/0"))
+    with closed_port() as port:
+        response = _deep(serve, replace(settings, redis_url=f"redis://127.0.0.1:{port}/0"))
     body = response.json()
     assert response.status_code == 503
     assert body["components"]["redis"]["status"] == "down"

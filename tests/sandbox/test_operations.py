@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import subprocess
@@ -10,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import sessionmaker
 
 from sandbox.codeblack.app import create_app
-from sandbox.codeblack.heartbeat import REDIS_KEY
+from sandbox.codeblack.heartbeat import REDIS_KEY, HeartbeatWriter
 from sandbox.codeblack.settings import Settings
 
 OPS = {"X-Actor": "ops"}
@@ -94,10 +98,46 @@ def test_heartbeat_writes_rows_and_the_redis_key_then_stops(
         engine.dispose()
 
 
+_BEAT_WAITING = text(
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO heartbeats%'"
+)
+
+
+def test_a_beat_in_flight_when_the_heartbeat_stops_ends_before_it_does(database_url: str, redis_server: Any) -> None:
+    """The app closes its stores once the heartbeat has stopped: a beat still in flight then wrote after it."""
+    engine = create_engine(database_url)
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    writer = HeartbeatWriter(sessionmaker(engine), client, interval=0.1)
+
+    async def stop_with_a_beat_in_flight() -> bool:
+        with engine.connect() as locker, engine.connect() as observer:
+            locker.execute(text("LOCK TABLE heartbeats IN ACCESS EXCLUSIVE MODE"))  # the first beat waits for it
+            task = asyncio.create_task(writer.run())
+            while not observer.execute(_BEAT_WAITING).scalar_one():  # a known state: the beat waits for the lock
+                observer.commit()  # pg_stat_activity is a snapshot per transaction: take a new one next time
+                await asyncio.sleep(0.02)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=0.5)  # it cannot end while its beat waits, however long
+            locker.commit()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return bool(done)
+
+    try:
+        client.delete(REDIS_KEY)
+        stopped_with_the_beat_waiting = asyncio.run(asyncio.wait_for(stop_with_a_beat_in_flight(), 60))
+        with engine.connect() as connection:
+            assert (stopped_with_the_beat_waiting, connection.scalar(text("SELECT count(*) FROM heartbeats"))) == (
+                False,
+                1,
+            ), "the heartbeat stopped while its beat was still in flight"
+        assert client.get(REDIS_KEY) is not None
+    finally:
+        client.close()
+        engine.dispose()
+
+
 def test_uvicorn_factory_serves_the_app_from_the_environment(settings: Settings, signing_seed: str) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {
         **os.environ,
         "CODEBLACK_DATABASE_URL": settings.database_url,
@@ -111,21 +151,19 @@ def test_uvicorn_factory_serves_the_app_from_the_environment(settings: Settings,
         "CODEBLACK_APPROVERS": "bob,carol",
     }
     command = [sys.executable, "-m", "uvicorn", "sandbox.codeblack.app:create_app", "--factory"]
-    process = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=REPO, env=env, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/api/v1/system/health/deep", timeout=5)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "uvicorn did not answer within 20 s"
-                time.sleep(0.1)
-        assert response.status_code == 200, response.text
-        assert response.json()["components"]["database"]["revision"] == "b6e8dcb19a40"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    # uvicorn serves a socket this test holds, bound and listening before it starts: a port picked, closed and
+    # bound again later could be taken meanwhile. The request waits in the socket's queue until uvicorn serves it.
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1/system/health/deep"
+        process = subprocess.Popen([*command, "--fd", str(sock.fileno())], cwd=REPO, env=env,
+                                   stderr=subprocess.PIPE, pass_fds=(sock.fileno(),))  # fmt: skip
+        try:
+            response = httpx.get(url, timeout=60)
+        except httpx.TimeoutException:
+            process.kill()
+            pytest.fail(f"uvicorn did not answer within 60 s: {process.communicate()[1].decode()[-2000:]}")
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["components"]["database"]["revision"] == "b6e8dcb19a40"
