@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ from harness.migrations import isolation
 from harness.migrations.history import check_tracked, load_graph
 from harness.migrations.project import MigrationProject
 from tests.data.migration_sets import build_project
+from tests.security.listening import Listening
 from tests.security.test_hostile_migration_file import FILE, REVISION, REVISION_BODY
 
 METADATA = "sandbox.codeblack.models:Base.metadata"
@@ -232,7 +232,7 @@ def test_a_migration_file_cannot_fill_the_disk_through_its_output(tmp_path: Path
 
 
 @pytest.fixture
-def trusting_socket() -> Iterator[tuple[Path, list[bytes]]]:
+def trusting_socket() -> Iterator[tuple[Path, Listening]]:
     """A Unix socket anyone may open, in a directory outside the project, recording what connects to it."""
     directory = Path(tempfile.mkdtemp(prefix="standin-run-"))
     directory.chmod(0o755)
@@ -240,32 +240,16 @@ def trusting_socket() -> Iterator[tuple[Path, list[bytes]]]:
     listener.bind(str(directory / "server.sock"))
     (directory / "server.sock").chmod(0o777)
     listener.listen(4)
-    listener.settimeout(0.2)
-    received: list[bytes] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                connection, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                received.append(b"connected")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield directory, received
-    stop.set()
-    thread.join(5)
-    listener.close()
+    listening = Listening(listener, read=False)
+    yield directory, listening
+    listening.close()
     shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_symlink_in_the_project_cannot_bring_a_host_socket_into_the_jail(
-    tmp_path: Path, trusting_socket: tuple[Path, list[bytes]]
+    tmp_path: Path, trusting_socket: tuple[Path, Listening]
 ) -> None:
-    directory, received = trusting_socket
+    directory, listening = trusting_socket
     root = build_project("hostile_link", tmp_path)
     (root / "src").symlink_to(directory)  # [migrations] pythonpath = ["src"], as the operator wrote it
     dial = f"import socket\nsocket.socket(socket.AF_UNIX).connect({str(directory / 'server.sock')!r})\n"
@@ -279,7 +263,7 @@ def test_a_symlink_in_the_project_cannot_bring_a_host_socket_into_the_jail(
         f"{root / 'src'} is a path of the project that leads out of it (to {directory}): the migration child's "
         "jail holds only the project; replace the link with what it points to"
     )
-    assert received == []
+    assert listening.received == []
 
 
 # Looks up a System V shared memory segment of the host by its key, and reads it when found.

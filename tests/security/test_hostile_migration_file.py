@@ -16,7 +16,6 @@ import re
 import shutil
 import socket
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from harness.migrations.history import check_linear_history, check_tracked, load
 from harness.migrations.project import MigrationProject
 from harness.services.base import wait_until
 from tests.data.migration_sets import build_project
+from tests.security.listening import Listening
 
 SECRET_NAME = "DRILL_S3_SECRET_ACCESS_KEY"
 REVISION = "0b5e55ed0001"
@@ -60,37 +60,10 @@ def downgrade():
 '''
 
 
-class Listener:
-    """A TCP port on the host's loopback that records whatever connects to it."""
-
-    def __init__(self) -> None:
-        self.socket = socket.create_server(("127.0.0.1", 0))
-        self.socket.settimeout(0.2)
-        self.port: int = self.socket.getsockname()[1]
-        self.received: list[bytes] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                connection, _ = self.socket.accept()
-            except TimeoutError:
-                continue
-            with connection:
-                connection.settimeout(5)
-                self.received.append(connection.recv(4096) or b"(connected)")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.socket.close()
-
-
 @pytest.fixture
-def listener() -> Iterator[Listener]:
-    served = Listener()
+def listener() -> Iterator[Listening]:
+    """A TCP port on the host's loopback that records whatever connects to it."""
+    served = Listening(socket.create_server(("127.0.0.1", 0)))
     yield served
     served.close()
 
@@ -113,21 +86,21 @@ def _hostile(tmp_path: Path, canary: Path, port: int, *, guarded: bool) -> Migra
 
 
 def test_the_control_the_harness_process_itself_could_leak_all_three(
-    tmp_path: Path, canary: Path, listener: Listener, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, canary: Path, listener: Listening, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SECRET_NAME, "planted")
-    top = TOP_LEVEL.format(secret=SECRET_NAME, canary=str(canary), port=listener.port, guard="")
+    top = TOP_LEVEL.format(secret=SECRET_NAME, canary=str(canary), port=listener.socket.getsockname()[1], guard="")
     exec(compile(top, "control", "exec"), {})  # what loading the file in the harness would do
     assert canary.read_text() == "planted"
     wait_until(lambda: listener.received == [b"planted"], timeout=10, what="the control's connection")
 
 
 def test_a_migration_file_read_for_the_graph_reaches_no_secret_no_file_and_no_port(
-    tmp_path: Path, canary: Path, listener: Listener, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, canary: Path, listener: Listening, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     planted = "planted-" + tmp_path.name
     monkeypatch.setenv(SECRET_NAME, planted)
-    project = _hostile(tmp_path, canary, listener.port, guarded=True)
+    project = _hostile(tmp_path, canary, listener.socket.getsockname()[1], guarded=True)
 
     check_tracked(project)
     graph = load_graph(project)
@@ -138,14 +111,14 @@ def test_a_migration_file_read_for_the_graph_reaches_no_secret_no_file_and_no_po
     assert graph.named(REVISION) == f"{REVISION} ({FILE})"
     assert found == []
     assert not canary.exists(), f"a migration file wrote {canary}: {canary.read_text()!r}"
-    assert listener.received == [], f"a migration file reached the host's port {listener.port}"
+    assert listener.received == [], f"a migration file reached the host's port {listener.socket.getsockname()[1]}"
 
 
 def test_a_migration_file_that_cannot_do_its_mischief_is_named_as_failing_to_load(
-    tmp_path: Path, canary: Path, listener: Listener, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, canary: Path, listener: Listening, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(SECRET_NAME, "planted")
-    project = _hostile(tmp_path, canary, listener.port, guarded=False)
+    project = _hostile(tmp_path, canary, listener.socket.getsockname()[1], guarded=False)
 
     with pytest.raises(CheckFailed) as failure:
         check_tracked(project)
