@@ -3,9 +3,10 @@
 Each worker runs the scenarios of some databases and learns what a single process would learn about them; it
 ships its :class:`DrillRecorder` (as JSON: nothing beyond what the record itself holds) and the controlling
 process merges the shares into one recorder, from which it builds the one record and verdict exactly as a
-single process does. Two things only the merge can decide: a worker that crashed took its evidence with it,
-so its scenarios are failed, never counted as passed; and the recovery ends with the last database verified
-on any worker, so RTO is the slowest worker's (their clocks start at the same incident).
+single process does. Three things only the merge can decide: a worker that crashed took its evidence with it,
+so its scenarios are failed, never counted as passed; the recovery ends with the last database verified on
+any worker, so RTO is the slowest worker's (their clocks start at the same incident); and cut-over, which a
+worker judged on its own share, is judged again on every worker's checks and measures.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class Shares:
 
     Attributes:
         recorder: the merged recorder (the controller's own, which collected nothing itself).
-        workers: how many workers' shares were merged.
+        workers: the workers whose shares were merged.
         ran_on: scenario node id → the worker that reported it.
         crashed: worker → why it went down without a share.
         crash_items: scenario node id → the worker that crashed while running it.
@@ -64,7 +65,7 @@ class Shares:
     """
 
     recorder: DrillRecorder
-    workers: int = 0
+    workers: list[str] = field(default_factory=list)
     ran_on: dict[str, str] = field(default_factory=dict)
     crashed: dict[str, str] = field(default_factory=dict)
     crash_items: dict[str, str] = field(default_factory=dict)
@@ -74,7 +75,7 @@ class Shares:
     def merge(self, share: DrillRecorder, worker: str) -> None:
         """Add one worker's share: what it ran, measured, restored and verified."""
         into = self.recorder
-        self.workers += 1
+        self.workers.append(worker)
         into.started_at = min(into.started_at, share.started_at)
         for nodeid, check in share.checks.items():  # every worker collected every scenario; one ran it
             mine = into.checks.get(nodeid)
@@ -104,8 +105,12 @@ class Shares:
         into.cut_over = share.cut_over or into.cut_over
 
     def lost(self, worker: str, why: str) -> None:
-        """A worker went down without its share (killed, crashed): remember it until :meth:`settle`."""
-        self.crashed[worker] = why
+        """A worker went down without its share (killed, crashed): remember it until :meth:`settle`.
+
+        One interrupted after it handed its share in (Ctrl-C) lost nothing.
+        """
+        if worker not in self.workers:
+            self.crashed.setdefault(worker, why)
 
     def settle(self, incident: datetime, objectives: Sequence[str]) -> bool:
         """Once every worker is down: fail what crashed workers held, end RTO with the last database verified.
@@ -148,7 +153,7 @@ class Shares:
         """RTO up to the last database verified on any worker; its detail names the worker and database."""
         recorder = self.recorder
         rto = next((m for m in recorder.measures if m.name == "RTO"), None)
-        if rto is None or not recorder.verified or self.workers < 2:
+        if rto is None or not recorder.verified or len(self.workers) < 2:
             return
         database, at = max(recorder.verified.items(), key=lambda entry: entry[1])
         minutes = (at - incident).total_seconds() / 60
@@ -158,5 +163,5 @@ class Shares:
         else:
             by = f"set by database {database}, verified on worker {self.verified_on[database]}"
             value = minutes
-        detail = f"the slowest of {self.workers} workers ({by}); {rto.detail}"
+        detail = f"the slowest of {len(self.workers)} workers ({by}); {rto.detail}"
         recorder.measure("RTO", value, rto.objective, rto.unit, detail)
