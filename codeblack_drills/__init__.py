@@ -19,6 +19,7 @@ PLUGINS = (
     "fixtures.services",
     "fixtures.world",
     "fixtures.app",
+    "fixtures.distributed",
     "fixtures.staging",
     "fixtures.drill_record",
     "fixtures.step_parameters",

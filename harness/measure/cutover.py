@@ -18,11 +18,15 @@ __all__ = ["OBJECTIVES", "cut_over_verdict", "objective_names"]
 OBJECTIVES = ("RPO", "RTO")
 
 
-def objective_names(config: DrillConfig) -> list[str]:
-    """The measures cut-over needs: every database's RPO (``RPO <name>`` among several) and the RTO."""
+def objective_names(config: DrillConfig, databases: Sequence[str] | None = None) -> list[str]:
+    """The measures cut-over needs: every database's RPO (``RPO <name>`` among several) and the RTO.
+
+    ``databases`` narrows the RPOs to those databases (a worker of a distributed drill judges its own share).
+    """
     if not config.multiple_databases:
         return list(OBJECTIVES)
-    return [*(rpo_name(name) for name in config.database_names()), "RTO"]
+    names = config.database_names() if databases is None else databases
+    return [*(rpo_name(name) for name in names), "RTO"]
 
 
 def cut_over_verdict(

@@ -97,7 +97,11 @@ def previous_of(chain: list[DrillRecord], target: str) -> DrillRecord | None:
 
 @dataclass
 class DrillRecorder:
-    """What the session learned about the drill; turned into a :class:`DrillRecord` at the end."""
+    """What the session learned about the drill; turned into a :class:`DrillRecord` at the end.
+
+    ``verified`` (when each database's copy was verified) and ``cut_over`` (the node id of the scenario that
+    judged cut-over) let a drill spread over pytest-xdist workers be merged into one (:mod:`harness.records.shares`).
+    """
 
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     backup: BackupUsed | None = None
@@ -114,6 +118,8 @@ class DrillRecorder:
     untested: set[str] = field(default_factory=set)
     waivers: list[WaiverEntry] = field(default_factory=list)
     checks: dict[str, Check] = field(default_factory=dict)
+    verified: dict[str, datetime] = field(default_factory=dict)
+    cut_over: str = ""
     written: DrillRecord | None = None
     path: Path | None = None
     error: str = ""
@@ -153,6 +159,10 @@ class DrillRecorder:
     def staging_server(self, server: StagingServer) -> None:
         """Name a throwaway server the drill restored into (once per kind), with its non-default settings."""
         self.staging = _replaced(self.staging, server)
+
+    def database_verified(self, database: str, at: datetime) -> None:
+        """When ``database``'s copy was restored and counted: a drill spread over workers ends with the last one."""
+        self.verified[database] = at
 
     def manifests(self, trust: ManifestTrust, *, has_manifest: bool) -> None:
         """Record whether the restored backup's manifest was authenticated; if not, an action item says why."""

@@ -11,16 +11,20 @@ database, and the other's scenarios still pass.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from harness.backup.postgres import backup_postgres, dump_options
@@ -31,7 +35,7 @@ from harness.services.postgres import PostgresServer
 from harness.services.s3 import S3Server
 from harness.storage.catalogue import fetch_manifest, list_configured
 from sandbox.target import ENV, toml_text, write_drill_toml
-from tests.features.drill_run import DrillRun, leftovers, run_drill
+from tests.features.drill_run import DrillRun, During, leftovers, run_drill
 from tests.harness.test_staging_server import ADMIN_ENV, admin_dsn, existing_server
 from tests.test_cli import PROGRAM
 
@@ -100,9 +104,12 @@ def _backed_up(shop: dict[str, Any], directory: Path, databases: list[dict[str, 
     return {"bucket": bucket, "sections": sections, "client": client}
 
 
-def _drill(directory: Path, shop: dict[str, Any], sections: dict[str, Any]) -> DrillRun:
-    done = run_drill(directory, shop["target"], "", feature="features/", timeout=300,
-                     env={"CODEBLACK_SIGNING_KEY": ""}, args=("-m", "restore_drill"), **sections)  # fmt: skip
+def _drill(
+    directory: Path, shop: dict[str, Any], sections: dict[str, Any], *args: str, during: During | None = None
+) -> DrillRun:
+    directory.mkdir(exist_ok=True)
+    done = run_drill(directory, shop["target"], "", feature="features/", timeout=300, during=during,
+                     env={"CODEBLACK_SIGNING_KEY": ""}, args=("-m", "restore_drill", *args), **sections)  # fmt: skip
     assert leftovers(done.run) == []
     return done
 
@@ -143,6 +150,84 @@ def test_two_databases_of_different_schemas_reach_go_in_one_drill(tmp_path: Path
     assert record["environment"]["rto.stopped_at"] == "every restored database verified ([app] enabled = false)"
 
 
+def _checks(record: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {check["scenario"]: (check["status"], check["message"]) for check in record["checks"]}
+
+
+def test_two_workers_drill_the_two_databases_into_the_one_record_a_single_process_writes(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
+    single = _drill(tmp_path / "single", shop, world["sections"])
+    spread = _drill(tmp_path / "spread", shop, world["sections"], "-n", "2")
+    assert spread.returncode == single.returncode == 0, spread.output[-4000:]
+    [one], [merged] = single.records(), spread.records()
+    assert merged["verdict"]["decision"] == one["verdict"]["decision"] == "GO", merged["verdict"]
+    assert _checks(merged) == _checks(one)
+    assert (
+        merged["database_rows"]
+        == one["database_rows"]
+        == {
+            orders: {"customers": 30, "orders": 120},
+            catalog: {"catalog.products": 50, "price_changes": 200},
+        }
+    )
+    assert merged["restored_rows"] == one["restored_rows"]
+    assert {entry["what"]: entry["key"] for entry in merged["restored"]} == {
+        entry["what"]: entry["key"] for entry in one["restored"]
+    }
+    assert {server["what"] for server in merged["staging"]} == {server["what"] for server in one["staging"]}
+    measures = {m["name"]: m for m in merged["measures"]}
+    assert {name: m["met"] for name, m in measures.items()} == {m["name"]: m["met"] for m in one["measures"]}
+    assert {f"RPO {orders}", f"RPO {catalog}", "RTO"} <= set(measures)
+    assert measures["RTO"]["detail"].startswith("the slowest of 2 workers (set "), measures["RTO"]["detail"]
+    phases = Counter(span["name"] for span in merged["rto_timeline"])  # each database's, timed on its worker
+    assert phases == Counter(span["name"] for span in one["rto_timeline"]), phases
+    assert phases["restore"] >= 2
+    assert "drill verdict: GO" in spread.output
+
+
+def _kill_the_worker_of(database: str, killed: list[int]) -> During:
+    """Once ``database``'s staging server runs, SIGKILL the pytest-xdist worker that started it (a known state)."""
+
+    def during(run: str, child: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and child.poll() is None:
+            for proc in psutil.process_iter(["cmdline", "ppid"]):
+                with contextlib.suppress(psutil.Error):
+                    if f"{run}-staging-{database}" in " ".join(proc.info["cmdline"] or []):
+                        worker = next(p for p in proc.parents() if p.ppid() == child.pid)
+                        killed.append(worker.pid)
+                        worker.kill()
+                        return
+            time.sleep(0.05)
+
+    return during
+
+
+def test_a_worker_killed_mid_drill_is_no_go_naming_its_database_and_leaves_nothing_behind(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
+    killed: list[int] = []
+    done = _drill(tmp_path, shop, world["sections"], "-n", "2", during=_kill_the_worker_of(catalog, killed))
+    assert killed, done.output[-4000:]
+    assert done.returncode == 1, done.output[-4000:]
+    [record] = done.records()  # the controller still writes the one record
+    assert record["verdict"]["decision"] == "NO-GO"
+    lost = {scenario: message for scenario, (status, message) in _checks(record).items()
+            if status == "failed" and "crashed" in message}  # fmt: skip
+    assert lost, _checks(record)
+    assert all(scenario.endswith(f"(database {catalog})") for scenario in lost), lost
+    assert all(message.startswith("worker gw") for message in lost.values()), lost
+    assert any(f"(database {catalog})" in reason for reason in record["verdict"]["reasons"]), record["verdict"]
+    statuses = _statuses(record)
+    assert statuses[f"{ROW_COUNTS} (database {orders})"] == "passed"  # the other worker's database is whole
+    assert statuses["Cut-over to production is decided only after staging verification"] == "failed"
+
+
 def test_on_an_existing_staging_server_each_database_gets_a_database_of_its_own(
     tmp_path: Path, shop: dict[str, Any]
 ) -> None:
@@ -171,8 +256,9 @@ def _databases(server: PostgresServer) -> set[str]:
         return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
 
 
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "two-workers"])
 def test_a_dump_short_of_a_row_in_one_database_is_no_go_naming_that_database(
-    tmp_path: Path, shop: dict[str, Any]
+    tmp_path: Path, shop: dict[str, Any], workers: tuple[str, ...]
 ) -> None:
     orders, catalog = shop["orders"], shop["catalog"]
     world = _backed_up(shop, tmp_path, _entries(orders, catalog))
@@ -182,7 +268,7 @@ def test_a_dump_short_of_a_row_in_one_database_is_no_go_naming_that_database(
     counted = manifest.tables["price_changes"]  # the manifest counted one row more than the dump holds
     tables = {**manifest.tables, "price_changes": counted.model_copy(update={"rows": counted.rows + 1})}
     put_manifest(world["client"], world["bucket"], manifest.model_copy(update={"tables": tables}))
-    done = _drill(tmp_path, shop, world["sections"])
+    done = _drill(tmp_path, shop, world["sections"], *workers)
     [record] = done.records()
     assert record["verdict"]["decision"] == "NO-GO"
     statuses = _statuses(record)
