@@ -31,6 +31,7 @@ __all__ = [
     "allure_cli",
     "attribution_properties",
     "history_runs",
+    "overrule_result",
     "render_html",
     "render_runs",
     "scrub_secrets",
@@ -212,6 +213,26 @@ def write_not_applicable(results_dir: Path, record: DrillRecord) -> list[Path]:
         path.write_text(redact(json.dumps(result, indent=2)), encoding="utf-8")
         written.append(path)
     return written
+
+
+def overrule_result(directory: Path, scenario: str, message: str, *, since: float = 0.0) -> list[Path]:
+    """Mark a scenario's passed result under ``directory`` failed with ``message``; returns the files changed.
+
+    With pytest-xdist a worker judges cut-over on its own share of the databases and writes its result; the
+    controller judges it again on every worker's measures, and when that is NO-GO the report must say so too,
+    not show the worker's pass beside a NO-GO record. ``since`` skips earlier sessions' files.
+    """
+    changed = []
+    for path in sorted(p for p in directory.glob("*-result.json") if p.stat().st_mtime >= since):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if result.get("name") != scenario or result.get("status") != "passed":
+            continue
+        result["status"], result["statusDetails"] = "failed", {"message": message}
+        if result.get("steps"):  # the step that judged cut-over, so the scenario page shows where it failed
+            result["steps"][-1].update(status="failed", statusDetails={"message": message})
+        path.write_text(json.dumps(result), encoding="utf-8")
+        changed.append(path)
+    return changed
 
 
 def scrub_secrets(directory: Path, *, since: float = 0.0) -> list[Path]:

@@ -281,6 +281,15 @@ def test_a_dump_short_of_a_row_in_one_database_is_no_go_naming_that_database(
     assert not any(orders in reason for reason in record["verdict"]["reasons"]), record["verdict"]["reasons"]
     assert any(f"(database {catalog})" in item["what"] for item in record["action_items"])
     assert all(m["met"] for m in record["measures"])
+    # The report shows the verdict the record holds: with -n, the worker that ran cut-over saw only its share.
+    [cut_over] = [r for p in (tmp_path / "allure").glob("*-result.json") if (r := json.loads(p.read_text()))
+                  ["name"] == "Cut-over to production is decided only after staging verification"]  # fmt: skip
+    assert cut_over["status"] == "failed"
+    assert cut_over["statusDetails"]["message"].endswith(_cut_over(record)["message"])
+
+
+def _cut_over(record: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in record["checks"] if c["scenario"].startswith("Cut-over to production"))
 
 
 def test_data_older_than_one_databases_own_rpo_is_no_go_naming_that_database(
