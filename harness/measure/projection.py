@@ -17,7 +17,7 @@ from harness.config import Objectives
 from harness.measure.objectives import Measure
 from harness.records.record import format_number
 
-__all__ = ["SCALING_PHASES", "ProductionSize", "production_size", "project_rto"]
+__all__ = ["SCALING_PHASES", "ProductionSize", "combined_size", "production_size", "project_rto"]
 
 SCALING_PHASES = ("download", "restore", "checks")
 """The phases whose work grows with the data; the rest (provisioning, app start) do not."""
@@ -33,17 +33,31 @@ class ProductionSize:
     basis: str
 
 
-def production_size(declared_gb: float, manifest_bytes: int | None) -> ProductionSize | None:
-    """Production's size: ``[database] production_size_gb`` when declared, else the dump manifest's.
+def production_size(
+    declared_gb: float, manifest_bytes: int | None, key: str = "[database] production_size_gb"
+) -> ProductionSize | None:
+    """Production's size: ``production_size_gb`` when declared (at ``key``), else the dump manifest's.
 
     The manifest's ``database_size`` is ``pg_database_size`` read in the dump's own snapshot by
     ``codeblack-drills backup postgres``; ``None`` when neither says.
     """
     if declared_gb > 0:
-        return ProductionSize(round(declared_gb * _GB), "[database] production_size_gb")
+        return ProductionSize(round(declared_gb * _GB), key)
     if manifest_bytes:
         return ProductionSize(manifest_bytes, "pg_database_size in the dump's manifest")
     return None
+
+
+def combined_size(sizes: Mapping[str, ProductionSize]) -> ProductionSize:
+    """Several databases restored in one drill, projected together: their sizes summed, each one's basis named.
+
+    The phases measured cover every database's restore, so they scale by the sum of production's sizes over
+    the sum of the restored ones.
+    """
+    if len(sizes) == 1:
+        return next(iter(sizes.values()))
+    basis = "; ".join(f"{name} {_size(size.bytes)} ({size.basis})" for name, size in sizes.items())
+    return ProductionSize(sum(size.bytes for size in sizes.values()), f"{len(sizes)} databases: {basis}")
 
 
 def _size(count: float) -> str:

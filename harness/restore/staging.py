@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -35,7 +35,7 @@ from harness.integrity.amcheck import install_amcheck
 from harness.integrity.redis_keys import RestoredKeyspace
 from harness.integrity.rows import RestoredCounts, count_restored
 from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_name, store_rpo
-from harness.measure.projection import production_size, project_rto
+from harness.measure.projection import ProductionSize, combined_size, production_size, project_rto
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
 from harness.restore.dump_header import HEADER_BYTES, DumpHeader, parse_dump_header
@@ -59,7 +59,7 @@ from harness.storage.catalogue import BackupObject
 from harness.storage.download import Downloaded, HeadHook, TransferLimits, download_object, verify_against
 from harness.storage.manifest import GLOBALS_SUFFIX, BackupManifest
 
-__all__ = ["RESTORE_TIMEOUT_S", "Staging", "fetch_verified", "restore_logical"]
+__all__ = ["RESTORE_TIMEOUT_S", "Staging", "fetch_verified", "restore_logical", "rto_projection"]
 
 log = logging.getLogger("harness.restore")
 
@@ -177,16 +177,17 @@ class Staging:
             measures.append(redis_rpo(incident, self.redis_newest, self.redis_copy.taken_at, objectives))
         return measures
 
-    def rto_projection(self, rto_minutes: float, phases: Mapping[str, float], config: DrillConfig) -> Measure | None:
-        """The RTO projected to production's size (:mod:`harness.measure.projection`); ``None`` when it is unknown."""
+    def production_size(self, config: DrillConfig) -> ProductionSize | None:
+        """Production's size of this database (declared, else its dump's manifest); ``None`` when unknown."""
         manifest_size = self.dump.database_size if self.has_manifest else None
-        size = production_size(config.database.production_size_gb, manifest_size)
-        if size is None:
-            return None
+        key = f"[[databases]] {self.label} production_size_gb" if self.label else "[database] production_size_gb"
+        return production_size(config.database.production_size_gb, manifest_size, key)
+
+    def restored_bytes(self) -> int:
+        """The size of the restored database on staging (``pg_database_size``)."""
         with self.postgres.connect(self.dbname, self.postgres.owner_role) as conn:
             row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-        restored = int(row[0]) if row is not None else 0
-        return project_rto(rto_minutes, phases, restored, size, config.objectives)
+        return int(row[0]) if row is not None else 0
 
     def stop(self) -> None:
         """Stop both throwaway servers and remove their directories, then run ``on_stop``."""
@@ -195,6 +196,23 @@ class Staging:
         self.postgres.stop()
         for then in self.on_stop:
             then()
+
+
+def rto_projection(
+    copies: Sequence[Staging], config: DrillConfig, rto_minutes: float, phases: Mapping[str, float]
+) -> Measure | list[str]:
+    """The RTO projected to production's size of every database restored (:mod:`harness.measure.projection`).
+
+    Returns the databases whose production size is unknown instead, when any is: projecting the others alone
+    would understate the recovery.
+    """
+    sizes = {copy.label or copy.dbname: copy.production_size(config.for_database(copy.label)) for copy in copies}
+    unknown = [name for name, size in sizes.items() if size is None]
+    if unknown:
+        return unknown
+    known = {name: size for name, size in sizes.items() if size is not None}
+    restored = sum(copy.restored_bytes() for copy in copies)
+    return project_rto(rto_minutes, phases, restored, combined_size(known), config.objectives)
 
 
 def fetch_verified(

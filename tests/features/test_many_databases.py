@@ -319,6 +319,24 @@ def test_data_older_than_one_databases_own_rpo_is_no_go_naming_that_database(
     assert items[f"RPO {catalog}"]["todo"].startswith("increase pg_dump frequency")
 
 
+def test_rto_projected_to_a_large_second_database_is_no_go_though_the_first_is_small(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    entries = _entries(orders, catalog)
+    entries[1]["production_size_gb"] = 2048  # the catalog is 2 TB in production; orders is as small as its dump
+    world = _backed_up(shop, tmp_path, entries)
+    done = _drill(tmp_path, shop, world["sections"])
+    [record] = done.records()
+    assert record["verdict"]["decision"] == "NO-GO"
+    projected = next(m for m in record["measures"] if m["name"] == "RTO projected")
+    assert not projected["met"]
+    assert f"(2 databases: {orders} " in projected["detail"], projected["detail"]
+    assert f"; {catalog} 2 TB ([[databases]] {catalog} production_size_gb))" in projected["detail"]
+    assert any(reason.startswith("RTO projected ") for reason in record["verdict"]["reasons"]), record["verdict"]
+    assert next(m for m in record["measures"] if m["name"] == "RTO")["met"]  # the small drill itself met it
+
+
 def test_the_backup_policy_judges_each_databases_dumps_under_its_own_prefix(
     tmp_path: Path, shop: dict[str, Any]
 ) -> None:

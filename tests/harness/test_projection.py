@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.config import Objectives
-from harness.measure.projection import ProductionSize, production_size, project_rto
+from harness.measure.projection import ProductionSize, combined_size, production_size, project_rto
 
 MB = 1024**2
 
@@ -42,3 +42,16 @@ def test_a_production_smaller_than_the_restored_copy_keeps_the_measured_rto() ->
     measure = project_rto(3.0, {"restore": 60.0}, 100 * MB, ProductionSize(MB, "declared"), Objectives())
     assert measure.value == 3.0
     assert "= x1;" in measure.detail
+
+
+def test_several_databases_are_projected_by_the_sum_of_their_sizes_each_named() -> None:
+    sizes = {"orders": ProductionSize(100 * MB, "pg_database_size in the dump's manifest"),
+             "catalog": ProductionSize(2 * 1024**4, "[[databases]] catalog production_size_gb")}  # fmt: skip
+    both = combined_size(sizes)
+    assert both.bytes == 100 * MB + 2 * 1024**4
+    assert both.basis == ("2 databases: orders 100 MB (pg_database_size in the dump's manifest); catalog 2 TB "
+                          "([[databases]] catalog production_size_gb)")  # fmt: skip
+    assert combined_size({"orders": sizes["orders"]}) == sizes["orders"]
+    measure = project_rto(0.2, {"restore": 0.7}, 20 * MB, both, Objectives(rto_minutes=60))
+    assert not measure.met  # the small first database alone would have met it
+    assert project_rto(0.2, {"restore": 0.7}, 10 * MB, sizes["orders"], Objectives(rto_minutes=60)).met
