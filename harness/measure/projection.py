@@ -48,16 +48,18 @@ def production_size(
     return None
 
 
-def combined_size(sizes: Mapping[str, ProductionSize]) -> ProductionSize:
+def combined_size(sizes: Mapping[str, ProductionSize], of: int = 1) -> ProductionSize:
     """Several databases restored in one drill, projected together: their sizes summed, each one's basis named.
 
     The phases measured cover every database's restore, so they scale by the sum of production's sizes over
-    the sum of the restored ones.
+    the sum of the restored ones. ``of``: how many databases the drill has; when this process restored fewer
+    (a pytest-xdist worker's share), the basis says so.
     """
-    if len(sizes) == 1:
+    if len(sizes) == 1 and of <= 1:
         return next(iter(sizes.values()))
     basis = "; ".join(f"{name} {_size(size.bytes)} ({size.basis})" for name, size in sizes.items())
-    return ProductionSize(sum(size.bytes for size in sizes.values()), f"{len(sizes)} databases: {basis}")
+    counted = f"{len(sizes)} of {of} databases" if len(sizes) < of else f"{len(sizes)} databases"
+    return ProductionSize(sum(size.bytes for size in sizes.values()), f"{counted}: {basis}")
 
 
 def _size(count: float) -> str:

@@ -212,7 +212,8 @@ def rto_projection(
         return unknown
     known = {name: size for name, size in sizes.items() if size is not None}
     restored = sum(copy.restored_bytes() for copy in copies)
-    return project_rto(rto_minutes, phases, restored, combined_size(known), config.objectives)
+    combined = combined_size(known, of=len(config.databases))
+    return project_rto(rto_minutes, phases, restored, combined, config.objectives)
 
 
 def fetch_verified(

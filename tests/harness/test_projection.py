@@ -51,7 +51,10 @@ def test_several_databases_are_projected_by_the_sum_of_their_sizes_each_named() 
     assert both.bytes == 100 * MB + 2 * 1024**4
     assert both.basis == ("2 databases: orders 100 MB (pg_database_size in the dump's manifest); catalog 2 TB "
                           "([[databases]] catalog production_size_gb)")  # fmt: skip
-    assert combined_size({"orders": sizes["orders"]}) == sizes["orders"]
+    assert combined_size({"orders": sizes["orders"]}) == sizes["orders"]  # the one [database]
+    assert combined_size({"orders": sizes["orders"]}, of=2).basis == (
+        "1 of 2 databases: orders 100 MB (pg_database_size in the dump's manifest)"  # a pytest-xdist worker's share
+    )
     measure = project_rto(0.2, {"restore": 0.7}, 20 * MB, both, Objectives(rto_minutes=60))
     assert not measure.met  # the small first database alone would have met it
     assert project_rto(0.2, {"restore": 0.7}, 10 * MB, sizes["orders"], Objectives(rto_minutes=60)).met
