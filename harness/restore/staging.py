@@ -4,10 +4,12 @@ The plan's first restore step: "Restore PostgreSQL into isolated staging first."
 the download and the provisioning overlap: the dump streams to disk (hashed on the way, see
 :mod:`harness.storage.download`) in a worker thread while the main thread starts a PostgreSQL tuned for
 restore speed (it is disposable: no fsync, large maintenance memory), of the major the dump's header names:
-read off the download's first bytes, not fetched apart. The server is started from the main
-thread on purpose: its parent-death signal is tied to the starting thread, and a worker thread ends long
-before the session does. Then ``pg_restore --jobs N`` loads the dump, its verbose log kept as evidence and
-followed line by line to log progress (items done of the dump's TOC entries, rate, ETA).
+read off the download's first bytes, not fetched apart. What does not need the header starts with the
+download: the template copy (:class:`~harness.services.postgres.PreparedData`) and the roles file. The
+server is started from the main thread on purpose: its parent-death signal is tied to the starting thread,
+and a worker thread ends long before the session does. Then ``pg_restore --jobs N`` loads the dump, its
+verbose log kept as evidence and followed line by line to log progress (items done of the dump's TOC
+entries, rate, ETA).
 
 With ``[staging] provider = "server"`` the copy goes into a database of the run's own on an existing server
 instead (:mod:`harness.services.external`), restored over the network by the client tools of that server's
