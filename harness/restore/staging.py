@@ -40,7 +40,7 @@ from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_name,
 from harness.measure.projection import production_size, project_rto
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
-from harness.restore.dump_header import HEADER_BYTES, DumpHeader, parse_dump_header
+from harness.restore.dump_header import HEADER_BYTES, DumpHeader, major_of, parse_dump_header
 from harness.restore.extensions import (
     TocListing,
     create_extensions,
@@ -467,6 +467,18 @@ def _provision(
     return server, dbname
 
 
+def _copy_ahead(provider: Provider, config: DrillConfig, manifest: BackupManifest | None) -> bool:
+    """Whether to copy the session installation's template before the header names staging's major.
+
+    Only when nothing names another major: ``services.postgres_major``, else the manifest's server version (a
+    dump without one leaves the guess open). A copy that goes unused is CPU taken from the download.
+    """
+    if provider.kind != "local":
+        return False
+    wanted = config.services.postgres_major or (major_of(manifest.server_version) if manifest is not None else None)
+    return wanted is None or wanted == int(provider.binaries.major)
+
+
 def _discard(ahead: Future[PreparedData | None] | None) -> None:
     """Remove the template copy made ahead: unused, or emptied by the server that took it."""
     if ahead is not None and ahead.exception() is None and (prepared := ahead.result()) is not None:
@@ -510,7 +522,7 @@ def restore_logical(
             # Off the critical path, beside the dump: the template copy most of a throwaway's start is (made for
             # the session's installation before the header names the one staging runs; unused if another), and
             # the roles, verified against the manifest on their own (created on staging only once the dump is).
-            if existing is None and provider.kind == "local":
+            if existing is None and _copy_ahead(provider, config, manifest):
                 ahead = pool.submit(PreparedData.copy, provider.binaries)
             globals_ahead = pool.submit(fetch_globals, deployment, manifest, directory) if (
                 existing is None and manifest is not None) else None  # fmt: skip

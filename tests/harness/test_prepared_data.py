@@ -8,12 +8,16 @@ copy must be gone either way.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from harness.config import DrillConfig
+from harness.restore.staging import _copy_ahead
 from harness.services.postgres import PreparedData, find_binaries
 from harness.services.provider import Provider
+from harness.storage.manifest import BackupManifest
 from tests.harness.test_pgversions import PG15, needs_pg15
 
 
@@ -66,3 +70,23 @@ def test_no_copy_is_made_ahead_for_an_installation_without_a_template(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert PreparedData.copy(provider.binaries) is None
     assert list(tmp_path.iterdir()) == []
+
+
+def _manifest(server_version: str) -> BackupManifest:
+    return BackupManifest(kind="logical", key="postgres/logical/x.dump", taken_at=datetime.now(UTC), format="custom",
+                          size=1, sha256="0" * 64, server_version=server_version)  # fmt: skip
+
+
+def test_no_copy_is_made_ahead_when_the_manifest_or_the_settings_name_another_major(
+    provider: Provider, drill_config: DrillConfig
+) -> None:
+    if provider.kind != "local":
+        pytest.skip("a copy made ahead is for local servers; the docker provider starts containers")
+    session, other = int(provider.binaries.major), int(provider.binaries.major) - 3
+    settings = drill_config.with_changes(services={"postgres_major": None})
+    assert _copy_ahead(provider, settings, _manifest(f"{session}.1"))
+    assert _copy_ahead(provider, settings, None)  # no manifest: the header alone will say
+    assert _copy_ahead(provider, settings, _manifest(""))
+    # A copy that would go unused is CPU taken from the download.
+    assert not _copy_ahead(provider, settings, _manifest(f"{other}.18 (Debian {other}.18-0+deb12u1)"))
+    assert not _copy_ahead(provider, settings.with_changes(services={"postgres_major": other}), _manifest(""))
