@@ -20,6 +20,7 @@ def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
     restore = results["restore"][0]
     assert restore["harness"]["phases"].keys() >= {"download", "provision", "restore"}
     assert restore["bare"]["seconds"] > 0
+    assert len(restore["harness"]["own_seconds"]) == 1  # the drill's own cost: the restore less its pg_restore
     assert results["listing"]["objects"] == 500
     migrations = results["migrations"]
     assert migrations["pytest_alembic"]["summary"].startswith("4 passed"), migrations
@@ -27,4 +28,5 @@ def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
     assert migrations["ratio"] is not None
     markdown = (tmp_path / "smoke.md").read_text()
     assert "harness restore" in markdown
+    assert "the drill's own cost beside it" in markdown
     assert "pytest-alembic's built-in tests" in markdown

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["HEADER_BYTES", "DumpHeader", "parse_dump_header"]
+__all__ = ["HEADER_BYTES", "DumpHeader", "major_of", "parse_dump_header"]
 
 HEADER_BYTES = 4096
 """How much of a dump to read for its header (a database name or version string longer than that: no header)."""
@@ -41,12 +41,12 @@ class DumpHeader:
     @property
     def source_major(self) -> int | None:
         """The dumped server's major version (``15``), or ``None`` when the string does not say."""
-        return _major(self.source_version)
+        return major_of(self.source_version)
 
     @property
     def dumper_major(self) -> int | None:
         """The major version of the ``pg_dump`` that wrote the file."""
-        return _major(self.dumper_version)
+        return major_of(self.dumper_version)
 
     @property
     def archive(self) -> str:
@@ -54,7 +54,8 @@ class DumpHeader:
         return f"{self.archive_version[0]}.{self.archive_version[1]}"
 
 
-def _major(version: str) -> int | None:
+def major_of(version: str) -> int | None:
+    """The major of a PostgreSQL version string (``15.18 (Debian ...)``: ``15``); ``None`` when it names none."""
     match = re.match(r"(\d+)", version)
     return int(match[1]) if match else None
 

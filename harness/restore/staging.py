@@ -4,10 +4,12 @@ The plan's first restore step: "Restore PostgreSQL into isolated staging first."
 the download and the provisioning overlap: the dump streams to disk (hashed on the way, see
 :mod:`harness.storage.download`) in a worker thread while the main thread starts a PostgreSQL tuned for
 restore speed (it is disposable: no fsync, large maintenance memory), of the major the dump's header names:
-read off the download's first bytes, not fetched apart. The server is started from the main
-thread on purpose: its parent-death signal is tied to the starting thread, and a worker thread ends long
-before the session does. Then ``pg_restore --jobs N`` loads the dump, its verbose log kept as evidence and
-followed line by line to log progress (items done of the dump's TOC entries, rate, ETA).
+read off the download's first bytes, not fetched apart. What does not need the header starts with the
+download: the template copy (:class:`~harness.services.postgres.PreparedData`) and the roles file. The
+server is started from the main thread on purpose: its parent-death signal is tied to the starting thread,
+and a worker thread ends long before the session does. Then ``pg_restore --jobs N`` loads the dump, its
+verbose log kept as evidence and followed line by line to log progress (items done of the dump's TOC
+entries, rate, ETA).
 
 With ``[staging] provider = "server"`` the copy goes into a database of the run's own on an existing server
 instead (:mod:`harness.services.external`), restored over the network by the client tools of that server's
@@ -38,7 +40,7 @@ from harness.measure.objectives import Measure, NewestData, redis_rpo, rpo_name,
 from harness.measure.projection import ProductionSize, combined_size, production_size, project_rto
 from harness.measure.stopwatch import Stopwatch
 from harness.progress import Progress
-from harness.restore.dump_header import HEADER_BYTES, DumpHeader, parse_dump_header
+from harness.restore.dump_header import HEADER_BYTES, DumpHeader, major_of, parse_dump_header
 from harness.restore.extensions import (
     TocListing,
     create_extensions,
@@ -52,7 +54,14 @@ from harness.restore.select import check_dumped_database
 from harness.services.base import label_dir, remove_dir, run_tool, wait_until
 from harness.services.external import ExternalPostgres, StagingServer
 from harness.services.pgversions import StagingPostgres, choose_staging
-from harness.services.postgres import RESTORE_TUNED, PostgresBinaries, PostgresServer, ensure_throwaway
+from harness.services.postgres import (
+    RESTORE_TUNED,
+    PostgresBinaries,
+    PostgresServer,
+    PreparedData,
+    ensure_throwaway,
+    probe_installations,
+)
 from harness.services.provider import Provider
 from harness.services.redis import RedisServer
 from harness.storage.catalogue import BackupObject
@@ -457,22 +466,42 @@ def _provision(
     binaries: PostgresBinaries,
     name: str,
     files: Path,
+    prepared: PreparedData | None = None,
 ) -> tuple[PostgresServer, str]:
     """A throwaway server tuned for restore holding ``[database] name``, or the run's database on ``existing``.
 
-    ``files``: the directory the dump lands in, which a container's server is given to read.
+    ``files``: the directory the dump lands in, which a container's server is given to read. ``prepared``: a
+    template copy made ahead, used when it is of ``binaries``.
     """
     if existing is not None:
         made = existing.provision(name, binaries)
         return made, made.database
     dbname = config.database_name()
-    server = provider.postgres(name, settings=RESTORE_TUNED, binaries=binaries, files=files)
+    server = provider.postgres(name, settings=RESTORE_TUNED, binaries=binaries, files=files, prepared=prepared)
     try:
         server.create_database(dbname, owner=server.owner_role)
     except BaseException:
         server.stop()
         raise
     return server, dbname
+
+
+def _copy_ahead(provider: Provider, config: DrillConfig, manifest: BackupManifest | None) -> bool:
+    """Whether to copy the session installation's template before the header names staging's major.
+
+    Only when nothing names another major: ``services.postgres_major``, else the manifest's server version (a
+    dump without one leaves the guess open). A copy that goes unused is CPU taken from the download.
+    """
+    if provider.kind != "local":
+        return False
+    wanted = config.services.postgres_major or (major_of(manifest.server_version) if manifest is not None else None)
+    return wanted is None or wanted == int(provider.binaries.major)
+
+
+def _discard(ahead: Future[PreparedData | None] | None) -> None:
+    """Remove the template copy made ahead: unused, or emptied by the server that took it."""
+    if ahead is not None and ahead.exception() is None and (prepared := ahead.result()) is not None:
+        prepared.discard()
 
 
 def restore_logical(
@@ -502,25 +531,38 @@ def restore_logical(
     server: PostgresServer | None = None
     existing = StagingServer.from_config(config) if config.staging.provider == "server" else None
     directory = label_dir("dump", Path(config.restore.work_dir) if config.restore.work_dir else None)
+    ahead: Future[PreparedData | None] | None = None
     try:
-        with ThreadPoolExecutor(1, thread_name_prefix="dump-download") as pool:
+        with ThreadPoolExecutor(3, thread_name_prefix="dump-download") as pool:
             head: Future[bytes] = Future()
             pending: Future[tuple[Downloaded, BackupManifest]] = pool.submit(
                 _timed_fetch, deployment, dump, manifest, directory, watch, head
             )
+            # Off the critical path, beside the dump: the template copy most of a throwaway's start is (made for
+            # the session's installation before the header names the one staging runs; unused if another), and
+            # the roles, verified against the manifest on their own (created on staging only once the dump is).
+            if existing is None and _copy_ahead(provider, config, manifest):
+                ahead = pool.submit(PreparedData.copy, provider.binaries)
+            globals_ahead = pool.submit(fetch_globals, deployment, manifest, directory) if (
+                existing is None and manifest is not None) else None  # fmt: skip
             with watch.phase("provision"):
+                probe_installations(config.services.postgres_bin_dir, holding="pg_restore" if existing else "postgres")
                 # The header (which PostgreSQL major the dump needs) is read off the download's first bytes.
                 header = parse_dump_header(head.result()[:HEADER_BYTES])
                 check_dumped_database(config, dump.key, manifest, header)  # before anything is provisioned
                 chosen = _client_tools(provider, config, header, existing)
-                server, dbname = _provision(provider, config, existing, chosen.binaries, name, directory)
+                prepared = ahead.result() if ahead is not None else None
+                server, dbname = _provision(provider, config, existing, chosen.binaries, name, directory, prepared)
                 chosen = replace(chosen, binaries=server.binaries)  # a container's own, once it runs
                 ensure_throwaway(server.dsn(dbname))
                 install_amcheck(server, dbname)  # now, while the database is empty: no superuser on restored data
             downloaded, described = pending.result()
         with watch.phase("restore"):
-            found, roles_warning = (None, _NO_ROLES_ON_A_SHARED_SERVER) if existing else fetch_globals(
-                deployment, described, directory)  # fmt: skip
+            if globals_ahead is not None:
+                found, roles_warning = globals_ahead.result()
+            else:  # an existing server gets no roles; a dump without a manifest has none to fetch: both say why
+                found, roles_warning = (None, _NO_ROLES_ON_A_SHARED_SERVER) if existing else fetch_globals(
+                    deployment, described, directory)  # fmt: skip
             roles = None if found is None else restore_roles(server, found, source=described.key + GLOBALS_SUFFIX,
                                                              app_role=config.app.database_role)  # fmt: skip
             if roles is not None and roles.app_role:
@@ -541,6 +583,7 @@ def restore_logical(
             server.stop()
         raise
     finally:
+        _discard(ahead)
         remove_dir(directory)
     log.info("restored %s into %s/%s with %d jobs", dump.key, server.name, dbname, jobs)
     return Staging(server, dbname, described, downloaded, restore_log, watch, counts,

@@ -73,12 +73,14 @@ __all__ = [
     "LocalPostgres",
     "PostgresBinaries",
     "PostgresServer",
+    "PreparedData",
     "allow_stamped",
     "cluster_label",
     "ensure_throwaway",
     "find_binaries",
     "forbid_stamped",
     "installations",
+    "probe_installations",
     "reachable",
     "scram_verifier",
 ]
@@ -157,15 +159,34 @@ class PostgresBinaries:
     @functools.cached_property
     def version(self) -> str:
         """The version, e.g. ``18.1`` (asked once per installation; a client-only one's ``pg_restore`` answers)."""
-        program = "postgres" if (self.bin_dir / "postgres").exists() else "pg_restore"
-        out = run_tool([self.tool(program), "--version"], what=f"{program} --version", timeout=10)
-        match = re.search(r"(\d+(?:\.\d+)?)", out.stdout.decode())
-        return match.group(1) if match else "unknown"
+        return _version_of(self.tool("postgres" if (self.bin_dir / "postgres").exists() else "pg_restore"))
 
     @property
     def major(self) -> str:
         """The major version (``18``): a container image must match it so these client tools can talk to it."""
         return self.version.split(".")[0]
+
+
+@functools.cache
+def _version_of(program: Path) -> str:
+    """What ``program --version`` says, asked once per process (a program does not change under a drill).
+
+    :func:`installations` lists new instances each time, and a restore's choice of installation is on its
+    critical path.
+    """
+    out = run_tool([program, "--version"], what=f"{program.name} --version", timeout=10)
+    match = re.search(r"(\d+(?:\.\d+)?)", out.stdout.decode())
+    return match.group(1) if match else "unknown"
+
+
+def probe_installations(configured: str = "", *, holding: str = "postgres") -> None:
+    """Ask every installation :func:`installations` lists its version now, while the caller waits for something else.
+
+    A restore does it while the dump's first bytes are on their way: the choice of installation they lead to then
+    runs no program.
+    """
+    for binaries in installations(configured, holding=holding):
+        _ = binaries.version
 
 
 def _wheel_bin_dir() -> Path | None:
@@ -283,16 +304,22 @@ SPARE_DATABASE = "harness_spare"
 where ``CREATE DATABASE`` copies template1 (a fifth of a second, on the critical path of every restore)."""
 
 
-def _template(binaries: PostgresBinaries) -> Path:
-    """An initialised data directory for these binaries, made once and reused (under a file lock)."""
+def _template_path(binaries: PostgresBinaries) -> Path:
+    """Where the cached template of these binaries is (or will be) kept."""
     # "w1": 1 MB WAL segments, so each copy of the template moves 15 MB less (provisioning time is copy time);
     # "s": it holds the spare database.
     where = hashlib.sha256(str(binaries.bin_dir).encode()).hexdigest()[:12]
     # "o": it holds the owner role.
     key = re.sub(r"[^A-Za-z0-9.]+", "-", f"{binaries.version}-{where}") + "-w1so"
-    root = _cache_dir()
+    return _cache_dir() / f"pgdata-{key}"
+
+
+def _template(binaries: PostgresBinaries) -> Path:
+    """An initialised data directory for these binaries, made once and reused (under a file lock)."""
+    template = _template_path(binaries)
+    root = template.parent
     root.mkdir(parents=True, exist_ok=True)
-    template = root / f"pgdata-{key}"
+    key = template.name.removeprefix("pgdata-")
     with _locked(root / f"pgdata-{key}.lock"):
         if (template / "PG_VERSION").exists():
             return template
@@ -320,6 +347,51 @@ def _template(binaries: PostgresBinaries) -> Path:
         shutil.copytree(data, template, symlinks=True)
         remove_dir(staging)
     return template
+
+
+def _copy_template(binaries: PostgresBinaries, data: Path, name: str) -> None:
+    # cp copies the template's ~1,000 small files in a third of shutil.copytree's time.
+    run_tool(["cp", "-a", _template(binaries), data], what=f"copying the data directory for {name}", timeout=120)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """A data directory copied from the cached template before its server is asked for.
+
+    Copying the template is most of a throwaway's start. A restore learns which installation staging runs only
+    from the dump's first bytes, so it copies the session installation's template while they are on their way;
+    :meth:`~harness.services.provider.Provider.postgres` starts from the copy when that installation is the
+    one chosen, and the caller discards it either way (a copy in use has moved to its server).
+    """
+
+    binaries: PostgresBinaries
+    directory: Path
+
+    @property
+    def data(self) -> Path:
+        """The copied data directory."""
+        return self.directory / "data"
+
+    @classmethod
+    def copy(cls, binaries: PostgresBinaries) -> PreparedData | None:
+        """A copy of ``binaries``' template; ``None`` when it has none yet (an initdb is not worth a guess)."""
+        if not binaries.local or not (_template_path(binaries) / "PG_VERSION").exists():
+            return None
+        directory = label_dir("pgdata-ahead")
+        try:
+            _copy_template(binaries, directory / "data", "a throwaway made ahead")
+        except BaseException:
+            remove_dir(directory)
+            raise
+        return cls(binaries, directory)
+
+    def fits(self, binaries: PostgresBinaries) -> bool:
+        """Whether a server of ``binaries`` can start from this copy (the same template, not used yet)."""
+        return binaries.local and _template_path(binaries) == _template_path(self.binaries) and self.data.exists()
+
+    def discard(self) -> None:
+        """Remove the copy, or what is left of its directory once a server took it."""
+        remove_dir(self.directory)
 
 
 class PostgresServer(abc.ABC):
@@ -503,9 +575,7 @@ class LocalPostgres(PostgresServer):
         data = workdir / "data"
         try:  # a Ctrl-C while the data directory is copied must not leave it behind
             if data_dir is None:
-                # cp copies the template's ~1,000 small files in a third of shutil.copytree's time.
-                run_tool(["cp", "-a", _template(binaries), data], what=f"copying the data directory for {name}",
-                         timeout=120)  # fmt: skip
+                _copy_template(binaries, data, name)
             else:
                 shutil.move(data_dir, data)
             (workdir / "sock").mkdir(mode=0o700)
@@ -540,7 +610,8 @@ class LocalPostgres(PostgresServer):
         )
         try:
             server.process.start()
-            wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {port}")
+            # A fine poll: the server is up in a tenth of a second, and a staging start is on a restore's critical path.
+            wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {port}", interval=0.01)
             server._set_passwords()
         except BaseException:
             server.stop()

@@ -35,6 +35,7 @@ from harness.services.postgres import (
     LocalPostgres,
     PostgresBinaries,
     PostgresServer,
+    PreparedData,
     find_binaries,
     installations,
 )
@@ -156,12 +157,15 @@ class Provider:
         throwaway: bool = True,
         binaries: PostgresBinaries | None = None,
         files: Path | None = None,
+        prepared: PreparedData | None = None,
     ) -> PostgresServer:
         """A PostgreSQL the harness owns; ``throwaway=False`` for one standing in for production (always local).
 
         ``binaries`` choose another installation than the session's (a staging copy runs the dump's major): an
         image's runs in a container under every provider. ``files``: a directory the server's own tools read
         (the dump's), which a container mounts read-only. A container gets ``services.postgres_memory_mb``.
+        ``prepared``: a copy of the template made ahead, which a local server of its installation starts from
+        (the caller discards it either way).
         """
         binaries = binaries or self.binaries
         image = binaries.image if isinstance(binaries, ImageBinaries) else ""
@@ -170,7 +174,8 @@ class Provider:
         if image:
             return ContainerPostgres.create(name, image=image, settings=settings, files=files,
                                             memory_limit=self.settings.postgres_memory_mb * 2**20)  # fmt: skip
-        return LocalPostgres.create(name, settings=settings, binaries=binaries, throwaway=throwaway)
+        ahead = prepared.data if prepared is not None and prepared.fits(binaries) else None
+        return LocalPostgres.create(name, settings=settings, binaries=binaries, throwaway=throwaway, data_dir=ahead)
 
     def restored_postgres(
         self, name: str, data_dir: Path, *, settings: Mapping[str, str] | None = None

@@ -156,6 +156,7 @@ def leftovers(name: str) -> list[str]:
         glob.glob(f"/tmp/{label}pg-{name}-*")
         + glob.glob(f"/tmp/{label}pgpass-{name}-*")
         + glob.glob(f"/tmp/{label}dump-*")
+        + glob.glob(f"/tmp/{label}pgdata-ahead-*")  # the template copy made while the header was on its way
     )
     return procs + dirs
 
