@@ -24,7 +24,7 @@ from harness.config import DrillConfig
 from harness.deployment import Deployment
 from harness.errors import CheckFailed, ServiceError
 from harness.redact import redact
-from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir
+from harness.services.base import PORT_ATTEMPTS, ManagedProcess, free_port, label_dir, port_taken, remove_dir
 
 __all__ = ["AppProcess", "HealthAnswer", "app_env", "down_components"]
 
@@ -155,7 +155,14 @@ class AppProcess:
         """
         assert self.process is not None, "start() the app first"
         deadline = time.monotonic() + timeout
+        attempt = 1
         while True:
+            if not self.process.alive() and attempt < PORT_ATTEMPTS and port_taken(self.process.log_path, 0):
+                # Another process bound the port between free_port() and the app: start it again on another.
+                log.info("app %s: port %d was taken before it bound it; another port", self.name, self.port)
+                launched, attempt = self.launched_at, attempt + 1
+                self.stop()
+                self.start().launched_at = launched  # its start time counts from the first launch
             if not self.process.alive():
                 code = self.process.process.returncode if self.process.process else None
                 raise ServiceError(f"app {self.name} exited with code {code} during start: {self.log_tail()}")

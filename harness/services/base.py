@@ -34,13 +34,17 @@ from harness.services.keeper import keeps_children
 
 __all__ = [
     "LABEL",
+    "PORT_ATTEMPTS",
     "RUN_ENV",
     "ManagedProcess",
     "ServiceUser",
     "child_setup",
     "free_port",
     "label_dir",
+    "log_says",
+    "log_size",
     "minimal_env",
+    "port_taken",
     "run_id",
     "service_user",
     "wait_until",
@@ -100,6 +104,36 @@ def free_port() -> int:
                 break
         _HANDED_OUT.append(port)
         return port
+
+
+PORT_ATTEMPTS = 3
+"""How many ports a server's start tries: another process may bind the one :func:`free_port` picked first."""
+
+
+def log_size(log_path: Path) -> int:
+    """The size of a server's log now, so that :func:`port_taken` reads only what one start wrote."""
+    try:
+        return log_path.stat().st_size
+    except OSError:
+        return 0
+
+
+def log_says(log_path: Path, since: int, text: str) -> bool:
+    """Whether a server's log, after byte ``since`` (what this start wrote), holds ``text`` (in any case)."""
+    try:
+        with log_path.open("rb") as log:
+            log.seek(since)
+            return text.lower().encode() in log.read().lower()
+    except OSError:
+        return False
+
+
+def port_taken(log_path: Path, since: int) -> bool:
+    """Whether a server's log, after byte ``since``, says it could not bind its port (another process had it).
+
+    PostgreSQL, Redis and Python servers all say "Address already in use" (uvicorn in lower case).
+    """
+    return log_says(log_path, since, "address already in use")
 
 
 def wait_until(probe: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:

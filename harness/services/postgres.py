@@ -54,10 +54,14 @@ from harness.redact import register_secret
 from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import (
     LABEL,
+    PORT_ATTEMPTS,
     ManagedProcess,
+    ServiceUser,
     free_port,
     give_to_service_user,
     label_dir,
+    log_size,
+    port_taken,
     remove_dir,
     run_id,
     run_tool,
@@ -591,35 +595,44 @@ class LocalPostgres(PostgresServer):
             if account is not None:
                 account.release()
             raise
-        port = free_port()
         merged = {"listen_addresses": "127.0.0.1", "unix_socket_directories": str(workdir / "sock"), **hba,
                   **dict(settings or {})}  # fmt: skip
-        server = cls(name, binaries, port, workdir, ManagedProcess(name=f"postgres {name}", argv=[],
+        server = cls(name, binaries, 0, workdir, ManagedProcess(name=f"postgres {name}", argv=[],
                      log_path=workdir / "postgres.log"), merged, account=account)  # fmt: skip
-        argv = [str(binaries.tool("postgres")), "-D", str(data), "-p", str(port),
-                "-c", f"cluster_name={server.cluster_name}"]  # fmt: skip
-        for key, value in merged.items():
-            argv += ["-c", f"{key}={value}"]
-        server.process = ManagedProcess(
-            name=f"postgres {name}",
-            argv=argv,
-            log_path=workdir / "postgres.log",
-            user=user,
-            stop_signal=signal.SIGINT,
-            death_signal=signal.SIGQUIT,
-        )
         try:
-            server.process.start()
-            # A fine poll: the server is up in a tenth of a second, and a staging start is on a restore's critical path.
-            wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {port}", interval=0.01)
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                server.port = free_port()
+                server.process = server._process(data, user)
+                logged = log_size(server.process.log_path)
+                server.process.start()
+                try:
+                    # A fine poll: the server is up in a tenth of a second, and a staging start is on a
+                    # restore's critical path.
+                    wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {server.port}",
+                               interval=0.01)  # fmt: skip
+                    break
+                except ServiceError:
+                    if attempt == PORT_ATTEMPTS or not port_taken(server.process.log_path, logged):
+                        raise
+                    log.info("PostgreSQL %s: port %d was taken before it bound it; another port", name, server.port)
+                    server.process.stop(timeout)
             server._set_passwords()
         except BaseException:
             server.stop()
             raise
         if throwaway:
             server._allow_writes()
-        log.info("PostgreSQL %s ready on 127.0.0.1:%d (%s %s)", name, port, binaries.source, binaries.version)
+        log.info("PostgreSQL %s ready on 127.0.0.1:%d (%s %s)", name, server.port, binaries.source, binaries.version)
         return server
+
+    def _process(self, data: Path, user: ServiceUser | None) -> ManagedProcess:
+        """The postgres process of this server on :attr:`port`, with its settings."""
+        argv = [str(self.binaries.tool("postgres")), "-D", str(data), "-p", str(self.port),
+                "-c", f"cluster_name={self.cluster_name}"]  # fmt: skip
+        for key, value in self.settings.items():
+            argv += ["-c", f"{key}={value}"]
+        return ManagedProcess(name=f"postgres {self.name}", argv=argv, log_path=self.workdir / "postgres.log",
+                              user=user, stop_signal=signal.SIGINT, death_signal=signal.SIGQUIT)  # fmt: skip
 
     def _set_passwords(self) -> None:
         """Give ``postgres`` and :data:`OWNER_ROLE` fresh passwords, through the socket only the harness reaches.

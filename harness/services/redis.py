@@ -16,6 +16,7 @@ import shutil
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import redis
@@ -24,10 +25,14 @@ from harness.errors import ServiceError
 from harness.redact import register_secret
 from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import (
+    PORT_ATTEMPTS,
     ManagedProcess,
     free_port,
     give_to_service_user,
     label_dir,
+    log_says,
+    log_size,
+    port_taken,
     remove_dir,
     run_tool,
     wait_until,
@@ -204,17 +209,11 @@ class LocalRedis(RedisServer):
                 if account is not None:
                     account.release()
                 raise
-        port = free_port()
         password = register_secret(secrets.token_urlsafe(24))
-        conf = {"bind": "127.0.0.1", "port": str(port), "dir": str(data), **hardened_conf(password, settings)}
         # The workdir and the config (its password) stay the harness's: the server's account may read the
         # config through its group and write only its data directory.
         workdir.chmod(0o711)
         conf_path = workdir / "redis.conf"
-        conf_path.write_text(redis_conf_text(conf))
-        conf_path.chmod(0o640)
-        if user is not None:
-            os.chown(conf_path, 0, user.gid)
         give_to_service_user(data, user)
         process = ManagedProcess(
             name=f"redis {name}",
@@ -225,10 +224,26 @@ class LocalRedis(RedisServer):
             death_signal=signal.SIGKILL,
             memory_limit=memory_limit,
         )
-        server = cls(name, port, workdir, process, password=password, account=account)
+        server = cls(name, 0, workdir, process, password=password, account=account)
         try:
-            process.start()
-            wait_until(server._ready, timeout=timeout, what=f"Redis {name} on port {port}")
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                server.port = port = free_port()
+                conf = {"bind": "127.0.0.1", "port": str(port), "dir": str(data), **hardened_conf(password, settings),
+                        "loglevel": "notice"}  # fmt: skip  # its readiness line is a notice
+                conf_path.write_text(redis_conf_text(conf))
+                conf_path.chmod(0o640)
+                if user is not None:
+                    os.chown(conf_path, 0, user.gid)
+                logged = log_size(process.log_path)
+                process.start()
+                try:
+                    wait_until(partial(server._ready, logged), timeout=timeout, what=f"Redis {name} on port {port}")
+                    break
+                except ServiceError:
+                    if attempt == PORT_ATTEMPTS or not port_taken(process.log_path, logged):
+                        raise
+                    log.info("Redis %s: port %d was taken before it bound it; another port", name, port)
+                    process.stop(timeout)
         except ServiceError:
             oom = "OOM loading DB" in process.log_tail(200)
             server.stop()
@@ -239,12 +254,17 @@ class LocalRedis(RedisServer):
         except BaseException:
             server.stop()
             raise
-        log.info("Redis %s ready on 127.0.0.1:%d", name, port)
+        log.info("Redis %s ready on 127.0.0.1:%d", name, server.port)
         return server
 
-    def _ready(self) -> bool:
+    def _ready(self, since: int) -> bool:
+        """Ready once its log (after byte ``since``: this start's) says it listens, and it answers PING.
+
+        The log first: until this server has bound its port, whatever answers there is another process's, and
+        the PING would hand it the password (and wait on its silence).
+        """
         self.process.ensure_alive()
-        return self.answers()
+        return log_says(self.process.log_path, since, "Ready to accept connections") and self.answers()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop without saving and remove the directory. Safe to call twice."""

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,18 @@ import httpx
 from botocore.config import Config
 from pydantic import SecretStr
 
-from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, wait_until
+from harness.errors import ServiceError
+from harness.services.base import (
+    PORT_ATTEMPTS,
+    ManagedProcess,
+    free_port,
+    label_dir,
+    log_says,
+    log_size,
+    port_taken,
+    remove_dir,
+    wait_until,
+)
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "MotoS3", "S3Endpoint", "S3Server"]
 
@@ -125,22 +137,32 @@ class MotoS3(S3Server):
             ServiceError: it did not answer within ``timeout`` seconds.
         """
         workdir = label_dir("s3")
-        port = free_port()
-        process = ManagedProcess(
-            name="moto S3",
-            argv=[sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            log_path=workdir / "moto.log",
-            env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"},
-            stop_signal=signal.SIGTERM,
-        )
-        server = cls(port, workdir, process)
+        server = cls(0, workdir, ManagedProcess(name="moto S3", argv=[], log_path=workdir / "moto.log"))
         try:
-            process.start()
-            wait_until(server._ready, timeout=timeout, what=f"moto S3 on port {port}", interval=0.1)
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                server.port = port = free_port()
+                server.process = ManagedProcess(
+                    name="moto S3",
+                    argv=[sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                    log_path=workdir / "moto.log",
+                    env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"},
+                    stop_signal=signal.SIGTERM,
+                )
+                logged = log_size(server.process.log_path)
+                server.process.start()
+                try:
+                    wait_until(partial(server._ready, logged), timeout=timeout, what=f"moto S3 on port {port}",
+                               interval=0.1)  # fmt: skip
+                    break
+                except ServiceError:
+                    if attempt == PORT_ATTEMPTS or not port_taken(server.process.log_path, logged):
+                        raise
+                    log.info("moto S3: port %d was taken before it bound it; another port", port)
+                    server.process.stop()
         except BaseException:
             server.stop()
             raise
-        log.info("moto S3 ready on 127.0.0.1:%d", port)
+        log.info("moto S3 ready on 127.0.0.1:%d", server.port)
         return server
 
     @classmethod
@@ -153,8 +175,11 @@ class MotoS3(S3Server):
         finally:
             server.stop()
 
-    def _ready(self) -> bool:
+    def _ready(self, since: int) -> bool:
+        """Ready once its log (after byte ``since``) says it listens, and it answers: not another process's port."""
         self.process.ensure_alive()
+        if not log_says(self.process.log_path, since, "Running on"):
+            return False
         try:
             return httpx.get(f"http://127.0.0.1:{self.port}/moto-api/", timeout=1).status_code < 500
         except httpx.HTTPError:
