@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from harness.config import DrillConfig
 from harness.deployment import Deployment
@@ -169,11 +170,28 @@ class AppProcess:
             answer = self.get_health()
             if answer is not None:
                 self.last_answer = answer
-                if answer.healthy:
+                if answer.healthy and self._listens():
                     return answer
             if time.monotonic() >= deadline:
                 raise CheckFailed(self._unhealthy_message(timeout))
             time.sleep(interval)
+
+    def _listens(self) -> bool:
+        """Whether the port is the app's: its process, or one it started, listens on it.
+
+        Until the app has bound its port, whatever answers there is another process's; a healthy answer from it
+        must never stand for the restored app's.
+        """
+        if self.process is None or self.process.process is None:
+            return False
+        try:
+            root = psutil.Process(self.process.process.pid)
+            ours = {root.pid, *(child.pid for child in root.children(recursive=True))}
+            sockets = psutil.net_connections(kind="tcp")
+        except psutil.Error:
+            return False
+        listening = (s for s in sockets if s.pid in ours and s.status == psutil.CONN_LISTEN)
+        return any(getattr(s.laddr, "port", None) == self.port for s in listening)
 
     def _unhealthy_message(self, timeout: float) -> str:
         url = self.base_url + self.health_path

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -19,7 +21,7 @@ from harness.app import runner
 from harness.app.runner import AppProcess
 from harness.errors import ServiceError
 from harness.services import postgres, redis, s3
-from harness.services.base import PORT_ATTEMPTS, free_port
+from harness.services.base import PORT_ATTEMPTS, free_port, wait_until
 from harness.services.postgres import LocalPostgres
 from harness.services.redis import LocalRedis
 from harness.services.s3 import MotoS3
@@ -93,3 +95,30 @@ def test_a_server_whose_every_port_is_taken_fails_saying_so(monkeypatch: pytest.
     with _taken_first(monkeypatch, postgres, PORT_ATTEMPTS), pytest.raises(ServiceError) as failed:
         LocalPostgres.create("port-race")
     assert "Address already in use" in str(failed.value)
+
+
+def test_a_healthy_answer_from_another_process_on_the_apps_port_is_not_the_apps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another process on the port picked first answers exactly as a healthy app would: it must not count."""
+    impostor_port = free_port()
+    impostor = subprocess.Popen([sys.executable, "-c", HEALTHY_APP, str(impostor_port)])
+    try:
+        wait_until(lambda: _connects(impostor_port), timeout=30, what="the impostor's port")
+        picks = iter([impostor_port])
+        monkeypatch.setattr(runner, "free_port", lambda: next(picks, None) or free_port())
+        app = AppProcess(["{python}", "-c", HEALTHY_APP, "{port}"], {}, "/health").start()
+        try:
+            assert app.wait_healthy(timeout=30).healthy
+            assert app.port != impostor_port
+        finally:
+            app.stop()
+    finally:
+        impostor.kill()
+        impostor.wait(10)
+
+
+def _connects(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
