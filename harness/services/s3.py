@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import httpx
@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, wait_until
 
-__all__ = ["ACCESS_KEY", "SECRET_KEY", "MotoS3", "S3Endpoint", "S3Server"]
+__all__ = ["ACCESS_KEY", "SECRET_KEY", "LocalS3", "MotoS3", "S3Endpoint", "S3Server"]
 
 _CLIENTS = threading.Lock()
 
@@ -105,12 +105,34 @@ class S3Server(abc.ABC):
 
 
 @dataclass
-class MotoS3(S3Server):
-    """A moto S3 server on a free loopback port."""
+class LocalS3(S3Server):
+    """An S3 server process of this machine on a loopback port, with a directory of its own."""
 
     port: int
     workdir: Path
     process: ManagedProcess
+
+    #: The path whose answer (anything but a server error) says the server is up.
+    ready_path: ClassVar[str] = "/"
+
+    def _ready(self) -> bool:
+        self.process.ensure_alive()
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server and remove its directory."""
+        self.process.stop(timeout)
+        remove_dir(self.workdir)
+
+
+@dataclass
+class MotoS3(LocalS3):
+    """A moto S3 server on a free loopback port."""
+
+    ready_path: ClassVar[str] = "/moto-api/"
 
     @property
     def endpoint(self) -> S3Endpoint:
@@ -152,15 +174,3 @@ class MotoS3(S3Server):
             yield server
         finally:
             server.stop()
-
-    def _ready(self) -> bool:
-        self.process.ensure_alive()
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/moto-api/", timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server and remove its directory."""
-        self.process.stop(timeout)
-        remove_dir(self.workdir)
