@@ -55,6 +55,7 @@ BUCKET = "bench-backups"
 STAGING_ADMIN_ENV = "BENCH_STAGING_ADMIN_DSN"
 S3_KEYS_ENV = ("BENCH_S3_ACCESS_KEY", "BENCH_S3_SECRET_KEY")  # the child restore's credentials of the stand-in
 S3RVER_PACKAGE = "s3rver@3.7.1"
+_COMPLETE_TIMEOUT_S = 900.0  # the backup's read timeout: s3rver's multipart completion copies the whole dump
 S3RVER_CACHE = Path.home() / ".cache" / "codeblack-drills" / "s3rver"
 PREFIX = "postgres/logical/"
 MB = 1024 * 1024
@@ -109,7 +110,10 @@ def make_production(provider: Provider, s3: S3Server, config: DrillConfig, targe
         step = 500_000
         for start in range(probe_rows + 1, rows + 1, step):
             _fill(server, dbname, start, min(rows, start + step - 1))
-        client = s3.client()
+        # s3rver answers CompleteMultipartUpload only once it has copied every part into the object, silent
+        # meanwhile (S3 keeps the connection alive), and at 5 GB on a busy machine that outlasts the client's 30 s
+        # read timeout: the retry then meets the parts the first attempt is removing (InternalError).
+        client = s3.endpoint.client(timeout=_COMPLETE_TIMEOUT_S / 3)
         client.create_bucket(Bucket=BUCKET)
         started = time.monotonic()
         manifest = backup_postgres(server.dsn(dbname), client, BUCKET, PREFIX, pg_dump=server.binaries.tool("pg_dump"),
