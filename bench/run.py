@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import platform
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,10 +41,11 @@ from harness.config import DrillConfig, load_config  # noqa: E402
 from harness.deployment import Deployment  # noqa: E402
 from harness.measure.stopwatch import Stopwatch  # noqa: E402
 from harness.policy.logical import check_dump_gaps, check_dump_retention, check_newest_dump  # noqa: E402
-from harness.services.base import label_dir, remove_dir, run_tool  # noqa: E402
+from harness.services.base import ManagedProcess, free_port, label_dir, remove_dir, run_tool, wait_until  # noqa: E402
+from harness.services.npm import npm_tool  # noqa: E402
 from harness.services.postgres import RESTORE_TUNED, PostgresServer  # noqa: E402
 from harness.services.provider import Provider  # noqa: E402
-from harness.services.s3 import MotoS3, S3Endpoint  # noqa: E402
+from harness.services.s3 import LocalS3, MotoS3, S3Endpoint, S3Server  # noqa: E402
 from harness.storage.catalogue import fetch_manifest, list_backups  # noqa: E402
 from harness.storage.download import WORKERS, download_object  # noqa: E402
 from sandbox.codeblack.revisions import alembic_config  # noqa: E402
@@ -51,6 +54,10 @@ from sandbox.world import World  # noqa: E402
 
 BUCKET = "bench-backups"
 STAGING_ADMIN_ENV = "BENCH_STAGING_ADMIN_DSN"
+S3_KEYS_ENV = ("BENCH_S3_ACCESS_KEY", "BENCH_S3_SECRET_KEY")  # the child restore's credentials of the stand-in
+S3RVER_PACKAGE = "s3rver@3.7.1"
+_COMPLETE_TIMEOUT_S = 900.0  # the backup's read timeout: s3rver's multipart completion copies the whole dump
+S3RVER_CACHE = Path.home() / ".cache" / "codeblack-drills" / "s3rver"
 PREFIX = "postgres/logical/"
 MB = 1024 * 1024
 
@@ -86,7 +93,7 @@ def _fill(server: PostgresServer, dbname: str, start: int, stop: int) -> None:
             conn.execute(statement, {"start": start, "stop": stop})  # type: ignore[arg-type]
 
 
-def make_production(provider: Provider, s3: MotoS3, config: DrillConfig, target_mb: float) -> dict[str, Any]:
+def make_production(provider: Provider, s3: S3Server, config: DrillConfig, target_mb: float) -> dict[str, Any]:
     """A production database of the sandbox schema whose compressed dump is about ``target_mb``.
 
     It is dumped to S3 by the harness's own backup code, the same path production cron runs.
@@ -104,7 +111,10 @@ def make_production(provider: Provider, s3: MotoS3, config: DrillConfig, target_
         step = 500_000
         for start in range(probe_rows + 1, rows + 1, step):
             _fill(server, dbname, start, min(rows, start + step - 1))
-        client = s3.client()
+        # s3rver answers CompleteMultipartUpload only once it has copied every part into the object, silent
+        # meanwhile (S3 keeps the connection alive), and at 5 GB on a busy machine that outlasts the client's 30 s
+        # read timeout: the retry then meets the parts the first attempt is removing (InternalError).
+        client = s3.endpoint.client(timeout=_COMPLETE_TIMEOUT_S / 3)
         client.create_bucket(Bucket=BUCKET)
         started = time.monotonic()
         manifest = backup_postgres(server.dsn(dbname), client, BUCKET, PREFIX, pg_dump=server.binaries.tool("pg_dump"),
@@ -136,6 +146,58 @@ class _PgRestoreSeconds(logging.Handler):
             self.seconds += float(done[1])
 
 
+@dataclasses.dataclass
+class S3rver(LocalS3):
+    """s3rver (npm, "Fake S3 server for node") on a free loopback port: the bench's S3 stand-in for large dumps.
+
+    moto reads a whole object into memory for every GET, ranged or not, so a 5 GB dump in four download ranges
+    needs about 30 GiB; s3rver keeps objects as files and streams GETs (ranged ones with a read stream of that
+    range) and multipart completions from disk. It speaks what the backup and restore paths ask of storage
+    (PutObject, multipart upload, ListObjectsV2, HeadObject, GetObject with Range), not versioning, lifecycle or
+    Object Lock, so it serves the benchmark only; the tests keep moto. It accepts its own fixed key pair alone.
+    """
+
+    @property
+    def endpoint(self) -> S3Endpoint:
+        """The endpoint with s3rver's fixed credentials."""
+        return S3Endpoint(f"http://127.0.0.1:{self.port}", "us-east-1", SecretStr("S3RVER"), SecretStr("S3RVER"),
+                          "s3rver (local)")  # fmt: skip
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls) -> Iterator[S3rver]:
+        """Install s3rver (pinned, under the user's cache) if missing, start it, stop it and remove its files."""
+        cli = npm_tool(S3RVER_PACKAGE, "s3rver", S3RVER_CACHE, purpose="the s3rver S3 stand-in (--s3 s3rver)")
+        workdir = label_dir("s3rver")
+        (workdir / "data").mkdir()
+        port = free_port()
+        node = shutil.which("node") or "node"
+        process = ManagedProcess(name="s3rver", log_path=workdir / "s3rver.log",
+                                 argv=[node, str(cli.resolve()), "-d", str(workdir / "data"), "-a", "127.0.0.1",
+                                       "-p", str(port), "-s"])  # fmt: skip
+        server = cls(port, workdir, process)
+        try:
+            process.start()
+            wait_until(server._ready, timeout=30, what=f"s3rver on port {port}", interval=0.1)
+            yield server
+        finally:
+            server.stop()
+
+    def peak_rss_mb(self) -> float:
+        """The server's peak resident memory so far (``VmHWM``): flat if it streams, the object's size if not."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+
+S3_SERVERS: dict[str, Callable[[], contextlib.AbstractContextManager[S3Server]]] = {
+    "moto": MotoS3.start,
+    "s3rver": S3rver.start,
+}
+
+
 def child_restore(args: argparse.Namespace) -> None:
     """Run in a child process so its peak RSS is the harness's alone: download, provision, restore."""
     from harness.restore.staging import restore_logical
@@ -148,7 +210,8 @@ def child_restore(args: argparse.Namespace) -> None:
                                                            services={"provider": args.provider})  # fmt: skip
     if args.staging == "server":
         config = config.with_changes(staging={"provider": "server", "admin_dsn_env": STAGING_ADMIN_ENV})
-    endpoint = S3Endpoint(args.endpoint, "us-east-1", SecretStr("drill-access-key"), SecretStr("drill-secret-key"))
+    access, secret = (SecretStr(os.environ[name]) for name in S3_KEYS_ENV)
+    endpoint = S3Endpoint(args.endpoint, "us-east-1", access, secret)
     deployment = _deployment(config, endpoint)
     provider = Provider.from_settings(config.services)
     client = endpoint.client()
@@ -165,21 +228,22 @@ def child_restore(args: argparse.Namespace) -> None:
                       "jobs": staging.jobs, "pg_restore_seconds": round(pg_restore.seconds, 1)}))  # fmt: skip
 
 
-def harness_restore(endpoint: str, provider: str = "local", staging_admin_dsn: str = "") -> dict[str, Any]:
+def harness_restore(s3: S3Endpoint, provider: str = "local", staging_admin_dsn: str = "") -> dict[str, Any]:
     """The harness's restore phase (download, provision, restore) in a child process, with ``provider``.
 
     ``staging_admin_dsn``: restore into that existing server (``[staging] provider = "server"``) instead.
     """
     staging = ["--staging", "server"] if staging_admin_dsn else []
-    env = {**os.environ, STAGING_ADMIN_ENV: staging_admin_dsn} if staging_admin_dsn else None
-    out = subprocess.run([sys.executable, __file__, "child-restore", "--endpoint", endpoint, "--provider", provider,
+    keys = dict(zip(S3_KEYS_ENV, (s3.access_key.get_secret_value(), s3.secret_key.get_secret_value()), strict=True))
+    env = {**os.environ, **keys} | ({STAGING_ADMIN_ENV: staging_admin_dsn} if staging_admin_dsn else {})
+    out = subprocess.run([sys.executable, __file__, "child-restore", "--endpoint", s3.url or "", "--provider", provider,
                           *staging], cwd=ROOT, capture_output=True, text=True, timeout=7200, check=True,
                          env=env)  # fmt: skip
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def bare_restore(
-    provider: Provider, s3: MotoS3, key: str, *, jobs: int = 2, settings: Mapping[str, str] | None = None
+    provider: Provider, s3: S3Server, key: str, *, jobs: int = 2, settings: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """A baseline: ``pg_restore --jobs N`` of the same dump, already on local disk, into a fresh server.
 
@@ -216,7 +280,7 @@ def provisioning(provider: Provider, runs: int = 7) -> dict[str, Any]:
     return {"median_seconds": round(statistics.median(times), 3), "max_seconds": round(max(times), 3), "runs": runs}
 
 
-def listing(s3: MotoS3, config: DrillConfig, count: int) -> dict[str, Any]:
+def listing(s3: S3Server, config: DrillConfig, count: int) -> dict[str, Any]:
     """Listing and the logical-dump policy checks over ``count`` backup objects."""
     client = s3.client()
     bucket = "bench-listing"
@@ -514,7 +578,7 @@ def _ratio(run: dict[str, Any], baseline: dict[str, Any]) -> float | None:
 
 
 def restore_rounds(
-    provider: Provider, s3: MotoS3, key: str, repeat: int, docker: bool = False
+    provider: Provider, s3: S3Server, key: str, repeat: int, docker: bool = False
 ) -> dict[str, dict[str, Any]]:
     """The harness's restore and both bare ones, each ``repeat`` times in turns; the median run of each.
 
@@ -524,10 +588,10 @@ def restore_rounds(
         {"docker": []} if docker else {}
     )
     for _ in range(repeat):
-        harness = harness_restore(s3.endpoint.url or "")
+        harness = harness_restore(s3.endpoint)
         runs["harness"].append(harness)
         if docker:
-            runs["docker"].append(harness_restore(s3.endpoint.url or "", "docker"))
+            runs["docker"].append(harness_restore(s3.endpoint, "docker"))
         runs["bare"].append(bare_restore(provider, s3, key))
         runs["bare_tuned"].append(bare_restore(provider, s3, key, jobs=harness["jobs"], settings=RESTORE_TUNED))
     medians = {name: _median(each) for name, each in runs.items()}
@@ -538,12 +602,16 @@ def restore_rounds(
 
 
 def restore_and_storage(
-    provider: Provider, config: DrillConfig, sizes: list[float], smoke: bool, docker: bool = False, repeat: int = 3
-) -> dict[str, Any]:
-    """Restore against the bare baselines per dump size (``docker``: with containers too), provisioning, listing."""
-    results: dict[str, Any] = {"restore": []}
+    provider: Provider, config: DrillConfig, sizes: list[float], smoke: bool, docker: bool = False, repeat: int = 3,
+    s3_server: str = "moto",
+) -> dict[str, Any]:  # fmt: skip
+    """Restore against the bare baselines per dump size (``docker``: with containers too), provisioning, listing.
+
+    ``s3_server`` names the S3 stand-in the dumps are backed up to and restored from (:data:`S3_SERVERS`).
+    """
+    results: dict[str, Any] = {"restore": [], "s3": s3_server}
     for size in sizes:
-        with MotoS3.start() as s3:
+        with S3_SERVERS[s3_server]() as s3:
             production = make_production(provider, s3, config, size)
             medians = restore_rounds(provider, s3, production["key"], repeat, docker)
         harness, bare, tuned = medians["harness"], medians["bare"], medians["bare_tuned"]
@@ -600,38 +668,51 @@ def _existing_server() -> Iterator[str]:
         server.stop()
 
 
-def scale(provider: Provider, config: DrillConfig, sizes: list[float], out: Path) -> dict[str, Any]:
+def scale(
+    provider: Provider, config: DrillConfig, sizes: list[float], out: Path, s3_server: str = "moto"
+) -> dict[str, Any]:
     """The harness's restore of each dump size into the local throwaway and into an existing server; peak RSS.
 
     Sizes run in the order given, and the results are written to ``out`` after each, so a run stopped at a
-    deadline keeps every size it finished. A size whose dump moto could not serve within this machine's free
-    memory is skipped with that reason (nothing here may push a shared machine out of memory).
+    deadline keeps every size it finished. With moto, a size whose dump moto could not serve within this
+    machine's free memory is skipped with that reason (nothing here may push a shared machine out of memory);
+    s3rver streams from disk (``s3_server = "s3rver"``, results in ``scale-s3rver.*``). The load averages before
+    and after each size are recorded beside its figures: the machine is shared.
     """
-    results: dict[str, Any] = {"machine": machine_facts(provider), "scale": []}
+    name = "scale" if s3_server == "moto" else f"scale-{s3_server}"
+    results: dict[str, Any] = {"machine": machine_facts(provider), "s3": s3_server, "scale": []}
     for size in sizes:
         need, free = _moto_peak_bytes(size * MB), _available_bytes()
-        if need > free * 0.8:
+        if s3_server == "moto" and need > free * 0.8:
             results["scale"].append({"target_mb": size, "skipped": (
                 f"not measured: moto (the local S3 stand-in) reads the whole object into memory for every ranged GET "
                 f"({WORKERS} download ranges and the header), about {need / 1024**3:.1f} GiB at once; "
                 f"{free / 1024**3:.1f} GiB of memory were available")})  # fmt: skip
             print(results["scale"][-1]["skipped"], flush=True)
-            _write(out, "scale", results)
+            _write(out, name, results)
             continue
-        with MotoS3.start() as s3, _existing_server() as dsn:
+        load_before = _load()
+        with S3_SERVERS[s3_server]() as s3, _existing_server() as dsn:
             production = make_production(provider, s3, config, size)
-            local = harness_restore(s3.endpoint.url or "")
-            existing = harness_restore(s3.endpoint.url or "", staging_admin_dsn=dsn)
+            local = harness_restore(s3.endpoint)
+            existing = harness_restore(s3.endpoint, staging_admin_dsn=dsn)
             tuned = bare_restore(provider, s3, production["key"], jobs=local["jobs"], settings=RESTORE_TUNED)
+            s3_peak = s3.peak_rss_mb() if isinstance(s3, S3rver) else None
         results["scale"].append({**production, "local": local, "existing": existing, "bare_tuned": tuned,
-                                 "tuned_ratio": _ratio(local, tuned)})  # fmt: skip
+                                 "tuned_ratio": _ratio(local, tuned), "load_before": load_before,
+                                 "load_after": _load(), "s3_peak_rss_mb": s3_peak})  # fmt: skip
         print(
             f"{production['dump_mb']} MB dump: local throwaway {local['seconds']} s, existing server "
             f"{existing['seconds']} s, peak RSS {local['peak_rss_mb']} / {existing['peak_rss_mb']} MB",
             flush=True,
         )
-        _write(out, "scale", results)
+        _write(out, name, results)
     return results
+
+
+def _load() -> list[float]:
+    """The 1, 5 and 15 minute load averages, rounded: how busy the shared machine was."""
+    return [round(load, 2) for load in os.getloadavg()]
 
 
 def _scale_markdown(results: dict[str, Any]) -> list[str]:
@@ -648,6 +729,10 @@ def _scale_markdown(results: dict[str, Any]) -> list[str]:
                      f"{size['existing']['peak_rss_mb']} | {size['bare_tuned']['seconds']} | "
                      f"{size['tuned_ratio']} |")  # fmt: skip
     lines += [f"\n{size['target_mb']:g} MB: {size['skipped']}." for size in results["scale"] if "skipped" in size]
+    lines += [f"\n{size['dump_mb']} MB: load average (1, 5, 15 min) {size['load_before']} before, "
+              f"{size['load_after']} after; S3 stand-in {results.get('s3', 'moto')}"
+              + (f", its peak RSS {size['s3_peak_rss_mb']} MB" if size.get("s3_peak_rss_mb") else "") + "."
+              for size in measured if "load_before" in size]  # fmt: skip
     rss = [size[name]["peak_rss_mb"] for size in measured for name in ("local", "existing")]
     if len(rss) > 1:
         lines.append(f"\nPeak RSS spread across sizes and targets: {round((max(rss) / min(rss) - 1) * 100, 1)} % "
@@ -678,6 +763,9 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3,
                         help="restore runs per size, taken in turns; the median is reported (default: 3)")  # fmt: skip
+    parser.add_argument("--s3", choices=sorted(S3_SERVERS), default="moto",
+                        help="the S3 stand-in of --only restore/scale (default: moto; s3rver streams from disk, "
+                             "for dumps of GBs: installed with npm on first use)")  # fmt: skip
     parser.add_argument("--provider", default="local", help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--staging", default="throwaway", help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -690,11 +778,11 @@ def main() -> None:
     sizes = [2.0] if args.smoke else [float(size) for size in args.sizes.split(",")]
     results: dict[str, Any] = {"machine": machine_facts(provider)}
     if args.only == "scale":
-        scale(provider, config, sizes, args.out)
+        scale(provider, config, sizes, args.out, args.s3)
         return
     if args.only in (None, "restore"):
         repeat = 1 if args.smoke else args.repeat
-        results.update(restore_and_storage(provider, config, sizes, args.smoke, args.docker, repeat))
+        results.update(restore_and_storage(provider, config, sizes, args.smoke, args.docker, repeat, args.s3))
     if args.only in (None, "migrations"):
         results["migrations"] = migration_gate(full=not args.smoke, repeat=1 if args.smoke else 5)
         print(*_migrations_markdown(results["migrations"]), flush=True)

@@ -30,3 +30,21 @@ def test_the_benchmark_runs_at_its_smallest_size(tmp_path: Path) -> None:
     assert "harness restore" in markdown
     assert "the drill's own cost beside it" in markdown
     assert "pytest-alembic's built-in tests" in markdown
+
+
+def test_the_scale_benchmark_runs_through_the_streaming_s3_stand_in(tmp_path: Path) -> None:
+    """``--s3 s3rver`` (the 5 GB figure's stand-in): backup and both restores go through it, moto's files stay."""
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--only", "scale", "--sizes", "2", "--s3", "s3rver", "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((tmp_path / "scale-s3rver.json").read_text())
+    assert results["s3"] == "s3rver"
+    size = results["scale"][0]
+    assert size["local"]["phases"].keys() >= {"download", "provision", "restore"}
+    assert size["existing"]["phases"].keys() >= {"download", "restore"}
+    assert size["bare_tuned"]["seconds"] > 0
+    assert size["s3_peak_rss_mb"] > 0
+    assert not (tmp_path / "scale.json").exists()
+    assert "S3 stand-in s3rver" in (tmp_path / "scale-s3rver.md").read_text()

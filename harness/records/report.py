@@ -25,6 +25,7 @@ from harness.records.markdown import SANDBOX_BANNER, render_markdown
 from harness.records.record import DrillRecord, format_number
 from harness.redact import redact
 from harness.services.base import run_tool
+from harness.services.npm import npm_tool
 
 __all__ = [
     "ALLURE_CACHE",
@@ -44,7 +45,6 @@ __all__ = [
 
 ALLURE_CACHE = Path.home() / ".cache" / "codeblack-drills" / "allure"
 ALLURE_PACKAGE = "allure@3"
-_INSTALL_TIMEOUT_S = 300.0
 _GENERATE_TIMEOUT_S = 180.0
 
 
@@ -262,24 +262,7 @@ def allure_cli(cache: Path = ALLURE_CACHE) -> Path:
     Raises:
         HarnessError: node or npm is missing, or the install failed.
     """
-    cli = cache / "node_modules" / ".bin" / "allure"
-    if cli.exists():
-        return cli
-    missing = [tool for tool in ("node", "npm") if shutil.which(tool) is None]
-    if missing:
-        raise HarnessError(
-            f"rendering the HTML report needs {' and '.join(missing)}: install Node.js 20 or newer "
-            "(for example `apt-get install nodejs npm`), then run the command again"
-        )
-    cache.mkdir(parents=True, exist_ok=True)
-    run_tool(["npm", "install", "--no-audit", "--no-fund", "--prefix", cache, ALLURE_PACKAGE],
-             what=f"npm install {ALLURE_PACKAGE} into {cache}", timeout=_INSTALL_TIMEOUT_S,
-             inherit_env=True)  # fmt: skip
-    if not cli.exists():
-        raise HarnessError(
-            f"npm installed {ALLURE_PACKAGE} into {cache} but {cli} is missing; delete {cache} and retry"
-        )
-    return cli
+    return npm_tool(ALLURE_PACKAGE, "allure", cache, purpose="rendering the HTML report")
 
 
 def render_html(

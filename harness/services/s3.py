@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import httpx
@@ -38,7 +38,7 @@ from harness.services.base import (
     wait_until,
 )
 
-__all__ = ["ACCESS_KEY", "SECRET_KEY", "MotoS3", "S3Endpoint", "S3Server"]
+__all__ = ["ACCESS_KEY", "SECRET_KEY", "LocalS3", "MotoS3", "S3Endpoint", "S3Server"]
 
 _CLIENTS = threading.Lock()
 
@@ -117,12 +117,40 @@ class S3Server(abc.ABC):
 
 
 @dataclass
-class MotoS3(S3Server):
-    """A moto S3 server on a free loopback port."""
+class LocalS3(S3Server):
+    """An S3 server process of this machine on a loopback port, with a directory of its own."""
 
     port: int
     workdir: Path
     process: ManagedProcess
+
+    #: The path whose answer (anything but a server error) says the server is up.
+    ready_path: ClassVar[str] = "/"
+    #: The line its log prints once it listens (empty: none to wait for).
+    listening: ClassVar[str] = ""
+
+    def _ready(self, since: int = 0) -> bool:
+        """Ready once its log (after byte ``since``) says it listens, and it answers: not another process's port."""
+        self.process.ensure_alive()
+        if self.listening and not log_says(self.process.log_path, since, self.listening):
+            return False
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}{self.ready_path}", timeout=1).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server and remove its directory."""
+        self.process.stop(timeout)
+        remove_dir(self.workdir)
+
+
+@dataclass
+class MotoS3(LocalS3):
+    """A moto S3 server on a free loopback port."""
+
+    ready_path: ClassVar[str] = "/moto-api/"
+    listening: ClassVar[str] = "Running on"
 
     @property
     def endpoint(self) -> S3Endpoint:
@@ -174,18 +202,3 @@ class MotoS3(S3Server):
             yield server
         finally:
             server.stop()
-
-    def _ready(self, since: int) -> bool:
-        """Ready once its log (after byte ``since``) says it listens, and it answers: not another process's port."""
-        self.process.ensure_alive()
-        if not log_says(self.process.log_path, since, "Running on"):
-            return False
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/moto-api/", timeout=1).status_code < 500
-        except httpx.HTTPError:
-            return False
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the server and remove its directory."""
-        self.process.stop(timeout)
-        remove_dir(self.workdir)
