@@ -38,6 +38,15 @@ def test_without_an_app_the_rehearsal_is_the_upgrade_of_the_restored_copy_with_i
     tmp_path: Path,
 ) -> None:
     project = build_project("lock_rewrite", tmp_path)
+    # The sandbox's orders are a couple of thousand rows: rewritten in milliseconds, the ALTER could run between
+    # two of the lock watcher's samples and go unseen (as harness/migrations/locks.py says). A default that
+    # sleeps a moment per row keeps it running for about two seconds on any machine, however fast or busy.
+    revision = next((project / "versions").glob("10c4ed000001_*.py"))
+    slow = revision.read_text().replace(
+        '"gen_random_uuid()::text"', '"concat(gen_random_uuid()::text, pg_sleep(0.0005))"'
+    )
+    assert slow != revision.read_text()
+    revision.write_text(slow)
     config = project / "drill.toml"  # its directory is the migration child's working directory: readable by it
     config.write_text(
         f'[target]\nname = "no-app"\nsandbox = true\n\n[app]\nenabled = false\n\n[reports]\ndir = "{tmp_path}/reports"'
