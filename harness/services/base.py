@@ -79,8 +79,28 @@ def run_id() -> str:
 
 
 def label_dir(what: str, base: Path | None = None) -> Path:
-    """Make a temp directory labelled with the run id, so a sweeper can find it if the run is killed."""
+    """Make a temp directory labelled with the run id, so a sweeper can find it if the run is killed.
+
+    The first one a process makes also claims the run for it (an owner file): a later sweep removes a run's
+    leftovers only once all its owners have exited, and leaves a run nobody claimed alone. So whatever makes
+    throwaways (a drill, ``codeblack-drills backup redis``, the bench) is swept after a ``kill -9``.
+    """
+    _claim_run()
     return Path(tempfile.mkdtemp(prefix=f"{LABEL}-{_RUN_ID}-{what}-", dir=base))
+
+
+_CLAIMED_BY = 0  # the pid that claimed the run (a forked child is another owner)
+
+
+def _claim_run() -> None:
+    global _CLAIMED_BY
+    if os.getpid() == _CLAIMED_BY:
+        return
+    from harness.services.sweeper import claim_run  # the sweeper reads the owner files and imports this module
+
+    with contextlib.suppress(OSError):  # a temp dir it cannot write: making the directory itself says so
+        claim_run()
+    _CLAIMED_BY = os.getpid()
 
 
 #: Ports :func:`free_port` handed out lately, so that it never hands one out twice while a server may yet bind it.

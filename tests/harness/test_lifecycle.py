@@ -81,6 +81,29 @@ def test_a_killed_run_is_swept_by_the_next(tmp_path: Path) -> None:
     assert not find_leftovers(run), find_leftovers(run).describe()
 
 
+MAKES_A_THROWAWAY = """
+import sys, time
+from harness.services.base import label_dir
+print(label_dir("cli-throwaway"), flush=True)
+time.sleep(120)
+"""
+
+
+def test_any_process_that_made_a_throwaway_is_swept_after_a_kill(tmp_path: Path) -> None:
+    """Not only a drill: a command or the bench making throwaways claims its run, so a kill -9 is swept."""
+    run = f"cli{uuid.uuid4().hex[:8]}"
+    process = subprocess.Popen([sys.executable, "-c", MAKES_A_THROWAWAY], cwd=PROJECT_ROOT, text=True,
+                               stdout=subprocess.PIPE, env={**os.environ, RUN_ENV: run})  # fmt: skip
+    assert process.stdout is not None
+    made = Path(process.stdout.readline().strip())  # the directory exists once its path is printed
+    assert made.is_dir()
+    process.kill()
+    process.wait(10)
+    sweep()
+    assert not made.exists()
+    assert not find_leftovers(run)
+
+
 @pytest.mark.parametrize("run", ["nightly-42", "../etc", "a b", "", "x" * 65, "run.1"])
 def test_a_run_id_that_is_not_a_safe_token_is_refused(run: str) -> None:
     with pytest.raises(ConfigError) as refusal:
