@@ -146,25 +146,28 @@ def test_a_run_id_that_would_break_the_sweeper_is_refused_in_one_line() -> None:
 
 def test_sweep_removes_only_what_dead_runs_left(tmp_path: Path) -> None:
     dead_run, live_run = uuid.uuid4().hex[:10], uuid.uuid4().hex[:10]
-    # The "dead" run is alive until just before the sweep: any drill on this machine sweeps dead runs when it
-    # starts, and would otherwise take this run's leftovers first.
+    # A temp dir of its own: every drill on this machine (and the other test worker's) sweeps the dead runs of
+    # /tmp when it starts, and would take this run's leftovers first. A sweep knows a run by its owner files in
+    # its own temp dir, so only the sweeps below, run with this TMPDIR, know this dead run.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
     owner = subprocess.Popen(["sleep", "600"])
-    tmp = Path(tempfile.gettempdir())
     (tmp / f"{LABEL}-{dead_run}-{owner.pid}.owner").write_text(str(owner.pid))
     (tmp / f"{LABEL}-{live_run}-{os.getpid()}.owner").write_text(str(os.getpid()))
-    left = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{dead_run}-pg-"))
-    alive = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{live_run}-pg-"))
+    left = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{dead_run}-pg-", dir=tmp))
+    alive = Path(tempfile.mkdtemp(prefix=f"{LABEL}-{live_run}-pg-", dir=tmp))
     orphan = subprocess.Popen(["sleep", "60"], env={**os.environ, RUN_ENV: dead_run})
     owner.kill()
     owner.wait()
     try:
         listed = subprocess.run([PROGRAM, "sweep", "--dry-run"], capture_output=True, text=True, timeout=60,
-                                check=True).stdout.splitlines()  # fmt: skip
+                                check=True, env=env).stdout.splitlines()  # fmt: skip
         assert {f"process {orphan.pid} sleep", f"directory {left}"} <= set(listed)
         assert f"directory {alive}" not in listed
         assert left.exists()
         assert orphan.poll() is None
-        swept = subprocess.run([PROGRAM, "sweep"], capture_output=True, text=True, timeout=60, check=True)
+        swept = subprocess.run([PROGRAM, "sweep"], capture_output=True, text=True, timeout=60, check=True, env=env)
         assert {f"process {orphan.pid} sleep", f"directory {left}"} <= set(swept.stdout.splitlines())
         assert orphan.wait(10) != 0
         assert not left.exists()

@@ -25,6 +25,22 @@ from harness.services.sweeper import check_run_id, find_leftovers, sweep
 CASE = PROJECT_ROOT / "tests" / "data" / "lifecycle" / "case_servers.py"
 
 
+@pytest.fixture
+def own_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temp dir of the test's own, for this process and its children, open to the servers' accounts as /tmp is.
+
+    Every drill on this machine (and the other test worker's) sweeps the dead runs of /tmp when it starts, and
+    could take a dead run's leftovers before this test's own sweep looks. A sweep knows a run by the owner files
+    in its temp dir, so a run whose owner files are here is known to this test's sweeps only.
+    """
+    own = Path(tempfile.mkdtemp(prefix="sweep-tests-"))
+    own.chmod(0o1777)
+    monkeypatch.setenv("TMPDIR", str(own))
+    monkeypatch.setattr(tempfile, "tempdir", str(own))
+    yield own
+    shutil.rmtree(own, ignore_errors=True)
+
+
 def _start(case: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     run = uuid.uuid4().hex[:10]
     ready = tmp_path / "ready"
@@ -65,7 +81,7 @@ def test_an_interrupted_run_leaves_nothing(signum: int, tmp_path: Path) -> None:
     assert not leftovers, leftovers.describe()
 
 
-def test_a_killed_run_is_swept_by_the_next(tmp_path: Path) -> None:
+def test_a_killed_run_is_swept_by_the_next(tmp_path: Path, own_tmp: Path) -> None:
     process, run, ready = _start("wait", tmp_path)
     _wait_ready(process, ready)
     process.kill()
@@ -89,7 +105,7 @@ time.sleep(120)
 """
 
 
-def test_any_process_that_made_a_throwaway_is_swept_after_a_kill(tmp_path: Path) -> None:
+def test_any_process_that_made_a_throwaway_is_swept_after_a_kill(own_tmp: Path) -> None:
     """Not only a drill: a command or the bench making throwaways claims its run, so a kill -9 is swept."""
     run = f"cli{uuid.uuid4().hex[:8]}"
     process = subprocess.Popen([sys.executable, "-c", MAKES_A_THROWAWAY], cwd=PROJECT_ROOT, text=True,
@@ -115,7 +131,7 @@ def test_a_run_id_that_is_not_a_safe_token_is_refused(run: str) -> None:
     assert check_run_id("Nightly_42") == "Nightly_42"
 
 
-def test_dead_runs_of_any_id_are_swept_and_live_ones_kept() -> None:
+def test_dead_runs_of_any_id_are_swept_and_live_ones_kept(own_tmp: Path) -> None:
     # A dead non-hex run, a dead legacy run "<x>" and a live legacy run "<x>-b" (dashes predate the check):
     # the dead "<x>" must not take the live "<x>-b"'s directory, whose name starts with "<x>-" too.
     tag = uuid.uuid4().hex[:6]
