@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -42,11 +43,11 @@ __all__ = [
     "free_port",
     "label_dir",
     "log_says",
-    "log_size",
     "minimal_env",
     "port_taken",
     "run_id",
     "service_user",
+    "start_on_a_free_port",
     "wait_until",
 ]
 
@@ -130,7 +131,7 @@ PORT_ATTEMPTS = 3
 """How many ports a server's start tries: another process may bind the one :func:`free_port` picked first."""
 
 
-def log_size(log_path: Path) -> int:
+def _log_size(log_path: Path) -> int:
     """The size of a server's log now, so that :func:`port_taken` reads only what one start wrote."""
     try:
         return log_path.stat().st_size
@@ -154,6 +155,40 @@ def port_taken(log_path: Path, since: int) -> bool:
     PostgreSQL, Redis and Python servers all say "Address already in use" (uvicorn in lower case).
     """
     return log_says(log_path, since, "address already in use")
+
+
+def start_on_a_free_port(
+    what: str,
+    launch: Callable[[int], ManagedProcess],
+    ready: Callable[[int], bool],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+) -> None:
+    """Start a server on a port :func:`free_port` picks and wait until ``ready``; on another port when it was taken.
+
+    Another process may bind the port between the pick and the server's own bind (a second drill on the
+    machine): when the server's log says so, it is stopped and launched again on a new port, at most
+    :data:`PORT_ATTEMPTS` times. ``launch(port)`` makes the server's process for ``port`` (and points the
+    server at both); ``ready(since)`` probes it, ``since`` being its log's size before this start.
+
+    Raises:
+        ServiceError: it did not become ready in ``timeout`` seconds, or exited, for another reason than a taken
+            port or on the last port tried.
+    """
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        port = free_port()
+        process = launch(port)
+        logged = _log_size(process.log_path)
+        process.start()
+        try:
+            wait_until(partial(ready, logged), timeout=timeout, what=f"{what} on port {port}", interval=interval)
+            return
+        except ServiceError:
+            if attempt == PORT_ATTEMPTS or not port_taken(process.log_path, logged):
+                raise
+            log.info("%s: port %d was taken before it bound it; another port", what, port)
+            process.stop(timeout)
 
 
 def wait_until(probe: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.05) -> None:

@@ -54,19 +54,15 @@ from harness.redact import register_secret
 from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import (
     LABEL,
-    PORT_ATTEMPTS,
     ManagedProcess,
     ServiceUser,
-    free_port,
     give_to_service_user,
     label_dir,
-    log_size,
-    port_taken,
     remove_dir,
     run_id,
     run_tool,
     service_user,
-    wait_until,
+    start_on_a_free_port,
 )
 
 __all__ = [
@@ -323,8 +319,7 @@ def _template(binaries: PostgresBinaries) -> Path:
     template = _template_path(binaries)
     root = template.parent
     root.mkdir(parents=True, exist_ok=True)
-    key = template.name.removeprefix("pgdata-")
-    with _locked(root / f"pgdata-{key}.lock"):
+    with _locked(template.with_name(f"{template.name}.lock")):
         if (template / "PG_VERSION").exists():
             return template
         staging = label_dir("initdb")
@@ -600,22 +595,16 @@ class LocalPostgres(PostgresServer):
         server = cls(name, binaries, 0, workdir, ManagedProcess(name=f"postgres {name}", argv=[],
                      log_path=workdir / "postgres.log"), merged, account=account)  # fmt: skip
         try:
-            for attempt in range(1, PORT_ATTEMPTS + 1):
-                server.port = free_port()
+
+            def launch(port: int) -> ManagedProcess:
+                server.port = port  # before the process is made: its argv carries it
                 server.process = server._process(data, user)
-                logged = log_size(server.process.log_path)
-                server.process.start()
-                try:
-                    # A fine poll: the server is up in a tenth of a second, and a staging start is on a
-                    # restore's critical path.
-                    wait_until(server._ready, timeout=timeout, what=f"PostgreSQL {name} on port {server.port}",
-                               interval=0.01)  # fmt: skip
-                    break
-                except ServiceError:
-                    if attempt == PORT_ATTEMPTS or not port_taken(server.process.log_path, logged):
-                        raise
-                    log.info("PostgreSQL %s: port %d was taken before it bound it; another port", name, server.port)
-                    server.process.stop(timeout)
+                return server.process
+
+            # A fine poll: the server is up in a tenth of a second, and a staging start is on a restore's
+            # critical path. Its readiness is its own pid file's, whatever another process does on the port.
+            start_on_a_free_port(f"PostgreSQL {name}", launch, lambda _since: server._ready(), timeout=timeout,
+                                 interval=0.01)  # fmt: skip
             server._set_passwords()
         except BaseException:
             server.stop()

@@ -16,7 +16,6 @@ import shutil
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import redis
@@ -25,17 +24,13 @@ from harness.errors import ServiceError
 from harness.redact import register_secret
 from harness.services.accounts import ServiceAccount, acquire_account
 from harness.services.base import (
-    PORT_ATTEMPTS,
     ManagedProcess,
-    free_port,
     give_to_service_user,
     label_dir,
     log_says,
-    log_size,
-    port_taken,
     remove_dir,
     run_tool,
-    wait_until,
+    start_on_a_free_port,
 )
 
 __all__ = [
@@ -226,24 +221,18 @@ class LocalRedis(RedisServer):
         )
         server = cls(name, 0, workdir, process, password=password, account=account)
         try:
-            for attempt in range(1, PORT_ATTEMPTS + 1):
-                server.port = port = free_port()
+
+            def launch(port: int) -> ManagedProcess:
+                server.port = port
                 conf = {"bind": "127.0.0.1", "port": str(port), "dir": str(data), **hardened_conf(password, settings),
                         "loglevel": "notice"}  # fmt: skip  # its readiness line is a notice
                 conf_path.write_text(redis_conf_text(conf))
                 conf_path.chmod(0o640)
                 if user is not None:
                     os.chown(conf_path, 0, user.gid)
-                logged = log_size(process.log_path)
-                process.start()
-                try:
-                    wait_until(partial(server._ready, logged), timeout=timeout, what=f"Redis {name} on port {port}")
-                    break
-                except ServiceError:
-                    if attempt == PORT_ATTEMPTS or not port_taken(process.log_path, logged):
-                        raise
-                    log.info("Redis %s: port %d was taken before it bound it; another port", name, port)
-                    process.stop(timeout)
+                return process
+
+            start_on_a_free_port(f"Redis {name}", launch, server._ready, timeout=timeout)
         except ServiceError:
             oom = "OOM loading DB" in process.log_tail(200)
             server.stop()

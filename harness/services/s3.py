@@ -16,7 +16,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,17 +24,12 @@ import httpx
 from botocore.config import Config
 from pydantic import SecretStr
 
-from harness.errors import ServiceError
 from harness.services.base import (
-    PORT_ATTEMPTS,
     ManagedProcess,
-    free_port,
     label_dir,
     log_says,
-    log_size,
-    port_taken,
     remove_dir,
-    wait_until,
+    start_on_a_free_port,
 )
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY", "LocalS3", "MotoS3", "S3Endpoint", "S3Server"]
@@ -167,8 +161,9 @@ class MotoS3(LocalS3):
         workdir = label_dir("s3")
         server = cls(0, workdir, ManagedProcess(name="moto S3", argv=[], log_path=workdir / "moto.log"))
         try:
-            for attempt in range(1, PORT_ATTEMPTS + 1):
-                server.port = port = free_port()
+
+            def launch(port: int) -> ManagedProcess:
+                server.port = port
                 server.process = ManagedProcess(
                     name="moto S3",
                     argv=[sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -176,17 +171,9 @@ class MotoS3(LocalS3):
                     env={"MOTO_ALLOW_NONEXISTENT_REGION": "true"},
                     stop_signal=signal.SIGTERM,
                 )
-                logged = log_size(server.process.log_path)
-                server.process.start()
-                try:
-                    wait_until(partial(server._ready, logged), timeout=timeout, what=f"moto S3 on port {port}",
-                               interval=0.1)  # fmt: skip
-                    break
-                except ServiceError:
-                    if attempt == PORT_ATTEMPTS or not port_taken(server.process.log_path, logged):
-                        raise
-                    log.info("moto S3: port %d was taken before it bound it; another port", port)
-                    server.process.stop()
+                return server.process
+
+            start_on_a_free_port("moto S3", launch, server._ready, timeout=timeout, interval=0.1)
         except BaseException:
             server.stop()
             raise

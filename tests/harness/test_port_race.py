@@ -20,7 +20,7 @@ import pytest
 from harness.app import runner
 from harness.app.runner import AppProcess
 from harness.errors import ServiceError
-from harness.services import postgres, redis, s3
+from harness.services import base
 from harness.services.base import PORT_ATTEMPTS, free_port, wait_until
 from harness.services.postgres import LocalPostgres
 from harness.services.redis import LocalRedis
@@ -46,17 +46,17 @@ def _answers_postgres(server: LocalPostgres) -> bool:
         return conn.execute("SELECT 1").fetchone() == (1,)
 
 
-SERVERS: dict[str, tuple[ModuleType, Callable[[], Any], Callable[[Any], bool]]] = {
-    "PostgreSQL": (postgres, lambda: LocalPostgres.create("port-race"), _answers_postgres),
-    "Redis": (redis, lambda: LocalRedis.create("port-race"), lambda server: bool(server.client().ping())),
-    "moto S3": (s3, MotoS3.create, lambda server: server.client().list_buckets()["Buckets"] == []),
+SERVERS: dict[str, tuple[Callable[[], Any], Callable[[Any], bool]]] = {
+    "PostgreSQL": (lambda: LocalPostgres.create("port-race"), _answers_postgres),
+    "Redis": (lambda: LocalRedis.create("port-race"), lambda server: bool(server.client().ping())),
+    "moto S3": (MotoS3.create, lambda server: server.client().list_buckets()["Buckets"] == []),
 }
 
 
 @pytest.mark.parametrize("kind", list(SERVERS))
 def test_a_server_on_a_port_taken_meanwhile_starts_on_another(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
-    module, create, answers = SERVERS[kind]
-    with _taken_first(monkeypatch, module) as taken:
+    create, answers = SERVERS[kind]
+    with _taken_first(monkeypatch, base) as taken:
         server = create()
         try:
             assert server.port not in taken
@@ -92,7 +92,7 @@ def test_an_app_on_a_port_taken_meanwhile_starts_on_another(
 
 
 def test_a_server_whose_every_port_is_taken_fails_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    with _taken_first(monkeypatch, postgres, PORT_ATTEMPTS), pytest.raises(ServiceError) as failed:
+    with _taken_first(monkeypatch, base, PORT_ATTEMPTS), pytest.raises(ServiceError) as failed:
         LocalPostgres.create("port-race")
     assert "Address already in use" in str(failed.value)
 
