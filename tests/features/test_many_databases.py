@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -188,33 +189,45 @@ def test_two_workers_drill_the_two_databases_into_the_one_record_a_single_proces
     assert "drill verdict: GO" in spread.output
 
 
-def _kill_the_worker_of(database: str, killed: list[int]) -> During:
-    """Once ``database``'s staging server runs, SIGKILL the pytest-xdist worker that started it (a known state)."""
+def _kill_the_worker_of(*databases: str, killed: list[int]) -> During:
+    """Once each database's staging server runs, SIGKILL the pytest-xdist worker that started it (a known state).
+
+    The first ``[[databases]]`` entry's server is ``staging``, the others' ``staging-<name>``; pass ``""`` for it.
+    """
 
     def during(run: str, child: subprocess.Popen[str]) -> None:
+        servers = {re.compile(rf"{run}-staging{f'-{d}' if d else ''}(?![\w-])"): d for d in databases}
         deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and child.poll() is None:
+        while servers and time.monotonic() < deadline and child.poll() is None:
             for proc in psutil.process_iter(["cmdline", "ppid"]):
-                with contextlib.suppress(psutil.Error):
-                    if f"{run}-staging-{database}" in " ".join(proc.info["cmdline"] or []):
+                with contextlib.suppress(psutil.Error, StopIteration):
+                    command = " ".join(proc.info["cmdline"] or [])
+                    for server in [pattern for pattern in servers if pattern.search(command)]:
                         worker = next(p for p in proc.parents() if p.ppid() == child.pid)
                         killed.append(worker.pid)
                         worker.kill()
-                        return
+                        del servers[server]
             time.sleep(0.05)
 
     return during
+
+
+def _drill_killing(tmp_path: Path, shop: dict[str, Any], *databases: str, args: tuple[str, ...] = ()) -> DrillRun:
+    """The shop's drill on two workers, each database's worker killed once its staging server runs."""
+    world = _backed_up(shop, tmp_path, _entries(shop["orders"], shop["catalog"]))
+    killed: list[int] = []
+    done = _drill(tmp_path, shop, world["sections"], "-n", "2", *args,
+                  during=_kill_the_worker_of(*databases, killed=killed))  # fmt: skip
+    assert len(killed) == len(databases), done.output[-4000:]
+    assert done.returncode == 1, done.output[-4000:]
+    return done
 
 
 def test_a_worker_killed_mid_drill_is_no_go_naming_its_database_and_leaves_nothing_behind(
     tmp_path: Path, shop: dict[str, Any]
 ) -> None:
     orders, catalog = shop["orders"], shop["catalog"]
-    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
-    killed: list[int] = []
-    done = _drill(tmp_path, shop, world["sections"], "-n", "2", during=_kill_the_worker_of(catalog, killed))
-    assert killed, done.output[-4000:]
-    assert done.returncode == 1, done.output[-4000:]
+    done = _drill_killing(tmp_path, shop, catalog)
     [record] = done.records()  # the controller still writes the one record
     assert record["verdict"]["decision"] == "NO-GO"
     lost = {scenario: message for scenario, (status, message) in _checks(record).items()
@@ -226,6 +239,26 @@ def test_a_worker_killed_mid_drill_is_no_go_naming_its_database_and_leaves_nothi
     statuses = _statuses(record)
     assert statuses[f"{ROW_COUNTS} (database {orders})"] == "passed"  # the other worker's database is whole
     assert statuses["Cut-over to production is decided only after staging verification"] == "failed"
+
+
+def test_every_worker_killed_without_restarts_still_leaves_a_no_go_record_naming_each_database(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    done = _drill_killing(tmp_path, shop, "", catalog, args=("--max-worker-restart", "0"))
+    records = done.records()
+    assert len(records) == 1, done.output[-4000:]  # no worker's share arrived: the controller still writes one
+    record = records[0]
+    assert record["verdict"]["decision"] == "NO-GO"
+    reasons = " ".join(record["verdict"]["reasons"])
+    assert f"(database {orders})" in reasons, record["verdict"]
+    assert f"(database {catalog})" in reasons, record["verdict"]
+    # Named as one process names them, from the features: no worker was left to say what they were.
+    statuses = _statuses(record)
+    for database in (orders, catalog):
+        assert statuses[f"The newest logical backup restores into isolated staging (database {database})"] == "failed"
+        assert statuses[f"{ROW_COUNTS} (database {database})"] == "skipped"
+    assert "drill verdict: NO-GO" in done.output
 
 
 def test_on_an_existing_staging_server_each_database_gets_a_database_of_its_own(
