@@ -30,7 +30,7 @@ import logging
 import re
 import secrets
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,12 @@ REPORTED_SETTINGS = (
 _SETTINGS = "SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.pg_settings WHERE name = ANY(%s) ORDER BY 1"
 _NAME_MAX = 63  # NAMEDATALEN - 1
 _STAMP = re.compile(r"^codeblack-drills staging (?P<kind>database|role): run=(?P<run>[A-Za-z0-9_]+) "
-                    r"name=(?P<name>[A-Za-z0-9_]+) host=(?P<host>\S+) created=(?P<created>\S+)$")  # fmt: skip
+                    r"name=(?P<name>[A-Za-z0-9_-]+) host=(?P<host>\S+) created=(?P<created>\S+)$")  # fmt: skip
+
+
+def _like(prefix: str) -> str:
+    """A LIKE pattern for names starting with ``prefix`` (its underscores literal)."""
+    return prefix.replace("_", "\\_") + "%"
 
 
 def database_name(run: str, name: str) -> str:
@@ -254,32 +259,45 @@ class StagingServer:
         return (f"PostgreSQL {self.version} at {self.address} (an existing server{into}); system identifier "
                 f"{self.system_identifier}, {identity}; settings: {settings}")  # fmt: skip
 
-    def leftovers(self) -> list[tuple[str, str]]:
+    def leftovers(self, *, ended: str = "") -> list[tuple[str, str]]:
         """The databases and roles killed runs of this machine left here, as (kind, name), databases first.
 
         Only a database or role whose comment is the drill's stamp for exactly its name, from this host, of a run
-        that no longer runs: an unstamped one, another machine's and a live run's are never listed.
+        that no longer runs: an unstamped one, another machine's and a live run's are never listed. One database
+        may lack its stamp: a run killed between ``CREATE DATABASE`` and its ``COMMENT`` (two statements: the
+        first cannot run in a transaction) left it, and it is listed when it has exactly the run's name and is
+        owned by the run's role, which was stamped in the transaction that created it. ``ended``: a run still
+        claimed whose every process that could hold a copy here is known to be down (the controller of a
+        distributed drill, once its workers are): its leftovers are listed too.
         """
-        alive, host = live_runs(), socket.gethostname()
-        found: list[tuple[str, str]] = []
+        alive, host = live_runs() - {ended}, socket.gethostname()
         with self.admin.connect(read_only=True) as conn:
-            for kind, query, prefix in (
-                ("database", "SELECT d.datname, pg_catalog.shobj_description(d.oid, 'pg_database') "
-                             "FROM pg_catalog.pg_database d WHERE d.datname LIKE %s", DATABASE_PREFIX),
-                ("role", "SELECT r.rolname, pg_catalog.shobj_description(r.oid, 'pg_authid') "
-                         "FROM pg_catalog.pg_roles r WHERE r.rolname LIKE %s", ROLE_PREFIX),
-            ):  # fmt: skip
-                for name, comment in conn.execute(query, (prefix.replace("_", "\\_") + "%",)).fetchall():
-                    stamp = Stamp.parse(comment)
-                    if stamp is None or stamp.kind != kind or stamp.object_name != name:
-                        continue
-                    if stamp.host == host and stamp.run not in alive:
-                        found.append((kind, name))
-        return found
+            roles = {
+                name: stamp
+                for name, comment in conn.execute(
+                    "SELECT r.rolname, pg_catalog.shobj_description(r.oid, 'pg_authid') FROM pg_catalog.pg_roles r "
+                    "WHERE r.rolname LIKE %s",
+                    (_like(ROLE_PREFIX),),
+                ).fetchall()
+                if (stamp := Stamp.parse(comment)) is not None and stamp.kind == "role" and stamp.object_name == name
+            }
+            databases = conn.execute(
+                "SELECT d.datname, pg_catalog.shobj_description(d.oid, 'pg_database'), "
+                "pg_catalog.pg_get_userbyid(d.datdba) FROM pg_catalog.pg_database d WHERE d.datname LIKE %s",
+                (_like(DATABASE_PREFIX),)).fetchall()  # fmt: skip
+        stamped: list[tuple[str, Stamp]] = []
+        for name, comment, owner in databases:
+            stamp = Stamp.parse(comment)
+            if stamp is None and owner in roles:
+                stamp = replace(roles[owner], kind="database")
+            if stamp is not None and stamp.kind == "database" and stamp.object_name == name:
+                stamped.append((name, stamp))
+        stamped += roles.items()
+        return [(stamp.kind, name) for name, stamp in stamped if stamp.host == host and stamp.run not in alive]
 
-    def sweep(self) -> list[str]:
+    def sweep(self, *, ended: str = "") -> list[str]:
         """Drop the :meth:`leftovers`; return them as ``"database <name>"`` and ``"role <name>"``."""
-        found = self.leftovers()
+        found = self.leftovers(ended=ended)
         if not found:
             return []
         with self.admin.connect() as conn:

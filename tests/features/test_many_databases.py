@@ -289,6 +289,44 @@ def _databases(server: PostgresServer) -> set[str]:
         return {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
 
 
+def _kill_the_workers_once_a_copy_is_on(server: PostgresServer, database: str, killed: list[int]) -> During:
+    """Once the run's staging database for ``database`` exists on ``server``, SIGKILL every xdist worker."""
+
+    def during(run: str, child: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and child.poll() is None:
+            if any(run in name and database in name for name in _databases(server)):
+                for worker in psutil.Process(child.pid).children():
+                    killed.append(worker.pid)
+                    worker.kill()
+                return
+            time.sleep(0.05)
+
+    return during
+
+
+def test_workers_killed_mid_restore_on_an_existing_staging_server_leave_no_database_there(
+    tmp_path: Path, shop: dict[str, Any]
+) -> None:
+    orders, catalog = shop["orders"], shop["catalog"]
+    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
+    server = existing_server("shop-staging-killed")
+    try:
+        before, killed = _databases(server), []
+        sections = {**world["sections"], "staging": {"provider": "server", "admin_dsn_env": ADMIN_ENV}}
+        done = run_drill(tmp_path, shop["target"], "", feature="features/", timeout=300,
+                         args=("-m", "restore_drill", "-n", "2", "--max-worker-restart", "0"),
+                         during=_kill_the_workers_once_a_copy_is_on(server, catalog, killed),
+                         env={"CODEBLACK_SIGNING_KEY": "", ADMIN_ENV: admin_dsn(server)}, **sections)  # fmt: skip
+        assert killed, done.output[-4000:]
+        assert done.returncode == 1, done.output[-4000:]
+        # Dropped by this run's controller once its workers were down, not left for the next run.
+        assert _databases(server) == before, done.output[-4000:]
+        assert leftovers(done.run) == []
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "two-workers"])
 def test_a_dump_short_of_a_row_in_one_database_is_no_go_naming_that_database(
     tmp_path: Path, shop: dict[str, Any], workers: tuple[str, ...]

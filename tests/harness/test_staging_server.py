@@ -277,10 +277,10 @@ def test_an_admin_that_cannot_create_roles_fails_in_one_line_and_leaves_nothing(
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(weak)))
 
 
-def _make(server: PostgresServer, kind: str, name: str, comment: str | None) -> None:
-    statement = "CREATE DATABASE {}" if kind == "database" else "CREATE ROLE {}"
+def _make(server: PostgresServer, kind: str, name: str, comment: str | None, owner: str = "postgres") -> None:
+    statement = "CREATE DATABASE {} OWNER {}" if kind == "database" else "CREATE ROLE {}"
     with server.connect() as conn:
-        conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
+        conn.execute(sql.SQL(statement).format(sql.Identifier(name), sql.Identifier(owner)))
         if comment is not None:
             on = sql.SQL("DATABASE" if kind == "database" else "ROLE")
             conn.execute(sql.SQL("COMMENT ON {} {} IS {}").format(on, sql.Identifier(name), sql.Literal(comment)))
@@ -296,29 +296,33 @@ def test_the_sweep_drops_only_stamped_leftovers_of_runs_of_this_host_that_ended(
     def stamp(kind: str, run: str, name: str, on_host: str = host) -> str:
         return Stamp(kind, run, name, on_host, "2026-01-01T00:00:00Z").text()
 
+    cut = "staging-catalog"  # a [[databases]] entry's copy; killed between CREATE DATABASE and its stamp
     made = [
-        ("database", database_name(dead, "left"), stamp("database", dead, "left")),  # dropped
         ("role", role_name(dead, "left"), stamp("role", dead, "left")),  # dropped
+        ("database", database_name(dead, "left"), stamp("database", dead, "left")),  # dropped
+        ("role", role_name(dead, cut), stamp("role", dead, cut)),  # dropped
+        ("database", database_name(dead, cut), None, role_name(dead, cut)),  # unstamped, the run's role's: dropped
         ("database", database_name(dead, "bare"), None),  # the pattern without the stamp: never
         ("database", database_name(dead, "moved"), stamp("database", dead, "other")),  # a stamp of another name
         ("database", database_name(dead, "far"), stamp("database", dead, "far", "elsewhere.example")),  # not ours
         ("database", database_name(live, "busy"), stamp("database", live, "busy")),  # a run that still runs
     ]
-    for kind, name, comment in made:
-        _make(staging_server, kind, name, comment)
+    for kind, name, comment, *by in made:
+        _make(staging_server, kind, name, comment, *by)
     config = drill_config.with_changes(staging={"provider": "server", "admin_dsn_env": ADMIN_ENV})
     try:
         dropped = StagingServer.from_config(config).sweep()
         databases, roles = catalog(staging_server)
     finally:
         owner.unlink()
-        for kind, name, _ in made:
+        for kind, name, *_ in sorted(made):  # databases before the roles that own them
             with staging_server.connect() as conn:
                 what = "DATABASE" if kind == "database" else "ROLE"
                 conn.execute(sql.SQL(f"DROP {what} IF EXISTS {{}}").format(sql.Identifier(name)))
-    assert dropped == [f"database {database_name(dead, 'left')}", f"role {role_name(dead, 'left')}"]
-    assert {name for _, name, _ in made[2:]} <= databases
-    assert role_name(dead, "left") not in roles
+    assert sorted(dropped) == sorted([f"database {database_name(dead, cut)}", f"database {database_name(dead, 'left')}",
+                                      f"role {role_name(dead, cut)}", f"role {role_name(dead, 'left')}"])  # fmt: skip
+    assert {name for _, name, *_ in made[4:]} <= databases
+    assert not {role_name(dead, "left"), role_name(dead, cut)} & roles
 
 
 def test_a_staging_dsn_that_is_not_one_fails_in_one_line_without_quoting_it(
