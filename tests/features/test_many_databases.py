@@ -261,17 +261,25 @@ def test_every_worker_killed_without_restarts_still_leaves_a_no_go_record_naming
     assert "drill verdict: NO-GO" in done.output
 
 
+def _drill_on_an_existing_server(
+    tmp_path: Path, shop: dict[str, Any], server: PostgresServer, *args: str, during: During | None = None
+) -> DrillRun:
+    """The shop's restore drill, its staging copies made on ``server`` (``[staging] provider = "server"``)."""
+    world = _backed_up(shop, tmp_path, _entries(shop["orders"], shop["catalog"]))
+    sections = {**world["sections"], "staging": {"provider": "server", "admin_dsn_env": ADMIN_ENV}}
+    env = {"CODEBLACK_SIGNING_KEY": "", ADMIN_ENV: admin_dsn(server)}
+    return run_drill(tmp_path, shop["target"], "", feature="features/", timeout=300, during=during,
+                     args=("-m", "restore_drill", *args), env=env, **sections)  # fmt: skip
+
+
 def test_on_an_existing_staging_server_each_database_gets_a_database_of_its_own(
     tmp_path: Path, shop: dict[str, Any]
 ) -> None:
     orders, catalog = shop["orders"], shop["catalog"]
-    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
     server = existing_server("shop-staging")
     try:
         before = _databases(server)
-        sections = {**world["sections"], "staging": {"provider": "server", "admin_dsn_env": ADMIN_ENV}}
-        done = run_drill(tmp_path, shop["target"], "", feature="features/", timeout=300, args=("-m", "restore_drill"),
-                         env={"CODEBLACK_SIGNING_KEY": "", ADMIN_ENV: admin_dsn(server)}, **sections)  # fmt: skip
+        done = _drill_on_an_existing_server(tmp_path, shop, server)
         assert done.returncode == 0, done.output[-4000:]
         [record] = done.records()
         assert record["verdict"]["decision"] == "GO", record["verdict"]
@@ -308,16 +316,11 @@ def _kill_the_workers_once_a_copy_is_on(server: PostgresServer, database: str, k
 def test_workers_killed_mid_restore_on_an_existing_staging_server_leave_no_database_there(
     tmp_path: Path, shop: dict[str, Any]
 ) -> None:
-    orders, catalog = shop["orders"], shop["catalog"]
-    world = _backed_up(shop, tmp_path, _entries(orders, catalog))
     server = existing_server("shop-staging-killed")
     try:
         before, killed = _databases(server), []
-        sections = {**world["sections"], "staging": {"provider": "server", "admin_dsn_env": ADMIN_ENV}}
-        done = run_drill(tmp_path, shop["target"], "", feature="features/", timeout=300,
-                         args=("-m", "restore_drill", "-n", "2", "--max-worker-restart", "0"),
-                         during=_kill_the_workers_once_a_copy_is_on(server, catalog, killed),
-                         env={"CODEBLACK_SIGNING_KEY": "", ADMIN_ENV: admin_dsn(server)}, **sections)  # fmt: skip
+        kill = _kill_the_workers_once_a_copy_is_on(server, shop["catalog"], killed)
+        done = _drill_on_an_existing_server(tmp_path, shop, server, "-n", "2", "--max-worker-restart", "0", during=kill)
         assert killed, done.output[-4000:]
         assert done.returncode == 1, done.output[-4000:]
         # Dropped by this run's controller once its workers were down, not left for the next run.
