@@ -49,6 +49,7 @@ from harness.services.s3 import LocalS3, MotoS3, S3Endpoint, S3Server  # noqa: E
 from harness.storage.catalogue import fetch_manifest, list_backups  # noqa: E402
 from harness.storage.download import WORKERS, download_object  # noqa: E402
 from sandbox.codeblack.revisions import alembic_config  # noqa: E402
+from sandbox.staging_server import admin_dsn, existing_server  # noqa: E402
 from sandbox.target import drill_env, toml_text, write_drill_toml  # noqa: E402
 from sandbox.world import World  # noqa: E402
 
@@ -659,8 +660,6 @@ def _existing_server() -> Iterator[str]:
 
     Yields its admin DSN, as an operator exports it for ``[staging] admin_dsn_env``.
     """
-    from tests.harness.test_staging_server import admin_dsn, existing_server
-
     server = existing_server("bench-existing")
     try:
         yield admin_dsn(server)

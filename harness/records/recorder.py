@@ -37,7 +37,7 @@ from harness.services.base import run_id
 from harness.storage.manifest import BackupManifest, TableStats
 from harness.storage.signing import ManifestTrust
 
-__all__ = ["DrillRecorder", "previous_of"]
+__all__ = ["DrillRecorder", "previous_of", "replaced_entry"]
 
 
 def _harness_version() -> str:
@@ -83,7 +83,7 @@ class _Kind(Protocol):
 _Named = TypeVar("_Named", bound=_Kind)
 
 
-def _replaced(entries: list[_Named], entry: _Named) -> list[_Named]:
+def replaced_entry(entries: list[_Named], entry: _Named) -> list[_Named]:
     """``entries`` with the one of ``entry``'s kind replaced in place, or ``entry`` appended."""
     if all(e.what != entry.what for e in entries):
         return [*entries, entry]
@@ -154,11 +154,11 @@ class DrillRecorder:
         """Name a backup the drill restored (``PostgreSQL dump``, ``Redis copy``, ``base backup``), once per kind."""
         entry = Restored(what=what, key=manifest.key, sha256=manifest.sha256, size=manifest.size,
                          taken_at=manifest.taken_at)  # fmt: skip
-        self.restored = _replaced(self.restored, entry)
+        self.restored = replaced_entry(self.restored, entry)
 
     def staging_server(self, server: StagingServer) -> None:
         """Name a throwaway server the drill restored into (once per kind), with its non-default settings."""
-        self.staging = _replaced(self.staging, server)
+        self.staging = replaced_entry(self.staging, server)
 
     def database_verified(self, database: str, at: datetime) -> None:
         """When ``database``'s copy was restored and counted: a drill spread over workers ends with the last one."""

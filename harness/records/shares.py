@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from harness.measure.cutover import cut_over_verdict
 from harness.records.record import RAN, Check
-from harness.records.recorder import DrillRecorder, _replaced
+from harness.records.recorder import DrillRecorder, replaced_entry
 
 __all__ = ["Shares", "dump_share", "load_share"]
 
@@ -86,7 +86,7 @@ class Shares:
             into.manifests_authenticated = share.manifests_authenticated
         into.database_rows.update(share.database_rows)
         for restored in share.restored:
-            into.restored = _replaced(into.restored, restored)
+            into.restored = replaced_entry(into.restored, restored)
         for server in share.staging:
             into.staging_server(server)
         for measure in share.measures:

@@ -215,7 +215,7 @@ def reachable(binaries: PostgresBinaries) -> PostgresBinaries:
     # copy keeps the install's two parent levels and any sibling ``*.libs`` directory.
     target = root / prefix.parent.name / prefix.name
     with locked(root.parent / f"{root.name}.lock"):
-        if not (target / "bin" / "postgres").exists():
+        if not (target / "bin" / _keyed_program(binaries)).exists():
             shutil.copytree(prefix, target, symlinks=True, dirs_exist_ok=True)
             for libs in prefix.parent.parent.glob("*.libs"):
                 shutil.copytree(libs, root / libs.name, symlinks=True, dirs_exist_ok=True)
@@ -227,9 +227,14 @@ def reachable(binaries: PostgresBinaries) -> PostgresBinaries:
     return PostgresBinaries(target / "bin", f"{binaries.source}, copied for the service user")
 
 
+def _keyed_program(binaries: PostgresBinaries) -> str:
+    """The program an installation is known by: ``postgres``, or a client-only one's ``pg_restore``."""
+    return "postgres" if (binaries.bin_dir / "postgres").exists() else "pg_restore"
+
+
 def _install_key(binaries: PostgresBinaries) -> str:
-    """``<version>-<hash of its postgres program>``: one cache entry per build, whichever checkout installed it."""
-    program = binaries.bin_dir / ("postgres" if (binaries.bin_dir / "postgres").exists() else "pg_restore")
+    """``<version>-<hash of its program>``: one cache entry per build, whichever checkout installed it."""
+    program = binaries.bin_dir / _keyed_program(binaries)
     return re.sub(r"[^A-Za-z0-9.]+", "-", f"{binaries.version}-{content_key(program)}")
 
 

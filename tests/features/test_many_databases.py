@@ -35,9 +35,10 @@ from harness.deployment import Deployment
 from harness.services.postgres import PostgresServer
 from harness.services.s3 import S3Server
 from harness.storage.catalogue import fetch_manifest, list_configured
+from sandbox.staging_server import admin_dsn, existing_server
 from sandbox.target import ENV, toml_text, write_drill_toml
 from tests.features.drill_run import DrillRun, During, leftovers, run_drill
-from tests.harness.test_staging_server import ADMIN_ENV, admin_dsn, existing_server
+from tests.harness.test_staging_server import ADMIN_ENV
 from tests.test_cli import PROGRAM
 
 pytestmark = pytest.mark.slow

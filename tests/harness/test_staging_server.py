@@ -19,7 +19,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psutil
 import psycopg
@@ -31,38 +30,16 @@ from harness.applicability import secret_keys
 from harness.config import DrillConfig
 from harness.errors import CheckFailed, ConfigError, HarnessError, UnsafeTargetError
 from harness.integrity import check_amcheck
-from harness.services.base import LABEL, give_to_service_user, label_dir, remove_dir, run_id, run_tool
+from harness.services.base import LABEL, run_id
 from harness.services.external import StagingServer, Stamp, database_name, role_name
-from harness.services.postgres import LocalPostgres, PostgresServer, ensure_throwaway, find_binaries
+from harness.services.postgres import LocalPostgres, PostgresServer, ensure_throwaway
 from harness.services.provider import Provider
+from sandbox.staging_server import admin_dsn, existing_server
 from tests.harness.test_restore import TAKEN_AT, Production, make_production
 from tests.ports import closed_port
 
 ADMIN_ENV = "DRILL_TEST_STAGING_ADMIN_DSN"
 PRODUCTION_ENV = "DRILL_TEST_PRODUCTION_DSN"
-
-
-def admin_dsn(server: LocalPostgres) -> str:
-    """The staging server's admin DSN as an operator exports it: a URL with the password in it."""
-    password = quote(server.passwords["postgres"], safe="")
-    return f"postgresql://postgres:{password}@{server.host}:{server.port}/postgres"
-
-
-def existing_server(name: str) -> LocalPostgres:
-    """A PostgreSQL the drill did not start for staging, of its own ``initdb``.
-
-    Not a copy of the harness's cached template: every such copy carries the template's system identifier, so
-    it would be refused as production (as a physical clone of production is).
-    """
-    binaries = find_binaries()
-    work = label_dir(f"initdb-{name}")
-    give_to_service_user(work)
-    try:
-        run_tool([binaries.tool("initdb"), "-D", work / "data", "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-                  "--locale=C", "--no-sync"], what=f"initdb of {name}", timeout=120, as_service_user=True)  # fmt: skip
-        return LocalPostgres.create(name, binaries=binaries, data_dir=work / "data", throwaway=False)
-    finally:
-        remove_dir(work)
 
 
 @pytest.fixture(scope="module")

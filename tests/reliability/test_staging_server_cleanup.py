@@ -24,9 +24,10 @@ from harness.services.base import RUN_ENV, wait_until
 from harness.services.external import Stamp, database_name, role_name
 from harness.services.sweeper import find_leftovers
 from sandbox.breakage import bulky_newest
+from sandbox.staging_server import admin_dsn, existing_server
 from sandbox.world import World
 from tests.features.drill_run import During, run_drill
-from tests.harness.test_staging_server import ADMIN_ENV, admin_dsn, catalog, existing_server
+from tests.harness.test_staging_server import ADMIN_ENV, catalog
 
 pytestmark = pytest.mark.slow
 
