@@ -32,10 +32,10 @@ __all__ = [
     "allure_cli",
     "attribution_properties",
     "history_runs",
-    "overrule_result",
     "render_html",
     "render_runs",
     "scrub_secrets",
+    "settle_result",
     "verdict_summary",
     "verdict_title",
     "write_environment",
@@ -215,21 +215,25 @@ def write_not_applicable(results_dir: Path, record: DrillRecord) -> list[Path]:
     return written
 
 
-def overrule_result(directory: Path, scenario: str, message: str, *, since: float = 0.0) -> list[Path]:
-    """Mark a scenario's passed result under ``directory`` failed with ``message``; returns the files changed.
+def settle_result(directory: Path, scenario: str, status: str, message: str, *, since: float = 0.0) -> list[Path]:
+    """Give a scenario's result the ``status`` decided after it ran; returns the files changed.
 
-    With pytest-xdist a worker judges cut-over on its own share of the databases and writes its result; the
-    controller judges it again on every worker's measures, and when that is NO-GO the report must say so too,
-    not show the worker's pass beside a NO-GO record. ``since`` skips earlier sessions' files.
+    With pytest-xdist a worker judges cut-over on its own share of the databases only: it fails it when that
+    share is NO-GO, and otherwise leaves it (skipped) to the controller, which decides it on every worker's
+    checks and measures. The report must show that decision, not the worker's skip or pass beside the
+    record's verdict. Only a result the worker passed or skipped is changed; ``since`` skips earlier sessions'.
     """
     changed = []
     for path in sorted(p for p in directory.glob("*-result.json") if p.stat().st_mtime >= since):
         result = json.loads(path.read_text(encoding="utf-8"))
-        if result.get("name") != scenario or result.get("status") != "passed":
+        if result.get("name") != scenario or result.get("status") not in ("passed", "skipped"):
             continue
-        result["status"], result["statusDetails"] = "failed", {"message": message}
-        if result.get("steps"):  # the step that judged cut-over, so the scenario page shows where it failed
-            result["steps"][-1].update(status="failed", statusDetails={"message": message})
+        details = {"statusDetails": {"message": message}} if status == "failed" else {}
+        result.pop("statusDetails", None)
+        result.update(status=status, **details)
+        if result.get("steps"):  # the step that judged cut-over, so the scenario page shows where it was decided
+            result["steps"][-1].pop("statusDetails", None)
+            result["steps"][-1].update(status=status, **details)
         path.write_text(json.dumps(result), encoding="utf-8")
         changed.append(path)
     return changed

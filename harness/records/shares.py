@@ -6,7 +6,8 @@ process merges the shares into one recorder, from which it builds the one record
 single process does. Three things only the merge can decide: a worker that crashed took its evidence with it,
 so its scenarios are failed, never counted as passed; the recovery ends with the last database verified on
 any worker, so RTO is the slowest worker's (their clocks start at the same incident); and cut-over, which a
-worker judged on its own share, is judged again on every worker's checks and measures.
+worker judged on its own share only (and left to the merge when that share was GO), is decided on every worker's
+checks and measures.
 """
 
 from __future__ import annotations
@@ -112,11 +113,13 @@ class Shares:
         if worker not in self.workers:
             self.crashed.setdefault(worker, why)
 
-    def settle(self, incident: datetime, objectives: Sequence[str]) -> bool:
+    def settle(self, incident: datetime, objectives: Sequence[str]) -> str | None:
         """Once every worker is down: fail what crashed workers held, end RTO with the last database verified.
 
-        Then judge cut-over again on every worker's checks and measures (``objectives``: every database's RPO
-        and the RTO). Returns whether that turned a worker's GO into a NO-GO.
+        Then decide cut-over on every worker's checks and measures (``objectives``: every database's RPO and the
+        RTO): a worker only judged its own share, and left the decision here when that share was GO. Returns
+        the status this gave the cut-over scenario (``"passed"`` or ``"failed"``), ``None`` when it is as the
+        worker left it (failed on its own share, or not run).
         """
         for nodeid, worker in self.crash_items.items():  # failed, even if a replacement worker ran it again
             self._fail(
@@ -129,19 +132,22 @@ class Shares:
         self._slowest_recovery(incident)
         return self._cut_over(objectives)
 
-    def _cut_over(self, objectives: Sequence[str]) -> bool:
-        """The cut-over scenario's outcome on every share; a worker judged it on its own share only."""
+    def _cut_over(self, objectives: Sequence[str]) -> str | None:
+        """The cut-over scenario's outcome on every share, where its worker passed it or left it to the merge."""
         checks = self.recorder.checks
         judged = checks.get(self.recorder.cut_over)
-        if judged is None or judged.status != "passed":
-            return False
+        if judged is None or judged.status not in ("passed", "skipped"):
+            return None
         others = [check for nodeid, check in checks.items() if nodeid != self.recorder.cut_over]
         verdict = cut_over_verdict(others, self.recorder.measures, objectives=objectives)
         if verdict.decision == "GO":
-            return False
-        failed = {"status": "failed", "kind": "check", "message": "NO-GO: " + "; ".join(verdict.reasons)}
-        checks[self.recorder.cut_over] = judged.model_copy(update=failed)
-        return True
+            decided = {"status": "passed", "kind": "check", "message": ""}
+        else:
+            decided = {"status": "failed", "kind": "check", "message": "NO-GO: " + "; ".join(verdict.reasons)}
+        if judged.status == decided["status"]:
+            return None
+        checks[self.recorder.cut_over] = judged.model_copy(update=decided)
+        return decided["status"]
 
     def _fail(self, nodeid: str, message: str) -> None:
         check = self.recorder.checks.get(nodeid, Check(scenario=nodeid, feature="", status="skipped"))

@@ -22,11 +22,11 @@ def _collected() -> dict[str, Check]:
             "rows[catalog]": _check("Row counts (database catalog)"), CUT_OVER: _check("Cut-over")}  # fmt: skip
 
 
-def _orders_worker() -> DrillRecorder:
-    """The first database's worker: its rows, its RPO, RTO, and cut-over judged on its own share."""
+def _orders_worker(cut_over: str = "skipped") -> DrillRecorder:
+    """The first database's worker: its rows, its RPO, RTO, and cut-over left to the merge (its share was GO)."""
     share = DrillRecorder(checks=_collected())
     share.checks["rows[orders]"] = _check("Row counts (database orders)", "passed")
-    share.checks[CUT_OVER] = _check("Cut-over", "passed")
+    share.checks[CUT_OVER] = _check("Cut-over", cut_over)
     share.cut_over = CUT_OVER
     share.measure("RPO orders", 1.0, 6, "h")
     share.measure("RTO", 2.0, 60, "min", "stopped at every restored database verified")
@@ -53,7 +53,7 @@ def _merged(*shares: tuple[DrillRecorder, str]) -> Shares:
 
 def test_shares_merge_into_one_recorder_with_every_databases_checks_and_the_slowest_rto() -> None:
     merged = _merged((_orders_worker(), "gw0"), (_catalog_worker(), "gw1"))
-    assert merged.settle(INCIDENT, OBJECTIVES) is False
+    assert merged.settle(INCIDENT, OBJECTIVES) == "passed"  # decided here: the worker's share alone was GO
     recorder = merged.recorder
     assert {nodeid: check.status for nodeid, check in recorder.checks.items()} == {
         "rows[orders]": "passed", "rows[catalog]": "passed", CUT_OVER: "passed"}  # fmt: skip
@@ -68,9 +68,20 @@ def test_shares_merge_into_one_recorder_with_every_databases_checks_and_the_slow
 
 def test_cut_over_judged_go_on_one_share_is_no_go_on_every_share() -> None:
     merged = _merged((_orders_worker(), "gw0"), (_catalog_worker(rpo=7.5), "gw1"))
-    assert merged.settle(INCIDENT, OBJECTIVES) is True
+    assert merged.settle(INCIDENT, OBJECTIVES) == "failed"
     cut_over = merged.recorder.checks[CUT_OVER]
     assert (cut_over.status, cut_over.message) == ("failed", "NO-GO: RPO catalog 7.5 h exceeds objective 6 h")
+
+
+def test_cut_over_a_worker_failed_on_its_own_share_stays_failed_and_one_not_run_is_not_decided() -> None:
+    failed = _merged((_orders_worker(cut_over="failed"), "gw0"), (_catalog_worker(), "gw1"))
+    assert failed.settle(INCIDENT, OBJECTIVES) is None
+    assert failed.recorder.checks[CUT_OVER].status == "failed"
+    unrun = _orders_worker()
+    unrun.cut_over = ""  # its step never ran (deselected, interrupted): nothing to decide
+    merged = _merged((unrun, "gw0"), (_catalog_worker(), "gw1"))
+    assert merged.settle(INCIDENT, OBJECTIVES) is None
+    assert merged.recorder.checks[CUT_OVER].status == "skipped"
 
 
 def test_a_crashed_workers_scenario_fails_naming_it_even_when_its_replacement_ran_it_again() -> None:
@@ -100,5 +111,5 @@ def test_a_worker_interrupted_after_handing_its_share_in_lost_nothing() -> None:
     merged.ran_on.update({"rows[orders]": "gw0", "rows[catalog]": "gw1"})
     merged.lost("gw1", "keyboard-interrupt")
     assert merged.crashed == {}
-    assert merged.settle(INCIDENT, OBJECTIVES) is False
+    assert merged.settle(INCIDENT, OBJECTIVES) == "passed"
     assert merged.recorder.checks["rows[catalog]"].status == "passed"
