@@ -7,7 +7,7 @@ copy of the installation (27 MB) and a template (37 MB) of its own, never reused
 so one copy serves every checkout of the same build, and another build of the same version gets its own.
 
 Every use takes the entry's lock, which stamps the lock file with the time of use; an entry not used for
-:data:`STALE_AFTER_DAYS` is removed by the next use of its cache (a monthly drill keeps its own alive). A
+:data:`STALE_AFTER_DAYS` is removed by the next process that uses its cache (a monthly drill keeps its own alive). A
 lock held by another process keeps its entry; the lock files themselves stay (empty), so that two processes
 never build one entry under two locks.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from harness.services.base import LABEL
 
-__all__ = ["STALE_AFTER_DAYS", "cache_dir", "content_key", "locked", "prune_stale"]
+__all__ = ["STALE_AFTER_DAYS", "cache_dir", "content_key", "locked", "prune_once", "prune_stale"]
 
 log = logging.getLogger("harness.services")
 
@@ -87,3 +87,12 @@ def prune_stale(root: Path, prefix: str, *, max_age_days: float = STALE_AFTER_DA
         log.info("removed %s: not used for %g days", entry, max_age_days)
         removed.append(entry)
     return removed
+
+
+@functools.cache
+def prune_once(root: Path, prefix: str) -> None:
+    """:func:`prune_stale` once per process and cache.
+
+    Entries age in days, and every throwaway server's start uses the template, on a restore's critical path.
+    """
+    prune_stale(root, prefix)

@@ -62,7 +62,7 @@ from harness.services.base import (
     service_user,
     start_on_a_free_port,
 )
-from harness.services.cache import cache_dir, content_key, locked, prune_stale
+from harness.services.cache import cache_dir, content_key, locked, prune_once
 
 __all__ = [
     "OWNER_ROLE",
@@ -222,7 +222,7 @@ def reachable(binaries: PostgresBinaries) -> PostgresBinaries:
             for dirpath, _dirs, _files in os.walk(root):
                 os.chmod(dirpath, 0o755)
             root.parent.chmod(0o755)
-    prune_stale(root.parent, "pginstall-")
+    prune_once(root.parent, "pginstall-")
     log.info("copied PostgreSQL binaries to %s so the unprivileged service user can run them", target)
     return PostgresBinaries(target / "bin", f"{binaries.source}, copied for the service user")
 
@@ -316,7 +316,7 @@ def _template(binaries: PostgresBinaries) -> Path:
     with locked(template.with_name(f"{template.name}.lock")):
         if not (template / "PG_VERSION").exists():
             _initdb_template(binaries, template)
-    prune_stale(root, "pgdata-")
+    prune_once(root, "pgdata-")
     return template
 
 
